@@ -1,0 +1,57 @@
+# Ordo: `make run-engine` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Caches live outside the checkout, so a fresh clone reuses them.
+export ORDO_CACHE ?= $(HOME)/.cache/ordo
+export CARGO_TARGET_DIR ?= $(ORDO_CACHE)/target
+# Local endpoints and credentials, unless the environment already says otherwise.
+export AWS_ACCESS_KEY_ID ?= test
+export AWS_SECRET_ACCESS_KEY ?= test
+export AWS_REGION ?= us-east-1
+export AWS_DEFAULT_REGION ?= $(AWS_REGION)
+export AWS_ENDPOINT_URL ?= http://127.0.0.1:4566
+export KAFKA_BROKERS ?= 127.0.0.1:9092
+export PATH := $(ORDO_CACHE)/venv/bin:$(PATH)
+
+PLUGINS := patient-profile-lww
+PLUGIN_DIR := plugins/build
+
+.PHONY: help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+local-dev-stack: ## Start Kafka and DynamoDB locally (Docker when it answers, else native), installing once.
+	@devstack/stack.sh start
+
+stop-dev-stack: ## Stop the local stack.
+	@devstack/stack.sh stop
+
+dev-stack-status: ## Say whether Kafka and DynamoDB answer.
+	@devstack/stack.sh status
+
+wasm-target: ## Add the wasm32-wasip2 target when missing.
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+plugins: wasm-target ## Build every plugin into plugins/build/.
+	@mkdir -p $(PLUGIN_DIR)
+	cargo build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
+	@for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/wasm32-wasip2/release/$${p//-/_}.wasm" $(PLUGIN_DIR)/; done
+	@ls -l $(PLUGIN_DIR)
+
+build: plugins ## Build the engine and the plugins.
+	cargo build -p ordo
+
+run-engine: local-dev-stack build ## Start the stack if needed, build, and run the engine in the foreground.
+	cargo run -p ordo -- --config pipelines.toml
+
+test: local-dev-stack plugins ## Start the stack if needed, build, and run every test.
+	cargo test --workspace --no-fail-fast
+
+lint: ## rustfmt and clippy, warnings as errors.
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code.
+	cargo fmt --all

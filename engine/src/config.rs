@@ -1,0 +1,337 @@
+//! `pipelines.toml` → typed, checked pipeline definitions.
+//!
+//! A pipeline says *what* flows: its HTTP route, Kafka topic, key and version fields,
+//! DynamoDB table and policy plugin. *How* the process runs (listen address, brokers,
+//! AWS endpoint) comes from flags and the environment, not from this file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Partitions a topic gets when the pipeline does not say.
+pub const DEFAULT_PARTITIONS: i32 = 6;
+/// Replicas a topic gets when the pipeline does not say: one, for a single local broker.
+pub const DEFAULT_REPLICATION_FACTOR: i32 = 1;
+
+/// Errors reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file named.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown keys; the message names the line and the key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file named, or `<string>`.
+        path: PathBuf,
+        /// toml's message, with line, column and the offending key.
+        message: String,
+    },
+    /// A value is wrong; names the pipeline and the field.
+    #[error("pipeline `{pipeline}`: `{field}` {problem}")]
+    Invalid {
+        /// The pipeline at fault.
+        pipeline: String,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The file declares no pipeline.
+    #[error("{0}: no pipeline is declared (add a [pipelines.<name>] table)")]
+    Empty(PathBuf),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    /// Pipelines by name; a BTreeMap so start-up order is stable.
+    #[serde(default)]
+    pipelines: BTreeMap<String, PipelineFile>,
+}
+
+/// One `[pipelines.<name>]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    /// HTTP route that ingests events, e.g. `/patientprofile`.
+    route: String,
+    /// Kafka topic the events travel on.
+    topic: String,
+    /// Top-level JSON field whose value is the Kafka key and the table's partition key.
+    key_field: String,
+    /// Top-level JSON field that orders updates; stamped at ingest when absent.
+    version_field: String,
+    /// DynamoDB table holding the replica.
+    table: String,
+    /// Policy plugin (a WebAssembly component), relative to this file's folder.
+    plugin: PathBuf,
+    /// Partitions of the topic when Ordo creates it.
+    #[serde(default = "default_partitions")]
+    partitions: i32,
+    /// Replication factor of the topic when Ordo creates it.
+    #[serde(default = "default_replication_factor")]
+    replication_factor: i32,
+    /// Consumer group; defaults to `ordo.<pipeline name>`.
+    consumer_group: Option<String>,
+    /// Dead-letter topic; defaults to `<topic>.dlq`.
+    dead_letter_topic: Option<String>,
+}
+
+fn default_partitions() -> i32 {
+    DEFAULT_PARTITIONS
+}
+
+fn default_replication_factor() -> i32 {
+    DEFAULT_REPLICATION_FACTOR
+}
+
+/// A checked pipeline, ready to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    /// The pipeline's name, used in logs, metrics and default names.
+    pub name: String,
+    /// HTTP route that ingests events; starts with `/`.
+    pub route: String,
+    /// Kafka topic of the events.
+    pub topic: String,
+    /// JSON field carrying the key.
+    pub key_field: String,
+    /// JSON field carrying the version.
+    pub version_field: String,
+    /// DynamoDB table of the replica.
+    pub table: String,
+    /// Absolute (or config-relative resolved) path of the plugin file.
+    pub plugin: PathBuf,
+    /// Partitions of the topic when created.
+    pub partitions: i32,
+    /// Replication factor of the topic when created.
+    pub replication_factor: i32,
+    /// Consumer group id.
+    pub consumer_group: String,
+    /// Dead-letter topic for events that cannot be applied.
+    pub dead_letter_topic: String,
+}
+
+/// Reads and checks `path`; plugin paths are resolved against its folder.
+pub fn from_file(path: &Path) -> Result<Vec<Pipeline>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    from_str(&text, base).map_err(|e| match e {
+        ConfigError::Parse { message, .. } => ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        },
+        ConfigError::Empty(_) => ConfigError::Empty(path.to_path_buf()),
+        other => other,
+    })
+}
+
+/// Parses and checks TOML text; relative plugin paths are joined to `base`.
+pub fn from_str(text: &str, base: &Path) -> Result<Vec<Pipeline>, ConfigError> {
+    let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: PathBuf::from("<string>"),
+        message: e.to_string(),
+    })?;
+    if file.pipelines.is_empty() {
+        return Err(ConfigError::Empty(PathBuf::from("<string>")));
+    }
+    let pipelines = file
+        .pipelines
+        .into_iter()
+        .map(|(name, p)| build(name, p, base))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_unique(&pipelines)?;
+    Ok(pipelines)
+}
+
+fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, ConfigError> {
+    let invalid = |field, problem: &str| ConfigError::Invalid {
+        pipeline: name.clone(),
+        field,
+        problem: problem.to_string(),
+    };
+    if !p.route.starts_with('/') || p.route.len() < 2 || p.route.contains(['{', '}', ' ']) {
+        return Err(invalid("route", "must be a path such as /patientprofile"));
+    }
+    for (field, value) in [
+        ("topic", &p.topic),
+        ("key_field", &p.key_field),
+        ("version_field", &p.version_field),
+        ("table", &p.table),
+    ] {
+        if value.trim().is_empty() {
+            return Err(invalid(field, "must not be empty"));
+        }
+    }
+    if p.key_field == p.version_field {
+        return Err(invalid("version_field", "must differ from key_field"));
+    }
+    if p.partitions < 1 {
+        return Err(invalid("partitions", "must be at least 1"));
+    }
+    if p.replication_factor < 1 {
+        return Err(invalid("replication_factor", "must be at least 1"));
+    }
+    let consumer_group = p.consumer_group.unwrap_or_else(|| format!("ordo.{name}"));
+    let dead_letter_topic = p
+        .dead_letter_topic
+        .unwrap_or_else(|| format!("{}.dlq", p.topic));
+    if dead_letter_topic == p.topic {
+        return Err(invalid("dead_letter_topic", "must differ from topic"));
+    }
+    Ok(Pipeline {
+        plugin: base.join(&p.plugin),
+        name,
+        route: p.route,
+        topic: p.topic,
+        key_field: p.key_field,
+        version_field: p.version_field,
+        table: p.table,
+        partitions: p.partitions,
+        replication_factor: p.replication_factor,
+        consumer_group,
+        dead_letter_topic,
+    })
+}
+
+fn check_unique(pipelines: &[Pipeline]) -> Result<(), ConfigError> {
+    for (i, a) in pipelines.iter().enumerate() {
+        for b in &pipelines[..i] {
+            let clash = if a.route == b.route {
+                Some(("route", &a.route))
+            } else if a.topic == b.topic {
+                Some(("topic", &a.topic))
+            } else if a.table == b.table {
+                Some(("table", &a.table))
+            } else {
+                None
+            };
+            if let Some((field, value)) = clash {
+                return Err(ConfigError::Invalid {
+                    pipeline: a.name.clone(),
+                    field,
+                    problem: format!("`{value}` is already used by pipeline `{}`", b.name),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[pipelines.patient-profile]
+route = "/patientprofile"
+topic = "patient.profile.updated"
+key_field = "PatientId"
+version_field = "UpdatedAt"
+table = "patient-profile"
+plugin = "plugins/build/patient_profile_lww.wasm"
+"#;
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let p = from_str(MINIMAL, Path::new("/etc/ordo")).expect("valid config");
+        assert_eq!(p.len(), 1);
+        let p = &p[0];
+        assert_eq!(p.name, "patient-profile");
+        assert_eq!(p.partitions, DEFAULT_PARTITIONS);
+        assert_eq!(p.consumer_group, "ordo.patient-profile");
+        assert_eq!(p.dead_letter_topic, "patient.profile.updated.dlq");
+        assert_eq!(
+            p.plugin,
+            PathBuf::from("/etc/ordo/plugins/build/patient_profile_lww.wasm")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = format!("{MINIMAL}partitons = 3\n");
+        let err = from_str(&text, Path::new(".")).expect_err("typo must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("partitons"), "{msg}");
+        assert!(msg.contains("line 10"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_named() {
+        let text = format!("pipeline = 1\n{MINIMAL}");
+        let msg = from_str(&text, Path::new("."))
+            .expect_err("must fail")
+            .to_string();
+        assert!(msg.contains("pipeline") && msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_pipeline_and_field() {
+        let cases = [
+            (
+                "route = \"/patientprofile\"",
+                "route = \"patientprofile\"",
+                "route",
+            ),
+            ("table = \"patient-profile\"", "table = \" \"", "table"),
+            (
+                "version_field = \"UpdatedAt\"",
+                "version_field = \"PatientId\"",
+                "version_field",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let text = MINIMAL.replace(from, to);
+            let msg = from_str(&text, Path::new(".")).expect_err(to).to_string();
+            assert!(
+                msg.contains("`patient-profile`") && msg.contains(&format!("`{field}`")),
+                "{msg}"
+            );
+        }
+        let text = format!("{MINIMAL}partitions = 0\n");
+        let msg = from_str(&text, Path::new(".")).expect_err("0").to_string();
+        assert!(msg.contains("`partitions`"), "{msg}");
+    }
+
+    #[test]
+    fn shared_topic_is_refused() {
+        let second = MINIMAL
+            .replace("patient-profile]", "other]")
+            .replace("/patientprofile", "/other")
+            .replace("table = \"patient-profile\"", "table = \"other\"");
+        let msg = from_str(&format!("{MINIMAL}{second}"), Path::new("."))
+            .expect_err("shared topic")
+            .to_string();
+        assert!(
+            msg.contains("`topic`") && msg.contains("patient.profile.updated"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        assert!(matches!(
+            from_str("", Path::new(".")),
+            Err(ConfigError::Empty(_))
+        ));
+    }
+
+    #[test]
+    fn repository_pipelines_toml_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines.toml");
+        let p = from_file(&path).expect("the shipped pipelines.toml is valid");
+        assert_eq!(p[0].route, "/patientprofile");
+        assert_eq!(p[0].table, "patient-profile");
+    }
+}

@@ -1,0 +1,186 @@
+//! The OpenAPI document: poem-openapi's for the fixed endpoints, plus one operation per
+//! pipeline built from `pipelines.toml` and the schema its plugin exports.
+
+use poem::http::StatusCode;
+use serde_json::{json, Map, Value};
+
+/// What the document needs to know about one pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineDoc {
+    /// The pipeline's name, used as the operation's tag.
+    pub name: String,
+    /// Its HTTP route.
+    pub route: String,
+    /// Its topic, for the description.
+    pub topic: String,
+    /// Its key field, for the description.
+    pub key_field: String,
+    /// Its version field, for the description.
+    pub version_field: String,
+    /// The plugin's JSON Schema of a body (or `{}` when it exported none that parses).
+    pub schema: Value,
+}
+
+/// The seed's body, shown as the example of the patient profile route.
+fn example(doc: &PipelineDoc) -> Value {
+    let mut example = Map::new();
+    if let Some(Value::Object(props)) = doc.schema.get("properties") {
+        for (name, prop) in props {
+            if name == &doc.version_field {
+                continue; // stamped at receipt when absent: leave it out of the example
+            }
+            if let Some(e) = prop.get("example") {
+                example.insert(name.clone(), e.clone());
+            }
+        }
+    }
+    Value::Object(example)
+}
+
+fn problem_response(status: StatusCode, when: &str) -> (String, Value) {
+    (
+        status.as_u16().to_string(),
+        json!({
+            "description": when,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        }),
+    )
+}
+
+fn operation(doc: &PipelineDoc) -> Value {
+    let mut responses = Map::new();
+    responses.insert(
+        "202".into(),
+        json!({
+            "description": "The broker acknowledged the event; the replica will reflect it.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}
+        }),
+    );
+    for (status, when) in [
+        (
+            StatusCode::BAD_REQUEST,
+            "The body is not valid JSON (the answer gives line and column).",
+        ),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The body is larger than the limit.",
+        ),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type is not application/json.",
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The event fails validation; `field` names the field.",
+        ),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The broker did not acknowledge; nothing was stored, retry.",
+        ),
+    ] {
+        let (code, response) = problem_response(status, when);
+        responses.insert(code, response);
+    }
+    json!({
+        "post": {
+            "tags": [doc.name],
+            "summary": format!("Publish a `{}` event", doc.name),
+            "description": format!(
+                "Validates the body with the pipeline's plugin, stamps `{}` with the receipt time when absent, \
+                 and produces it to `{}` keyed by `{}`. Answers 202 once the broker acknowledged.",
+                doc.version_field, doc.topic, doc.key_field
+            ),
+            "operationId": format!("ingest_{}", doc.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
+            "requestBody": {
+                "required": true,
+                "content": {"application/json": {"schema": doc.schema, "example": example(doc)}}
+            },
+            "responses": responses
+        }
+    })
+}
+
+/// Adds every pipeline's operation and the shared schemas to `spec` (poem-openapi's JSON).
+pub fn with_pipelines(mut spec: Value, pipelines: &[PipelineDoc]) -> Value {
+    let paths = spec
+        .as_object_mut()
+        .map(|o| o.entry("paths").or_insert_with(|| json!({})));
+    if let Some(Value::Object(paths)) = paths {
+        for doc in pipelines {
+            paths.insert(doc.route.clone(), operation(doc));
+        }
+    }
+    let schemas = spec.as_object_mut().map(|o| {
+        o.entry("components")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|c| c.entry("schemas").or_insert_with(|| json!({})))
+    });
+    if let Some(Some(Value::Object(schemas))) = schemas {
+        schemas.insert(
+            "Accepted".into(),
+            json!({
+                "type": "object",
+                "required": ["pipeline", "key", "partition", "offset", "updatedAt"],
+                "properties": {
+                    "pipeline": {"type": "string"},
+                    "key": {"type": "string"},
+                    "partition": {"type": "integer", "format": "int32"},
+                    "offset": {"type": "integer", "format": "int64"},
+                    "updatedAt": {"description": "The version field as produced."}
+                }
+            }),
+        );
+        schemas.insert(
+            "Problem".into(),
+            json!({
+                "type": "object",
+                "description": "RFC 9457 problem details.",
+                "required": ["status", "title", "detail"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "title": {"type": "string"},
+                    "detail": {"type": "string"},
+                    "field": {"type": "string", "description": "The body field at fault."},
+                    "line": {"type": "integer"},
+                    "column": {"type": "integer"}
+                }
+            }),
+        );
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_operation_is_added_with_schema_and_example() {
+        let doc = PipelineDoc {
+            name: "patient-profile".into(),
+            route: "/patientprofile".into(),
+            topic: "t".into(),
+            key_field: "PatientId".into(),
+            version_field: "UpdatedAt".into(),
+            schema: json!({"type": "object", "properties": {
+                "PatientId": {"type": "string", "example": "1"},
+                "UpdatedAt": {"type": "string", "example": "x"}
+            }}),
+        };
+        let spec = with_pipelines(
+            json!({"openapi": "3.0.0", "paths": {"/healthz": {}}}),
+            &[doc],
+        );
+        let post = &spec["paths"]["/patientprofile"]["post"];
+        assert_eq!(
+            post["requestBody"]["content"]["application/json"]["example"],
+            json!({"PatientId": "1"})
+        );
+        for code in ["202", "400", "413", "415", "422", "503"] {
+            assert!(post["responses"].get(code).is_some(), "{code}");
+        }
+        assert!(spec["paths"].get("/healthz").is_some());
+        assert!(spec["components"]["schemas"].get("Problem").is_some());
+    }
+}

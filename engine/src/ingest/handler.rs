@@ -1,0 +1,203 @@
+//! The ingest endpoint of one pipeline: `POST {route}`.
+//!
+//! Checks the body, stamps the version field when absent, asks the plugin to validate, then
+//! produces the event keyed by its key field and answers 202 only after the broker's ack.
+
+use std::sync::Arc;
+
+use poem::error::ReadBodyError;
+use poem::http::{header, StatusCode};
+use poem::{Request, Response};
+use serde::Serialize;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tracing::warn;
+
+use super::problem::Problem;
+use crate::bus::Publisher;
+use crate::plugin::Policy;
+
+/// Largest body accepted, in bytes.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// Everything `POST {route}` needs.
+pub struct Ingest<P> {
+    /// The pipeline's name, echoed in answers.
+    pub pipeline: String,
+    /// Topic produced to.
+    pub topic: String,
+    /// JSON field that is the Kafka key.
+    pub key_field: String,
+    /// JSON field stamped with the receipt time when absent.
+    pub version_field: String,
+    /// The pipeline's plugin, for validation.
+    pub policy: Arc<dyn Policy>,
+    /// The producer.
+    pub publisher: Arc<P>,
+    /// Largest body accepted.
+    pub body_limit: usize,
+}
+
+/// The 202 answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Accepted<'a> {
+    /// The pipeline that took the event.
+    pipeline: &'a str,
+    /// The event's key.
+    key: &'a str,
+    /// The partition it was written to.
+    partition: i32,
+    /// Its offset there.
+    offset: i64,
+    /// The version field's value as produced (stamped or the client's).
+    updated_at: &'a Value,
+}
+
+impl<P: Publisher> Ingest<P> {
+    /// Handles one request.
+    pub async fn handle(&self, mut request: Request) -> Response {
+        match self.accept(&mut request).await {
+            Ok(response) | Err(response) => response,
+        }
+    }
+
+    async fn accept(&self, request: &mut Request) -> Result<Response, Response> {
+        check_content_type(request)?;
+        let body = request
+            .take_body()
+            .into_bytes_limit(self.body_limit)
+            .await
+            .map_err(|e| self.read_error(e))?;
+        let value: Value = serde_json::from_slice(&body).map_err(|e| {
+            let mut p = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "Malformed JSON",
+                format!("the body is not valid JSON: {e}"),
+            );
+            p.line = Some(e.line());
+            p.column = Some(e.column());
+            p.into_response()
+        })?;
+        let Value::Object(mut record) = value else {
+            return Err(unprocessable("", "the body must be a JSON object"));
+        };
+        if !record.contains_key(&self.version_field) {
+            let now = OffsetDateTime::now_utc().format(&Rfc3339).map_err(|e| {
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Clock error",
+                    e.to_string(),
+                )
+                .into_response()
+            })?;
+            record.insert(self.version_field.clone(), Value::String(now));
+        }
+        let key = match record.get(&self.key_field) {
+            Some(Value::String(k)) if !k.is_empty() => k.clone(),
+            Some(_) => return Err(unprocessable(&self.key_field, "must be a non-empty string")),
+            None => return Err(unprocessable(&self.key_field, "is required")),
+        };
+        let updated_at = record
+            .get(&self.version_field)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let text = Value::Object(record).to_string();
+        match self.policy.validate(&text) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let detail = if e.field.is_empty() {
+                    e.message
+                } else {
+                    format!("`{}` {}", e.field, e.message)
+                };
+                return Err(unprocessable(&e.field, &detail));
+            }
+            Err(e) => {
+                warn!(pipeline = %self.pipeline, error = %e, "Plugin failed during validation.");
+                return Err(Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Plugin failed",
+                    e.to_string(),
+                )
+                .into_response());
+            }
+        }
+        let delivery = self
+            .publisher
+            .publish(&self.topic, &key, text.as_bytes(), &[])
+            .await
+            .map_err(|e| {
+                warn!(pipeline = %self.pipeline, error = %e, "Event not acknowledged by the broker.");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable", format!("{e}; nothing was stored, retry later"))
+                    .retry_after(1)
+                    .into_response()
+            })?;
+        let accepted = Accepted {
+            pipeline: &self.pipeline,
+            key: &key,
+            partition: delivery.partition,
+            offset: delivery.offset,
+            updated_at: &updated_at,
+        };
+        let body = serde_json::to_string(&accepted).unwrap_or_default();
+        Ok(Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .content_type("application/json")
+            .body(body))
+    }
+
+    fn read_error(&self, e: ReadBodyError) -> Response {
+        match e {
+            ReadBodyError::PayloadTooLarge => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Body too large",
+                format!("the body exceeds {} bytes", self.body_limit),
+            ),
+            other => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "Unreadable body",
+                other.to_string(),
+            ),
+        }
+        .into_response()
+    }
+}
+
+fn check_content_type(request: &Request) -> Result<(), Response> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            format!("Content-Type must be application/json, not {content_type:?}"),
+        )
+        .into_response())
+    }
+}
+
+fn unprocessable(field: &str, detail: &str) -> Response {
+    let detail = if field.is_empty() || detail.contains(&format!("`{field}`")) {
+        detail.to_string()
+    } else {
+        format!("`{field}` {detail}")
+    };
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event", detail)
+        .field(field)
+        .into_response()
+}

@@ -1,0 +1,71 @@
+//! The HTTP side: one `POST {route}` per pipeline, health, and the OpenAPI document.
+//!
+//! Fixed endpoints are a poem-openapi [`OpenApi`] impl; pipeline routes come from
+//! `pipelines.toml` at start-up, so their operations are added to the generated document
+//! (with each plugin's body schema) before Swagger UI renders it at `/docs`.
+
+use std::sync::Arc;
+
+use poem::endpoint::make_sync;
+use poem::web::Html;
+use poem::{post, EndpointExt, Route};
+use poem_openapi::payload::PlainText;
+use poem_openapi::{OpenApi, OpenApiService};
+
+pub mod docs;
+pub mod handler;
+pub mod problem;
+
+use crate::bus::Publisher;
+pub use docs::PipelineDoc;
+pub use handler::{Ingest, DEFAULT_BODY_LIMIT};
+
+/// Path of the rendered documentation.
+pub const DOCS_PATH: &str = "/docs";
+/// Path of the OpenAPI document as JSON.
+pub const SPEC_PATH: &str = "/docs/openapi.json";
+
+/// Endpoints every Ordo process serves, whatever its pipelines.
+struct SystemApi;
+
+#[OpenApi]
+impl SystemApi {
+    /// Liveness: answers `ok` while the process runs.
+    #[oai(path = "/healthz", method = "get")]
+    async fn healthz(&self) -> PlainText<&'static str> {
+        PlainText("ok")
+    }
+}
+
+/// The whole HTTP application for `pipelines`.
+pub fn app<P: Publisher>(pipelines: Vec<(Arc<Ingest<P>>, PipelineDoc)>) -> Route {
+    let service = OpenApiService::new(SystemApi, "Ordo", env!("CARGO_PKG_VERSION")).description(
+        "Ordo keeps a replica of each pipeline's entity correct when its update events arrive out of order.",
+    );
+    let generated = service.spec();
+    let docs: Vec<PipelineDoc> = pipelines.iter().map(|(_, d)| d.clone()).collect();
+    let spec = serde_json::from_str(&generated)
+        .map(|base| docs::with_pipelines(base, &docs).to_string())
+        .unwrap_or(generated.clone());
+    // Swagger UI from poem-openapi, fed the document that includes the pipelines.
+    let html = service.swagger_ui_html().replacen(&generated, &spec, 1);
+    let mut route = Route::new()
+        .at(DOCS_PATH, make_sync(move |_| Html(html.clone())))
+        .at(
+            SPEC_PATH,
+            make_sync(move |_| spec.clone()).with(
+                poem::middleware::SetHeader::new()
+                    .overriding(poem::http::header::CONTENT_TYPE, "application/json"),
+            ),
+        );
+    for (ingest, doc) in pipelines {
+        route = route.at(
+            &doc.route,
+            post(poem::endpoint::make(move |request| {
+                let ingest = Arc::clone(&ingest);
+                async move { ingest.handle(request).await }
+            })),
+        );
+    }
+    route.nest("/", service)
+}

@@ -1,0 +1,231 @@
+//! Ordo keeps a replica of an entity correct when its update events arrive out of order.
+//!
+//! One event's path through the engine, in the order of the modules:
+//!
+//! 1. [`config`]: `pipelines.toml` → checked [`config::Pipeline`]s.
+//! 2. [`ingest`]: `POST {route}` validates the body, stamps the version field and produces it.
+//! 3. [`bus`]: the keyed Kafka producer, topic creation, and the consumer group.
+//! 4. [`plugin`]: the pipeline's WebAssembly policy (validate, merge, schema) in a sandbox.
+//! 5. [`pipeline`]: read the stored record, merge through the plugin, write conditionally.
+//! 6. [`store`]: DynamoDB, with writes conditioned on the version merged against.
+#![deny(missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::Server;
+use tracing::{error, info};
+
+pub mod bus;
+pub mod config;
+pub mod ingest;
+pub mod pipeline;
+pub mod plugin;
+pub mod shutdown;
+pub mod store;
+
+use bus::producer::{KafkaPublisher, DEFAULT_DELIVERY_TIMEOUT};
+use plugin::wasm::{Limits, WasmPolicy};
+use plugin::Policy;
+use shutdown::Shutdown;
+use store::dynamo::DynamoStore;
+
+/// How long shutdown waits for in-flight HTTP requests and for the producer to flush.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the process runs; what it runs is in the pipelines file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The pipelines file.
+    pub config: PathBuf,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Kafka bootstrap brokers.
+    pub brokers: String,
+}
+
+/// Why the engine could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipelines file is wrong.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A plugin could not be loaded.
+    #[error("pipeline `{pipeline}`: {source}")]
+    Plugin {
+        /// The pipeline.
+        pipeline: String,
+        /// What failed.
+        source: plugin::PluginError,
+    },
+    /// The broker could not be reached or refused a request.
+    #[error("pipeline `{pipeline}`: {source} (is the broker at {brokers} running? `make local-dev-stack` starts one)")]
+    Bus {
+        /// The pipeline.
+        pipeline: String,
+        /// The brokers tried.
+        brokers: String,
+        /// What failed.
+        source: bus::BusError,
+    },
+    /// The store could not be reached or the table is wrong.
+    #[error("pipeline `{pipeline}`: {source} (is DynamoDB reachable? check AWS_ENDPOINT_URL and AWS_REGION)")]
+    Store {
+        /// The pipeline.
+        pipeline: String,
+        /// What failed.
+        source: store::StoreError,
+    },
+    /// The HTTP listener failed.
+    #[error("HTTP server on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// Runs every pipeline until `shutdown` resolves, then drains and returns.
+///
+/// Prints `Ordo listening on http://ADDR` on stdout once requests are served, so a supervisor
+/// or a test that asked for port 0 learns the port.
+pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
+    let pipelines = config::from_file(&settings.config)?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let publisher = Arc::new(
+        KafkaPublisher::new(&settings.brokers, DEFAULT_DELIVERY_TIMEOUT).map_err(|source| {
+            Error::Bus {
+                pipeline: "*".into(),
+                brokers: settings.brokers.clone(),
+                source,
+            }
+        })?,
+    );
+
+    let mut routes = Vec::new();
+    let mut consumers = Vec::new();
+    for p in pipelines {
+        let policy: Arc<dyn Policy> = Arc::new(
+            WasmPolicy::load(&p.plugin, Limits::default()).map_err(|source| Error::Plugin {
+                pipeline: p.name.clone(),
+                source,
+            })?,
+        );
+        info!(pipeline = %p.name, plugin = %p.plugin.display(), "Plugin loaded.");
+        let bus_error = |source| Error::Bus {
+            pipeline: p.name.clone(),
+            brokers: settings.brokers.clone(),
+            source,
+        };
+        bus::admin::ensure_topic(
+            &settings.brokers,
+            &p.topic,
+            p.partitions,
+            p.replication_factor,
+        )
+        .await
+        .map_err(bus_error)?;
+        bus::admin::ensure_topic(
+            &settings.brokers,
+            &p.dead_letter_topic,
+            p.partitions,
+            p.replication_factor,
+        )
+        .await
+        .map_err(bus_error)?;
+        let store = DynamoStore::new(dynamodb.clone(), &p.table, &p.key_field, &p.version_field);
+        store.ensure_table().await.map_err(|source| Error::Store {
+            pipeline: p.name.clone(),
+            source,
+        })?;
+
+        let schema = policy
+            .schema()
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+        let doc = ingest::PipelineDoc {
+            name: p.name.clone(),
+            route: p.route.clone(),
+            topic: p.topic.clone(),
+            key_field: p.key_field.clone(),
+            version_field: p.version_field.clone(),
+            schema,
+        };
+        let handler = Arc::new(ingest::Ingest {
+            pipeline: p.name.clone(),
+            topic: p.topic.clone(),
+            key_field: p.key_field.clone(),
+            version_field: p.version_field.clone(),
+            policy: Arc::clone(&policy),
+            publisher: Arc::clone(&publisher),
+            body_limit: ingest::DEFAULT_BODY_LIMIT,
+        });
+        routes.push((handler, doc));
+
+        let applier = Arc::new(pipeline::Applier::new(
+            store,
+            policy,
+            &p.key_field,
+            &p.version_field,
+        ));
+        let consumer_settings = bus::consumer::ConsumerSettings {
+            pipeline: p.name.clone(),
+            brokers: settings.brokers.clone(),
+            group: p.consumer_group.clone(),
+            topic: p.topic.clone(),
+            dead_letter_topic: p.dead_letter_topic.clone(),
+        };
+        let name = p.name.clone();
+        let task = bus::consumer::run(
+            consumer_settings,
+            applier,
+            Arc::clone(&publisher),
+            shutdown.clone(),
+        );
+        consumers.push(tokio::spawn(async move {
+            if let Err(e) = task.await {
+                error!(pipeline = %name, error = %e, "Consumer failed.");
+            }
+        }));
+    }
+
+    let acceptor = TcpListener::bind(settings.listen)
+        .into_acceptor()
+        .await
+        .map_err(|source| Error::Http {
+            addr: settings.listen,
+            source,
+        })?;
+    let local = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .unwrap_or(settings.listen);
+    info!(addr = %local, "HTTP server started.");
+    println!("Ordo listening on http://{local}");
+
+    let mut stop = shutdown.clone();
+    let served = Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            ingest::app(routes),
+            async move { stop.wait().await },
+            Some(DRAIN_TIMEOUT),
+        )
+        .await;
+    for consumer in consumers {
+        let _ = consumer.await;
+    }
+    if let Err(e) = publisher.flush(DRAIN_TIMEOUT) {
+        error!(error = %e, "Producer flush at shutdown failed; unacknowledged events were answered 503.");
+    }
+    served.map_err(|source| Error::Http {
+        addr: local,
+        source,
+    })
+}

@@ -1,0 +1,157 @@
+//! Applying one event to the replica: parse → validate → read → merge → conditional write.
+//!
+//! The write is conditioned on the version the plugin merged against. When another writer got
+//! there first, the record is read again and merged again, so two engines or a replay racing
+//! live traffic never regress a record.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tracing::debug;
+
+use crate::plugin::{Decision, Policy};
+use crate::store::{Precondition, PutOutcome, Record, Store, StoreError};
+
+/// Conditional-write conflicts tolerated for one event before the attempt counts as failed.
+const MAX_CONFLICTS: usize = 16;
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record now reflects the event.
+    Written,
+    /// The stored record is newer; the event changed nothing.
+    Skipped(String),
+    /// The event cannot be applied, for this reason; it belongs in the dead-letter topic.
+    Rejected(String),
+}
+
+/// Why an event could not be applied yet; worth retrying later.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Other writers kept winning the conditional write.
+    #[error("key `{key}`: {MAX_CONFLICTS} conditional-write conflicts in a row")]
+    Contended {
+        /// The key fought over.
+        key: String,
+    },
+}
+
+/// Applies events of one pipeline to its store through its policy.
+pub struct Applier<S> {
+    /// Where records live.
+    store: S,
+    /// The pipeline's plugin.
+    policy: Arc<dyn Policy>,
+    /// The JSON field that is the key.
+    key_field: String,
+    /// The JSON field the store conditions writes on.
+    version_field: String,
+}
+
+impl<S: Store> Applier<S> {
+    /// An applier writing to `store` under `policy`.
+    pub fn new(store: S, policy: Arc<dyn Policy>, key_field: &str, version_field: &str) -> Self {
+        Self {
+            store,
+            policy,
+            key_field: key_field.to_string(),
+            version_field: version_field.to_string(),
+        }
+    }
+
+    /// Applies one event. `message_key` is the Kafka key, when the message has one.
+    pub async fn apply(
+        &self,
+        message_key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<Outcome, ApplyError> {
+        let (text, key) = match self.admit(message_key, payload) {
+            Ok(admitted) => admitted,
+            Err(reason) => return Ok(Outcome::Rejected(reason)),
+        };
+        for _ in 0..MAX_CONFLICTS {
+            let stored = self.store.get(&key).await?;
+            let stored_text = stored
+                .as_ref()
+                .map(|r| Value::Object(r.clone()).to_string());
+            let decision = match self.policy.merge(text, stored_text.as_deref()) {
+                Ok(decision) => decision,
+                Err(e) => return Ok(Outcome::Rejected(e.to_string())),
+            };
+            let record = match decision {
+                Decision::Write(record) => record,
+                Decision::Skip(why) => return Ok(Outcome::Skipped(why)),
+                Decision::Reject(why) => {
+                    return Ok(Outcome::Rejected(format!(
+                        "plugin rejected the event: {why}"
+                    )))
+                }
+            };
+            let record = match self.checked_record(&record, &key) {
+                Ok(record) => record,
+                Err(reason) => return Ok(Outcome::Rejected(reason)),
+            };
+            let precondition = match &stored {
+                None => Precondition::Absent,
+                Some(s) => Precondition::VersionIs(s.get(&self.version_field).cloned()),
+            };
+            match self.store.put(&record, &precondition).await? {
+                PutOutcome::Written => return Ok(Outcome::Written),
+                PutOutcome::Conflict => {
+                    debug!(key = %key, "Conditional write lost a race; merging again.")
+                }
+            }
+        }
+        Err(ApplyError::Contended { key })
+    }
+
+    /// Checks what the engine itself relies on: UTF-8 JSON object, a string key that matches
+    /// the message key, and the plugin's own validation.
+    fn admit<'a>(
+        &self,
+        message_key: Option<&[u8]>,
+        payload: &'a [u8],
+    ) -> Result<(&'a str, String), String> {
+        let text =
+            std::str::from_utf8(payload).map_err(|e| format!("payload is not UTF-8: {e}"))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?;
+        let key = match value.get(&self.key_field) {
+            Some(Value::String(k)) if !k.is_empty() => k.clone(),
+            _ => return Err(format!("`{}` must be a non-empty string", self.key_field)),
+        };
+        if let Some(message_key) = message_key {
+            if message_key != key.as_bytes() {
+                return Err(format!(
+                    "message key {:?} differs from `{}` {key:?}",
+                    String::from_utf8_lossy(message_key),
+                    self.key_field
+                ));
+            }
+        }
+        match self.policy.validate(text) {
+            Ok(Ok(())) => Ok((text, key)),
+            Ok(Err(e)) if e.field.is_empty() => Err(format!("invalid event: {}", e.message)),
+            Ok(Err(e)) => Err(format!("invalid event: `{}` {}", e.field, e.message)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The plugin's record, which must be a JSON object that keeps the key.
+    fn checked_record(&self, record: &str, key: &str) -> Result<Record, String> {
+        match serde_json::from_str::<Value>(record) {
+            Ok(Value::Object(r)) if r.get(&self.key_field).and_then(Value::as_str) == Some(key) => {
+                Ok(r)
+            }
+            Ok(Value::Object(_)) => Err(format!(
+                "plugin returned a record whose `{}` is not {key:?}",
+                self.key_field
+            )),
+            _ => Err("plugin returned a record that is not a JSON object".to_string()),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! DynamoDB implementation of [`Store`]: consistent reads, conditional puts.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::client::Waiters as _;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client;
+use tracing::info;
+
+use super::item::{from_item, to_attribute, to_item};
+use super::{Precondition, PutOutcome, Record, Store, StoreError};
+
+/// How long start-up waits for a table it created to become active.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One pipeline's table.
+#[derive(Clone)]
+pub struct DynamoStore {
+    /// Shared SDK client (cheap to clone, pools connections).
+    client: Client,
+    /// The table name.
+    table: String,
+    /// The partition key attribute, a string.
+    key_field: String,
+    /// The attribute writes are conditioned on.
+    version_field: String,
+}
+
+impl DynamoStore {
+    /// A store for `table`, keyed by `key_field`, with writes conditioned on `version_field`.
+    pub fn new(client: Client, table: &str, key_field: &str, version_field: &str) -> Self {
+        Self {
+            client,
+            table: table.to_string(),
+            key_field: key_field.to_string(),
+            version_field: version_field.to_string(),
+        }
+    }
+
+    fn request_error<E, R>(&self, operation: &'static str, e: SdkError<E, R>) -> StoreError
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        StoreError::Request {
+            operation,
+            table: self.table.clone(),
+            reason: DisplayErrorContext(&e).to_string(),
+        }
+    }
+
+    /// Creates the table when missing (on-demand billing, `key_field` as string partition
+    /// key) and checks that an existing one has that key schema.
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await;
+        let table = match described {
+            Ok(out) => out.table,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                self.create_table().await?;
+                self.client
+                    .wait_until_table_exists()
+                    .table_name(&self.table)
+                    .wait(TABLE_ACTIVE_TIMEOUT)
+                    .await
+                    .map_err(|e| StoreError::Request {
+                        operation: "DescribeTable (waiting for ACTIVE)",
+                        table: self.table.clone(),
+                        reason: DisplayErrorContext(&e).to_string(),
+                    })?;
+                return Ok(());
+            }
+            Err(e) => return Err(self.request_error("DescribeTable", e)),
+        };
+        let keys = table
+            .map(|t| t.key_schema.unwrap_or_default())
+            .unwrap_or_default();
+        let matches = keys.len() == 1
+            && keys[0].attribute_name == self.key_field
+            && keys[0].key_type == KeyType::Hash;
+        if !matches {
+            let found = keys
+                .iter()
+                .map(|k| format!("{} ({})", k.attribute_name, k.key_type.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(StoreError::KeySchema {
+                table: self.table.clone(),
+                expected: self.key_field.clone(),
+                found: format!("[{found}]"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_table(&self) -> Result<(), StoreError> {
+        let shape = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Shape {
+            table: self.table.clone(),
+            reason: e.to_string(),
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(&self.key_field)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(shape)?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(&self.key_field)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(shape)?,
+            )
+            .send()
+            .await;
+        match created {
+            Ok(_) => {
+                info!(table = %self.table, key = %self.key_field, "Table created.");
+                Ok(())
+            }
+            // Another engine created it at the same moment.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.request_error("CreateTable", e)),
+        }
+    }
+}
+
+impl Store for DynamoStore {
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(&self.key_field, AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.request_error("GetItem", e))?;
+        out.item
+            .map(|item| from_item(&item))
+            .transpose()
+            .map_err(|reason| StoreError::Shape {
+                table: self.table.clone(),
+                reason: format!("item `{key}`: {reason}"),
+            })
+    }
+
+    async fn put(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .expression_attribute_names("#k", &self.key_field);
+        let request = match precondition {
+            Precondition::Absent => request.condition_expression("attribute_not_exists(#k)"),
+            Precondition::VersionIs(None) => request
+                .condition_expression("attribute_exists(#k) AND attribute_not_exists(#v)")
+                .expression_attribute_names("#v", &self.version_field),
+            Precondition::VersionIs(Some(version)) => request
+                .condition_expression("attribute_exists(#k) AND #v = :v")
+                .expression_attribute_names("#v", &self.version_field)
+                .expression_attribute_values(":v", to_attribute(version)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(PutOutcome::Written),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(PutOutcome::Conflict)
+            }
+            Err(e) => Err(self.request_error("PutItem", e)),
+        }
+    }
+}
