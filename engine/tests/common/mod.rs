@@ -1,0 +1,308 @@
+//! Harness for end-to-end tests: starts the `ordo` binary on a free port with a pipelines file
+//! of its own (unique topic, table and group), against the local stack's real servers.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// How long a test waits for an effect before it fails.
+pub const EFFECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Kafka brokers of the local stack.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Environment for the engine and the test's own AWS client, defaulting to the local stack.
+fn aws_env() -> [(&'static str, String); 5] {
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    [
+        ("AWS_ACCESS_KEY_ID", var("AWS_ACCESS_KEY_ID", "test")),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            var("AWS_SECRET_ACCESS_KEY", "test"),
+        ),
+        ("AWS_REGION", var("AWS_REGION", "us-east-1")),
+        (
+            "AWS_ENDPOINT_URL",
+            var("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ),
+        ("KAFKA_BROKERS", brokers()),
+    ]
+}
+
+/// The built patient-profile plugin; `make plugins` builds it.
+pub fn lww_plugin() -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build/patient_profile_lww.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make plugins` (or `make test`)",
+        path.display()
+    );
+    path.canonicalize().expect("plugin path canonicalizes")
+}
+
+/// Names no other test run uses.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub pipeline: String,
+    pub topic: String,
+    pub table: String,
+    pub group: String,
+}
+
+impl Names {
+    pub fn unique(label: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let id = format!(
+            "{label}-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            nanos % 1_000_000_000
+        );
+        Self {
+            pipeline: "patient-profile".into(),
+            topic: format!("test.{id}"),
+            table: format!("test-{id}"),
+            group: format!("test.{id}"),
+        }
+    }
+}
+
+/// A running engine; killed when dropped.
+pub struct Engine {
+    pub names: Names,
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Engine {
+    /// Starts an engine with one patient-profile pipeline under unique names.
+    pub fn start(label: &str) -> Self {
+        Self::start_with(Names::unique(label))
+    }
+
+    pub fn start_with(names: Names) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("pipelines.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[pipelines.{pipeline}]
+route = "/patientprofile"
+topic = "{topic}"
+key_field = "PatientId"
+version_field = "UpdatedAt"
+table = "{table}"
+plugin = "{plugin}"
+partitions = 3
+consumer_group = "{group}"
+"#,
+                pipeline = names.pipeline,
+                topic = names.topic,
+                table = names.table,
+                group = names.group,
+                plugin = lww_plugin().display(),
+            ),
+        )
+        .expect("write pipelines.toml");
+        let log = dir.path().join("engine.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args([
+                "--config",
+                &config.display().to_string(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .envs(aws_env())
+            .env("ORDO_LOG", "info,ordo=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the ordo binary");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("Ordo listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "engine did not start (is the local stack up? `make local-dev-stack`); its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        Self {
+            names,
+            url,
+            child,
+            _dir: dir,
+            log,
+        }
+    }
+
+    /// The engine's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// POSTs `body` as JSON to the pipeline's route.
+    pub async fn post(&self, body: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/patientprofile", self.url))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST reaches the engine");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// Waits until the consumer group committed past `offset` on `partition`.
+    pub async fn wait_committed_past(&self, partition: i32, offset: i64) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.names.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offset reader");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.names.topic, partition);
+        let deadline = Instant::now() + EFFECT_TIMEOUT;
+        loop {
+            let committed = consumer
+                .committed_offsets(tpl.clone(), Timeout::After(Duration::from_secs(5)))
+                .ok()
+                .and_then(|t| {
+                    t.find_partition(&self.names.topic, partition)
+                        .map(|p| p.offset())
+                });
+            if let Some(Offset::Offset(o)) = committed {
+                if o > offset {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "offset {offset} of partition {partition} never committed; engine log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DynamoDB client for the local stack.
+pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    for (k, v) in aws_env() {
+        if std::env::var(k).is_err() {
+            // Only the test process reads these; set before any client is built.
+            unsafe { std::env::set_var(k, v) };
+        }
+    }
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// Reads the item for `key`.
+pub async fn get_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+) -> Option<HashMap<String, AttributeValue>> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("PatientId", AttributeValue::S(key.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem against the local DynamoDB API")
+        .item
+}
+
+/// Waits until the item for `key` satisfies `done`, and returns it.
+pub async fn wait_item(
+    engine: &Engine,
+    key: &str,
+    done: impl Fn(&HashMap<String, AttributeValue>) -> bool,
+) -> HashMap<String, AttributeValue> {
+    let client = dynamodb().await;
+    let deadline = Instant::now() + EFFECT_TIMEOUT;
+    loop {
+        if let Some(item) = get_item(&client, &engine.names.table, key).await {
+            if done(&item) {
+                return item;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "item {key} never reached the expected state; engine log:\n{}",
+            engine.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The string value of attribute `name`.
+pub fn s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> &'a str {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => v,
+        other => panic!("attribute {name} is not a string: {other:?}"),
+    }
+}
+
+/// Produces `payload` keyed by `key` straight to `topic`, as another service would.
+pub async fn produce_raw(topic: &str, key: &str, payload: &str) -> (i32, i64) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("test producer");
+    let delivery = producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Timeout::After(Duration::from_secs(10)),
+        )
+        .await
+        .expect("broker acknowledges");
+    (delivery.partition, delivery.offset)
+}

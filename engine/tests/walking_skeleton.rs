@@ -1,0 +1,182 @@
+//! The seed's scenarios, end to end: HTTP → Kafka → consumer → WASM plugin → DynamoDB.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::{produce_raw, s, wait_item, Engine};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The README's curl body, byte for byte.
+const SEED_BODY: &str = r#"{ "PatientId": "1", "FirstName": "John", "LastName": "Doe", "IsPregnant": "False", "Sex": "Female"}"#;
+
+#[tokio::test]
+async fn seed_curl_lands_as_the_seed_scan_shows() {
+    let engine = Engine::start("seed");
+    let (status, accepted) = engine.post(SEED_BODY).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["key"], "1");
+    assert_eq!(accepted["pipeline"], "patient-profile");
+    let stamped = accepted["updatedAt"]
+        .as_str()
+        .expect("updatedAt in the answer")
+        .to_string();
+    OffsetDateTime::parse(&stamped, &Rfc3339).expect("stamped UpdatedAt is RFC 3339");
+
+    let item = wait_item(&engine, "1", |_| true).await;
+    let attributes: BTreeMap<&str, &AttributeValue> =
+        item.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let expected = [
+        ("FirstName", "John"),
+        ("IsPregnant", "False"),
+        ("LastName", "Doe"),
+        ("PatientId", "1"),
+        ("Sex", "Female"),
+        ("UpdatedAt", stamped.as_str()),
+    ];
+    assert_eq!(
+        attributes.len(),
+        expected.len(),
+        "attributes: {attributes:?}"
+    );
+    for (name, value) in expected {
+        assert_eq!(
+            attributes.get(name),
+            Some(&&AttributeValue::S(value.into())),
+            "{name}"
+        );
+    }
+}
+
+/// Event1 at 15:00:00+10:00 (05:00:00Z), Event2 half a second later but written in UTC, so
+/// its text sorts *before* Event1's: only ordering by instant gets this right.
+const EVENT1: &str = r#"{"PatientId":"p-seed","FirstName":"John","LastName":"Doe","IsPregnant":"False","UpdatedAt":"2006-01-02T15:00:00.000000000+10:00"}"#;
+const EVENT2: &str = r#"{"PatientId":"p-seed","FirstName":"John","LastName":"Doe","IsPregnant":"True","UpdatedAt":"2006-01-02T05:00:00.500000000Z"}"#;
+
+#[tokio::test]
+async fn event2_consumed_before_event1_leaves_is_pregnant_true() {
+    let engine = Engine::start("seed-order");
+    let (status, second) = engine.post(EVENT2).await;
+    assert_eq!(status, 202, "{second}");
+    wait_item(&engine, "p-seed", |i| s(i, "IsPregnant") == "True").await;
+
+    let (status, first) = engine.post(EVENT1).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(
+        first["partition"], second["partition"],
+        "one key, one partition"
+    );
+    assert_eq!(
+        first["updatedAt"], "2006-01-02T15:00:00.000000000+10:00",
+        "a client's UpdatedAt is kept"
+    );
+    let partition = first["partition"].as_i64().expect("partition") as i32;
+    let offset = first["offset"].as_i64().expect("offset");
+    // Event1 is consumed (and skipped as stale) once the group commits past it.
+    engine.wait_committed_past(partition, offset).await;
+
+    let item = common::get_item(&common::dynamodb().await, &engine.names.table, "p-seed")
+        .await
+        .expect("record exists");
+    assert_eq!(s(&item, "IsPregnant"), "True");
+    assert_eq!(s(&item, "UpdatedAt"), "2006-01-02T05:00:00.500000000Z");
+}
+
+#[tokio::test]
+async fn events_from_other_producers_are_applied_in_the_same_way() {
+    let engine = Engine::start("raw");
+    let newer = EVENT2.replace("p-seed", "p-raw");
+    let older = EVENT1.replace("p-seed", "p-raw");
+    produce_raw(&engine.names.topic, "p-raw", &newer).await;
+    let (partition, offset) = produce_raw(&engine.names.topic, "p-raw", &older).await;
+    engine.wait_committed_past(partition, offset).await;
+    let item = common::get_item(&common::dynamodb().await, &engine.names.table, "p-raw")
+        .await
+        .expect("record exists");
+    assert_eq!(
+        s(&item, "IsPregnant"),
+        "True",
+        "the older event, consumed last, must not win"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_problem_naming_the_field() {
+    let engine = Engine::start("bad");
+    let (status, problem) = engine
+        .post(r#"{"PatientId": "1", "IsPregnant": false}"#)
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("IsPregnant")),
+        "{problem}"
+    );
+    let (status, problem) = engine.post(r#"{"FirstName": "John"}"#).await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("PatientId")),
+        "{problem}"
+    );
+    let (status, problem) = engine
+        .post(r#"{"PatientId": "1", "UpdatedAt": "2006-01-02T15:00:00.000000000Z10:00"}"#)
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("UpdatedAt")),
+        "{problem}"
+    );
+    let (status, problem) = engine.post("{\"PatientId\": \"1\",\n  oops}").await;
+    assert_eq!(
+        (status, problem["line"].as_u64()),
+        (400, Some(2)),
+        "{problem}"
+    );
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/patientprofile", engine.url))
+        .header("Content-Type", "text/plain")
+        .body(SEED_BODY)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 415);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+}
+
+#[tokio::test]
+async fn docs_describe_the_pipeline_route_and_its_schema() {
+    let engine = Engine::start("docs");
+    let spec: serde_json::Value = reqwest::get(format!("{}/docs/openapi.json", engine.url))
+        .await
+        .expect("GET spec")
+        .json()
+        .await
+        .expect("spec is JSON");
+    let post = &spec["paths"]["/patientprofile"]["post"];
+    let schema = &post["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        schema["properties"]["PatientId"]["type"], "string",
+        "{spec}"
+    );
+    assert_eq!(
+        post["requestBody"]["content"]["application/json"]["example"]["FirstName"],
+        "John"
+    );
+    assert!(spec["paths"]["/healthz"]["get"].is_object(), "{spec}");
+
+    let html = reqwest::get(format!("{}/docs", engine.url))
+        .await
+        .expect("GET /docs")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("SwaggerUIBundle") && html.contains("/patientprofile"));
+}
