@@ -264,7 +264,7 @@ plugin = "plugins/build/patient_profile_lww.wasm"
         let err = from_str(&text, Path::new(".")).expect_err("typo must fail");
         let msg = err.to_string();
         assert!(msg.contains("partitons"), "{msg}");
-        assert!(msg.contains("line 10"), "{msg}");
+        assert!(msg.contains("line 9"), "{msg}");
     }
 
     #[test]

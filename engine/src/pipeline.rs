@@ -155,3 +155,151 @@ impl<S: Store> Applier<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The applier's own logic, with an in-memory store and a native policy. What DynamoDB
+    //! does with the conditions is tested against the real API in `tests/store_dynamo.rs`.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::plugin::{FieldError, PluginError};
+
+    /// Keeps the highest `v`; writes whatever `record` says when asked to.
+    struct MaxV;
+
+    impl Policy for MaxV {
+        fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
+            let ok = serde_json::from_str::<Value>(event).is_ok_and(|v| v["v"].is_u64());
+            Ok(if ok {
+                Ok(())
+            } else {
+                Err(FieldError {
+                    field: "v".into(),
+                    message: "must be a number".into(),
+                })
+            })
+        }
+
+        fn merge(&self, incoming: &str, stored: Option<&str>) -> Result<Decision, PluginError> {
+            let v = |s: &str| {
+                serde_json::from_str::<Value>(s)
+                    .map(|v| v["v"].as_u64())
+                    .ok()
+                    .flatten()
+            };
+            Ok(match stored {
+                Some(s) if v(s) >= v(incoming) => Decision::Skip("older".into()),
+                _ => Decision::Write(incoming.to_string()),
+            })
+        }
+
+        fn schema(&self) -> Result<String, PluginError> {
+            Ok("{}".into())
+        }
+    }
+
+    /// A map guarded by a mutex that loses the first `conflicts` writes to a rival writer.
+    #[derive(Default)]
+    struct Memory {
+        records: Mutex<std::collections::HashMap<String, Record>>,
+        conflicts: AtomicUsize,
+    }
+
+    impl Store for Arc<Memory> {
+        async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+            Ok(self.records.lock().expect("lock").get(key).cloned())
+        }
+
+        async fn put(
+            &self,
+            record: &Record,
+            precondition: &Precondition,
+        ) -> Result<PutOutcome, StoreError> {
+            let key = record["k"].as_str().unwrap_or_default().to_string();
+            let mut records = self.records.lock().expect("lock");
+            if self.conflicts.load(Ordering::SeqCst) > 0 {
+                self.conflicts.fetch_sub(1, Ordering::SeqCst);
+                // A rival wrote v=5 meanwhile.
+                records.insert(
+                    key,
+                    json!({"k": "a", "v": 5})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+                return Ok(PutOutcome::Conflict);
+            }
+            let holds = match (precondition, records.get(&key)) {
+                (Precondition::Absent, None) => true,
+                (Precondition::VersionIs(v), Some(r)) => r.get("v") == v.as_ref(),
+                _ => false,
+            };
+            if holds {
+                records.insert(key, record.clone());
+                Ok(PutOutcome::Written)
+            } else {
+                Ok(PutOutcome::Conflict)
+            }
+        }
+    }
+
+    fn applier(store: &Arc<Memory>) -> Applier<Arc<Memory>> {
+        Applier::new(Arc::clone(store), Arc::new(MaxV), "k", "v")
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_is_merged_again_against_the_winner() {
+        let store = Arc::new(Memory::default());
+        store.conflicts.store(1, Ordering::SeqCst);
+        let a = applier(&store);
+        // The rival's v=5 wins the race; merging again makes v=3 stale instead of overwriting it.
+        let outcome = a
+            .apply(Some(b"a"), br#"{"k":"a","v":3}"#)
+            .await
+            .expect("applied");
+        assert!(matches!(outcome, Outcome::Skipped(_)), "{outcome:?}");
+        assert_eq!(store.records.lock().expect("lock")["a"]["v"], 5);
+        // A newer event still wins after a lost race.
+        store.conflicts.store(1, Ordering::SeqCst);
+        assert_eq!(
+            a.apply(None, br#"{"k":"a","v":9}"#).await.expect("applied"),
+            Outcome::Written
+        );
+        assert_eq!(store.records.lock().expect("lock")["a"]["v"], 9);
+    }
+
+    #[tokio::test]
+    async fn endless_conflicts_are_an_error_to_retry_not_a_drop() {
+        let store = Arc::new(Memory::default());
+        store.conflicts.store(usize::MAX, Ordering::SeqCst);
+        let err = applier(&store)
+            .apply(None, br#"{"k":"a","v":9}"#)
+            .await
+            .expect_err("contended");
+        assert!(matches!(err, ApplyError::Contended { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn poison_events_are_rejected_with_a_reason() {
+        let store = Arc::new(Memory::default());
+        let a = applier(&store);
+        let cases: [(Option<&[u8]>, &[u8], &str); 5] = [
+            (None, b"\xff", "UTF-8"),
+            (None, b"not json", "not JSON"),
+            (None, br#"{"v":1}"#, "`k`"),
+            (Some(b"b"), br#"{"k":"a","v":1}"#, "message key"),
+            (None, br#"{"k":"a","v":"x"}"#, "`v` must be a number"),
+        ];
+        for (key, payload, reason) in cases {
+            match a.apply(key, payload).await.expect("no store error") {
+                Outcome::Rejected(r) => assert!(r.contains(reason), "{r} should mention {reason}"),
+                other => panic!("{payload:?}: {other:?}"),
+            }
+        }
+        assert!(store.records.lock().expect("lock").is_empty());
+    }
+}

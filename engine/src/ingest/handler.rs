@@ -58,12 +58,12 @@ struct Accepted<'a> {
 impl<P: Publisher> Ingest<P> {
     /// Handles one request.
     pub async fn handle(&self, mut request: Request) -> Response {
-        match self.accept(&mut request).await {
-            Ok(response) | Err(response) => response,
-        }
+        self.accept(&mut request)
+            .await
+            .unwrap_or_else(Problem::into_response)
     }
 
-    async fn accept(&self, request: &mut Request) -> Result<Response, Response> {
+    async fn accept(&self, request: &mut Request) -> Result<Response, Problem> {
         check_content_type(request)?;
         let body = request
             .take_body()
@@ -78,7 +78,7 @@ impl<P: Publisher> Ingest<P> {
             );
             p.line = Some(e.line());
             p.column = Some(e.column());
-            p.into_response()
+            p
         })?;
         let Value::Object(mut record) = value else {
             return Err(unprocessable("", "the body must be a JSON object"));
@@ -90,7 +90,6 @@ impl<P: Publisher> Ingest<P> {
                     "Clock error",
                     e.to_string(),
                 )
-                .into_response()
             })?;
             record.insert(self.version_field.clone(), Value::String(now));
         }
@@ -120,8 +119,7 @@ impl<P: Publisher> Ingest<P> {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Plugin failed",
                     e.to_string(),
-                )
-                .into_response());
+                ));
             }
         }
         let delivery = self
@@ -130,9 +128,12 @@ impl<P: Publisher> Ingest<P> {
             .await
             .map_err(|e| {
                 warn!(pipeline = %self.pipeline, error = %e, "Event not acknowledged by the broker.");
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable", format!("{e}; nothing was stored, retry later"))
-                    .retry_after(1)
-                    .into_response()
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Broker unavailable",
+                    format!("{e}; nothing was stored, retry later"),
+                )
+                .retry_after(1)
             })?;
         let accepted = Accepted {
             pipeline: &self.pipeline,
@@ -148,7 +149,7 @@ impl<P: Publisher> Ingest<P> {
             .body(body))
     }
 
-    fn read_error(&self, e: ReadBodyError) -> Response {
+    fn read_error(&self, e: ReadBodyError) -> Problem {
         match e {
             ReadBodyError::PayloadTooLarge => Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -161,11 +162,10 @@ impl<P: Publisher> Ingest<P> {
                 other.to_string(),
             ),
         }
-        .into_response()
     }
 }
 
-fn check_content_type(request: &Request) -> Result<(), Response> {
+fn check_content_type(request: &Request) -> Result<(), Problem> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -186,18 +186,15 @@ fn check_content_type(request: &Request) -> Result<(), Response> {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Unsupported media type",
             format!("Content-Type must be application/json, not {content_type:?}"),
-        )
-        .into_response())
+        ))
     }
 }
 
-fn unprocessable(field: &str, detail: &str) -> Response {
+fn unprocessable(field: &str, detail: &str) -> Problem {
     let detail = if field.is_empty() || detail.contains(&format!("`{field}`")) {
         detail.to_string()
     } else {
         format!("`{field}` {detail}")
     };
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event", detail)
-        .field(field)
-        .into_response()
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event", detail).field(field)
 }

@@ -1,0 +1,93 @@
+//! The DynamoDB store against the local DynamoDB API: conditional writes and table checks.
+
+mod common;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use common::Names;
+use ordo::store::dynamo::DynamoStore;
+use ordo::store::{Precondition, PutOutcome, Record, Store, StoreError};
+use serde_json::json;
+
+fn record(value: serde_json::Value) -> Record {
+    value.as_object().expect("object").clone()
+}
+
+#[tokio::test]
+async fn writes_are_conditional_on_the_version_merged_against() {
+    let names = Names::unique("store");
+    let store = DynamoStore::new(
+        common::dynamodb().await,
+        &names.table,
+        "PatientId",
+        "UpdatedAt",
+    );
+    store.ensure_table().await.expect("table created");
+    store.ensure_table().await.expect("second call finds it");
+
+    let v1 = record(json!({"PatientId": "1", "IsPregnant": "False", "UpdatedAt": "t1"}));
+    let v2 = record(json!({"PatientId": "1", "IsPregnant": "True", "UpdatedAt": "t2"}));
+    assert_eq!(
+        store.put(&v1, &Precondition::Absent).await.expect("put"),
+        PutOutcome::Written
+    );
+    assert_eq!(
+        store.put(&v2, &Precondition::Absent).await.expect("put"),
+        PutOutcome::Conflict,
+        "the key exists"
+    );
+    let stale = Precondition::VersionIs(Some(json!("t0")));
+    assert_eq!(
+        store.put(&v2, &stale).await.expect("put"),
+        PutOutcome::Conflict,
+        "merged against an old version"
+    );
+    assert_eq!(
+        store.get("1").await.expect("get"),
+        Some(v1.clone()),
+        "a lost race changes nothing"
+    );
+
+    let current = Precondition::VersionIs(Some(json!("t1")));
+    assert_eq!(
+        store.put(&v2, &current).await.expect("put"),
+        PutOutcome::Written
+    );
+    assert_eq!(store.get("1").await.expect("get"), Some(v2));
+    assert_eq!(store.get("absent").await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn a_table_with_another_key_schema_is_refused() {
+    let names = Names::unique("schema");
+    let client = common::dynamodb().await;
+    client
+        .create_table()
+        .table_name(&names.table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("Id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("Id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .send()
+        .await
+        .expect("create a table keyed by Id");
+    let store = DynamoStore::new(client, &names.table, "PatientId", "UpdatedAt");
+    let err = store.ensure_table().await.expect_err("wrong key schema");
+    assert!(matches!(err, StoreError::KeySchema { .. }), "{err}");
+    assert!(
+        err.to_string().contains("PatientId") && err.to_string().contains("Id (HASH)"),
+        "{err}"
+    );
+}
