@@ -13,6 +13,11 @@ use serde::Deserialize;
 pub const DEFAULT_PARTITIONS: i32 = 6;
 /// Replicas a topic gets when the pipeline does not say: one, for a single local broker.
 pub const DEFAULT_REPLICATION_FACTOR: i32 = 1;
+/// Keys a consumer applies at once when the pipeline does not say.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+/// Attempts before a failing event is dead-lettered when the pipeline does not say: with
+/// backoff capped at 5 s, about a minute and a half of outage.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
 
 /// Errors reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +88,20 @@ struct PipelineFile {
     consumer_group: Option<String>,
     /// Dead-letter topic; defaults to `<topic>.dlq`.
     dead_letter_topic: Option<String>,
+    /// Keys applied at once by one engine.
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    /// Attempts before an event that keeps failing is dead-lettered; 0 retries forever.
+    #[serde(default = "default_max_attempts")]
+    max_attempts: u32,
+}
+
+fn default_concurrency() -> usize {
+    DEFAULT_CONCURRENCY
+}
+
+fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
 }
 
 fn default_partitions() -> i32 {
@@ -118,6 +137,10 @@ pub struct Pipeline {
     pub consumer_group: String,
     /// Dead-letter topic for events that cannot be applied.
     pub dead_letter_topic: String,
+    /// Keys applied at once by one engine.
+    pub concurrency: usize,
+    /// Attempts before a failing event is dead-lettered; 0 retries forever.
+    pub max_attempts: u32,
 }
 
 /// Reads and checks `path`; plugin paths are resolved against its folder.
@@ -180,6 +203,9 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, ConfigE
     if p.partitions < 1 {
         return Err(invalid("partitions", "must be at least 1"));
     }
+    if p.concurrency < 1 {
+        return Err(invalid("concurrency", "must be at least 1"));
+    }
     if p.replication_factor < 1 {
         return Err(invalid("replication_factor", "must be at least 1"));
     }
@@ -202,6 +228,8 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, ConfigE
         replication_factor: p.replication_factor,
         consumer_group,
         dead_letter_topic,
+        concurrency: p.concurrency,
+        max_attempts: p.max_attempts,
     })
 }
 

@@ -180,12 +180,15 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             group: p.consumer_group.clone(),
             topic: p.topic.clone(),
             dead_letter_topic: p.dead_letter_topic.clone(),
+            concurrency: p.concurrency,
+            max_attempts: p.max_attempts,
         };
         let name = p.name.clone();
         let task = bus::consumer::run(
             consumer_settings,
             applier,
             Arc::clone(&publisher),
+            Arc::new(bus::consumer::Stats::default()),
             shutdown.clone(),
         );
         consumers.push(tokio::spawn(async move {

@@ -26,6 +26,24 @@ pub enum Outcome {
     Rejected(String),
 }
 
+/// One event as read from the bus.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    /// The Kafka message key, when the message has one.
+    pub key: Option<&'a [u8]>,
+    /// The message body.
+    pub payload: &'a [u8],
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// One outcome per event, in the batch's order.
+    pub outcomes: Vec<Outcome>,
+    /// Conditional writes that went through (one per key at most).
+    pub writes: usize,
+}
+
 /// Why an event could not be applied yet; worth retrying later.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -69,44 +87,96 @@ impl<S: Store> Applier<S> {
         message_key: Option<&[u8]>,
         payload: &[u8],
     ) -> Result<Outcome, ApplyError> {
-        let (text, key) = match self.admit(message_key, payload) {
-            Ok(admitted) => admitted,
-            Err(reason) => return Ok(Outcome::Rejected(reason)),
+        let event = Event {
+            key: message_key,
+            payload,
         };
+        let mut applied = self.apply_batch(&[event]).await?;
+        Ok(applied.outcomes.pop().unwrap_or(Outcome::Written))
+    }
+
+    /// Applies events in order, as if one by one, but reads and writes each key once: the
+    /// events of a key are folded through the plugin and only the result is written.
+    pub async fn apply_batch(&self, events: &[Event<'_>]) -> Result<Applied, ApplyError> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        // Admitted events grouped by key, in arrival order within each key.
+        let mut groups: Vec<(String, Vec<(usize, &str)>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match self.admit(event.key, event.payload) {
+                Ok((text, key)) => match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, group)) => group.push((i, text)),
+                    None => groups.push((key, vec![(i, text)])),
+                },
+                Err(reason) => outcomes[i] = Some(Outcome::Rejected(reason)),
+            }
+        }
+        let mut writes = 0;
+        for (key, group) in &groups {
+            let (results, wrote) = self.fold_key(key, group).await?;
+            writes += usize::from(wrote);
+            for (i, outcome) in results {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        Ok(Applied {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Outcome::Rejected("not applied".into())))
+                .collect(),
+            writes,
+        })
+    }
+
+    /// Merges `group` (events of `key`, in order) into the stored record and writes the
+    /// result once, conditioned on the version read. Returns each event's outcome and whether
+    /// a write happened.
+    async fn fold_key(
+        &self,
+        key: &str,
+        group: &[(usize, &str)],
+    ) -> Result<(Vec<(usize, Outcome)>, bool), ApplyError> {
         for _ in 0..MAX_CONFLICTS {
-            let stored = self.store.get(&key).await?;
-            let stored_text = stored
+            let stored = self.store.get(key).await?;
+            let mut state = stored
                 .as_ref()
                 .map(|r| Value::Object(r.clone()).to_string());
-            let decision = match self.policy.merge(text, stored_text.as_deref()) {
-                Ok(decision) => decision,
-                Err(e) => return Ok(Outcome::Rejected(e.to_string())),
-            };
-            let record = match decision {
-                Decision::Write(record) => record,
-                Decision::Skip(why) => return Ok(Outcome::Skipped(why)),
-                Decision::Reject(why) => {
-                    return Ok(Outcome::Rejected(format!(
-                        "plugin rejected the event: {why}"
-                    )))
-                }
-            };
-            let record = match self.checked_record(&record, &key) {
-                Ok(record) => record,
-                Err(reason) => return Ok(Outcome::Rejected(reason)),
+            let mut merged: Option<Record> = None;
+            let mut results = Vec::with_capacity(group.len());
+            for &(i, text) in group {
+                let outcome = match self.policy.merge(text, state.as_deref()) {
+                    Ok(Decision::Write(record)) => match self.checked_record(&record, key) {
+                        Ok(checked) => {
+                            state = Some(record);
+                            merged = Some(checked);
+                            Outcome::Written
+                        }
+                        Err(reason) => Outcome::Rejected(reason),
+                    },
+                    Ok(Decision::Skip(why)) => Outcome::Skipped(why),
+                    Ok(Decision::Reject(why)) => {
+                        Outcome::Rejected(format!("plugin rejected the event: {why}"))
+                    }
+                    Err(e) => Outcome::Rejected(e.to_string()),
+                };
+                results.push((i, outcome));
+            }
+            let Some(record) = merged else {
+                return Ok((results, false));
             };
             let precondition = match &stored {
                 None => Precondition::Absent,
                 Some(s) => Precondition::VersionIs(s.get(&self.version_field).cloned()),
             };
             match self.store.put(&record, &precondition).await? {
-                PutOutcome::Written => return Ok(Outcome::Written),
+                PutOutcome::Written => return Ok((results, true)),
                 PutOutcome::Conflict => {
                     debug!(key = %key, "Conditional write lost a race; merging again.")
                 }
             }
         }
-        Err(ApplyError::Contended { key })
+        Err(ApplyError::Contended {
+            key: key.to_string(),
+        })
     }
 
     /// Checks what the engine itself relies on: UTF-8 JSON object, a string key that matches
@@ -273,6 +343,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_writes_each_key_once_with_the_folded_result() {
+        let store = Arc::new(Memory::default());
+        let payloads: [&[u8]; 5] = [
+            br#"{"k":"a","v":2}"#,
+            br#"{"k":"b","v":1}"#,
+            br#"{"k":"a","v":7}"#,
+            br#"{"k":"a","v":4}"#,
+            b"poison",
+        ];
+        let events: Vec<Event<'_>> = payloads
+            .iter()
+            .map(|p| Event {
+                key: None,
+                payload: p,
+            })
+            .collect();
+        let applied = applier(&store).apply_batch(&events).await.expect("applied");
+        assert_eq!(applied.writes, 2, "one write for a, one for b");
+        assert!(
+            matches!(applied.outcomes[3], Outcome::Skipped(_)),
+            "v=4 after v=7 is stale"
+        );
+        assert!(matches!(applied.outcomes[4], Outcome::Rejected(_)));
+        assert_eq!(store.records.lock().expect("lock")["a"]["v"], 7);
+        assert_eq!(store.records.lock().expect("lock")["b"]["v"], 1);
+    }
+
+    #[tokio::test]
     async fn endless_conflicts_are_an_error_to_retry_not_a_drop() {
         let store = Arc::new(Memory::default());
         store.conflicts.store(usize::MAX, Ordering::SeqCst);
@@ -283,11 +381,14 @@ mod tests {
         assert!(matches!(err, ApplyError::Contended { .. }), "{err}");
     }
 
+    /// A message key, a payload, and a word the rejection must contain.
+    type Case<'a> = (Option<&'a [u8]>, &'a [u8], &'a str);
+
     #[tokio::test]
     async fn poison_events_are_rejected_with_a_reason() {
         let store = Arc::new(Memory::default());
         let a = applier(&store);
-        let cases: [(Option<&[u8]>, &[u8], &str); 5] = [
+        let cases: [Case<'_>; 5] = [
             (None, b"\xff", "UTF-8"),
             (None, b"not json", "not JSON"),
             (None, br#"{"v":1}"#, "`k`"),
