@@ -17,7 +17,7 @@ export PATH := $(ORDO_CACHE)/venv/bin:$(PATH)
 PLUGINS := patient-profile-lww
 PLUGIN_DIR := plugins/build
 
-.PHONY: help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+.PHONY: bench help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,3 +55,6 @@ lint: ## rustfmt and clippy, warnings as errors.
 
 fmt: ## Format the code.
 	cargo fmt --all
+
+bench: local-dev-stack plugins ## Consumer throughput and write cost against a sequential baseline, same run.
+	cargo run --release -p ordo --example consume_bench

@@ -52,6 +52,33 @@ async fn two_engines_racing_on_the_same_keys_converge_on_the_newest() {
 }
 
 #[tokio::test]
+async fn two_engines_in_one_consumer_group_converge_on_the_newest() {
+    let names = Names::unique("group");
+    let a = Engine::start_with(names.clone());
+    let b = Engine::start_with(names);
+    let mut rng = Rng::from_env();
+    let workload = Workload::new(&mut rng, "group", 20, 10);
+    let mut produced = Vec::new();
+    for (i, (_, body)) in workload.events.iter().enumerate() {
+        // Both engines take HTTP traffic: two producers of the same keys.
+        let engine = if i % 2 == 0 { &a } else { &b };
+        let (status, accepted) = engine.post(body).await;
+        assert_eq!(status, 202, "{accepted}");
+        produced.push((
+            accepted["partition"].as_i64().unwrap_or(-1) as i32,
+            accepted["offset"].as_i64().unwrap_or(-1),
+        ));
+    }
+    a.wait_all_committed(&produced).await;
+    assert_newest(&a, &workload.newest).await;
+    for engine in [&a, &b] {
+        let log = engine.log();
+        let owned = log.lines().any(|l| l.contains("Partitions assigned.") && !l.trim_end().ends_with("partitions="));
+        assert!(owned, "each engine must have owned partitions at some point:\n{log}");
+    }
+}
+
+#[tokio::test]
 async fn poison_and_rejected_events_go_to_the_dead_letter_topic_and_the_rest_applies() {
     let engine = Engine::start("dlq");
     let topic = engine.names.topic.clone();
