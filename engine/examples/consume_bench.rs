@@ -33,7 +33,8 @@ struct Workload {
     events: Vec<(String, String)>,
 }
 
-/// `keys` patients × `updates` each; `bursty` sends a key's updates back to back.
+/// `keys` patients × `updates` each; `bursty` sends a key's updates back to back (uniform
+/// spreads them: every key's first update, then every key's second, ...).
 fn workload(name: &'static str, keys: usize, updates: usize, bursty: bool) -> Workload {
     let mut events = Vec::new();
     for u in 0..updates {
@@ -61,6 +62,17 @@ fn env(k: &str, d: &str) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let scale: usize = std::env::var("ORDO_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     env("AWS_ACCESS_KEY_ID", "test");
     env("AWS_SECRET_ACCESS_KEY", "test");
     env("AWS_REGION", "us-east-1");
@@ -76,10 +88,10 @@ async fn main() -> anyhow::Result<()> {
     println!("| workload | events | design | events/s | DynamoDB writes/event |");
     println!("|---|---|---|---|---|");
     for w in [
-        workload("uniform: 1,000 keys × 3 updates", 1000, 3, false),
-        workload("bursty: 100 keys × 20 updates back to back", 100, 20, true),
+        workload("uniform", 100 * scale, 3, false),
+        workload("bursty", 10 * scale, 20, true),
     ] {
-        let topic = format!("bench.{run_id}.{}", w.name.split(':').next().unwrap_or("w"));
+        let topic = format!("bench.{run_id}.{}", w.name);
         ordo::bus::admin::ensure_topic(&brokers, &topic, PARTITIONS, 1).await?;
         produce(&brokers, &topic, &w.events).await?;
         let n = w.events.len();
@@ -92,11 +104,11 @@ async fn main() -> anyhow::Result<()> {
         );
         store.ensure_table().await?;
         let applier = Applier::new(store, Arc::clone(&policy), "PatientId", "UpdatedAt");
-        let (secs, writes) = sequential(&brokers, &topic, &applier, n).await?;
+        let (rate, writes) = sequential(&brokers, &topic, &applier, n).await?;
         println!(
             "| {} | {n} | sequential baseline | {:.0} | {:.2} |",
             w.name,
-            n as f64 / secs,
+            rate,
             writes as f64 / n as f64
         );
 
@@ -113,11 +125,11 @@ async fn main() -> anyhow::Result<()> {
             "PatientId",
             "UpdatedAt",
         ));
-        let (secs, writes) = ordo_consumer(&brokers, &topic, applier, n).await?;
+        let (rate, writes) = ordo_consumer(&brokers, &topic, applier, n).await?;
         println!(
             "| {} | {n} | Ordo (concurrency 64) | {:.0} | {:.2} |",
             w.name,
-            n as f64 / secs,
+            rate,
             writes as f64 / n as f64
         );
     }
@@ -152,13 +164,18 @@ async fn sequential(
         .set("group.id", format!("{topic}.base"))
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", ordo::bus::consumer::FETCH_WAIT_MAX_MS)
         .create()?;
     consumer.subscribe(&[topic])?;
     let mut writes = 0;
     let mut start = None;
+    let (mut in_recv, mut in_apply) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..n {
+        let t = Instant::now();
         let m = consumer.recv().await?;
+        in_recv += t.elapsed();
         start.get_or_insert_with(Instant::now);
+        let t = Instant::now();
         if applier
             .apply(m.key(), m.payload().unwrap_or_default())
             .await?
@@ -166,8 +183,10 @@ async fn sequential(
         {
             writes += 1;
         }
+        in_apply += t.elapsed();
         consumer.store_offset_from_message(&m)?;
     }
+    eprintln!("baseline: {in_recv:?} waiting for messages, {in_apply:?} applying");
     // Rate from the first event on, so joining the group is not counted.
     let rate = start.map_or(f64::NAN, |s| (n - 1) as f64 / s.elapsed().as_secs_f64());
     Ok((rate, writes))

@@ -73,8 +73,13 @@ async fn two_engines_in_one_consumer_group_converge_on_the_newest() {
     assert_newest(&a, &workload.newest).await;
     for engine in [&a, &b] {
         let log = engine.log();
-        let owned = log.lines().any(|l| l.contains("Partitions assigned.") && !l.trim_end().ends_with("partitions="));
-        assert!(owned, "each engine must have owned partitions at some point:\n{log}");
+        let owned = log
+            .lines()
+            .any(|l| l.contains("Partitions assigned.") && !l.trim_end().ends_with("partitions="));
+        assert!(
+            owned,
+            "each engine must have owned partitions at some point:\n{log}"
+        );
     }
 }
 

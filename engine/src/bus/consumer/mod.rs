@@ -34,6 +34,10 @@ pub use stats::Stats;
 
 /// Messages held (queued or in a worker) before the dispatcher stops reading.
 const MAX_BUFFERED: usize = 10_000;
+/// Longest a fetch waits for data. Measured against tansu here, a plain consumer read 10k
+/// msg/s at librdkafka's 500 ms default and 35k msg/s at 25 ms; on Kafka a fetch returns as
+/// soon as data is there, so the shorter wait only adds a few idle polls per second.
+pub const FETCH_WAIT_MAX_MS: &str = "25";
 /// How long shutdown waits for running workers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -149,6 +153,7 @@ pub async fn run<S: Store, P: Publisher>(
         .set("partition.assignment.strategy", "cooperative-sticky")
         // A crashed member's partitions move after 10 s rather than librdkafka's 45 s.
         .set("session.timeout.ms", "10000")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
         .set("heartbeat.interval.ms", "3000")
         .create_with_context(GroupContext {
             pipeline: settings.pipeline.clone(),
