@@ -17,12 +17,7 @@ async fn shuffled_updates_through_http_and_the_topic_end_at_each_patients_newest
     let mut produced = Vec::new();
     for (i, (id, body)) in workload.events.iter().enumerate() {
         if i % 2 == 0 {
-            let (status, accepted) = engine.post(body).await;
-            assert_eq!(status, 202, "{accepted}");
-            produced.push((
-                accepted["partition"].as_i64().unwrap_or(-1) as i32,
-                accepted["offset"].as_i64().unwrap_or(-1),
-            ));
+            produced.push(engine.post_accepted(body).await);
         } else {
             produced.push(produce_raw(&engine.names.topic, id, body).await);
         }
@@ -62,12 +57,7 @@ async fn two_engines_in_one_consumer_group_converge_on_the_newest() {
     for (i, (_, body)) in workload.events.iter().enumerate() {
         // Both engines take HTTP traffic: two producers of the same keys.
         let engine = if i % 2 == 0 { &a } else { &b };
-        let (status, accepted) = engine.post(body).await;
-        assert_eq!(status, 202, "{accepted}");
-        produced.push((
-            accepted["partition"].as_i64().unwrap_or(-1) as i32,
-            accepted["offset"].as_i64().unwrap_or(-1),
-        ));
+        produced.push(engine.post_accepted(body).await);
     }
     a.wait_all_committed(&produced).await;
     assert_newest(&a, &workload.newest).await;
@@ -186,12 +176,7 @@ async fn sigterm_drains_commits_and_exits_zero() {
     let workload = Workload::new(&mut rng, "term", 10, 3);
     let mut produced = Vec::new();
     for (_, body) in &workload.events {
-        let (status, accepted) = engine.post(body).await;
-        assert_eq!(status, 202, "{accepted}");
-        produced.push((
-            accepted["partition"].as_i64().unwrap_or(-1) as i32,
-            accepted["offset"].as_i64().unwrap_or(-1),
-        ));
+        produced.push(engine.post_accepted(body).await);
     }
     common::wait_item(
         &engine,

@@ -295,6 +295,18 @@ max_attempts = 5
         (status, json)
     }
 
+    /// POSTs `body`, expects 202, and returns where the event went.
+    pub async fn post_accepted(&self, body: &str) -> (i32, i64) {
+        let (status, accepted) = self.post(body).await;
+        assert_eq!(status, 202, "{accepted}");
+        let field = |name: &str| {
+            accepted[name]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no {name} in {accepted}"))
+        };
+        (field("partition") as i32, field("offset"))
+    }
+
     /// Waits until the consumer group committed past `offset` on `partition`.
     pub async fn wait_committed_past(&self, partition: i32, offset: i64) {
         let consumer: BaseConsumer = ClientConfig::new()
