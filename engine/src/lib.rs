@@ -166,7 +166,14 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             publisher: Arc::clone(&publisher),
             body_limit: ingest::DEFAULT_BODY_LIMIT,
         });
-        routes.push((handler, doc));
+        routes.push(ingest::PipelineRoutes {
+            ingest: handler,
+            read_back: Arc::new(ingest::ReadBack {
+                pipeline: p.name.clone(),
+                store: store.clone(),
+            }),
+            doc,
+        });
 
         let applier = Arc::new(pipeline::Applier::new(
             store,

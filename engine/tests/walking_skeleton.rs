@@ -180,3 +180,26 @@ async fn docs_describe_the_pipeline_route_and_its_schema() {
         .expect("html");
     assert!(html.contains("SwaggerUIBundle") && html.contains("/patientprofile"));
 }
+
+#[tokio::test]
+async fn the_stored_record_can_be_read_back_and_a_missing_one_is_404() {
+    let engine = Engine::start("read");
+    let (status, accepted) = engine.post(SEED_BODY).await;
+    assert_eq!(status, 202, "{accepted}");
+    wait_item(&engine, "1", |_| true).await;
+    let record: serde_json::Value = reqwest::get(format!("{}/patientprofile/1", engine.url))
+        .await
+        .expect("GET record")
+        .json()
+        .await
+        .expect("JSON record");
+    assert_eq!(record["IsPregnant"], "False");
+    assert_eq!(record["UpdatedAt"], accepted["updatedAt"]);
+
+    let missing = reqwest::get(format!("{}/patientprofile/nobody", engine.url))
+        .await
+        .expect("GET missing");
+    assert_eq!(missing.status().as_u16(), 404);
+    let problem: serde_json::Value = missing.json().await.expect("problem JSON");
+    assert_eq!(problem["status"], 404);
+}

@@ -100,6 +100,28 @@ fn operation(doc: &PipelineDoc) -> Value {
     })
 }
 
+fn read_operation(doc: &PipelineDoc) -> Value {
+    let (not_found, absent) = problem_response(StatusCode::NOT_FOUND, "No record has this key.");
+    let (unavailable, down) = problem_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "DynamoDB did not answer; retry.",
+    );
+    json!({
+        "get": {
+            "tags": [doc.name],
+            "summary": format!("Read the stored `{}` record", doc.name),
+            "description": format!("The replica's current record for this `{}`, read consistently from the table.", doc.key_field),
+            "operationId": format!("read_{}", doc.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": format!("The `{}`.", doc.key_field)}],
+            "responses": {
+                "200": {"description": "The stored record.", "content": {"application/json": {"schema": doc.schema}}},
+                not_found: absent,
+                unavailable: down
+            }
+        }
+    })
+}
+
 /// Adds every pipeline's operation and the shared schemas to `spec` (poem-openapi's JSON).
 pub fn with_pipelines(mut spec: Value, pipelines: &[PipelineDoc]) -> Value {
     let paths = spec
@@ -108,6 +130,7 @@ pub fn with_pipelines(mut spec: Value, pipelines: &[PipelineDoc]) -> Value {
     if let Some(Value::Object(paths)) = paths {
         for doc in pipelines {
             paths.insert(doc.route.clone(), operation(doc));
+            paths.insert(format!("{}/{{id}}", doc.route), read_operation(doc));
         }
     }
     let schemas = spec.as_object_mut().map(|o| {
@@ -181,6 +204,10 @@ mod tests {
             assert!(post["responses"].get(code).is_some(), "{code}");
         }
         assert!(spec["paths"].get("/healthz").is_some());
+        let read = &spec["paths"]["/patientprofile/{id}"]["get"];
+        for code in ["200", "404", "503"] {
+            assert!(read["responses"].get(code).is_some(), "{code}: {read}");
+        }
         assert!(spec["components"]["schemas"].get("Problem").is_some());
     }
 }

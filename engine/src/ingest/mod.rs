@@ -8,17 +8,30 @@ use std::sync::Arc;
 
 use poem::endpoint::make_sync;
 use poem::web::Html;
-use poem::{post, EndpointExt, Route};
+use poem::{get, post, EndpointExt, Route};
 use poem_openapi::payload::PlainText;
 use poem_openapi::{OpenApi, OpenApiService};
 
 pub mod docs;
 pub mod handler;
 pub mod problem;
+pub mod read;
 
 use crate::bus::Publisher;
+use crate::store::Store;
 pub use docs::PipelineDoc;
 pub use handler::{Ingest, DEFAULT_BODY_LIMIT};
+pub use read::ReadBack;
+
+/// One pipeline's HTTP side.
+pub struct PipelineRoutes<P, S> {
+    /// `POST {route}`.
+    pub ingest: Arc<Ingest<P>>,
+    /// `GET {route}/{id}`.
+    pub read_back: Arc<ReadBack<S>>,
+    /// Its part of the OpenAPI document.
+    pub doc: PipelineDoc,
+}
 
 /// Path of the rendered documentation.
 pub const DOCS_PATH: &str = "/docs";
@@ -38,12 +51,12 @@ impl SystemApi {
 }
 
 /// The whole HTTP application for `pipelines`.
-pub fn app<P: Publisher>(pipelines: Vec<(Arc<Ingest<P>>, PipelineDoc)>) -> Route {
+pub fn app<P: Publisher, S: Store>(pipelines: Vec<PipelineRoutes<P, S>>) -> Route {
     let service = OpenApiService::new(SystemApi, "Ordo", env!("CARGO_PKG_VERSION")).description(
         "Ordo keeps a replica of each pipeline's entity correct when its update events arrive out of order.",
     );
     let generated = service.spec();
-    let docs: Vec<PipelineDoc> = pipelines.iter().map(|(_, d)| d.clone()).collect();
+    let docs: Vec<PipelineDoc> = pipelines.iter().map(|p| p.doc.clone()).collect();
     let spec = serde_json::from_str(&generated)
         .map(|base| docs::with_pipelines(base, &docs).to_string())
         .unwrap_or(generated.clone());
@@ -58,12 +71,21 @@ pub fn app<P: Publisher>(pipelines: Vec<(Arc<Ingest<P>>, PipelineDoc)>) -> Route
                     .overriding(poem::http::header::CONTENT_TYPE, "application/json"),
             ),
         );
-    for (ingest, doc) in pipelines {
+    for p in pipelines {
+        let ingest = p.ingest;
         route = route.at(
-            &doc.route,
+            &p.doc.route,
             post(poem::endpoint::make(move |request| {
                 let ingest = Arc::clone(&ingest);
                 async move { ingest.handle(request).await }
+            })),
+        );
+        let read_back = p.read_back;
+        route = route.at(
+            format!("{}/:id", p.doc.route),
+            get(poem::endpoint::make(move |request| {
+                let read_back = Arc::clone(&read_back);
+                async move { read_back.handle(request).await }
             })),
         );
     }

@@ -1,0 +1,55 @@
+//! `GET {route}/{id}`: the stored record of one key, read back from the pipeline's table.
+
+use poem::http::StatusCode;
+use poem::{Request, Response};
+use serde_json::Value;
+use tracing::warn;
+
+use super::problem::Problem;
+use crate::store::Store;
+
+/// Everything `GET {route}/{id}` needs.
+pub struct ReadBack<S> {
+    /// The pipeline's name, for logs.
+    pub pipeline: String,
+    /// The pipeline's table.
+    pub store: S,
+}
+
+impl<S: Store> ReadBack<S> {
+    /// Handles one request; the key is the `id` path parameter.
+    pub async fn handle(&self, request: Request) -> Response {
+        let key = match request.path_params::<String>() {
+            Ok(key) if !key.is_empty() => key,
+            _ => {
+                return Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "Missing key",
+                    "the path must end with a key",
+                )
+                .into_response()
+            }
+        };
+        match self.store.get(&key).await {
+            Ok(Some(record)) => Response::builder()
+                .content_type("application/json")
+                .body(Value::Object(record).to_string()),
+            Ok(None) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "No record",
+                format!("no record has the key {key:?}"),
+            )
+            .into_response(),
+            Err(e) => {
+                warn!(pipeline = %self.pipeline, error = %e, "Read-back failed.");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Store unavailable",
+                    e.to_string(),
+                )
+                .retry_after(1)
+                .into_response()
+            }
+        }
+    }
+}
