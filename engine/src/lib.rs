@@ -22,6 +22,7 @@ use tracing::{error, info};
 pub mod bus;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod shutdown;
@@ -108,6 +109,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     );
 
     let mut routes = Vec::new();
+    let mut registry = metrics::Registry::default();
     let mut consumers = Vec::new();
     for p in pipelines {
         let policy: Arc<dyn Policy> = Arc::new(
@@ -157,6 +159,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             version_field: p.version_field.clone(),
             schema,
         };
+        let ingest_stats = Arc::new(metrics::IngestStats::default());
+        let consumer_stats = Arc::new(bus::consumer::Stats::default());
+        registry.add(&p.name, ingest_stats.clone(), consumer_stats.clone());
         let handler = Arc::new(ingest::Ingest {
             pipeline: p.name.clone(),
             topic: p.topic.clone(),
@@ -165,6 +170,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             policy: Arc::clone(&policy),
             publisher: Arc::clone(&publisher),
             body_limit: ingest::DEFAULT_BODY_LIMIT,
+            stats: Arc::clone(&ingest_stats),
         });
         routes.push(ingest::PipelineRoutes {
             ingest: handler,
@@ -195,7 +201,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             consumer_settings,
             applier,
             Arc::clone(&publisher),
-            Arc::new(bus::consumer::Stats::default()),
+            consumer_stats,
             shutdown.clone(),
         );
         consumers.push(tokio::spawn(async move {
@@ -223,7 +229,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let mut stop = shutdown.clone();
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            ingest::app(routes),
+            ingest::app(routes, registry),
             async move { stop.wait().await },
             Some(DRAIN_TIMEOUT),
         )

@@ -82,6 +82,25 @@ async fn event2_consumed_before_event1_leaves_is_pregnant_true() {
         .expect("record exists");
     assert_eq!(s(&item, "IsPregnant"), "True");
     assert_eq!(s(&item, "UpdatedAt"), "2006-01-02T05:00:00.500000000Z");
+
+    // The skip is counted, not hidden: both events settled, one applied, one stale.
+    let metrics = reqwest::get(format!("{}/metrics", engine.url))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"ordo_ingest_requests_total{pipeline="patient-profile",status="202"} 2"#,
+        r#"ordo_events_total{pipeline="patient-profile",outcome="applied"} 1"#,
+        r#"ordo_events_total{pipeline="patient-profile",outcome="skipped_stale"} 1"#,
+        r#"ordo_dynamodb_writes_total{pipeline="patient-profile"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line} in:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -37,6 +37,8 @@ pub struct Ingest<P> {
     pub publisher: Arc<P>,
     /// Largest body accepted.
     pub body_limit: usize,
+    /// Answers by status, for `/metrics`.
+    pub stats: Arc<crate::metrics::IngestStats>,
 }
 
 /// The 202 answer.
@@ -58,9 +60,12 @@ struct Accepted<'a> {
 impl<P: Publisher> Ingest<P> {
     /// Handles one request.
     pub async fn handle(&self, mut request: Request) -> Response {
-        self.accept(&mut request)
+        let response = self
+            .accept(&mut request)
             .await
-            .unwrap_or_else(Problem::into_response)
+            .unwrap_or_else(Problem::into_response);
+        self.stats.record(response.status().as_u16());
+        response
     }
 
     async fn accept(&self, request: &mut Request) -> Result<Response, Problem> {

@@ -35,6 +35,8 @@ pub struct PipelineRoutes<P, S> {
 
 /// Path of the rendered documentation.
 pub const DOCS_PATH: &str = "/docs";
+/// Path of the Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
 /// Path of the OpenAPI document as JSON.
 pub const SPEC_PATH: &str = "/docs/openapi.json";
 
@@ -51,7 +53,10 @@ impl SystemApi {
 }
 
 /// The whole HTTP application for `pipelines`.
-pub fn app<P: Publisher, S: Store>(pipelines: Vec<PipelineRoutes<P, S>>) -> Route {
+pub fn app<P: Publisher, S: Store>(
+    pipelines: Vec<PipelineRoutes<P, S>>,
+    metrics: crate::metrics::Registry,
+) -> Route {
     let service = OpenApiService::new(SystemApi, "Ordo", env!("CARGO_PKG_VERSION")).description(
         "Ordo keeps a replica of each pipeline's entity correct when its update events arrive out of order.",
     );
@@ -63,6 +68,15 @@ pub fn app<P: Publisher, S: Store>(pipelines: Vec<PipelineRoutes<P, S>>) -> Rout
     // Swagger UI from poem-openapi, fed the document that includes the pipelines.
     let html = service.swagger_ui_html().replacen(&generated, &spec, 1);
     let mut route = Route::new()
+        .at(
+            METRICS_PATH,
+            make_sync(move |_| metrics.render()).with(
+                poem::middleware::SetHeader::new().overriding(
+                    poem::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                ),
+            ),
+        )
         .at(DOCS_PATH, make_sync(move |_| Html(html.clone())))
         .at(
             SPEC_PATH,

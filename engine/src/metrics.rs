@@ -1,0 +1,118 @@
+//! `/metrics` in the Prometheus text format: what each pipeline's ingest and consumer did.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use crate::bus::consumer::Stats;
+
+/// HTTP answers of one pipeline's ingest route, by status code.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Count per status; a mutex is cheap next to a broker round trip.
+    by_status: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl IngestStats {
+    /// Counts one answer.
+    pub fn record(&self, status: u16) {
+        if let Ok(mut map) = self.by_status.lock() {
+            *map.entry(status).or_default() += 1;
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<u16, u64> {
+        self.by_status.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Every pipeline's counters.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    /// (pipeline name, ingest counters, consumer counters).
+    pipelines: Vec<(String, Arc<IngestStats>, Arc<Stats>)>,
+}
+
+impl Registry {
+    /// Adds a pipeline's counters.
+    pub fn add(&mut self, pipeline: &str, ingest: Arc<IngestStats>, consumer: Arc<Stats>) {
+        self.pipelines
+            .push((pipeline.to_string(), ingest, consumer));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP ordo_ingest_requests_total Answers of each pipeline's POST route, by status.\n",
+        );
+        out.push_str("# TYPE ordo_ingest_requests_total counter\n");
+        for (name, ingest, _) in &self.pipelines {
+            for (status, count) in ingest.snapshot() {
+                let _ = writeln!(
+                    out,
+                    "ordo_ingest_requests_total{{pipeline=\"{name}\",status=\"{status}\"}} {count}"
+                );
+            }
+        }
+        out.push_str("# HELP ordo_events_total Events the consumer settled, by outcome.\n");
+        out.push_str("# TYPE ordo_events_total counter\n");
+        for (name, _, s) in &self.pipelines {
+            for (outcome, counter) in [
+                ("applied", &s.applied),
+                ("skipped_stale", &s.skipped),
+                ("dead_lettered", &s.dead_lettered),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "ordo_events_total{{pipeline=\"{name}\",outcome=\"{outcome}\"}} {}",
+                    Stats::get(counter)
+                );
+            }
+        }
+        out.push_str("# HELP ordo_dynamodb_writes_total Conditional writes that went through.\n");
+        out.push_str("# TYPE ordo_dynamodb_writes_total counter\n");
+        for (name, _, s) in &self.pipelines {
+            let _ = writeln!(
+                out,
+                "ordo_dynamodb_writes_total{{pipeline=\"{name}\"}} {}",
+                Stats::get(&s.writes)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_pipeline_labels() {
+        let ingest = Arc::new(IngestStats::default());
+        ingest.record(202);
+        ingest.record(202);
+        ingest.record(422);
+        let consumer = Arc::new(Stats::default());
+        Stats::add(&consumer.skipped, 3);
+        let mut registry = Registry::default();
+        registry.add("p", ingest, consumer);
+        let text = registry.render();
+        assert!(
+            text.contains("ordo_ingest_requests_total{pipeline=\"p\",status=\"202\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ordo_ingest_requests_total{pipeline=\"p\",status=\"422\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ordo_events_total{pipeline=\"p\",outcome=\"skipped_stale\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ordo_dynamodb_writes_total{pipeline=\"p\"} 0"),
+            "{text}"
+        );
+    }
+}
