@@ -110,6 +110,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
 
     let mut routes = Vec::new();
     let mut registry = metrics::Registry::default();
+    let mut tables = Vec::new();
     let mut consumers = Vec::new();
     for p in pipelines {
         let policy: Arc<dyn Policy> = Arc::new(
@@ -172,6 +173,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             body_limit: ingest::DEFAULT_BODY_LIMIT,
             stats: Arc::clone(&ingest_stats),
         });
+        tables.push((p.name.clone(), store.clone()));
         routes.push(ingest::PipelineRoutes {
             ingest: handler,
             read_back: Arc::new(ingest::ReadBack {
@@ -229,7 +231,14 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let mut stop = shutdown.clone();
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            ingest::app(routes, registry),
+            ingest::app(
+                routes,
+                registry,
+                ingest::ready::Readiness {
+                    publisher: Arc::clone(&publisher),
+                    tables,
+                },
+            ),
             async move { stop.wait().await },
             Some(DRAIN_TIMEOUT),
         )

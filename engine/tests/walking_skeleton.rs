@@ -191,6 +191,14 @@ async fn docs_describe_the_pipeline_route_and_its_schema() {
     );
     assert!(spec["paths"]["/healthz"]["get"].is_object(), "{spec}");
 
+    let ready = reqwest::get(format!("{}/readyz", engine.url))
+        .await
+        .expect("GET /readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    let ready: serde_json::Value = ready.json().await.expect("JSON");
+    assert_eq!(ready["checks"]["kafka"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["dynamodb:patient-profile"], "ok", "{ready}");
+
     let html = reqwest::get(format!("{}/docs", engine.url))
         .await
         .expect("GET /docs")

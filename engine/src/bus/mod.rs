@@ -25,6 +25,9 @@ pub enum BusError {
     /// The client could not be created from its settings.
     #[error("Kafka client setup failed: {0}")]
     Client(String),
+    /// The broker did not answer a metadata request.
+    #[error("broker did not answer: {0}")]
+    Unreachable(String),
     /// The broker did not acknowledge a message.
     #[error("topic `{topic}`: message not acknowledged: {reason}")]
     NotAcknowledged {

@@ -47,6 +47,22 @@ impl KafkaPublisher {
     }
 }
 
+impl KafkaPublisher {
+    /// Asks the broker for cluster metadata: proof that it answers.
+    pub async fn check(&self, timeout: Duration) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map(|_| ())
+                .map_err(|e| BusError::Unreachable(e.to_string()))
+        })
+        .await
+        .map_err(|e| BusError::Client(format!("metadata task: {e}")))?
+    }
+}
+
 impl Publisher for KafkaPublisher {
     async fn publish(
         &self,

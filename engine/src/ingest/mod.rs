@@ -16,6 +16,7 @@ pub mod docs;
 pub mod handler;
 pub mod problem;
 pub mod read;
+pub mod ready;
 
 use crate::bus::Publisher;
 use crate::store::Store;
@@ -35,6 +36,8 @@ pub struct PipelineRoutes<P, S> {
 
 /// Path of the rendered documentation.
 pub const DOCS_PATH: &str = "/docs";
+/// Path of the readiness check.
+pub const READY_PATH: &str = "/readyz";
 /// Path of the Prometheus metrics.
 pub const METRICS_PATH: &str = "/metrics";
 /// Path of the OpenAPI document as JSON.
@@ -56,6 +59,7 @@ impl SystemApi {
 pub fn app<P: Publisher, S: Store>(
     pipelines: Vec<PipelineRoutes<P, S>>,
     metrics: crate::metrics::Registry,
+    readiness: ready::Readiness,
 ) -> Route {
     let service = OpenApiService::new(SystemApi, "Ordo", env!("CARGO_PKG_VERSION")).description(
         "Ordo keeps a replica of each pipeline's entity correct when its update events arrive out of order.",
@@ -67,7 +71,15 @@ pub fn app<P: Publisher, S: Store>(
         .unwrap_or(generated.clone());
     // Swagger UI from poem-openapi, fed the document that includes the pipelines.
     let html = service.swagger_ui_html().replacen(&generated, &spec, 1);
+    let readiness = Arc::new(readiness);
     let mut route = Route::new()
+        .at(
+            READY_PATH,
+            get(poem::endpoint::make(move |_| {
+                let readiness = Arc::clone(&readiness);
+                async move { readiness.handle().await }
+            })),
+        )
         .at(
             METRICS_PATH,
             make_sync(move |_| metrics.render()).with(

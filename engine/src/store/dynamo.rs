@@ -104,6 +104,17 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Describes the table: proof that DynamoDB answers and the table exists.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.request_error("DescribeTable", e))
+    }
+
     async fn create_table(&self) -> Result<(), StoreError> {
         let shape = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Shape {
             table: self.table.clone(),
