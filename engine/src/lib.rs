@@ -28,7 +28,7 @@ pub mod plugin;
 pub mod shutdown;
 pub mod store;
 
-use bus::producer::{KafkaPublisher, DEFAULT_DELIVERY_TIMEOUT};
+use bus::producer::KafkaPublisher;
 use plugin::wasm::{Limits, WasmPolicy};
 use plugin::Policy;
 use shutdown::Shutdown;
@@ -46,6 +46,12 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Kafka bootstrap brokers.
     pub brokers: String,
+    /// How long ingest waits for the broker's ack before answering 503.
+    pub produce_timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Ingest requests handled at once; more get 503 rather than queueing without bound.
+    pub max_in_flight: usize,
 }
 
 /// Why the engine could not start or stopped with an error.
@@ -99,7 +105,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let publisher = Arc::new(
-        KafkaPublisher::new(&settings.brokers, DEFAULT_DELIVERY_TIMEOUT).map_err(|source| {
+        KafkaPublisher::new(&settings.brokers, settings.produce_timeout).map_err(|source| {
             Error::Bus {
                 pipeline: "*".into(),
                 brokers: settings.brokers.clone(),
@@ -111,6 +117,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let mut routes = Vec::new();
     let mut registry = metrics::Registry::default();
     let mut tables = Vec::new();
+    // One budget for all pipelines: it bounds the process's memory, not a route's share.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1)));
     let mut consumers = Vec::new();
     for p in pipelines {
         let policy: Arc<dyn Policy> = Arc::new(
@@ -170,7 +178,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             version_field: p.version_field.clone(),
             policy: Arc::clone(&policy),
             publisher: Arc::clone(&publisher),
-            body_limit: ingest::DEFAULT_BODY_LIMIT,
+            body_limit: settings.body_limit,
+            in_flight: Arc::clone(&in_flight),
             stats: Arc::clone(&ingest_stats),
         });
         tables.push((p.name.clone(), store.clone()));

@@ -19,6 +19,15 @@ struct Cli {
     /// Kafka bootstrap brokers, comma-separated.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// Milliseconds ingest waits for the broker's ack before answering 503.
+    #[arg(long, env = "ORDO_PRODUCE_TIMEOUT_MS", default_value_t = ordo::bus::producer::DEFAULT_DELIVERY_TIMEOUT.as_millis() as u64)]
+    produce_timeout_ms: u64,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, env = "ORDO_BODY_LIMIT", default_value_t = ordo::ingest::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// Ingest requests handled at once; more get 503 with Retry-After.
+    #[arg(long, env = "ORDO_MAX_IN_FLIGHT", default_value_t = ordo::ingest::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
 }
 
 #[tokio::main]
@@ -40,6 +49,9 @@ async fn main() -> anyhow::Result<()> {
         config: cli.config,
         listen: cli.listen,
         brokers: cli.brokers,
+        produce_timeout: std::time::Duration::from_millis(cli.produce_timeout_ms),
+        body_limit: cli.body_limit,
+        max_in_flight: cli.max_in_flight,
     };
     ordo::run(settings, shutdown).await?;
     Ok(())

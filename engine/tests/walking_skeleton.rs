@@ -26,6 +26,7 @@ async fn seed_curl_lands_as_the_seed_scan_shows() {
     OffsetDateTime::parse(&stamped, &Rfc3339).expect("stamped UpdatedAt is RFC 3339");
 
     let item = wait_item(&engine, "1", |_| true).await;
+    assert_eq!(engine.topic_size(), 1, "one request, one event");
     let attributes: BTreeMap<&str, &AttributeValue> =
         item.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let expected = [

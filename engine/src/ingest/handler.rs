@@ -20,6 +20,8 @@ use crate::plugin::Policy;
 
 /// Largest body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+/// Ingest requests handled at once, all pipelines together: at 1 MiB bodies, about 1 GiB.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// Everything `POST {route}` needs.
 pub struct Ingest<P> {
@@ -37,6 +39,8 @@ pub struct Ingest<P> {
     pub publisher: Arc<P>,
     /// Largest body accepted.
     pub body_limit: usize,
+    /// Bounds requests in flight; shared by every pipeline.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Answers by status, for `/metrics`.
     pub stats: Arc<crate::metrics::IngestStats>,
 }
@@ -69,6 +73,14 @@ impl<P: Publisher> Ingest<P> {
     }
 
     async fn accept(&self, request: &mut Request) -> Result<Response, Problem> {
+        let _permit = self.in_flight.try_acquire().map_err(|_| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Overloaded",
+                "too many requests in flight; nothing was stored, retry later",
+            )
+            .retry_after(1)
+        })?;
         check_content_type(request)?;
         let body = request
             .take_body()

@@ -21,7 +21,7 @@ pub mod ready;
 use crate::bus::Publisher;
 use crate::store::Store;
 pub use docs::PipelineDoc;
-pub use handler::{Ingest, DEFAULT_BODY_LIMIT};
+pub use handler::{Ingest, DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT};
 pub use read::ReadBack;
 
 /// One pipeline's HTTP side.

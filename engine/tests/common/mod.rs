@@ -307,6 +307,26 @@ max_attempts = 5
         (field("partition") as i32, field("offset"))
     }
 
+    /// How many messages the pipeline's topic holds, over all partitions.
+    pub fn topic_size(&self) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("watermark reader");
+        (0..3)
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(
+                        &self.names.topic,
+                        p,
+                        Timeout::After(Duration::from_secs(10)),
+                    )
+                    .expect("watermarks from the broker");
+                high - low
+            })
+            .sum()
+    }
+
     /// Waits until the consumer group committed past `offset` on `partition`.
     pub async fn wait_committed_past(&self, partition: i32, offset: i64) {
         let consumer: BaseConsumer = ClientConfig::new()
