@@ -180,6 +180,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             publisher: Arc::clone(&publisher),
             body_limit: settings.body_limit,
             in_flight: Arc::clone(&in_flight),
+            idempotency: ingest::idempotency::IdempotencyCache::default(),
             stats: Arc::clone(&ingest_stats),
         });
         tables.push((p.name.clone(), store.clone()));

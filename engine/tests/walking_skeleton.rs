@@ -231,3 +231,39 @@ async fn the_stored_record_can_be_read_back_and_a_missing_one_is_404() {
     let problem: serde_json::Value = missing.json().await.expect("problem JSON");
     assert_eq!(problem["status"], 404);
 }
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_produces_no_second_event() {
+    let engine = Engine::start("idem");
+    let client = reqwest::Client::new();
+    let send = |key: &'static str| {
+        client
+            .post(format!("{}/patientprofile", engine.url))
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", key)
+            .body(SEED_BODY)
+            .send()
+    };
+    let first = send("retry-1").await.expect("POST");
+    assert_eq!(first.status().as_u16(), 202);
+    assert!(first.headers().get("idempotency-replayed").is_none());
+    let first: serde_json::Value = first.json().await.expect("JSON");
+    let retry = send("retry-1").await.expect("POST");
+    assert_eq!(retry.status().as_u16(), 202);
+    assert_eq!(
+        retry
+            .headers()
+            .get("idempotency-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let retry: serde_json::Value = retry.json().await.expect("JSON");
+    assert_eq!(retry, first, "the retry gets the first answer");
+    let other = send("retry-2").await.expect("POST");
+    assert_eq!(other.status().as_u16(), 202);
+    assert_eq!(
+        engine.topic_size(),
+        2,
+        "two keys, two events; the retry produced none"
+    );
+}

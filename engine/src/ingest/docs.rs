@@ -91,6 +91,11 @@ fn operation(doc: &PipelineDoc) -> Value {
                 doc.version_field, doc.topic, doc.key_field
             ),
             "operationId": format!("ingest_{}", doc.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
+            "parameters": [{
+                "name": "Idempotency-Key", "in": "header", "required": false,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "A retry with the same key within 24 h gets the first 202 answer (header `Idempotency-Replayed: true`) and produces no second event. Remembered per engine process."
+            }],
             "requestBody": {
                 "required": true,
                 "content": {"application/json": {"schema": doc.schema, "example": example(doc)}}

@@ -20,6 +20,10 @@ use crate::plugin::Policy;
 
 /// Largest body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+/// Request header naming a retry-safe request.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Response header set when an answer is a replay of an earlier request's.
+pub const REPLAYED_HEADER: &str = "idempotency-replayed";
 /// Ingest requests handled at once, all pipelines together: at 1 MiB bodies, about 1 GiB.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
@@ -41,6 +45,8 @@ pub struct Ingest<P> {
     pub body_limit: usize,
     /// Bounds requests in flight; shared by every pipeline.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Answers remembered by `Idempotency-Key`.
+    pub idempotency: super::idempotency::IdempotencyCache,
     /// Answers by status, for `/metrics`.
     pub stats: Arc<crate::metrics::IngestStats>,
 }
@@ -82,6 +88,7 @@ impl<P: Publisher> Ingest<P> {
             .retry_after(1)
         })?;
         check_content_type(request)?;
+        let idempotency_key = idempotency_key(request)?;
         let body = request
             .take_body()
             .into_bytes_limit(self.body_limit)
@@ -139,9 +146,32 @@ impl<P: Publisher> Ingest<P> {
                 ));
             }
         }
+        let (body, replayed) = match idempotency_key {
+            Some(id) => {
+                self.idempotency
+                    .once(&id, || self.produce(&key, &text, &updated_at))
+                    .await?
+            }
+            None => (self.produce(&key, &text, &updated_at).await?, false),
+        };
+        let mut response = Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .content_type("application/json")
+            .body(body);
+        if replayed {
+            response.headers_mut().insert(
+                REPLAYED_HEADER,
+                poem::http::HeaderValue::from_static("true"),
+            );
+        }
+        Ok(response)
+    }
+
+    /// Produces the event and waits for the ack; returns the 202 body.
+    async fn produce(&self, key: &str, text: &str, updated_at: &Value) -> Result<String, Problem> {
         let delivery = self
             .publisher
-            .publish(&self.topic, &key, text.as_bytes(), &[])
+            .publish(&self.topic, key, text.as_bytes(), &[])
             .await
             .map_err(|e| {
                 warn!(pipeline = %self.pipeline, error = %e, "Event not acknowledged by the broker.");
@@ -154,16 +184,12 @@ impl<P: Publisher> Ingest<P> {
             })?;
         let accepted = Accepted {
             pipeline: &self.pipeline,
-            key: &key,
+            key,
             partition: delivery.partition,
             offset: delivery.offset,
-            updated_at: &updated_at,
+            updated_at,
         };
-        let body = serde_json::to_string(&accepted).unwrap_or_default();
-        Ok(Response::builder()
-            .status(StatusCode::ACCEPTED)
-            .content_type("application/json")
-            .body(body))
+        Ok(serde_json::to_string(&accepted).unwrap_or_default())
     }
 
     fn read_error(&self, e: ReadBodyError) -> Problem {
@@ -179,6 +205,21 @@ impl<P: Publisher> Ingest<P> {
                 other.to_string(),
             ),
         }
+    }
+}
+
+/// The `Idempotency-Key` header, when sent: 1 to 255 visible ASCII characters.
+fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_string())),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
     }
 }
 

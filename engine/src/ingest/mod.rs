@@ -14,6 +14,7 @@ use poem_openapi::{OpenApi, OpenApiService};
 
 pub mod docs;
 pub mod handler;
+pub mod idempotency;
 pub mod problem;
 pub mod read;
 pub mod ready;
