@@ -267,3 +267,39 @@ async fn a_retry_with_the_same_idempotency_key_produces_no_second_event() {
         "two keys, two events; the retry produced none"
     );
 }
+
+#[tokio::test]
+async fn ingest_answers_503_with_retry_after_when_the_broker_is_gone() {
+    let mut broker = common::PrivateBroker::start();
+    let engine = Engine::start_custom(
+        common::Names::unique("down"),
+        &broker.address,
+        &["--produce-timeout-ms", "2000"],
+    );
+    let (status, accepted) = engine.post(SEED_BODY).await;
+    assert_eq!(status, 202, "up: {accepted}");
+
+    broker.stop();
+    let response = reqwest::Client::new()
+        .post(format!("{}/patientprofile", engine.url))
+        .header("Content-Type", "application/json")
+        .body(SEED_BODY)
+        .send()
+        .await
+        .expect("the engine still answers");
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let problem: serde_json::Value = response.json().await.expect("problem JSON");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("retry")),
+        "{problem}"
+    );
+}

@@ -208,6 +208,11 @@ impl Engine {
     }
 
     pub fn start_with(names: Names) -> Self {
+        Self::start_custom(names, &brokers(), &[])
+    }
+
+    /// Starts against `brokers`, with extra command-line arguments.
+    pub fn start_custom(names: Names, brokers: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("pipelines.toml");
         std::fs::write(
@@ -241,7 +246,9 @@ max_attempts = 5
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(args)
             .envs(aws_env())
+            .env("KAFKA_BROKERS", brokers)
             .env("ORDO_LOG", "info,ordo=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -489,4 +496,79 @@ pub async fn produce_raw(topic: &str, key: &str, payload: &str) -> (i32, i64) {
         .await
         .expect("broker acknowledges");
     (delivery.partition, delivery.offset)
+}
+
+/// A broker of the test's own (tansu from the stack's cache), to stop without disturbing the
+/// tests that share the stack's broker. Killed when dropped.
+pub struct PrivateBroker {
+    pub address: String,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let cache = std::env::var("ORDO_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ordo")
+            });
+        let tansu = cache.join("tansu/bin/tansu");
+        assert!(
+            tansu.exists(),
+            "{} is missing: run `make local-dev-stack`",
+            tansu.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let child = Command::new(tansu)
+            .arg("broker")
+            .current_dir(dir.path())
+            .env("STORAGE_ENGINE", "sqlite://tansu.db")
+            .env("LISTENER_URL", format!("tcp://{address}"))
+            .env("ADVERTISED_LISTENER_URL", format!("tcp://{address}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let broker = Self {
+            address,
+            child: Some(child),
+            _dir: dir,
+        };
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .create()
+            .expect("metadata client");
+        let deadline = Instant::now() + EFFECT_TIMEOUT;
+        while probe
+            .fetch_metadata(None, Timeout::After(Duration::from_secs(1)))
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "private broker at {} never answered",
+                broker.address
+            );
+        }
+        broker
+    }
+
+    /// Stops the broker (SIGKILL) and waits for it to be gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
