@@ -118,3 +118,218 @@ pub fn app<P: Publisher, S: Store>(
     }
     route.nest("/", service)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The API's shapes through poem's test client, with an in-process bus, store and policy.
+    //! What Kafka and DynamoDB do is tested end to end in `engine/tests/`.
+    use std::sync::Mutex;
+
+    use poem::http::StatusCode;
+    use poem::test::TestClient;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::bus::{BusError, Delivery};
+    use crate::metrics::{IngestStats, Registry};
+    use crate::plugin::{Decision, FieldError, PluginError, Policy};
+    use crate::store::{Precondition, PutOutcome, Record, StoreError};
+
+    /// Acknowledges every message and remembers it.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, String)>>);
+
+    impl Publisher for Recorder {
+        async fn publish(
+            &self,
+            _: &str,
+            key: &str,
+            payload: &[u8],
+            _: &[(&str, &str)],
+        ) -> Result<Delivery, BusError> {
+            let mut sent = self.0.lock().expect("lock");
+            sent.push((
+                key.to_string(),
+                String::from_utf8_lossy(payload).into_owned(),
+            ));
+            Ok(Delivery {
+                partition: 0,
+                offset: sent.len() as i64 - 1,
+            })
+        }
+    }
+
+    /// Holds one record, under key "1".
+    struct One;
+
+    impl Store for One {
+        async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+            Ok((key == "1").then(|| {
+                json!({"PatientId": "1"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+            }))
+        }
+        async fn put(&self, _: &Record, _: &Precondition) -> Result<PutOutcome, StoreError> {
+            Ok(PutOutcome::Written)
+        }
+    }
+
+    /// Requires `Sex` to be a string when present.
+    struct SexIsText;
+
+    impl Policy for SexIsText {
+        fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
+            let v: Value = serde_json::from_str(event).unwrap_or(Value::Null);
+            Ok(match v.get("Sex") {
+                Some(s) if !s.is_string() => Err(FieldError {
+                    field: "Sex".into(),
+                    message: "must be a string".into(),
+                }),
+                _ => Ok(()),
+            })
+        }
+        fn merge(&self, incoming: &str, _: Option<&str>) -> Result<Decision, PluginError> {
+            Ok(Decision::Write(incoming.into()))
+        }
+        fn schema(&self) -> Result<String, PluginError> {
+            Ok("{}".into())
+        }
+    }
+
+    fn client(recorder: &Arc<Recorder>) -> TestClient<Route> {
+        let ingest = Arc::new(Ingest {
+            pipeline: "p".into(),
+            topic: "t".into(),
+            key_field: "PatientId".into(),
+            version_field: "UpdatedAt".into(),
+            policy: Arc::new(SexIsText),
+            publisher: Arc::clone(recorder),
+            body_limit: 64,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(8)),
+            idempotency: idempotency::IdempotencyCache::default(),
+            stats: Arc::new(IngestStats::default()),
+        });
+        let doc = PipelineDoc {
+            name: "p".into(),
+            route: "/p".into(),
+            topic: "t".into(),
+            key_field: "PatientId".into(),
+            version_field: "UpdatedAt".into(),
+            schema: json!({"type": "object"}),
+        };
+        let routes = vec![PipelineRoutes {
+            ingest,
+            read_back: Arc::new(ReadBack {
+                pipeline: "p".into(),
+                store: One,
+            }),
+            doc,
+        }];
+        // Creating a client does not connect; nothing here calls /readyz.
+        let publisher = crate::bus::producer::KafkaPublisher::new(
+            "127.0.0.1:1",
+            std::time::Duration::from_secs(1),
+        )
+        .expect("an unconnected client");
+        let readiness = ready::Readiness {
+            publisher: Arc::new(publisher),
+            tables: Vec::new(),
+        };
+        TestClient::new(app(routes, Registry::default(), readiness))
+    }
+
+    #[tokio::test]
+    async fn answers_have_the_documented_shapes_and_only_202_produces() {
+        let recorder = Arc::new(Recorder::default());
+        let cli = client(&recorder);
+        let post = |body: &'static str, content_type: &'static str| {
+            cli.post("/p").content_type(content_type).body(body).send()
+        };
+
+        let ok = post(
+            r#"{"PatientId":"1","UpdatedAt":"2006-01-02T15:00:00Z"}"#,
+            "application/json",
+        )
+        .await;
+        ok.assert_status(StatusCode::ACCEPTED);
+        ok.assert_json(json!({"pipeline": "p", "key": "1", "partition": 0, "offset": 0, "updatedAt": "2006-01-02T15:00:00Z"})).await;
+
+        let stamped = post(r#"{"PatientId":"2"}"#, "application/json; charset=utf-8").await;
+        stamped.assert_status(StatusCode::ACCEPTED);
+        assert!(
+            recorder.0.lock().expect("lock")[1].1.contains("UpdatedAt"),
+            "stamped when absent"
+        );
+
+        for (body, content_type, status, field) in [
+            ("{", "application/json", StatusCode::BAD_REQUEST, None),
+            (
+                r#"{"PatientId":"1"}"#,
+                "text/plain",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+            ),
+            (
+                r#"{"PatientId":"1","FirstName":"a very long name that is longer than the limit"}"#,
+                "application/json",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+            ),
+            (
+                r#"{"FirstName":"J"}"#,
+                "application/json",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("PatientId"),
+            ),
+            (
+                r#"{"PatientId":7}"#,
+                "application/json",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("PatientId"),
+            ),
+            (
+                r#"{"PatientId":"1","Sex":1}"#,
+                "application/json",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("Sex"),
+            ),
+            (
+                "[]",
+                "application/json",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+            ),
+        ] {
+            let response = post(body, content_type).await;
+            response.assert_status(status);
+            response.assert_content_type("application/problem+json");
+            let problem: Value = response.json().await.value().deserialize();
+            assert_eq!(problem["status"], status.as_u16(), "{body}");
+            assert_eq!(problem["field"].as_str(), field, "{body}: {problem}");
+        }
+        assert_eq!(
+            recorder.0.lock().expect("lock").len(),
+            2,
+            "no event for any 4xx"
+        );
+    }
+
+    #[tokio::test]
+    async fn read_back_and_service_endpoints() {
+        let cli = client(&Arc::new(Recorder::default()));
+        let found = cli.get("/p/1").send().await;
+        found.assert_status_is_ok();
+        found.assert_json(json!({"PatientId": "1"})).await;
+        cli.get("/p/2")
+            .send()
+            .await
+            .assert_status(StatusCode::NOT_FOUND);
+        cli.get("/healthz").send().await.assert_text("ok").await;
+        cli.get("/metrics").send().await.assert_status_is_ok();
+        let spec = cli.get("/docs/openapi.json").send().await;
+        spec.assert_status_is_ok();
+        spec.assert_content_type("application/json");
+    }
+}
