@@ -79,6 +79,15 @@ impl Registry {
                 Stats::get(&s.writes)
             );
         }
+        out.push_str("# HELP ordo_dynamodb_conditional_failures_total Conditional writes lost to another writer, then merged again.\n");
+        out.push_str("# TYPE ordo_dynamodb_conditional_failures_total counter\n");
+        for (name, _, s) in &self.pipelines {
+            let _ = writeln!(
+                out,
+                "ordo_dynamodb_conditional_failures_total{{pipeline=\"{name}\"}} {}",
+                Stats::get(&s.conflicts)
+            );
+        }
         out
     }
 }

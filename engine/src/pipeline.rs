@@ -42,6 +42,18 @@ pub struct Applied {
     pub outcomes: Vec<Outcome>,
     /// Conditional writes that went through (one per key at most).
     pub writes: usize,
+    /// Conditional writes lost to another writer, each followed by a re-read and re-merge.
+    pub conflicts: usize,
+}
+
+/// What became of one key's events.
+struct Folded {
+    /// (index in the batch, outcome) per event.
+    results: Vec<(usize, Outcome)>,
+    /// Whether a write went through.
+    wrote: bool,
+    /// Conditional writes lost before that.
+    conflicts: usize,
 }
 
 /// Why an event could not be applied yet; worth retrying later.
@@ -110,10 +122,15 @@ impl<S: Store> Applier<S> {
                 Err(reason) => outcomes[i] = Some(Outcome::Rejected(reason)),
             }
         }
-        let mut writes = 0;
+        let (mut writes, mut conflicts) = (0, 0);
         for (key, group) in &groups {
-            let (results, wrote) = self.fold_key(key, group).await?;
+            let Folded {
+                results,
+                wrote,
+                conflicts: lost,
+            } = self.fold_key(key, group).await?;
             writes += usize::from(wrote);
+            conflicts += lost;
             for (i, outcome) in results {
                 outcomes[i] = Some(outcome);
             }
@@ -124,18 +141,15 @@ impl<S: Store> Applier<S> {
                 .map(|o| o.unwrap_or_else(|| Outcome::Rejected("not applied".into())))
                 .collect(),
             writes,
+            conflicts,
         })
     }
 
     /// Merges `group` (events of `key`, in order) into the stored record and writes the
     /// result once, conditioned on the version read. Returns each event's outcome and whether
-    /// a write happened.
-    async fn fold_key(
-        &self,
-        key: &str,
-        group: &[(usize, &str)],
-    ) -> Result<(Vec<(usize, Outcome)>, bool), ApplyError> {
-        for _ in 0..MAX_CONFLICTS {
+    /// a write happened, after how many lost races.
+    async fn fold_key(&self, key: &str, group: &[(usize, &str)]) -> Result<Folded, ApplyError> {
+        for conflicts in 0..MAX_CONFLICTS {
             let stored = self.store.get(key).await?;
             let mut state = stored
                 .as_ref()
@@ -161,14 +175,24 @@ impl<S: Store> Applier<S> {
                 results.push((i, outcome));
             }
             let Some(record) = merged else {
-                return Ok((results, false));
+                return Ok(Folded {
+                    results,
+                    wrote: false,
+                    conflicts,
+                });
             };
             let precondition = match &stored {
                 None => Precondition::Absent,
                 Some(s) => Precondition::VersionIs(s.get(&self.version_field).cloned()),
             };
             match self.store.put(&record, &precondition).await? {
-                PutOutcome::Written => return Ok((results, true)),
+                PutOutcome::Written => {
+                    return Ok(Folded {
+                        results,
+                        wrote: true,
+                        conflicts,
+                    })
+                }
                 PutOutcome::Conflict => {
                     debug!(key = %key, "Conditional write lost a race; merging again.")
                 }
@@ -333,6 +357,17 @@ mod tests {
             .expect("applied");
         assert!(matches!(outcome, Outcome::Skipped(_)), "{outcome:?}");
         assert_eq!(store.records.lock().expect("lock")["a"]["v"], 5);
+        let events = [Event {
+            key: None,
+            payload: br#"{"k":"a","v":6}"#,
+        }];
+        store.conflicts.store(1, Ordering::SeqCst);
+        let applied = a.apply_batch(&events).await.expect("applied");
+        assert_eq!(
+            (applied.writes, applied.conflicts),
+            (1, 1),
+            "one lost race, then the write"
+        );
         // A newer event still wins after a lost race.
         store.conflicts.store(1, Ordering::SeqCst);
         assert_eq!(

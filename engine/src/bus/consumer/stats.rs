@@ -16,6 +16,8 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Conditional writes that went through.
     pub writes: AtomicU64,
+    /// Conditional writes lost to another writer (then merged again).
+    pub conflicts: AtomicU64,
 }
 
 impl Stats {

@@ -93,6 +93,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             let error = match self.applier.apply_batch(&events).await {
                 Ok(applied) => {
                     Stats::add(&self.stats.writes, applied.writes as u64);
+                    Stats::add(&self.stats.conflicts, applied.conflicts as u64);
                     break applied.outcomes;
                 }
                 Err(e) => e.to_string(),
