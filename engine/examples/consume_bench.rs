@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         workload("bursty", 10 * scale, 20, true),
     ] {
         let topic = format!("bench.{run_id}.{}", w.name);
-        ordo::bus::admin::ensure_topic(&brokers, &topic, PARTITIONS, 1).await?;
+        ordo::bus::admin::ensure_topics(&brokers, &[&topic], PARTITIONS, 1).await?;
         produce(&brokers, &topic, &w.events).await?;
         let n = w.events.len();
 

@@ -133,17 +133,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             brokers: settings.brokers.clone(),
             source,
         };
-        bus::admin::ensure_topic(
+        bus::admin::ensure_topics(
             &settings.brokers,
-            &p.topic,
-            p.partitions,
-            p.replication_factor,
-        )
-        .await
-        .map_err(bus_error)?;
-        bus::admin::ensure_topic(
-            &settings.brokers,
-            &p.dead_letter_topic,
+            &[&p.topic, &p.dead_letter_topic],
             p.partitions,
             p.replication_factor,
         )

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use crate::bus::consumer::Stats;
@@ -43,52 +44,61 @@ impl Registry {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP ordo_ingest_requests_total Answers of each pipeline's POST route, by status.\n",
+        family(
+            &mut out,
+            "ordo_ingest_requests_total",
+            "Answers of each pipeline's POST route, by status.",
+            self.pipelines.iter().flat_map(|(name, ingest, _)| {
+                ingest
+                    .snapshot()
+                    .into_iter()
+                    .map(move |(status, n)| (format!("pipeline=\"{name}\",status=\"{status}\""), n))
+            }),
         );
-        out.push_str("# TYPE ordo_ingest_requests_total counter\n");
-        for (name, ingest, _) in &self.pipelines {
-            for (status, count) in ingest.snapshot() {
-                let _ = writeln!(
-                    out,
-                    "ordo_ingest_requests_total{{pipeline=\"{name}\",status=\"{status}\"}} {count}"
-                );
-            }
-        }
-        out.push_str("# HELP ordo_events_total Events the consumer settled, by outcome.\n");
-        out.push_str("# TYPE ordo_events_total counter\n");
-        for (name, _, s) in &self.pipelines {
-            for (outcome, counter) in [
-                ("applied", &s.applied),
-                ("skipped_stale", &s.skipped),
-                ("dead_lettered", &s.dead_lettered),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "ordo_events_total{{pipeline=\"{name}\",outcome=\"{outcome}\"}} {}",
-                    Stats::get(counter)
-                );
-            }
-        }
-        out.push_str("# HELP ordo_dynamodb_writes_total Conditional writes that went through.\n");
-        out.push_str("# TYPE ordo_dynamodb_writes_total counter\n");
-        for (name, _, s) in &self.pipelines {
-            let _ = writeln!(
-                out,
-                "ordo_dynamodb_writes_total{{pipeline=\"{name}\"}} {}",
-                Stats::get(&s.writes)
-            );
-        }
-        out.push_str("# HELP ordo_dynamodb_conditional_failures_total Conditional writes lost to another writer, then merged again.\n");
-        out.push_str("# TYPE ordo_dynamodb_conditional_failures_total counter\n");
-        for (name, _, s) in &self.pipelines {
-            let _ = writeln!(
-                out,
-                "ordo_dynamodb_conditional_failures_total{{pipeline=\"{name}\"}} {}",
-                Stats::get(&s.conflicts)
-            );
-        }
+        family(
+            &mut out,
+            "ordo_events_total",
+            "Events the consumer settled, by outcome.",
+            self.pipelines.iter().flat_map(|(name, _, s)| {
+                [
+                    ("applied", &s.applied),
+                    ("skipped_stale", &s.skipped),
+                    ("dead_lettered", &s.dead_lettered),
+                ]
+                .map(|(outcome, c)| {
+                    (
+                        format!("pipeline=\"{name}\",outcome=\"{outcome}\""),
+                        Stats::get(c),
+                    )
+                })
+            }),
+        );
+        let per_pipeline = |counter: fn(&Stats) -> &AtomicU64| {
+            self.pipelines
+                .iter()
+                .map(move |(name, _, s)| (format!("pipeline=\"{name}\""), Stats::get(counter(s))))
+        };
+        family(
+            &mut out,
+            "ordo_dynamodb_writes_total",
+            "Conditional writes that went through.",
+            per_pipeline(|s| &s.writes),
+        );
+        family(
+            &mut out,
+            "ordo_dynamodb_conditional_failures_total",
+            "Conditional writes lost to another writer, then merged again.",
+            per_pipeline(|s| &s.conflicts),
+        );
         out
+    }
+}
+
+/// Writes one counter family: its HELP and TYPE lines, then one sample per label set.
+fn family(out: &mut String, name: &str, help: &str, samples: impl Iterator<Item = (String, u64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
 

@@ -13,38 +13,39 @@ use super::BusError;
 /// How long one admin request may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Creates `topic` with `partitions` and `replication_factor` unless it exists.
-pub async fn ensure_topic(
+/// Creates each of `topics` with `partitions` and `replication_factor` unless it exists, in
+/// one request.
+pub async fn ensure_topics(
     brokers: &str,
-    topic: &str,
+    topics: &[&str],
     partitions: i32,
     replication_factor: i32,
 ) -> Result<(), BusError> {
+    let named = topics.join(", ");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("client.id", "ordo-admin")
         .create()
         .map_err(|e| BusError::Client(e.to_string()))?;
-    let new = NewTopic::new(
-        topic,
-        partitions,
-        TopicReplication::Fixed(replication_factor),
-    );
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)))
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
     let results = admin
-        .create_topics([&new], &options)
+        .create_topics(&new, &options)
         .await
         .map_err(|e| BusError::Admin {
-            topic: topic.to_string(),
+            topic: named.clone(),
             reason: e.to_string(),
         })?;
     for result in results {
         match result {
-            Ok(_) => info!(topic, partitions, "Topic created."),
+            Ok(topic) => info!(topic, partitions, "Topic created."),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
+            Err((topic, code)) => {
                 return Err(BusError::Admin {
-                    topic: topic.to_string(),
+                    topic,
                     reason: format!("create failed: {code}"),
                 })
             }

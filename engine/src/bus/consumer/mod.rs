@@ -199,14 +199,7 @@ pub async fn run<S: Store, P: Publisher>(
             Some(done) = done_rx.recv() => {
                 busy_workers -= 1;
                 buffered -= done.offsets.len();
-                if let Some(state) = partitions.get_mut(&done.key.0).filter(|s| s.epoch == done.epoch) {
-                    if done.finished {
-                        for offset in &done.offsets {
-                            state.offsets.finish(*offset);
-                        }
-                        store_commit_point(&consumer, &settings, done.key.0, state);
-                    }
-                }
+                record_done(&consumer, &settings, &mut partitions, &done);
                 let queue = keys.entry(done.key.clone()).or_default();
                 queue.busy = false;
                 if queue.queued.is_empty() {
@@ -250,15 +243,7 @@ pub async fn run<S: Store, P: Publisher>(
         match tokio::time::timeout_at(deadline, done_rx.recv()).await {
             Ok(Some(done)) => {
                 busy_workers -= 1;
-                if let Some(state) = partitions
-                    .get_mut(&done.key.0)
-                    .filter(|s| s.epoch == done.epoch && done.finished)
-                {
-                    for offset in &done.offsets {
-                        state.offsets.finish(*offset);
-                    }
-                    store_commit_point(&consumer, &settings, done.key.0, state);
-                }
+                record_done(&consumer, &settings, &mut partitions, &done);
             }
             _ => {
                 warn!(pipeline = %settings.pipeline, workers = busy_workers, "Shutdown deadline passed with events in flight; they will be replayed.");
@@ -290,6 +275,27 @@ fn dispatch<S: Store, P: Publisher>(
         let result = work.apply(key, epoch, messages).await;
         let _ = done.send(result);
     });
+}
+
+/// Marks a finished worker's offsets done, if they belong to the current assignment of their
+/// partition, and stores the commit point.
+fn record_done<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    settings: &ConsumerSettings,
+    partitions: &mut HashMap<i32, PartitionState>,
+    done: &worker::Done,
+) {
+    let partition = done.key.0;
+    let Some(state) = partitions
+        .get_mut(&partition)
+        .filter(|s| s.epoch == done.epoch && done.finished)
+    else {
+        return;
+    };
+    for offset in &done.offsets {
+        state.offsets.finish(*offset);
+    }
+    store_commit_point(consumer, settings, partition, state);
 }
 
 /// Stores the partition's commit point if it moved.
