@@ -22,8 +22,9 @@ use rdkafka::ClientConfig;
 use ordo::bus::consumer::{ConsumerSettings, Stats};
 use ordo::bus::producer::KafkaPublisher;
 use ordo::pipeline::{Applier, Outcome};
-use ordo::plugin::wasm::{Limits, WasmPolicy};
-use ordo::plugin::Policy;
+use ordo::plugin::sandbox::{Capabilities, Limits};
+use ordo::plugin::wasm::WasmPolicy;
+use ordo::plugin::PolicyHandle;
 use ordo::store::dynamo::DynamoStore;
 
 const PARTITIONS: i32 = 6;
@@ -80,7 +81,11 @@ async fn main() -> anyhow::Result<()> {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let plugin =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build/patient_profile_lww.wasm");
-    let policy: Arc<dyn Policy> = Arc::new(WasmPolicy::load(&plugin, Limits::default())?);
+    let policy = PolicyHandle::new(Arc::new(WasmPolicy::load(
+        &plugin,
+        Limits::default(),
+        Capabilities::default(),
+    )?));
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let run_id = std::process::id();
@@ -96,14 +101,9 @@ async fn main() -> anyhow::Result<()> {
         produce(&brokers, &topic, &w.events).await?;
         let n = w.events.len();
 
-        let store = DynamoStore::new(
-            dynamodb.clone(),
-            &format!("{topic}-base"),
-            "PatientId",
-            "UpdatedAt",
-        );
+        let store = DynamoStore::new(dynamodb.clone(), &format!("{topic}-base"), "PatientId");
         store.ensure_table().await?;
-        let applier = Applier::new(store, Arc::clone(&policy), "PatientId", "UpdatedAt");
+        let applier = Applier::new(store, policy.clone(), "PatientId");
         let (rate, writes) = sequential(&brokers, &topic, &applier, n).await?;
         println!(
             "| {} | {n} | sequential baseline | {:.0} | {:.2} |",
@@ -112,19 +112,9 @@ async fn main() -> anyhow::Result<()> {
             writes as f64 / n as f64
         );
 
-        let store = DynamoStore::new(
-            dynamodb.clone(),
-            &format!("{topic}-ordo"),
-            "PatientId",
-            "UpdatedAt",
-        );
+        let store = DynamoStore::new(dynamodb.clone(), &format!("{topic}-ordo"), "PatientId");
         store.ensure_table().await?;
-        let applier = Arc::new(Applier::new(
-            store,
-            Arc::clone(&policy),
-            "PatientId",
-            "UpdatedAt",
-        ));
+        let applier = Arc::new(Applier::new(store, policy.clone(), "PatientId"));
         let (rate, writes) = ordo_consumer(&brokers, &topic, applier, n).await?;
         println!(
             "| {} | {n} | Ordo (concurrency 64) | {:.0} | {:.2} |",

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::plugin::reload::PluginSpec;
+use crate::plugin::sandbox::{self, Capabilities, Limits};
+
 /// Partitions a topic gets when the pipeline does not say.
 pub const DEFAULT_PARTITIONS: i32 = 6;
 /// Replicas a topic gets when the pipeline does not say: one, for a single local broker.
@@ -94,6 +97,32 @@ struct PipelineFile {
     /// Attempts before an event that keeps failing is dead-lettered; 0 retries forever.
     #[serde(default = "default_max_attempts")]
     max_attempts: u32,
+    /// Fuel one plugin call may burn.
+    #[serde(default = "default_plugin_fuel")]
+    plugin_fuel: u64,
+    /// Milliseconds one plugin call may take.
+    #[serde(default = "default_plugin_timeout_ms")]
+    plugin_timeout_ms: u64,
+    /// MiB of linear memory one plugin instance may hold.
+    #[serde(default = "default_plugin_memory_mib")]
+    plugin_memory_mib: usize,
+    /// WASI capabilities granted to the plugin: `clocks`, `random`.
+    #[serde(default)]
+    plugin_capabilities: Vec<String>,
+    /// JSON Lines of sample events a plugin must pass before it is put in force.
+    plugin_self_test: Option<PathBuf>,
+}
+
+fn default_plugin_fuel() -> u64 {
+    sandbox::DEFAULT_FUEL
+}
+
+fn default_plugin_timeout_ms() -> u64 {
+    sandbox::DEFAULT_TIMEOUT.as_millis() as u64
+}
+
+fn default_plugin_memory_mib() -> usize {
+    sandbox::DEFAULT_MEMORY_BYTES >> 20
 }
 
 fn default_concurrency() -> usize {
@@ -141,6 +170,25 @@ pub struct Pipeline {
     pub concurrency: usize,
     /// Attempts before a failing event is dead-lettered; 0 retries forever.
     pub max_attempts: u32,
+    /// Limits of every plugin call.
+    pub plugin_limits: Limits,
+    /// WASI capabilities granted to the plugin.
+    pub plugin_capabilities: Capabilities,
+    /// Self-test file (resolved like `plugin`) a new plugin must pass.
+    pub plugin_self_test: Option<PathBuf>,
+}
+
+impl Pipeline {
+    /// What loading this pipeline's plugin needs.
+    pub fn plugin_spec(&self) -> PluginSpec {
+        PluginSpec {
+            path: self.plugin.clone(),
+            limits: self.plugin_limits,
+            capabilities: self.plugin_capabilities,
+            self_test: self.plugin_self_test.clone(),
+            key_field: self.key_field.clone(),
+        }
+    }
 }
 
 /// Reads and checks `path`; plugin paths are resolved against its folder.
@@ -216,6 +264,17 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, ConfigE
     if dead_letter_topic == p.topic {
         return Err(invalid("dead_letter_topic", "must differ from topic"));
     }
+    if p.plugin_fuel < 1 {
+        return Err(invalid("plugin_fuel", "must be at least 1"));
+    }
+    if p.plugin_timeout_ms < 1 {
+        return Err(invalid("plugin_timeout_ms", "must be at least 1"));
+    }
+    if !(1..=4096).contains(&p.plugin_memory_mib) {
+        return Err(invalid("plugin_memory_mib", "must be between 1 and 4096"));
+    }
+    let plugin_capabilities = Capabilities::parse(p.plugin_capabilities.iter().map(String::as_str))
+        .map_err(|e| invalid("plugin_capabilities", &e))?;
     Ok(Pipeline {
         plugin: base.join(&p.plugin),
         name,
@@ -230,6 +289,13 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, ConfigE
         dead_letter_topic,
         concurrency: p.concurrency,
         max_attempts: p.max_attempts,
+        plugin_limits: Limits {
+            fuel: p.plugin_fuel,
+            timeout: std::time::Duration::from_millis(p.plugin_timeout_ms),
+            memory_bytes: p.plugin_memory_mib << 20,
+        },
+        plugin_capabilities,
+        plugin_self_test: p.plugin_self_test.map(|t| base.join(t)),
     })
 }
 
@@ -327,9 +393,32 @@ plugin = "plugins/build/patient_profile_lww.wasm"
                 "{msg}"
             );
         }
-        let text = format!("{MINIMAL}partitions = 0\n");
-        let msg = from_str(&text, Path::new(".")).expect_err("0").to_string();
-        assert!(msg.contains("`partitions`"), "{msg}");
+        for (line, field) in [
+            ("partitions = 0", "partitions"),
+            ("plugin_fuel = 0", "plugin_fuel"),
+            ("plugin_memory_mib = 0", "plugin_memory_mib"),
+            ("plugin_capabilities = [\"network\"]", "plugin_capabilities"),
+        ] {
+            let text = format!("{MINIMAL}{line}\n");
+            let msg = from_str(&text, Path::new(".")).expect_err(line).to_string();
+            assert!(msg.contains(&format!("`{field}`")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn plugin_limits_default_and_can_be_set() {
+        let p = &from_str(MINIMAL, Path::new(".")).expect("valid")[0];
+        assert_eq!(p.plugin_limits, Limits::default());
+        assert_eq!(p.plugin_capabilities, Capabilities::default());
+        let text = format!(
+            "{MINIMAL}plugin_fuel = 5\nplugin_timeout_ms = 7\nplugin_memory_mib = 2\nplugin_capabilities = [\"clocks\"]\nplugin_self_test = \"t.jsonl\"\n"
+        );
+        let p = &from_str(&text, Path::new("/etc/ordo")).expect("valid")[0];
+        assert_eq!(p.plugin_limits.fuel, 5);
+        assert_eq!(p.plugin_limits.timeout.as_millis(), 7);
+        assert_eq!(p.plugin_limits.memory_bytes, 2 << 20);
+        assert!(p.plugin_capabilities.clocks && !p.plugin_capabilities.random);
+        assert_eq!(p.plugin_self_test, Some(PathBuf::from("/etc/ordo/t.jsonl")));
     }
 
     #[test]

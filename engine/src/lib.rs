@@ -29,8 +29,8 @@ pub mod shutdown;
 pub mod store;
 
 use bus::producer::KafkaPublisher;
-use plugin::wasm::{Limits, WasmPolicy};
-use plugin::Policy;
+use plugin::reload::{load_checked, Reloader};
+use plugin::PolicyHandle;
 use shutdown::Shutdown;
 use store::dynamo::DynamoStore;
 
@@ -52,6 +52,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// Ingest requests handled at once; more get 503 rather than queueing without bound.
     pub max_in_flight: usize,
+    /// Bearer token the admin endpoints require; `None` leaves them open (bind to loopback).
+    pub admin_token: Option<String>,
 }
 
 /// Why the engine could not start or stopped with an error.
@@ -120,14 +122,16 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     // One budget for all pipelines: it bounds the process's memory, not a route's share.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1)));
     let mut consumers = Vec::new();
+    let mut plugins = Vec::new();
     for p in pipelines {
-        let policy: Arc<dyn Policy> = Arc::new(
-            WasmPolicy::load(&p.plugin, Limits::default()).map_err(|source| Error::Plugin {
-                pipeline: p.name.clone(),
-                source,
-            })?,
-        );
-        info!(pipeline = %p.name, plugin = %p.plugin.display(), "Plugin loaded.");
+        let spec = p.plugin_spec();
+        let loaded = load_checked(&spec).map_err(|source| Error::Plugin {
+            pipeline: p.name.clone(),
+            source,
+        })?;
+        let policy = PolicyHandle::new(Arc::new(loaded));
+        info!(pipeline = %p.name, plugin = %p.plugin.display(), id = %policy.current().id(), "Plugin loaded.");
+        plugins.push((p.name.clone(), spec, policy.clone()));
         let bus_error = |source| Error::Bus {
             pipeline: p.name.clone(),
             brokers: settings.brokers.clone(),
@@ -141,17 +145,13 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         )
         .await
         .map_err(bus_error)?;
-        let store = DynamoStore::new(dynamodb.clone(), &p.table, &p.key_field, &p.version_field);
+        let store = DynamoStore::new(dynamodb.clone(), &p.table, &p.key_field);
         store.ensure_table().await.map_err(|source| Error::Store {
             pipeline: p.name.clone(),
             source,
         })?;
 
-        let schema = policy
-            .schema()
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+        let schema = ingest::docs::schema_of(policy.current().as_ref());
         let doc = ingest::PipelineDoc {
             name: p.name.clone(),
             route: p.route.clone(),
@@ -168,7 +168,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             topic: p.topic.clone(),
             key_field: p.key_field.clone(),
             version_field: p.version_field.clone(),
-            policy: Arc::clone(&policy),
+            policy: policy.clone(),
             publisher: Arc::clone(&publisher),
             body_limit: settings.body_limit,
             in_flight: Arc::clone(&in_flight),
@@ -185,12 +185,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             doc,
         });
 
-        let applier = Arc::new(pipeline::Applier::new(
-            store,
-            policy,
-            &p.key_field,
-            &p.version_field,
-        ));
+        let applier = Arc::new(pipeline::Applier::new(store, policy, &p.key_field));
         let consumer_settings = bus::consumer::ConsumerSettings {
             pipeline: p.name.clone(),
             brokers: settings.brokers.clone(),
@@ -214,6 +209,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             }
         }));
     }
+
+    let reloader = Arc::new(Reloader::new(plugins));
+    registry.set_reloader(Arc::clone(&reloader));
+    tokio::spawn(Arc::clone(&reloader).watch(shutdown.clone()));
+    spawn_sighup_reload(Arc::clone(&reloader), shutdown.clone());
 
     let acceptor = TcpListener::bind(settings.listen)
         .into_acceptor()
@@ -240,6 +240,10 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
                     publisher: Arc::clone(&publisher),
                     tables,
                 },
+                Some(ingest::admin::Admin {
+                    reloader,
+                    token: settings.admin_token.clone(),
+                }),
             ),
             async move { stop.wait().await },
             Some(DRAIN_TIMEOUT),
@@ -255,4 +259,31 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         addr: local,
         source,
     })
+}
+
+/// Reloads every pipeline's plugin on SIGHUP, until `shutdown`.
+fn spawn_sighup_reload(reloader: Arc<Reloader>, mut shutdown: Shutdown) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                error!(error = %e, "Cannot listen for SIGHUP; reload through the file or the admin endpoint.");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                got = hangup.recv() => {
+                    if got.is_none() { return; }
+                    info!("SIGHUP: reloading every plugin.");
+                    reloader.reload_all().await;
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (reloader, shutdown);
 }

@@ -1,15 +1,64 @@
-//! The `ordo` binary: flags, logging, and a shutdown on Ctrl-C or SIGTERM.
+//! The `ordo` binary: `ordo [run]` serves the pipelines until Ctrl-C or SIGTERM;
+//! `ordo plugin test` runs a plugin offline over a file of events.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Ordo: keeps a replica correct when its update events arrive out of order.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve every pipeline of the config (the default).
+    Run(RunArgs),
+    /// Work with policy plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run a plugin over a file of events (JSON Lines) from an empty store; print each
+    /// decision and the final records. Exits 1 when an expectation fails.
+    ///
+    /// A line is an event object, or {"event": {...}, "expect": "write|skip|reject|invalid",
+    /// "record": {...}} to check what the plugin does with it.
+    Test(PluginTestArgs),
+}
+
+#[derive(Debug, Args)]
+struct PluginTestArgs {
+    /// The plugin component (.wasm).
+    plugin: PathBuf,
+    /// The events, one JSON object per line.
+    events: PathBuf,
+    /// The field that keys records; default: the first `required` field of the plugin's schema.
+    #[arg(long)]
+    key_field: Option<String>,
+    /// Fuel per call.
+    #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_FUEL)]
+    fuel: u64,
+    /// Milliseconds per call.
+    #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_TIMEOUT.as_millis() as u64)]
+    timeout_ms: u64,
+    /// MiB of memory per instance.
+    #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_MEMORY_BYTES >> 20)]
+    memory_mib: usize,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
     /// The pipelines file.
     #[arg(long, env = "ORDO_CONFIG", default_value = "pipelines.toml")]
     config: PathBuf,
@@ -28,10 +77,12 @@ struct Cli {
     /// Ingest requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "ORDO_MAX_IN_FLIGHT", default_value_t = ordo::ingest::DEFAULT_MAX_IN_FLIGHT)]
     max_in_flight: usize,
+    /// Bearer token the admin endpoints (/admin/...) require. Unset: they are open.
+    #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("ORDO_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -39,6 +90,51 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let outcome = match cli.command {
+        None => serve(cli.run),
+        Some(Command::Run(run)) => serve(run),
+        Some(Command::Plugin(PluginCommand::Test(args))) => plugin_test(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ordo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use ordo::plugin::Policy as _;
+    let limits = ordo::plugin::sandbox::Limits {
+        fuel: args.fuel,
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        memory_bytes: args.memory_mib << 20,
+    };
+    let policy = ordo::plugin::wasm::WasmPolicy::load(&args.plugin, limits, Default::default())?;
+    let key_field = match args.key_field {
+        Some(k) => k,
+        None => serde_json::from_str::<serde_json::Value>(&policy.schema()?)
+            .ok()
+            .and_then(|s| s["required"][0].as_str().map(str::to_string))
+            .context("the plugin's schema names no required field; pass --key-field")?,
+    };
+    let input = std::fs::read_to_string(&args.events)
+        .with_context(|| format!("cannot read {}", args.events.display()))?;
+    println!("plugin {} ({})", args.plugin.display(), policy.id());
+    let report = ordo::plugin::selftest::run(&policy, &key_field, &input)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.events.display()))?;
+    println!("{report}");
+    Ok(if report.failures().next().is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[tokio::main]
+async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
     let (trigger, shutdown) = ordo::shutdown::channel();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -52,9 +148,10 @@ async fn main() -> anyhow::Result<()> {
         produce_timeout: std::time::Duration::from_millis(cli.produce_timeout_ms),
         body_limit: cli.body_limit,
         max_in_flight: cli.max_in_flight,
+        admin_token: cli.admin_token.filter(|t| !t.is_empty()),
     };
     ordo::run(settings, shutdown).await?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() {

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use crate::bus::consumer::Stats;
+use crate::plugin::reload::Reloader;
 
 /// HTTP answers of one pipeline's ingest route, by status code.
 #[derive(Debug, Default)]
@@ -32,6 +33,8 @@ impl IngestStats {
 pub struct Registry {
     /// (pipeline name, ingest counters, consumer counters).
     pipelines: Vec<(String, Arc<IngestStats>, Arc<Stats>)>,
+    /// The plugins in force and their reload counts.
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl Registry {
@@ -39,6 +42,11 @@ impl Registry {
     pub fn add(&mut self, pipeline: &str, ingest: Arc<IngestStats>, consumer: Arc<Stats>) {
         self.pipelines
             .push((pipeline.to_string(), ingest, consumer));
+    }
+
+    /// Reports the plugins of `reloader`.
+    pub fn set_reloader(&mut self, reloader: Arc<Reloader>) {
+        self.reloader = Some(reloader);
     }
 
     /// The Prometheus text exposition.
@@ -90,13 +98,45 @@ impl Registry {
             "Conditional writes lost to another writer, then merged again.",
             per_pipeline(|s| &s.conflicts),
         );
+        if let Some(reloader) = &self.reloader {
+            let (swapped, refused) = reloader.counts();
+            family(
+                &mut out,
+                "ordo_plugin_reloads_total",
+                "Plugin reloads (file change, SIGHUP, admin endpoint), by outcome.",
+                [("swapped", swapped), ("refused", refused)]
+                    .into_iter()
+                    .map(|(outcome, n)| (format!("outcome=\"{outcome}\""), n)),
+            );
+            typed_family(
+                &mut out,
+                "ordo_plugin_info",
+                "The plugin in force for each pipeline (sha256 of its file).",
+                "gauge",
+                reloader
+                    .status()
+                    .into_iter()
+                    .map(|(name, id)| (format!("pipeline=\"{name}\",plugin=\"{id}\""), 1)),
+            );
+        }
         out
     }
 }
 
 /// Writes one counter family: its HELP and TYPE lines, then one sample per label set.
 fn family(out: &mut String, name: &str, help: &str, samples: impl Iterator<Item = (String, u64)>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    typed_family(out, name, help, "counter", samples);
+}
+
+/// Writes one family of the given Prometheus type.
+fn typed_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    samples: impl Iterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in samples {
         let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }

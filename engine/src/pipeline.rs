@@ -1,16 +1,15 @@
 //! Applying one event to the replica: parse → validate → read → merge → conditional write.
 //!
-//! The write is conditioned on the version the plugin merged against. When another writer got
-//! there first, the record is read again and merged again, so two engines or a replay racing
-//! live traffic never regress a record.
-
-use std::sync::Arc;
+//! The write is conditioned on the revision of the record the plugin merged against (see
+//! [`crate::store::META_ATTRIBUTE`]). When another writer got there first, the record is read
+//! again and merged again, so two engines or a replay racing live traffic never regress a
+//! record, whatever the plugin's merge rule.
 
 use serde_json::Value;
 use tracing::debug;
 
-use crate::plugin::{Decision, Policy};
-use crate::store::{Precondition, PutOutcome, Record, Store, StoreError};
+use crate::plugin::{Decision, Policy, PolicyHandle};
+use crate::store::{split_meta, with_meta, Precondition, PutOutcome, Record, Store, StoreError};
 
 /// Conditional-write conflicts tolerated for one event before the attempt counts as failed.
 const MAX_CONFLICTS: usize = 16;
@@ -74,22 +73,19 @@ pub enum ApplyError {
 pub struct Applier<S> {
     /// Where records live.
     store: S,
-    /// The pipeline's plugin.
-    policy: Arc<dyn Policy>,
+    /// The pipeline's plugin, as currently in force.
+    policy: PolicyHandle,
     /// The JSON field that is the key.
     key_field: String,
-    /// The JSON field the store conditions writes on.
-    version_field: String,
 }
 
 impl<S: Store> Applier<S> {
-    /// An applier writing to `store` under `policy`.
-    pub fn new(store: S, policy: Arc<dyn Policy>, key_field: &str, version_field: &str) -> Self {
+    /// An applier writing to `store` under the policy `policy` holds at each batch.
+    pub fn new(store: S, policy: PolicyHandle, key_field: &str) -> Self {
         Self {
             store,
             policy,
             key_field: key_field.to_string(),
-            version_field: version_field.to_string(),
         }
     }
 
@@ -108,13 +104,16 @@ impl<S: Store> Applier<S> {
     }
 
     /// Applies events in order, as if one by one, but reads and writes each key once: the
-    /// events of a key are folded through the plugin and only the result is written.
+    /// events of a key are folded through the plugin and only the result is written. The whole
+    /// batch runs on the plugin in force when it starts, even if a new one is swapped in.
     pub async fn apply_batch(&self, events: &[Event<'_>]) -> Result<Applied, ApplyError> {
+        let policy = self.policy.current();
+        let policy = policy.as_ref();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         // Admitted events grouped by key, in arrival order within each key.
         let mut groups: Vec<(String, Vec<(usize, &str)>)> = Vec::new();
         for (i, event) in events.iter().enumerate() {
-            match self.admit(event.key, event.payload) {
+            match self.admit(policy, event.key, event.payload) {
                 Ok((text, key)) => match groups.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, group)) => group.push((i, text)),
                     None => groups.push((key, vec![(i, text)])),
@@ -128,7 +127,7 @@ impl<S: Store> Applier<S> {
                 results,
                 wrote,
                 conflicts: lost,
-            } = self.fold_key(key, group).await?;
+            } = self.fold_key(policy, key, group).await?;
             writes += usize::from(wrote);
             conflicts += lost;
             for (i, outcome) in results {
@@ -148,16 +147,25 @@ impl<S: Store> Applier<S> {
     /// Merges `group` (events of `key`, in order) into the stored record and writes the
     /// result once, conditioned on the version read. Returns each event's outcome and whether
     /// a write happened, after how many lost races.
-    async fn fold_key(&self, key: &str, group: &[(usize, &str)]) -> Result<Folded, ApplyError> {
+    async fn fold_key(
+        &self,
+        policy: &dyn Policy,
+        key: &str,
+        group: &[(usize, &str)],
+    ) -> Result<Folded, ApplyError> {
         for conflicts in 0..MAX_CONFLICTS {
-            let stored = self.store.get(key).await?;
-            let mut state = stored
-                .as_ref()
-                .map(|r| Value::Object(r.clone()).to_string());
+            let (stored, precondition) = match self.store.get(key).await? {
+                Some(record) => {
+                    let (record, precondition) = split_meta(record);
+                    (Some(record), precondition)
+                }
+                None => (None, Precondition::Absent),
+            };
+            let mut state = stored.map(|r| Value::Object(r).to_string());
             let mut merged: Option<Record> = None;
             let mut results = Vec::with_capacity(group.len());
             for &(i, text) in group {
-                let outcome = match self.policy.merge(text, state.as_deref()) {
+                let outcome = match policy.merge(text, state.as_deref()) {
                     Ok(Decision::Write(record)) => match self.checked_record(&record, key) {
                         Ok(checked) => {
                             state = Some(record);
@@ -181,10 +189,7 @@ impl<S: Store> Applier<S> {
                     conflicts,
                 });
             };
-            let precondition = match &stored {
-                None => Precondition::Absent,
-                Some(s) => Precondition::VersionIs(s.get(&self.version_field).cloned()),
-            };
+            let record = with_meta(record, policy.id(), precondition);
             match self.store.put(&record, &precondition).await? {
                 PutOutcome::Written => {
                     return Ok(Folded {
@@ -207,6 +212,7 @@ impl<S: Store> Applier<S> {
     /// the message key, and the plugin's own validation.
     fn admit<'a>(
         &self,
+        policy: &dyn Policy,
         message_key: Option<&[u8]>,
         payload: &'a [u8],
     ) -> Result<(&'a str, String), String> {
@@ -227,7 +233,7 @@ impl<S: Store> Applier<S> {
                 ));
             }
         }
-        match self.policy.validate(text) {
+        match policy.validate(text) {
             Ok(Ok(())) => Ok((text, key)),
             Ok(Err(e)) if e.field.is_empty() => Err(format!("invalid event: {}", e.message)),
             Ok(Err(e)) => Err(format!("invalid event: `{}` {}", e.field, e.message)),
@@ -255,6 +261,7 @@ mod tests {
     //! The applier's own logic, with an in-memory store and a native policy. What DynamoDB
     //! does with the conditions is tested against the real API in `tests/store_dynamo.rs`.
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::sync::Mutex;
 
     use serde_json::json;
@@ -294,6 +301,10 @@ mod tests {
         fn schema(&self) -> Result<String, PluginError> {
             Ok("{}".into())
         }
+
+        fn id(&self) -> &str {
+            "native:maxv"
+        }
     }
 
     /// A map guarded by a mutex that loses the first `conflicts` writes to a rival writer.
@@ -320,7 +331,7 @@ mod tests {
                 // A rival wrote v=5 meanwhile.
                 records.insert(
                     key,
-                    json!({"k": "a", "v": 5})
+                    json!({"k": "a", "v": 5, "Ordo": {"plugin": "rival", "revision": 9}})
                         .as_object()
                         .cloned()
                         .unwrap_or_default(),
@@ -329,7 +340,10 @@ mod tests {
             }
             let holds = match (precondition, records.get(&key)) {
                 (Precondition::Absent, None) => true,
-                (Precondition::VersionIs(v), Some(r)) => r.get("v") == v.as_ref(),
+                (Precondition::Revision(n), Some(r)) => {
+                    r.get("Ordo").and_then(|m| m["revision"].as_u64()) == Some(*n)
+                }
+                (Precondition::Unrevised, Some(r)) => !r.contains_key("Ordo"),
                 _ => false,
             };
             if holds {
@@ -342,7 +356,7 @@ mod tests {
     }
 
     fn applier(store: &Arc<Memory>) -> Applier<Arc<Memory>> {
-        Applier::new(Arc::clone(store), Arc::new(MaxV), "k", "v")
+        Applier::new(Arc::clone(store), PolicyHandle::new(Arc::new(MaxV)), "k")
     }
 
     #[tokio::test]
@@ -374,7 +388,13 @@ mod tests {
             a.apply(None, br#"{"k":"a","v":9}"#).await.expect("applied"),
             Outcome::Written
         );
-        assert_eq!(store.records.lock().expect("lock")["a"]["v"], 9);
+        let records = store.records.lock().expect("lock");
+        assert_eq!(records["a"]["v"], 9);
+        // Each lost race left the rival's revision 9; the write after it is revision 10.
+        assert_eq!(
+            records["a"]["Ordo"],
+            json!({"plugin": "native:maxv", "revision": 10})
+        );
     }
 
     #[tokio::test]

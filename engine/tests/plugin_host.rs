@@ -1,16 +1,57 @@
-//! The wasmtime host against the real patient-profile plugin component.
+//! The wasmtime host against real plugin components: the two patient-profile policies, and a
+//! hostile guest that attacks its sandbox.
 
 mod common;
 
-use ordo::plugin::wasm::{Limits, WasmPolicy};
+use std::time::{Duration, Instant};
+
+use ordo::plugin::sandbox::{Capabilities, Limits};
+use ordo::plugin::wasm::WasmPolicy;
 use ordo::plugin::{Decision, PluginError, Policy};
 
 const OLD: &str =
     r#"{"PatientId":"1","IsPregnant":"False","UpdatedAt":"2006-01-02T15:00:00+10:00"}"#;
 const NEW: &str = r#"{"PatientId":"1","IsPregnant":"True","UpdatedAt":"2006-01-02T05:00:00.5Z"}"#;
 
+fn load(path: &std::path::Path, limits: Limits, caps: Capabilities) -> WasmPolicy {
+    WasmPolicy::load(path, limits, caps).expect("the built plugin loads")
+}
+
 fn plugin() -> WasmPolicy {
-    WasmPolicy::load(&common::lww_plugin(), Limits::default()).expect("the built plugin loads")
+    load(
+        &common::lww_plugin(),
+        Limits::default(),
+        Capabilities::default(),
+    )
+}
+
+fn hostile(limits: Limits, caps: Capabilities) -> WasmPolicy {
+    load(&common::hostile_plugin(), limits, caps)
+}
+
+fn attack(name: &str) -> String {
+    format!(r#"{{"attack":"{name}"}}"#)
+}
+
+/// The call's failure reason; panics when the call succeeded.
+fn failure(result: Result<Result<(), ordo::plugin::FieldError>, PluginError>) -> String {
+    match result {
+        Err(e @ PluginError::Call { .. }) => e.to_string(),
+        other => panic!("expected the call to be cut off, got {other:?}"),
+    }
+}
+
+/// What a probing attack reported back (as a validation error on `attack`).
+fn report(p: &WasmPolicy, name: &str) -> String {
+    match p.validate(&attack(name)) {
+        Ok(Err(e)) if e.field == "attack" => e.message,
+        other => panic!("{name}: expected a report, got {other:?}"),
+    }
+}
+
+/// The host still serves a plain event after whatever happened before.
+fn still_serves(p: &WasmPolicy) {
+    assert_eq!(p.validate(r#"{"PatientId":"2"}"#).expect("call"), Ok(()));
 }
 
 #[test]
@@ -47,14 +88,132 @@ fn schema_is_a_json_object_schema() {
 }
 
 #[test]
-fn a_tiny_fuel_budget_fails_the_call_not_the_host() {
-    // Loading runs `schema` once, so a budget too small for any call is refused at load...
+fn the_field_merge_plugin_keeps_fields_a_partial_update_does_not_touch() {
+    let p = load(
+        &common::field_merge_plugin(),
+        Limits::default(),
+        Capabilities::default(),
+    );
+    let partial =
+        r#"{"PatientId":"1","IsPregnant":"True","UpdatedAt":"2006-01-02T16:00:00+10:00"}"#;
+    let stored = r#"{"PatientId":"1","FirstName":"John","IsPregnant":"False","UpdatedAt":"2006-01-02T15:00:00+10:00"}"#;
+    let Decision::Write(record) = p.merge(partial, Some(stored)).expect("call") else {
+        panic!("a newer partial update writes");
+    };
+    let record: serde_json::Value = serde_json::from_str(&record).expect("JSON");
+    assert_eq!(record["FirstName"], "John");
+    assert_eq!(record["IsPregnant"], "True");
+    assert_eq!(
+        record["FieldUpdatedAt"]["IsPregnant"],
+        "2006-01-02T16:00:00+10:00"
+    );
+    // The whole-record plugin, given the same inputs, drops FirstName.
+    let Decision::Write(lww) = plugin().merge(partial, Some(stored)).expect("call") else {
+        panic!("a newer event writes");
+    };
+    assert!(!lww.contains("FirstName"), "{lww}");
+}
+
+#[test]
+fn instances_are_reused_and_a_failed_one_is_discarded() {
+    let p = hostile(Limits::default(), Capabilities::default());
+    // Loading called `schema` once; that instance is idle now.
+    for _ in 0..3 {
+        still_serves(&p);
+    }
+    assert_eq!(p.idle_instances(), 1, "sequential calls share one instance");
+    failure(p.validate(&attack("trap")));
+    assert_eq!(p.idle_instances(), 0, "the trapped instance is not reused");
+    still_serves(&p);
+    assert_eq!(p.idle_instances(), 1);
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel() {
+    let p = hostile(Limits::default(), Capabilities::default());
+    let reason = failure(p.validate(&attack("loop")));
+    assert!(reason.contains("ran out of fuel"), "{reason}");
+    still_serves(&p);
+}
+
+#[test]
+fn with_fuel_to_spare_a_loop_is_cut_off_by_the_time_limit() {
+    let limits = Limits {
+        fuel: 1 << 60,
+        timeout: Duration::from_millis(30),
+        ..Limits::default()
+    };
+    let p = hostile(limits, Capabilities::default());
+    let started = Instant::now();
+    let reason = failure(p.validate(&attack("loop")));
+    assert!(reason.contains("time limit (30 ms"), "{reason}");
+    // Generous: the point is that it stops, not how fast a loaded machine stops it.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    still_serves(&p);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_cap() {
+    let limits = Limits {
+        memory_bytes: 8 << 20,
+        fuel: 1 << 40,
+        timeout: Duration::from_secs(10),
+    };
+    let p = hostile(limits, Capabilities::default());
+    let reason = failure(p.validate(&attack("alloc")));
+    assert!(reason.contains("memory limit (8 MiB"), "{reason}");
+    still_serves(&p);
+}
+
+#[test]
+fn a_panic_is_a_trap_with_its_reason() {
+    let p = hostile(Limits::default(), Capabilities::default());
+    let reason = failure(p.validate(&attack("trap")));
+    assert!(reason.contains("trapped"), "{reason}");
+    still_serves(&p);
+}
+
+#[test]
+fn files_environment_and_network_are_denied_and_the_clock_is_frozen() {
+    let p = hostile(Limits::default(), Capabilities::default());
+    let file = report(&p, "file");
+    assert!(file.starts_with("file denied"), "{file}");
+    assert_eq!(report(&p, "env"), "env vars: 0, args: 0");
+    assert_eq!(report(&p, "clock"), "clock secs: 0");
+    let network = report(&p, "network");
+    assert!(network.starts_with("network denied"), "{network}");
+}
+
+#[test]
+fn a_pipeline_can_grant_the_clock() {
+    let caps = Capabilities {
+        clocks: true,
+        random: false,
+    };
+    let p = hostile(Limits::default(), caps);
+    let secs: u64 = report(&p, "clock")
+        .trim_start_matches("clock secs: ")
+        .parse()
+        .expect("a number");
+    assert!(secs > 1_700_000_000, "the real clock: {secs}");
+    // Files stay denied whatever is granted.
+    assert!(report(&p, "file").starts_with("file denied"));
+}
+
+#[test]
+fn a_tiny_fuel_budget_is_refused_at_load() {
+    // Loading runs `schema` once, so a budget too small for any call is refused there.
     let err = WasmPolicy::load(
         &common::lww_plugin(),
         Limits {
             fuel: 10,
             ..Limits::default()
         },
+        Capabilities::default(),
     )
     .err()
     .expect("10 units of fuel cannot run the plugin");
@@ -66,9 +225,21 @@ fn a_file_that_is_not_a_component_is_refused_with_its_path() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("broken.wasm");
     std::fs::write(&path, b"not wasm").expect("write");
-    let err = WasmPolicy::load(&path, Limits::default())
+    let err = WasmPolicy::load(&path, Limits::default(), Capabilities::default())
         .err()
         .expect("refused");
     assert!(matches!(err, PluginError::Load { .. }), "{err}");
     assert!(err.to_string().contains("broken.wasm"), "{err}");
+}
+
+#[test]
+fn records_carry_the_plugin_file_hash() {
+    let path = common::lww_plugin();
+    let bytes = std::fs::read(&path).expect("read");
+    assert_eq!(
+        plugin().id(),
+        ordo::plugin::wasm::content_id(&bytes),
+        "the id is the sha256 of the file"
+    );
+    assert!(plugin().id().starts_with("sha256:"));
 }

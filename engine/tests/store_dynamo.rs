@@ -15,19 +15,18 @@ fn record(value: serde_json::Value) -> Record {
 }
 
 #[tokio::test]
-async fn writes_are_conditional_on_the_version_merged_against() {
+async fn writes_are_conditional_on_the_revision_merged_against() {
     let names = Names::unique("store");
-    let store = DynamoStore::new(
-        common::dynamodb().await,
-        &names.table,
-        "PatientId",
-        "UpdatedAt",
-    );
+    let store = DynamoStore::new(common::dynamodb().await, &names.table, "PatientId");
     store.ensure_table().await.expect("table created");
     store.ensure_table().await.expect("second call finds it");
 
-    let v1 = record(json!({"PatientId": "1", "IsPregnant": "False", "UpdatedAt": "t1"}));
-    let v2 = record(json!({"PatientId": "1", "IsPregnant": "True", "UpdatedAt": "t2"}));
+    let v1 = record(
+        json!({"PatientId": "1", "IsPregnant": "False", "Ordo": {"plugin": "p", "revision": 1}}),
+    );
+    let v2 = record(
+        json!({"PatientId": "1", "IsPregnant": "True", "Ordo": {"plugin": "p", "revision": 2}}),
+    );
     assert_eq!(
         store.put(&v1, &Precondition::Absent).await.expect("put"),
         PutOutcome::Written
@@ -37,7 +36,14 @@ async fn writes_are_conditional_on_the_version_merged_against() {
         PutOutcome::Conflict,
         "the key exists"
     );
-    let stale = Precondition::VersionIs(Some(json!("t0")));
+    for stale in [Precondition::Revision(0), Precondition::Unrevised] {
+        assert_eq!(
+            store.put(&v2, &stale).await.expect("put"),
+            PutOutcome::Conflict,
+            "merged against {stale:?}"
+        );
+    }
+    let stale = Precondition::Revision(2);
     assert_eq!(
         store.put(&v2, &stale).await.expect("put"),
         PutOutcome::Conflict,
@@ -49,13 +55,45 @@ async fn writes_are_conditional_on_the_version_merged_against() {
         "a lost race changes nothing"
     );
 
-    let current = Precondition::VersionIs(Some(json!("t1")));
     assert_eq!(
-        store.put(&v2, &current).await.expect("put"),
+        store
+            .put(&v2, &Precondition::Revision(1))
+            .await
+            .expect("put"),
         PutOutcome::Written
     );
     assert_eq!(store.get("1").await.expect("get"), Some(v2));
     assert_eq!(store.get("absent").await.expect("get"), None);
+
+    // A record written before revisions (no `Ordo`) is replaced only by a writer that saw it so.
+    let legacy = record(json!({"PatientId": "2", "UpdatedAt": "t1"}));
+    store
+        .put(&legacy, &Precondition::Absent)
+        .await
+        .expect("put");
+    let next = record(json!({"PatientId": "2", "Ordo": {"plugin": "p", "revision": 1}}));
+    assert_eq!(
+        store
+            .put(&next, &Precondition::Revision(0))
+            .await
+            .expect("put"),
+        PutOutcome::Conflict
+    );
+    assert_eq!(
+        store
+            .put(&next, &Precondition::Unrevised)
+            .await
+            .expect("put"),
+        PutOutcome::Written
+    );
+    assert_eq!(
+        store
+            .put(&next, &Precondition::Unrevised)
+            .await
+            .expect("put"),
+        PutOutcome::Conflict,
+        "revised now"
+    );
 }
 
 #[tokio::test]
@@ -83,7 +121,7 @@ async fn a_table_with_another_key_schema_is_refused() {
         .send()
         .await
         .expect("create a table keyed by Id");
-    let store = DynamoStore::new(client, &names.table, "PatientId", "UpdatedAt");
+    let store = DynamoStore::new(client, &names.table, "PatientId");
     let err = store.ensure_table().await.expect_err("wrong key schema");
     assert!(matches!(err, StoreError::KeySchema { .. }), "{err}");
     assert!(

@@ -37,10 +37,21 @@ async fn seed_curl_lands_as_the_seed_scan_shows() {
         ("Sex", "Female"),
         ("UpdatedAt", stamped.as_str()),
     ];
+    // The seed's six string attributes, plus the engine's own `Ordo` map (which plugin wrote
+    // the record, and its revision).
     assert_eq!(
         attributes.len(),
-        expected.len(),
+        expected.len() + 1,
         "attributes: {attributes:?}"
+    );
+    let Some(AttributeValue::M(meta)) = attributes.get("Ordo") else {
+        panic!("no Ordo map: {attributes:?}");
+    };
+    assert_eq!(meta.get("revision"), Some(&AttributeValue::N("1".into())));
+    let plugin = std::fs::read(common::lww_plugin()).expect("read plugin");
+    assert_eq!(
+        meta.get("plugin"),
+        Some(&AttributeValue::S(ordo::plugin::wasm::content_id(&plugin)))
     );
     for (name, value) in expected {
         assert_eq!(

@@ -1,8 +1,12 @@
 //! The OpenAPI document: poem-openapi's for the fixed endpoints, plus one operation per
 //! pipeline built from `pipelines.toml` and the schema its plugin exports.
 
+use std::sync::{Arc, Mutex};
+
 use poem::http::StatusCode;
 use serde_json::{json, Map, Value};
+
+use crate::plugin::{Policy, PolicyHandle};
 
 /// What the document needs to know about one pipeline.
 #[derive(Debug, Clone)]
@@ -125,6 +129,140 @@ fn read_operation(doc: &PipelineDoc) -> Value {
             }
         }
     })
+}
+
+/// The schema `policy` exports, or `{"type": "object"}` when it exports none that parses.
+pub fn schema_of(policy: &dyn Policy) -> Value {
+    policy
+        .schema()
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({"type": "object"}))
+}
+
+/// The document and the Swagger page as they stand with the plugins now in force: rebuilt
+/// when a plugin was swapped since the last request, so `/docs` shows the new schema.
+pub struct LiveSpec {
+    /// poem-openapi's document of the fixed endpoints, as JSON text.
+    generated: String,
+    /// poem-openapi's Swagger UI page, which embeds `generated`.
+    swagger_html: String,
+    /// Each pipeline's description and the handle of its plugin.
+    pipelines: Vec<(PipelineDoc, PolicyHandle)>,
+    /// Whether the admin endpoints are served.
+    admin: bool,
+    /// The texts last built, and the plugin ids they were built with.
+    cache: Mutex<Option<Cached>>,
+}
+
+/// (the OpenAPI document, the Swagger UI page).
+pub type Rendered = Arc<(String, String)>;
+
+/// What [`LiveSpec`] built last.
+struct Cached {
+    ids: Vec<String>,
+    texts: Rendered,
+}
+
+impl LiveSpec {
+    /// A live document over poem-openapi's `generated` one and its `swagger_html`.
+    pub fn new(
+        generated: String,
+        swagger_html: String,
+        pipelines: Vec<(PipelineDoc, PolicyHandle)>,
+        admin: bool,
+    ) -> Self {
+        Self {
+            generated,
+            swagger_html,
+            pipelines,
+            admin,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// (the OpenAPI document, the Swagger UI page), both as text.
+    pub fn render(&self) -> Rendered {
+        let policies: Vec<_> = self.pipelines.iter().map(|(_, h)| h.current()).collect();
+        let ids: Vec<String> = policies.iter().map(|p| p.id().to_string()).collect();
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(cached) = cache.as_ref().filter(|c| c.ids == ids) {
+                return Arc::clone(&cached.texts);
+            }
+        }
+        let docs: Vec<PipelineDoc> = self
+            .pipelines
+            .iter()
+            .zip(&policies)
+            .map(|((doc, _), policy)| PipelineDoc {
+                schema: schema_of(policy.as_ref()),
+                ..doc.clone()
+            })
+            .collect();
+        let spec = serde_json::from_str(&self.generated)
+            .map(|base| {
+                let spec = with_pipelines(base, &docs);
+                if self.admin { with_admin(spec) } else { spec }.to_string()
+            })
+            .unwrap_or_else(|_| self.generated.clone());
+        let html = self.swagger_html.replacen(&self.generated, &spec, 1);
+        let texts = Arc::new((spec, html));
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some(Cached {
+                ids,
+                texts: Arc::clone(&texts),
+            });
+        }
+        texts
+    }
+}
+
+/// Adds the admin operations to `spec`.
+fn with_admin(mut spec: Value) -> Value {
+    let (unauthorised, when_unauthorised) = problem_response(
+        StatusCode::UNAUTHORIZED,
+        "ORDO_ADMIN_TOKEN is set and the request's `Authorization: Bearer` token is missing or wrong.",
+    );
+    let (not_found, when_not_found) =
+        problem_response(StatusCode::NOT_FOUND, "No pipeline has this name.");
+    let (refused, when_refused) = problem_response(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "The new plugin was refused (the detail says why); the old one keeps serving.",
+    );
+    if let Some(Value::Object(paths)) = spec.get_mut("paths") {
+        paths.insert(
+            "/admin/pipelines".into(),
+            json!({"get": {
+                "tags": ["admin"],
+                "summary": "The plugin in force for each pipeline",
+                "operationId": "admin_pipelines",
+                "responses": {
+                    "200": {"description": "`[{pipeline, plugin}]`, `plugin` being `sha256:<hex>` of the file.",
+                            "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},
+                    unauthorised.clone(): when_unauthorised.clone()
+                }
+            }}),
+        );
+        paths.insert(
+            "/admin/pipelines/{name}/reload".into(),
+            json!({"post": {
+                "tags": ["admin"],
+                "summary": "Reload a pipeline's plugin from its file",
+                "description": "Compiles the file, checks the contract, runs the pipeline's self-test, then swaps atomically. The same happens on SIGHUP and when the file changes.",
+                "operationId": "admin_reload",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "`{pipeline, plugin, previous, changed}`.",
+                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                    unauthorised: when_unauthorised,
+                    not_found: when_not_found,
+                    refused: when_refused
+                }
+            }}),
+        );
+    }
+    spec
 }
 
 /// Adds every pipeline's operation and the shared schemas to `spec` (poem-openapi's JSON).

@@ -16,7 +16,7 @@ use tracing::warn;
 
 use super::problem::Problem;
 use crate::bus::Publisher;
-use crate::plugin::Policy;
+use crate::plugin::PolicyHandle;
 
 /// Largest body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -37,8 +37,8 @@ pub struct Ingest<P> {
     pub key_field: String,
     /// JSON field stamped with the receipt time when absent.
     pub version_field: String,
-    /// The pipeline's plugin, for validation.
-    pub policy: Arc<dyn Policy>,
+    /// The pipeline's plugin, for validation; the one in force at each request.
+    pub policy: PolicyHandle,
     /// The producer.
     pub publisher: Arc<P>,
     /// Largest body accepted.
@@ -127,7 +127,7 @@ impl<P: Publisher> Ingest<P> {
             .cloned()
             .unwrap_or(Value::Null);
         let text = Value::Object(record).to_string();
-        match self.policy.validate(&text) {
+        match self.policy.current().validate(&text) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 let detail = if e.field.is_empty() {
@@ -138,10 +138,12 @@ impl<P: Publisher> Ingest<P> {
                 return Err(unprocessable(&e.field, &detail));
             }
             Err(e) => {
-                warn!(pipeline = %self.pipeline, error = %e, "Plugin failed during validation.");
+                // A trap, fuel, time or memory limit on this body: the event is refused, and
+                // the engine keeps serving others.
+                warn!(pipeline = %self.pipeline, error = %e, "Plugin failed during validation; event refused.");
                 return Err(Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Plugin failed",
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Plugin failed on this event",
                     e.to_string(),
                 ));
             }

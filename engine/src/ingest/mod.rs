@@ -12,6 +12,7 @@ use poem::{get, post, EndpointExt, Route};
 use poem_openapi::payload::PlainText;
 use poem_openapi::{OpenApi, OpenApiService};
 
+pub mod admin;
 pub mod docs;
 pub mod handler;
 pub mod idempotency;
@@ -31,7 +32,7 @@ pub struct PipelineRoutes<P, S> {
     pub ingest: Arc<Ingest<P>>,
     /// `GET {route}/{id}`.
     pub read_back: Arc<ReadBack<S>>,
-    /// Its part of the OpenAPI document.
+    /// Its part of the OpenAPI document; the schema is taken from the plugin in force.
     pub doc: PipelineDoc,
 }
 
@@ -61,17 +62,23 @@ pub fn app<P: Publisher, S: Store>(
     pipelines: Vec<PipelineRoutes<P, S>>,
     metrics: crate::metrics::Registry,
     readiness: ready::Readiness,
+    admin: Option<admin::Admin>,
 ) -> Route {
     let service = OpenApiService::new(SystemApi, "Ordo", env!("CARGO_PKG_VERSION")).description(
         "Ordo keeps a replica of each pipeline's entity correct when its update events arrive out of order.",
     );
     let generated = service.spec();
-    let docs: Vec<PipelineDoc> = pipelines.iter().map(|p| p.doc.clone()).collect();
-    let spec = serde_json::from_str(&generated)
-        .map(|base| docs::with_pipelines(base, &docs).to_string())
-        .unwrap_or(generated.clone());
     // Swagger UI from poem-openapi, fed the document that includes the pipelines.
-    let html = service.swagger_ui_html().replacen(&generated, &spec, 1);
+    let live = Arc::new(docs::LiveSpec::new(
+        generated,
+        service.swagger_ui_html(),
+        pipelines
+            .iter()
+            .map(|p| (p.doc.clone(), p.ingest.policy.clone()))
+            .collect(),
+        admin.is_some(),
+    ));
+    let live_html = Arc::clone(&live);
     let readiness = Arc::new(readiness);
     let mut route = Route::new()
         .at(
@@ -90,10 +97,13 @@ pub fn app<P: Publisher, S: Store>(
                 ),
             ),
         )
-        .at(DOCS_PATH, make_sync(move |_| Html(html.clone())))
+        .at(
+            DOCS_PATH,
+            make_sync(move |_| Html(live_html.render().1.clone())),
+        )
         .at(
             SPEC_PATH,
-            make_sync(move |_| spec.clone()).with(
+            make_sync(move |_| live.render().0.clone()).with(
                 poem::middleware::SetHeader::new()
                     .overriding(poem::http::header::CONTENT_TYPE, "application/json"),
             ),
@@ -116,6 +126,9 @@ pub fn app<P: Publisher, S: Store>(
             })),
         );
     }
+    if let Some(admin) = admin {
+        route = admin.routes(route);
+    }
     route.nest("/", service)
 }
 
@@ -132,7 +145,7 @@ mod tests {
     use super::*;
     use crate::bus::{BusError, Delivery};
     use crate::metrics::{IngestStats, Registry};
-    use crate::plugin::{Decision, FieldError, PluginError, Policy};
+    use crate::plugin::{Decision, FieldError, PluginError, Policy, PolicyHandle};
     use crate::store::{Precondition, PutOutcome, Record, StoreError};
 
     /// Acknowledges every message and remembers it.
@@ -196,6 +209,9 @@ mod tests {
         fn schema(&self) -> Result<String, PluginError> {
             Ok("{}".into())
         }
+        fn id(&self) -> &str {
+            "native:sex-is-text"
+        }
     }
 
     fn client(recorder: &Arc<Recorder>) -> TestClient<Route> {
@@ -204,7 +220,7 @@ mod tests {
             topic: "t".into(),
             key_field: "PatientId".into(),
             version_field: "UpdatedAt".into(),
-            policy: Arc::new(SexIsText),
+            policy: PolicyHandle::new(Arc::new(SexIsText)),
             publisher: Arc::clone(recorder),
             body_limit: 64,
             in_flight: Arc::new(tokio::sync::Semaphore::new(8)),
@@ -237,7 +253,7 @@ mod tests {
             publisher: Arc::new(publisher),
             tables: Vec::new(),
         };
-        TestClient::new(app(routes, Registry::default(), readiness))
+        TestClient::new(app(routes, Registry::default(), readiness, None))
     }
 
     #[tokio::test]

@@ -1,9 +1,16 @@
 //! The policy seam: what the engine asks of a pipeline's plugin.
 //!
 //! [`Policy`] is the trait the rest of the engine uses; [`wasm::WasmPolicy`] implements it
-//! by running a WebAssembly component in a sandbox. Records cross as JSON text.
+//! by running a WebAssembly component in a [`sandbox`]. Records cross as JSON text. A
+//! [`PolicyHandle`] is what a pipeline holds: the policy currently in force, which
+//! [`reload`] replaces when the plugin file changes.
+
+use std::sync::{Arc, RwLock};
 
 mod bindings;
+pub mod reload;
+pub mod sandbox;
+pub mod selftest;
 pub mod wasm;
 
 /// A validation failure reported by the plugin.
@@ -63,4 +70,45 @@ pub trait Policy: Send + Sync + 'static {
     fn merge(&self, incoming: &str, stored: Option<&str>) -> Result<Decision, PluginError>;
     /// The JSON Schema of an event body, as JSON text.
     fn schema(&self) -> Result<String, PluginError>;
+    /// What identifies this policy's code, e.g. `sha256:<hex>` of the plugin file; written on
+    /// every record it produces.
+    fn id(&self) -> &str;
+}
+
+/// The policy a pipeline runs now. Cloning shares it; [`PolicyHandle::replace`] swaps it for
+/// every holder at once, while a caller that took [`PolicyHandle::current`] keeps the one it
+/// took until it is done.
+#[derive(Clone)]
+pub struct PolicyHandle(Arc<RwLock<Arc<dyn Policy>>>);
+
+impl PolicyHandle {
+    /// A handle holding `policy`.
+    pub fn new(policy: Arc<dyn Policy>) -> Self {
+        Self(Arc::new(RwLock::new(policy)))
+    }
+
+    /// The policy in force.
+    pub fn current(&self) -> Arc<dyn Policy> {
+        match self.0.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts `policy` in force and returns the one it replaces.
+    pub fn replace(&self, policy: Arc<dyn Policy>) -> Arc<dyn Policy> {
+        let mut slot = match self.0.write() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::replace(&mut *slot, policy)
+    }
+}
+
+impl std::fmt::Debug for PolicyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PolicyHandle")
+            .field(&self.current().id())
+            .finish()
+    }
 }

@@ -1,128 +1,183 @@
-//! Runs a policy component under wasmtime, sandboxed on every call.
+//! Runs a policy component under wasmtime, with instances reused from a pool.
 //!
-//! The engine and the component are compiled once and linked once (`instantiate_pre`); each
-//! call gets a fresh `Store` with an empty WASI context (no preopened files, no environment,
-//! no arguments, no network), a fuel budget and a memory cap. A trap, running out of fuel or
-//! hitting the memory cap ends only that call, as a [`PluginError`].
+//! The component is compiled once and linked once (`instantiate_pre`). A call takes an idle
+//! instance (or makes one), refills its fuel, sets its deadline, and returns it to the pool
+//! when the call succeeds. An instance whose call failed (trap, fuel, time or memory) is
+//! dropped, so the next call starts clean; an instance is also retired after
+//! [`RECYCLE_AFTER`] calls, which bounds whatever a guest accumulates in its memory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Store, Trap};
 
 use super::bindings::{PolicyPlugin, PolicyPluginPre};
+use super::sandbox::{self, Capabilities, GuestState, Limits};
 use super::{Decision, FieldError, PluginError, Policy};
 
-/// Fuel for one call: a few milliseconds of guest work on this class of machine.
-pub const DEFAULT_FUEL: u64 = 50_000_000;
-/// Linear memory one instance may grow to.
-pub const DEFAULT_MEMORY_BYTES: usize = 16 << 20;
+/// Calls an instance serves before it is retired.
+pub const RECYCLE_AFTER: u32 = 10_000;
+/// Idle instances kept per plugin; more are dropped when returned.
+const MAX_IDLE: usize = 32;
 
-/// Per-call limits of the sandbox.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Fuel units one call may burn before it traps.
-    pub fuel: u64,
-    /// Bytes of linear memory one instance may hold.
-    pub memory_bytes: usize,
+/// One instance with its own store (and so its own memory, fuel and limits).
+struct Instance {
+    store: Store<GuestState>,
+    plugin: PolicyPlugin,
+    calls: u32,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            fuel: DEFAULT_FUEL,
-            memory_bytes: DEFAULT_MEMORY_BYTES,
-        }
-    }
-}
-
-/// State a guest sees: an empty WASI context and its resource table, plus the memory cap.
-struct Guest {
-    /// WASI with no capabilities granted; std in the guest still links against it.
-    wasi: WasiCtx,
-    /// Resources WASI hands to the guest (streams), owned per call.
-    table: ResourceTable,
-    /// Enforces [`Limits::memory_bytes`].
-    limits: StoreLimits,
-}
-
-impl WasiView for Guest {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// A compiled, linked policy component.
+/// A compiled, linked policy component and its pool of instances.
 pub struct WasmPolicy {
-    /// Shared compiler and runtime settings (fuel metering on).
-    engine: Engine,
     /// The component with its imports resolved, ready to instantiate cheaply.
-    pre: PolicyPluginPre<Guest>,
+    pre: PolicyPluginPre<GuestState>,
     /// Limits applied to every call.
     limits: Limits,
+    /// Capabilities granted to every instance.
+    caps: Capabilities,
+    /// `sha256:<hex>` of the file's bytes.
+    id: String,
+    /// Instances ready for a call.
+    idle: Mutex<Vec<Instance>>,
+}
+
+/// `sha256:<hex>` of `bytes`: the identity of a plugin file, written on each record.
+pub fn content_id(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 impl WasmPolicy {
-    /// Compiles and links the component at `path`.
-    pub fn load(path: &Path, limits: Limits) -> Result<Self, PluginError> {
+    /// Reads, compiles and links the component at `path`, then calls `schema` once to prove
+    /// it implements the contract.
+    pub fn load(path: &Path, limits: Limits, caps: Capabilities) -> Result<Self, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_bytes(path, &bytes, limits, caps)
+    }
+
+    /// As [`WasmPolicy::load`], from bytes already read; `path` is for messages.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        limits: Limits,
+        caps: Capabilities,
+    ) -> Result<Self, PluginError> {
         let load_error = |e: wasmtime::Error| PluginError::Load {
-            path: path.to_path_buf(),
+            path: PathBuf::from(path),
             reason: format!("{e:#}"),
         };
-        let mut config = Config::new();
-        config.consume_fuel(true);
-        let engine = Engine::new(&config).map_err(load_error)?;
-        let component = Component::new(&engine, &bytes).map_err(load_error)?;
-        let mut linker = Linker::<Guest>::new(&engine);
+        let engine = sandbox::engine().map_err(load_error)?;
+        let component = Component::new(engine, bytes).map_err(load_error)?;
+        let mut linker = Linker::<GuestState>::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(load_error)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(load_error)?;
         let pre = PolicyPluginPre::new(instance_pre).map_err(load_error)?;
         let policy = Self {
-            engine,
             pre,
             limits,
+            caps,
+            id: content_id(bytes),
+            idle: Mutex::new(Vec::new()),
         };
-        // Prove the contract once at load time rather than on the first event.
-        policy.schema().map_err(|e| PluginError::Load {
-            path: path.to_path_buf(),
+        let schema = policy.schema().map_err(|e| PluginError::Load {
+            path: PathBuf::from(path),
             reason: e.to_string(),
         })?;
+        if !serde_json::from_str::<serde_json::Value>(&schema).is_ok_and(|s| s.is_object()) {
+            return Err(PluginError::Load {
+                path: PathBuf::from(path),
+                reason: "its `schema` export did not return a JSON object".into(),
+            });
+        }
         Ok(policy)
     }
 
-    /// Runs `f` against a fresh, limited instance.
+    /// Instances waiting in the pool (for tests and metrics).
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A new instance in a new store, instantiated under the call limits.
+    fn instantiate(&self) -> wasmtime::Result<Instance> {
+        let mut store = Store::new(self.pre.engine(), GuestState::new(&self.limits, self.caps));
+        store.limiter(|g| &mut g.limits);
+        store.set_fuel(self.limits.fuel)?;
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        let plugin = self.pre.instantiate(&mut store)?;
+        Ok(Instance {
+            store,
+            plugin,
+            calls: 0,
+        })
+    }
+
+    /// Runs `f` on an instance with a full fuel tank and a fresh deadline.
     fn call<R>(
         &self,
         name: &'static str,
-        f: impl FnOnce(&PolicyPlugin, &mut Store<Guest>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&PolicyPlugin, &mut Store<GuestState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let guest = Guest {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .instances(4)
-                .build(),
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let run = |instance: Option<Instance>| -> wasmtime::Result<(R, Instance)> {
+            let mut instance = match instance {
+                Some(i) => i,
+                None => self.instantiate()?,
+            };
+            instance.store.set_fuel(self.limits.fuel)?;
+            instance
+                .store
+                .set_epoch_deadline(self.limits.deadline_ticks());
+            let out = f(&instance.plugin, &mut instance.store)?;
+            Ok((out, instance))
         };
-        let mut store = Store::new(&self.engine, guest);
-        store.limiter(|g| &mut g.limits);
-        let run = |store: &mut Store<Guest>| -> wasmtime::Result<R> {
-            store.set_fuel(self.limits.fuel)?;
-            let plugin = self.pre.instantiate(&mut *store)?;
-            f(&plugin, store)
-        };
-        run(&mut store).map_err(|e| PluginError::Call {
-            call: name,
-            reason: format!("{e:#}"),
-        })
+        match run(idle) {
+            Ok((out, mut instance)) => {
+                instance.calls += 1;
+                if instance.calls < RECYCLE_AFTER {
+                    if let Ok(mut idle) = self.idle.lock() {
+                        if idle.len() < MAX_IDLE {
+                            idle.push(instance);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) => Err(PluginError::Call {
+                call: name,
+                reason: self.explain(&e),
+            }),
+        }
+    }
+
+    /// Says which limit a failed call hit, or what the trap was.
+    fn explain(&self, e: &wasmtime::Error) -> String {
+        let full = format!("{e:#}");
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => format!(
+                "ran out of fuel (the limit is {} units per call)",
+                self.limits.fuel
+            ),
+            Some(Trap::Interrupt) => format!(
+                "ran past its time limit ({} ms per call)",
+                self.limits.timeout.as_millis()
+            ),
+            _ if full.contains("forcing trap when growing memory") => format!(
+                "ran past its memory limit ({} MiB per instance): {full}",
+                self.limits.memory_bytes >> 20
+            ),
+            _ => format!("trapped: {full}"),
+        }
     }
 }
 
@@ -143,5 +198,22 @@ impl Policy for WasmPolicy {
 
     fn schema(&self) -> Result<String, PluginError> {
         self.call("schema", |p, s| p.ordo_plugin_policy().call_schema(s))
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_id_is_sha256_hex() {
+        assert_eq!(
+            content_id(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

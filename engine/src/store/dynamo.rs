@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use tracing::info;
 
-use super::item::{from_item, to_attribute, to_item};
-use super::{Precondition, PutOutcome, Record, Store, StoreError};
+use super::item::{from_item, to_item};
+use super::{Precondition, PutOutcome, Record, Store, StoreError, META_ATTRIBUTE, META_REVISION};
 
 /// How long start-up waits for a table it created to become active.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,18 +26,16 @@ pub struct DynamoStore {
     table: String,
     /// The partition key attribute, a string.
     key_field: String,
-    /// The attribute writes are conditioned on.
-    version_field: String,
 }
 
 impl DynamoStore {
-    /// A store for `table`, keyed by `key_field`, with writes conditioned on `version_field`.
-    pub fn new(client: Client, table: &str, key_field: &str, version_field: &str) -> Self {
+    /// A store for `table`, keyed by `key_field`; writes are conditioned on the revision in
+    /// [`META_ATTRIBUTE`].
+    pub fn new(client: Client, table: &str, key_field: &str) -> Self {
         Self {
             client,
             table: table.to_string(),
             key_field: key_field.to_string(),
-            version_field: version_field.to_string(),
         }
     }
 
@@ -191,13 +189,14 @@ impl Store for DynamoStore {
             .expression_attribute_names("#k", &self.key_field);
         let request = match precondition {
             Precondition::Absent => request.condition_expression("attribute_not_exists(#k)"),
-            Precondition::VersionIs(None) => request
-                .condition_expression("attribute_exists(#k) AND attribute_not_exists(#v)")
-                .expression_attribute_names("#v", &self.version_field),
-            Precondition::VersionIs(Some(version)) => request
-                .condition_expression("attribute_exists(#k) AND #v = :v")
-                .expression_attribute_names("#v", &self.version_field)
-                .expression_attribute_values(":v", to_attribute(version)),
+            Precondition::Unrevised => request
+                .condition_expression("attribute_exists(#k) AND attribute_not_exists(#o)")
+                .expression_attribute_names("#o", META_ATTRIBUTE),
+            Precondition::Revision(n) => request
+                .condition_expression("attribute_exists(#k) AND #o.#r = :r")
+                .expression_attribute_names("#o", META_ATTRIBUTE)
+                .expression_attribute_names("#r", META_REVISION)
+                .expression_attribute_values(":r", AttributeValue::N(n.to_string())),
         };
         match request.send().await {
             Ok(_) => Ok(PutOutcome::Written),

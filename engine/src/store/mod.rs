@@ -14,13 +14,51 @@ pub mod item;
 /// A record: a JSON object.
 pub type Record = Map<String, Value>;
 
+/// The attribute the engine owns on every record it writes: a map with `plugin` (the id of
+/// the plugin that wrote the record, `sha256:<hex>` of its file) and `revision` (1 for the
+/// first write of a key, then +1 per write). Writes are conditioned on the revision read, so a
+/// write merged against an out-of-date record never lands, whatever the plugin's rule is.
+pub const META_ATTRIBUTE: &str = "Ordo";
+/// The plugin id inside [`META_ATTRIBUTE`].
+pub const META_PLUGIN: &str = "plugin";
+/// The revision inside [`META_ATTRIBUTE`].
+pub const META_REVISION: &str = "revision";
+
 /// What must hold in the table for a write to go through.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precondition {
     /// No record exists for the key.
     Absent,
-    /// The stored record's version field has this value (`None`: the field is missing).
-    VersionIs(Option<Value>),
+    /// A record exists, written before the engine kept revisions (no [`META_ATTRIBUTE`]).
+    Unrevised,
+    /// The stored record's revision is this.
+    Revision(u64),
+}
+
+/// Splits a stored record into what the plugin sees (without [`META_ATTRIBUTE`]) and the
+/// precondition a write merged against it needs.
+pub fn split_meta(mut record: Record) -> (Record, Precondition) {
+    let revision = record
+        .remove(META_ATTRIBUTE)
+        .and_then(|m| m.get(META_REVISION).and_then(Value::as_u64));
+    let precondition = match revision {
+        Some(n) => Precondition::Revision(n),
+        None => Precondition::Unrevised,
+    };
+    (record, precondition)
+}
+
+/// Adds [`META_ATTRIBUTE`] to a record about to be written under `precondition`.
+pub fn with_meta(mut record: Record, plugin: &str, precondition: Precondition) -> Record {
+    let revision = match precondition {
+        Precondition::Revision(n) => n + 1,
+        Precondition::Absent | Precondition::Unrevised => 1,
+    };
+    record.insert(
+        META_ATTRIBUTE.into(),
+        serde_json::json!({ META_PLUGIN: plugin, META_REVISION: revision }),
+    );
+    record
 }
 
 /// The result of a conditional write.
@@ -76,4 +114,36 @@ pub trait Store: Send + Sync + 'static {
         record: &Record,
         precondition: &Precondition,
     ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(v: Value) -> Record {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn meta_is_hidden_from_the_plugin_and_bumped_on_write() {
+        let stored = record(json!({"k": "a", "Ordo": {"plugin": "p1", "revision": 4}}));
+        let (plain, pre) = split_meta(stored);
+        assert_eq!(plain, record(json!({"k": "a"})));
+        assert_eq!(pre, Precondition::Revision(4));
+        let written = with_meta(plain, "p2", pre);
+        assert_eq!(written["Ordo"], json!({"plugin": "p2", "revision": 5}));
+    }
+
+    #[test]
+    fn a_record_without_meta_is_unrevised_and_starts_at_one() {
+        let (plain, pre) = split_meta(record(json!({"k": "a"})));
+        assert_eq!(pre, Precondition::Unrevised);
+        assert_eq!(with_meta(plain, "p", pre)["Ordo"]["revision"], 1);
+        assert_eq!(
+            with_meta(Record::new(), "p", Precondition::Absent)["Ordo"]["revision"],
+            1
+        );
+    }
 }

@@ -47,8 +47,24 @@ fn aws_env() -> [(&'static str, String); 5] {
 
 /// The built patient-profile plugin; `make plugins` builds it.
 pub fn lww_plugin() -> PathBuf {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build/patient_profile_lww.wasm");
+    built_plugin("patient_profile_lww")
+}
+
+/// The built per-field merge plugin.
+pub fn field_merge_plugin() -> PathBuf {
+    built_plugin("patient_profile_field_merge")
+}
+
+/// The built hostile test fixture.
+pub fn hostile_plugin() -> PathBuf {
+    built_plugin("hostile")
+}
+
+/// `plugins/build/<name>.wasm`, which `make plugins` builds.
+pub fn built_plugin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/build")
+        .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: run `make plugins` (or `make test`)",
@@ -213,6 +229,17 @@ impl Engine {
 
     /// Starts against `brokers`, with extra command-line arguments.
     pub fn start_custom(names: Names, brokers: &str, args: &[&str]) -> Self {
+        Self::start_configured(names, brokers, args, &lww_plugin(), "")
+    }
+
+    /// Starts with `plugin` and `extra` lines appended to the pipeline's table.
+    pub fn start_configured(
+        names: Names,
+        brokers: &str,
+        args: &[&str],
+        plugin: &Path,
+        extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("pipelines.toml");
         std::fs::write(
@@ -228,12 +255,13 @@ plugin = "{plugin}"
 partitions = 3
 consumer_group = "{group}"
 max_attempts = 5
+{extra}
 "#,
                 pipeline = names.pipeline,
                 topic = names.topic,
                 table = names.table,
                 group = names.group,
-                plugin = lww_plugin().display(),
+                plugin = plugin.display(),
             ),
         )
         .expect("write pipelines.toml");
@@ -373,6 +401,38 @@ impl Engine {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (e.g. `HUP`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// GETs `path` and returns the status and the body as JSON (null when it is not JSON).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET reaches the engine");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// GETs `path` as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET reaches the engine")
+            .text()
+            .await
+            .expect("text body")
     }
 
     /// Sends SIGTERM and waits for the exit status.

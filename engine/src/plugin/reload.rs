@@ -1,0 +1,260 @@
+//! Hot swap: putting a new plugin file in force without a restart.
+//!
+//! A reload reads the pipeline's plugin file, compiles and links it on a blocking thread (off
+//! the event path), checks the contract (`schema` answers a JSON object), runs the pipeline's
+//! self-test file when it names one, and only then replaces the policy in the pipeline's
+//! [`PolicyHandle`]. Calls already holding the old policy finish on it. A file that fails any
+//! step is refused with its reason and the old policy keeps serving.
+//!
+//! Three things trigger a reload: the file changing on disk ([`Reloader::watch`] polls its
+//! size, modification time and inode), SIGHUP, and `POST /admin/pipelines/{name}/reload`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tracing::{error, info};
+
+use super::sandbox::{Capabilities, Limits};
+use super::wasm::WasmPolicy;
+use super::{selftest, PluginError, Policy, PolicyHandle};
+use crate::shutdown::Shutdown;
+
+/// How often the watcher looks at plugin files. A change is acted on once it has looked the
+/// same twice, so a file being written is not read half-way: within about 0.5 s.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Everything needed to load a pipeline's plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// The plugin file.
+    pub path: PathBuf,
+    /// Per-call limits.
+    pub limits: Limits,
+    /// WASI capabilities granted.
+    pub capabilities: Capabilities,
+    /// JSON Lines of sample events the plugin must pass before it is put in force.
+    pub self_test: Option<PathBuf>,
+    /// The pipeline's key field, to key the self-test's records.
+    pub key_field: String,
+}
+
+/// Loads the plugin `spec` names and runs its self-test. Blocking: compiles the component.
+pub fn load_checked(spec: &PluginSpec) -> Result<WasmPolicy, PluginError> {
+    let policy = WasmPolicy::load(&spec.path, spec.limits, spec.capabilities)?;
+    if let Some(test) = &spec.self_test {
+        let refused = |reason: String| PluginError::Load {
+            path: spec.path.clone(),
+            reason,
+        };
+        let input = std::fs::read_to_string(test)
+            .map_err(|e| refused(format!("cannot read its self-test {}: {e}", test.display())))?;
+        let report = selftest::run(&policy, &spec.key_field, &input)
+            .map_err(|e| refused(format!("self-test {}: {e}", test.display())))?;
+        if let Some(failures) = report.failure_summary() {
+            return Err(refused(format!(
+                "it fails its self-test {}: {failures}",
+                test.display()
+            )));
+        }
+    }
+    Ok(policy)
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A different plugin is now in force.
+    Swapped {
+        /// The id of the plugin replaced.
+        from: String,
+        /// The id of the plugin now in force.
+        to: String,
+    },
+    /// The file holds the plugin already in force.
+    Unchanged {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// Why a reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// No pipeline has this name.
+    #[error("no pipeline is named `{0}`")]
+    UnknownPipeline(String),
+    /// The new file was refused; the old plugin keeps serving.
+    #[error("pipeline `{pipeline}`: new plugin refused, the old one keeps serving: {source}")]
+    Refused {
+        /// The pipeline.
+        pipeline: String,
+        /// Why.
+        source: PluginError,
+    },
+}
+
+/// What identifies a version of a file on disk without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        inode,
+    })
+}
+
+/// One pipeline's plugin slot.
+struct Slot {
+    pipeline: String,
+    spec: PluginSpec,
+    handle: PolicyHandle,
+    /// Serialises reloads of this pipeline.
+    busy: tokio::sync::Mutex<()>,
+    /// The file's stamp when it was last loaded or refused.
+    loaded: Mutex<Option<Stamp>>,
+}
+
+/// The plugins of every pipeline, and the means to reload them.
+pub struct Reloader {
+    slots: Vec<Slot>,
+    swaps: std::sync::atomic::AtomicU64,
+    refusals: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("plugins", &self.status())
+            .finish()
+    }
+}
+
+impl Reloader {
+    /// A reloader for `(pipeline, spec, handle)`; each handle already holds the plugin loaded
+    /// from its spec at start-up.
+    pub fn new(slots: Vec<(String, PluginSpec, PolicyHandle)>) -> Self {
+        Self {
+            slots: slots
+                .into_iter()
+                .map(|(pipeline, spec, handle)| Slot {
+                    loaded: Mutex::new(stamp(&spec.path)),
+                    pipeline,
+                    spec,
+                    handle,
+                    busy: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
+            swaps: Default::default(),
+            refusals: Default::default(),
+        }
+    }
+
+    /// `(pipeline, id of the plugin in force)` for every pipeline.
+    pub fn status(&self) -> Vec<(String, String)> {
+        self.slots
+            .iter()
+            .map(|s| (s.pipeline.clone(), s.handle.current().id().to_string()))
+            .collect()
+    }
+
+    /// Reloads attempted that put a new plugin in force, and that were refused.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.swaps.load(Relaxed), self.refusals.load(Relaxed))
+    }
+
+    /// Reloads `pipeline`'s plugin from its file.
+    pub async fn reload(&self, pipeline: &str) -> Result<Reloaded, ReloadError> {
+        let slot = self
+            .slots
+            .iter()
+            .find(|s| s.pipeline == pipeline)
+            .ok_or_else(|| ReloadError::UnknownPipeline(pipeline.to_string()))?;
+        self.reload_slot(slot).await
+    }
+
+    /// Reloads every pipeline, logging each result (for SIGHUP).
+    pub async fn reload_all(&self) {
+        for slot in &self.slots {
+            let _ = self.reload_slot(slot).await;
+        }
+    }
+
+    async fn reload_slot(&self, slot: &Slot) -> Result<Reloaded, ReloadError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _busy = slot.busy.lock().await;
+        let seen = stamp(&slot.spec.path);
+        let spec = slot.spec.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_checked(&spec))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PluginError::Load {
+                    path: slot.spec.path.clone(),
+                    reason: format!("the loader panicked: {e}"),
+                })
+            });
+        if let Ok(mut last) = slot.loaded.lock() {
+            *last = seen;
+        }
+        let policy = match loaded {
+            Ok(policy) => policy,
+            Err(source) => {
+                self.refusals.fetch_add(1, Relaxed);
+                error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(), error = %source,
+                    "New plugin refused; the old one keeps serving.");
+                return Err(ReloadError::Refused {
+                    pipeline: slot.pipeline.clone(),
+                    source,
+                });
+            }
+        };
+        let current = slot.handle.current();
+        if current.id() == policy.id() {
+            return Ok(Reloaded::Unchanged {
+                id: current.id().to_string(),
+            });
+        }
+        let to = policy.id().to_string();
+        let old = slot.handle.replace(Arc::new(policy));
+        self.swaps.fetch_add(1, Relaxed);
+        info!(pipeline = %slot.pipeline, from = %old.id(), to = %to, "Plugin swapped.");
+        Ok(Reloaded::Swapped {
+            from: old.id().to_string(),
+            to,
+        })
+    }
+
+    /// Polls every plugin file until `shutdown`, reloading one that changed and then held
+    /// still for one interval.
+    pub async fn watch(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut previous: Vec<Option<Stamp>> =
+            self.slots.iter().map(|s| stamp(&s.spec.path)).collect();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+            }
+            for (i, slot) in self.slots.iter().enumerate() {
+                let now = stamp(&slot.spec.path);
+                let settled = now.is_some() && now == previous[i];
+                let changed = slot.loaded.lock().map(|l| *l != now).unwrap_or(false);
+                previous[i] = now;
+                if settled && changed {
+                    let _ = self.reload_slot(slot).await;
+                }
+            }
+        }
+    }
+}
