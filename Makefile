@@ -56,5 +56,6 @@ lint: ## rustfmt and clippy, warnings as errors.
 fmt: ## Format the code.
 	cargo fmt --all
 
-bench: local-dev-stack plugins ## Consumer throughput and write cost against a sequential baseline, same run.
+bench: local-dev-stack plugins ## Consumer throughput and write cost against a sequential baseline, and plugin call cost against native, same run.
+	cargo run --release -p ordo --example plugin_bench
 	cargo run --release -p ordo --example consume_bench

@@ -5,9 +5,6 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_newest, produce_raw, Engine, Names, Rng, Workload};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
 
 #[tokio::test]
 async fn shuffled_updates_through_http_and_the_topic_end_at_each_patients_newest() {
@@ -96,37 +93,7 @@ async fn poison_and_rejected_events_go_to_the_dead_letter_topic_and_the_rest_app
         .expect("good event applied");
     assert_eq!(common::s(&item, "IsPregnant"), "True");
 
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", common::brokers())
-        .set("group.id", format!("{}-dlq-reader", engine.names.group))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("dlq reader");
-    reader
-        .subscribe(&[&format!("{topic}.dlq")])
-        .expect("subscribe");
-    let mut letters = Vec::new();
-    while letters.len() < 2 {
-        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
-            .await
-            .expect("dead letters arrive")
-            .expect("readable");
-        let header = |name: &str| {
-            message
-                .headers()
-                .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        letters.push((
-            header("ordo-original-offset")
-                .parse::<i64>()
-                .expect("offset header"),
-            header("ordo-reason"),
-            header("ordo-pipeline"),
-            header("ordo-original-topic"),
-        ));
-    }
+    let mut letters = common::read_dead_letters(&engine, 2).await;
     letters.sort();
     assert_eq!(letters[0].0, poison.1);
     assert!(letters[0].1.contains("not JSON"), "{:?}", letters[0]);

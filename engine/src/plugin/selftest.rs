@@ -43,7 +43,7 @@ impl Verdict {
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Self::Invalid => "invalid",
             Self::Write => "write",
             Self::Skip => "skip",

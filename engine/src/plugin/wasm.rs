@@ -122,8 +122,17 @@ impl WasmPolicy {
         })
     }
 
-    /// Runs `f` on an instance with a full fuel tank and a fresh deadline.
-    fn call<R>(
+    /// Runs `f` on an instance with a full fuel tank and a fresh deadline, outside the async
+    /// executor (see [`off_executor`]).
+    fn call<R: Send>(
+        &self,
+        name: &'static str,
+        f: impl FnOnce(&PolicyPlugin, &mut Store<GuestState>) -> wasmtime::Result<R> + Send,
+    ) -> Result<R, PluginError> {
+        off_executor(|| self.call_here(name, f))
+    }
+
+    fn call_here<R>(
         &self,
         name: &'static str,
         f: impl FnOnce(&PolicyPlugin, &mut Store<GuestState>) -> wasmtime::Result<R>,
@@ -178,6 +187,23 @@ impl WasmPolicy {
             ),
             _ => format!("trapped: {full}"),
         }
+    }
+}
+
+/// Runs `f` where wasmtime-wasi's synchronous host functions may block on their own: they
+/// drive their I/O with `Handle::block_on`, which panics on a thread that is running async
+/// tasks. A guest reaches them by writing to stdout or stderr (a Rust panic message does) or by
+/// sleeping. On a multi-threaded runtime the call runs in `block_in_place`; on a
+/// current-thread runtime, on a scoped thread of its own; outside any runtime, right here.
+fn off_executor<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
     }
 }
 

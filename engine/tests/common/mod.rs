@@ -632,3 +632,45 @@ impl Drop for PrivateBroker {
         self.stop();
     }
 }
+
+/// A dead letter: (original offset, `ordo-reason`, `ordo-pipeline`, `ordo-original-topic`).
+pub type Letter = (i64, String, String, String);
+
+/// Reads `n` messages from the engine's dead-letter topic, sorted by original offset.
+pub async fn read_dead_letters(engine: &Engine, n: usize) -> Vec<Letter> {
+    use rdkafka::consumer::StreamConsumer;
+    use rdkafka::message::{Headers, Message};
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("{}-dlq-reader", engine.names.group))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("dlq reader");
+    reader
+        .subscribe(&[&format!("{}.dlq", engine.names.topic)])
+        .expect("subscribe");
+    let mut letters = Vec::new();
+    while letters.len() < n {
+        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .expect("dead letters arrive")
+            .expect("readable");
+        let header = |name: &str| {
+            message
+                .headers()
+                .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        letters.push((
+            header("ordo-original-offset")
+                .parse::<i64>()
+                .expect("offset header"),
+            header("ordo-reason"),
+            header("ordo-pipeline"),
+            header("ordo-original-topic"),
+        ));
+    }
+    letters.sort();
+    letters
+}

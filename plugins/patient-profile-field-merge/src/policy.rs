@@ -58,13 +58,20 @@ impl Plugin for FieldMerge {
             Ok(at) => at,
             Err(e) => return Decision::Reject(e.to_string()),
         };
-        let at_text = incoming[VERSION_FIELD].clone();
+        let at_text = incoming.get(VERSION_FIELD).cloned().unwrap_or_default();
         let mut record = match stored {
             Some(s) if s.get(KEY_FIELD) != incoming.get(KEY_FIELD) => {
                 return Decision::Reject(format!("{KEY_FIELD} differs from the stored record's"))
             }
             Some(s) => s,
-            None => Record::new(),
+            None => {
+                let mut fresh = Record::new();
+                fresh.insert(
+                    KEY_FIELD.into(),
+                    incoming.get(KEY_FIELD).cloned().unwrap_or_default(),
+                );
+                fresh
+            }
         };
         let record_at = timestamp(&record, VERSION_FIELD).ok();
         let mut versions = match record.remove(FIELD_VERSIONS) {
@@ -73,7 +80,7 @@ impl Plugin for FieldMerge {
         };
         let mut changed = false;
         for (field, value) in incoming {
-            if field == VERSION_FIELD {
+            if field == VERSION_FIELD || field == KEY_FIELD {
                 continue;
             }
             let held_at = versions
@@ -160,7 +167,8 @@ mod tests {
         ));
         assert_eq!(r["FirstName"], "John");
         assert_eq!(r["UpdatedAt"], T1);
-        assert_eq!(r[FIELD_VERSIONS], json!({"PatientId": T1, "FirstName": T1}));
+        assert_eq!(r[FIELD_VERSIONS], json!({"FirstName": T1}));
+        assert_eq!(r["PatientId"], "1");
     }
 
     #[test]
