@@ -1,0 +1,108 @@
+//! `ordo plugin test`, and a pipeline's self-test refusing a plugin at start-up.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/samples")
+        .join(name)
+}
+
+fn ordo(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ordo");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn plugin_test_prints_each_decision_and_the_final_records() {
+    let (ok, out) = ordo(&[
+        "plugin",
+        "test",
+        &path(&common::field_merge_plugin()),
+        &path(&sample("partial-updates.jsonl")),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("3 events, 0 failed expectations"), "{out}");
+    // The late IsPregnant update wins its field; LastName keeps the newer Roe.
+    let record = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1: {"))
+        .unwrap_or_else(|| panic!("no final record in:\n{out}"));
+    assert!(
+        record.contains(r#""IsPregnant":"True""#) && record.contains(r#""LastName":"Roe""#),
+        "{record}"
+    );
+}
+
+#[test]
+fn plugin_test_fails_on_an_unmet_expectation() {
+    let (ok, out) = ordo(&[
+        "plugin",
+        "test",
+        "--key-field",
+        "PatientId",
+        &path(&common::hostile_plugin()),
+        &path(&sample("patient-profile.selftest.jsonl")),
+    ]);
+    assert!(!ok, "the hostile plugin writes stale events: {out}");
+    assert!(out.contains("FAIL line 5"), "{out}");
+    assert!(out.contains("expected skip, got write"), "{out}");
+}
+
+#[test]
+fn the_shipped_plugins_pass_the_shipped_self_test() {
+    for plugin in [common::lww_plugin(), common::field_merge_plugin()] {
+        let (ok, out) = ordo(&[
+            "plugin",
+            "test",
+            &path(&plugin),
+            &path(&sample("patient-profile.selftest.jsonl")),
+        ]);
+        assert!(ok, "{}: {out}", plugin.display());
+    }
+}
+
+#[test]
+fn an_engine_refuses_to_start_with_a_plugin_failing_its_self_test() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("pipelines.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[pipelines.patient-profile]
+route = "/patientprofile"
+topic = "unused"
+key_field = "PatientId"
+version_field = "UpdatedAt"
+table = "unused"
+plugin = "{}"
+plugin_self_test = "{}"
+"#,
+            common::hostile_plugin().display(),
+            sample("patient-profile.selftest.jsonl").display()
+        ),
+    )
+    .expect("write config");
+    let (ok, out) = ordo(&["--config", &path(&config), "--listen", "127.0.0.1:0"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("pipeline `patient-profile`") && out.contains("fails its self-test"),
+        "{out}"
+    );
+}
