@@ -267,45 +267,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::plugin::{FieldError, PluginError};
-
-    /// Keeps the highest `v`; writes whatever `record` says when asked to.
-    struct MaxV;
-
-    impl Policy for MaxV {
-        fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
-            let ok = serde_json::from_str::<Value>(event).is_ok_and(|v| v["v"].is_u64());
-            Ok(if ok {
-                Ok(())
-            } else {
-                Err(FieldError {
-                    field: "v".into(),
-                    message: "must be a number".into(),
-                })
-            })
-        }
-
-        fn merge(&self, incoming: &str, stored: Option<&str>) -> Result<Decision, PluginError> {
-            let v = |s: &str| {
-                serde_json::from_str::<Value>(s)
-                    .map(|v| v["v"].as_u64())
-                    .ok()
-                    .flatten()
-            };
-            Ok(match stored {
-                Some(s) if v(s) >= v(incoming) => Decision::Skip("older".into()),
-                _ => Decision::Write(incoming.to_string()),
-            })
-        }
-
-        fn schema(&self) -> Result<String, PluginError> {
-            Ok("{}".into())
-        }
-
-        fn id(&self) -> &str {
-            "native:maxv"
-        }
-    }
+    use crate::plugin::testing::MaxV;
 
     /// A map guarded by a mutex that loses the first `conflicts` writes to a rival writer.
     #[derive(Default)]

@@ -11,6 +11,8 @@ mod bindings;
 pub mod reload;
 pub mod sandbox;
 pub mod selftest;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod wasm;
 
 /// A validation failure reported by the plugin.

@@ -225,40 +225,7 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{FieldError, PluginError};
-
-    /// Keeps the highest `v`.
-    struct MaxV;
-
-    impl Policy for MaxV {
-        fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
-            let v: Value = serde_json::from_str(event).unwrap_or_default();
-            Ok(if v["v"].is_u64() {
-                Ok(())
-            } else {
-                Err(FieldError {
-                    field: "v".into(),
-                    message: "must be a number".into(),
-                })
-            })
-        }
-
-        fn merge(&self, incoming: &str, stored: Option<&str>) -> Result<Decision, PluginError> {
-            let v = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_default()["v"].as_u64();
-            Ok(match stored {
-                Some(s) if v(s) >= v(incoming) => Decision::Skip("older".into()),
-                _ => Decision::Write(incoming.to_string()),
-            })
-        }
-
-        fn schema(&self) -> Result<String, PluginError> {
-            Ok("{}".into())
-        }
-
-        fn id(&self) -> &str {
-            "native:maxv"
-        }
-    }
+    use crate::plugin::testing::MaxV;
 
     #[test]
     fn events_and_cases_are_run_in_order_from_an_empty_store() {

@@ -14,8 +14,7 @@
 //! fields carried the record's `UpdatedAt`: swapping plugins needs no migration.
 
 use ordo_plugin_sdk::{
-    all_strings, non_empty, parse_timestamp, timestamp, Decision, Invalid, Map, Plugin, Record,
-    Value,
+    flat_update, parse_timestamp, timestamp, Decision, Invalid, Map, Plugin, Record, Value,
 };
 
 /// The field that identifies a patient.
@@ -48,9 +47,7 @@ impl Plugin for FieldMerge {
     const SCHEMA: &'static str = SCHEMA;
 
     fn validate(event: &Record) -> Result<(), Invalid> {
-        all_strings(event)?;
-        non_empty(event, KEY_FIELD)?;
-        timestamp(event, VERSION_FIELD).map(|_| ())
+        flat_update(event, KEY_FIELD, VERSION_FIELD).map(|_| ())
     }
 
     fn merge(incoming: Record, stored: Option<Record>) -> Decision {

@@ -5,7 +5,7 @@
 //! by the instant `UpdatedAt` denotes, never by its text, so `15:00:00.5+10:00` is newer than
 //! `05:00:00Z`.
 
-use ordo_plugin_sdk::{all_strings, non_empty, timestamp, Decision, Invalid, Plugin, Record};
+use ordo_plugin_sdk::{flat_update, timestamp, Decision, Invalid, Plugin, Record};
 
 /// The field that identifies a patient.
 pub const KEY_FIELD: &str = "PatientId";
@@ -35,9 +35,7 @@ impl Plugin for Lww {
     const SCHEMA: &'static str = SCHEMA;
 
     fn validate(event: &Record) -> Result<(), Invalid> {
-        all_strings(event)?;
-        non_empty(event, KEY_FIELD)?;
-        timestamp(event, VERSION_FIELD).map(|_| ())
+        flat_update(event, KEY_FIELD, VERSION_FIELD).map(|_| ())
     }
 
     /// The newer event replaces the whole record. Equal instants with different bodies are

@@ -121,6 +121,18 @@ pub fn all_strings(record: &Record) -> Result<(), Invalid> {
     }
 }
 
+/// The common shape of an entity update: every field a string, `key_field` not empty, and
+/// `version_field` an RFC 3339 timestamp, whose instant is returned. Errors name the field.
+pub fn flat_update(
+    event: &Record,
+    key_field: &str,
+    version_field: &str,
+) -> Result<OffsetDateTime, Invalid> {
+    all_strings(event)?;
+    non_empty(event, key_field)?;
+    timestamp(event, version_field)
+}
+
 /// Parses an RFC 3339 timestamp (any UTC offset, up to nanoseconds).
 pub fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()
@@ -288,5 +300,9 @@ mod tests {
         assert_eq!(all_strings(&r).expect_err("b").field, "b");
         assert!(timestamp(&r, "t").is_ok());
         assert_eq!(timestamp(&r, "a").expect_err("not a time").field, "a");
+        let update: Record =
+            serde_json::from_str(r#"{"id":"1","t":"2006-01-02T15:00:00Z"}"#).expect("fixture");
+        assert!(flat_update(&update, "id", "t").is_ok());
+        assert_eq!(flat_update(&r, "a", "t").expect_err("b first").field, "b");
     }
 }
