@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use poem::endpoint::make_sync;
+use poem::endpoint::BoxEndpoint;
 use poem::web::Html;
-use poem::{get, post, EndpointExt, Route};
+use poem::{get, post, Endpoint, EndpointExt, Route};
 use poem_openapi::payload::PlainText;
 use poem_openapi::{OpenApi, OpenApiService};
 
@@ -57,13 +58,38 @@ impl SystemApi {
     }
 }
 
+/// Which methods each path answers, so that a 405 can say so in `Allow` (RFC 9110).
+#[derive(Debug, Default, Clone)]
+struct Allowed(Vec<(Vec<String>, &'static str)>);
+
+impl Allowed {
+    /// Records that `pattern` (poem's syntax: `:name` is one segment) answers `methods`.
+    fn add(&mut self, pattern: &str, methods: &'static str) {
+        self.0
+            .push((pattern.split('/').map(str::to_string).collect(), methods));
+    }
+
+    /// The methods `path` answers, when it is a known path.
+    fn of(&self, path: &str) -> Option<&'static str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0.iter().find_map(|(pattern, methods)| {
+            let matches = pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p.starts_with(':') || p == s);
+            matches.then_some(*methods)
+        })
+    }
+}
+
 /// The whole HTTP application for `pipelines`.
 pub fn app<P: Publisher, S: Store>(
     pipelines: Vec<PipelineRoutes<P, S>>,
     metrics: crate::metrics::Registry,
     readiness: ready::Readiness,
     admin: Option<admin::Admin>,
-) -> Route {
+) -> BoxEndpoint<'static> {
     let service = OpenApiService::new(SystemApi, "Ordo", env!("CARGO_PKG_VERSION")).description(
         "Ordo keeps a replica of each pipeline's entity correct when its update events arrive out of order.",
     );
@@ -80,6 +106,10 @@ pub fn app<P: Publisher, S: Store>(
     ));
     let live_html = Arc::clone(&live);
     let readiness = Arc::new(readiness);
+    let mut allowed = Allowed::default();
+    for path in [READY_PATH, METRICS_PATH, DOCS_PATH, SPEC_PATH, "/healthz"] {
+        allowed.add(path, "GET, HEAD");
+    }
     let mut route = Route::new()
         .at(
             READY_PATH,
@@ -90,7 +120,7 @@ pub fn app<P: Publisher, S: Store>(
         )
         .at(
             METRICS_PATH,
-            make_sync(move |_| metrics.render()).with(
+            get(make_sync(move |_| metrics.render())).with(
                 poem::middleware::SetHeader::new().overriding(
                     poem::http::header::CONTENT_TYPE,
                     "text/plain; version=0.0.4",
@@ -99,16 +129,18 @@ pub fn app<P: Publisher, S: Store>(
         )
         .at(
             DOCS_PATH,
-            make_sync(move |_| Html(live_html.render().1.clone())),
+            get(make_sync(move |_| Html(live_html.render().1.clone()))),
         )
         .at(
             SPEC_PATH,
-            make_sync(move |_| live.render().0.clone()).with(
+            get(make_sync(move |_| live.render().0.clone())).with(
                 poem::middleware::SetHeader::new()
                     .overriding(poem::http::header::CONTENT_TYPE, "application/json"),
             ),
         );
     for p in pipelines {
+        allowed.add(&p.doc.route, "POST");
+        allowed.add(&format!("{}/:id", p.doc.route), "GET, HEAD");
         let ingest = p.ingest;
         route = route.at(
             &p.doc.route,
@@ -127,9 +159,30 @@ pub fn app<P: Publisher, S: Store>(
         );
     }
     if let Some(admin) = admin {
+        allowed.add(admin::PIPELINES_PATH, "GET, HEAD");
+        allowed.add(&format!("{}/:name/reload", admin::PIPELINES_PATH), "POST");
         route = admin.routes(route);
     }
-    route.nest("/", service)
+    let allowed = Arc::new(allowed);
+    route
+        .nest("/", service)
+        .around(move |endpoint, request| {
+            let allowed = Arc::clone(&allowed);
+            async move {
+                let path = request.uri().path().to_string();
+                let mut response = endpoint.get_response(request).await;
+                if response.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(methods) = allowed.of(&path) {
+                        response.headers_mut().insert(
+                            poem::http::header::ALLOW,
+                            poem::http::HeaderValue::from_static(methods),
+                        );
+                    }
+                }
+                Ok(response)
+            }
+        })
+        .boxed()
 }
 
 #[cfg(test)]
@@ -214,7 +267,15 @@ mod tests {
         }
     }
 
-    fn client(recorder: &Arc<Recorder>) -> TestClient<Route> {
+    fn client(recorder: &Arc<Recorder>) -> TestClient<BoxEndpoint<'static>> {
+        client_with(recorder, Arc::new(tokio::sync::Semaphore::new(8)))
+    }
+
+    /// A client whose ingest draws from `in_flight`.
+    fn client_with(
+        recorder: &Arc<Recorder>,
+        in_flight: Arc<tokio::sync::Semaphore>,
+    ) -> TestClient<BoxEndpoint<'static>> {
         let ingest = Arc::new(Ingest {
             pipeline: "p".into(),
             topic: "t".into(),
@@ -223,7 +284,7 @@ mod tests {
             policy: PolicyHandle::new(Arc::new(SexIsText)),
             publisher: Arc::clone(recorder),
             body_limit: 64,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(8)),
+            in_flight,
             idempotency: idempotency::IdempotencyCache::default(),
             stats: Arc::new(IngestStats::default()),
         });
@@ -333,6 +394,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn above_the_in_flight_limit_the_answer_is_503_and_nothing_is_produced() {
+        let recorder = Arc::new(Recorder::default());
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(2));
+        let cli = client_with(&recorder, Arc::clone(&in_flight));
+        let body = r#"{"PatientId":"1","UpdatedAt":"2006-01-02T15:00:00Z"}"#;
+        // Two requests hold the whole budget.
+        let held = Arc::clone(&in_flight)
+            .acquire_many_owned(2)
+            .await
+            .expect("permits");
+        let busy = cli
+            .post("/p")
+            .content_type("application/json")
+            .body(body)
+            .send()
+            .await;
+        busy.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+        busy.assert_header("retry-after", "1");
+        busy.assert_content_type("application/problem+json");
+        assert!(recorder.0.lock().expect("lock").is_empty());
+        drop(held);
+        cli.post("/p")
+            .content_type("application/json")
+            .body(body)
+            .send()
+            .await
+            .assert_status(StatusCode::ACCEPTED);
+        assert_eq!(recorder.0.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
     async fn read_back_and_service_endpoints() {
         let cli = client(&Arc::new(Recorder::default()));
         let found = cli.get("/p/1").send().await;
@@ -343,6 +435,12 @@ mod tests {
             .await
             .assert_status(StatusCode::NOT_FOUND);
         cli.get("/healthz").send().await.assert_text("ok").await;
+        let wrong = cli.delete("/p/1").send().await;
+        wrong.assert_status(StatusCode::METHOD_NOT_ALLOWED);
+        wrong.assert_header("allow", "GET, HEAD");
+        let wrong = cli.get("/p").send().await;
+        wrong.assert_status(StatusCode::METHOD_NOT_ALLOWED);
+        wrong.assert_header("allow", "POST");
         cli.get("/metrics").send().await.assert_status_is_ok();
         let spec = cli.get("/docs/openapi.json").send().await;
         spec.assert_status_is_ok();

@@ -1,0 +1,68 @@
+//! Schemathesis (from PyPI, installed by the local stack) fuzzes the running engine from its
+//! own OpenAPI document: arbitrary bodies, headers, paths and methods. Every answer must be a
+//! documented 2xx/4xx/503 with the documented content type and schema, never a 5xx crash, and a
+//! 405 must say what is allowed.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::Engine;
+
+/// The schemathesis CLI in the local stack's virtualenv.
+fn schemathesis() -> PathBuf {
+    let cache = std::env::var_os("ORDO_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ordo")))
+        .expect("ORDO_CACHE or HOME is set");
+    let path = cache.join("venv/bin/schemathesis");
+    assert!(
+        path.exists(),
+        "{} is missing: `make local-dev-stack` installs it (devstack/requirements.txt)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn fuzzing_the_served_openapi_document_finds_no_failure() {
+    let engine = Engine::start("fuzz");
+    let seed = std::env::var("ORDO_TEST_SEED").unwrap_or_else(|_| "20261125".into());
+    let reports = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(schemathesis())
+        .args([
+            "run",
+            &format!("{}/docs/openapi.json", engine.url),
+            "--checks",
+            "all",
+            "--max-examples",
+            "40",
+            "--seed",
+            &seed,
+            "--workers",
+            "2",
+            "--request-timeout",
+            "20",
+            "--report-dir",
+            &reports.path().display().to_string(),
+        ])
+        .current_dir(reports.path())
+        .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .output()
+        .expect("run schemathesis");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found failures (seed {seed}):\n{text}\n{}\nengine log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        engine.log()
+    );
+    // It did test the pipeline's route, not just the fixed endpoints.
+    assert!(text.contains("passed"), "{text}");
+    assert!(
+        engine.topic_size() > 0,
+        "the fuzzer's valid bodies were produced"
+    );
+}
