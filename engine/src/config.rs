@@ -187,6 +187,7 @@ impl Pipeline {
             capabilities: self.plugin_capabilities,
             self_test: self.plugin_self_test.clone(),
             key_field: self.key_field.clone(),
+            stats: Default::default(),
         }
     }
 }

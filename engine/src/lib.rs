@@ -131,6 +131,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         })?;
         let policy = PolicyHandle::new(Arc::new(loaded));
         info!(pipeline = %p.name, plugin = %p.plugin.display(), id = %policy.current().id(), "Plugin loaded.");
+        let plugin_stats = Arc::clone(&spec.stats);
         plugins.push((p.name.clone(), spec, policy.clone()));
         let bus_error = |source| Error::Bus {
             pipeline: p.name.clone(),
@@ -162,7 +163,15 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         };
         let ingest_stats = Arc::new(metrics::IngestStats::default());
         let consumer_stats = Arc::new(bus::consumer::Stats::default());
-        registry.add(&p.name, ingest_stats.clone(), consumer_stats.clone());
+        registry.add(
+            &p.name,
+            metrics::PipelineMetrics {
+                ingest: Arc::clone(&ingest_stats),
+                consumer: Arc::clone(&consumer_stats),
+                plugin: plugin_stats,
+                writes: store.write_latency(),
+            },
+        );
         let handler = Arc::new(ingest::Ingest {
             pipeline: p.name.clone(),
             topic: p.topic.clone(),

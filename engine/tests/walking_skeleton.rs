@@ -107,11 +107,32 @@ async fn event2_consumed_before_event1_leaves_is_pregnant_true() {
         r#"ordo_events_total{pipeline="patient-profile",outcome="applied"} 1"#,
         r#"ordo_events_total{pipeline="patient-profile",outcome="skipped_stale"} 1"#,
         r#"ordo_dynamodb_writes_total{pipeline="patient-profile"} 1"#,
+        r#"ordo_produce_seconds_count{pipeline="patient-profile"} 2"#,
+        r#"ordo_dynamodb_write_seconds_count{pipeline="patient-profile"} 1"#,
+        // Validated at ingest and again before the merge; merged once each.
+        r#"ordo_plugin_call_seconds_count{pipeline="patient-profile",call="validate"} 4"#,
+        r#"ordo_plugin_call_seconds_count{pipeline="patient-profile",call="merge"} 2"#,
+        r#"ordo_plugin_fuel_count{pipeline="patient-profile",call="merge"} 2"#,
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
             "missing {line} in:\n{metrics}"
         );
+    }
+    // librdkafka reports lag every 5 s: the partition is caught up.
+    let caught_up =
+        format!(r#"ordo_consumer_lag{{pipeline="patient-profile",partition="{partition}"}} 0"#);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let metrics = engine.get_text("/metrics").await;
+        if metrics.lines().any(|l| l == caught_up) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {caught_up} in:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 

@@ -171,19 +171,21 @@ impl<P: Publisher> Ingest<P> {
 
     /// Produces the event and waits for the ack; returns the 202 body.
     async fn produce(&self, key: &str, text: &str, updated_at: &Value) -> Result<String, Problem> {
+        let started = std::time::Instant::now();
         let delivery = self
             .publisher
             .publish(&self.topic, key, text.as_bytes(), &[])
-            .await
-            .map_err(|e| {
-                warn!(pipeline = %self.pipeline, error = %e, "Event not acknowledged by the broker.");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Broker unavailable",
-                    format!("{e}; nothing was stored, retry later"),
-                )
-                .retry_after(1)
-            })?;
+            .await;
+        self.stats.produce.observe_duration(started.elapsed());
+        let delivery = delivery.map_err(|e| {
+            warn!(pipeline = %self.pipeline, error = %e, "Event not acknowledged by the broker.");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Broker unavailable",
+                format!("{e}; nothing was stored, retry later"),
+            )
+            .retry_after(1)
+        })?;
         let accepted = Accepted {
             pipeline: &self.pipeline,
             key,

@@ -18,6 +18,7 @@ use tracing::{error, info};
 use super::sandbox::{Capabilities, Limits};
 use super::wasm::WasmPolicy;
 use super::{selftest, PluginError, Policy, PolicyHandle};
+use crate::metrics::PluginStats;
 use crate::shutdown::Shutdown;
 
 /// How often the watcher looks at plugin files. A change is acted on once it has looked the
@@ -37,11 +38,14 @@ pub struct PluginSpec {
     pub self_test: Option<PathBuf>,
     /// The pipeline's key field, to key the self-test's records.
     pub key_field: String,
+    /// Where every plugin loaded from this spec counts its calls.
+    pub stats: Arc<PluginStats>,
 }
 
 /// Loads the plugin `spec` names and runs its self-test. Blocking: compiles the component.
 pub fn load_checked(spec: &PluginSpec) -> Result<WasmPolicy, PluginError> {
-    let policy = WasmPolicy::load(&spec.path, spec.limits, spec.capabilities)?;
+    let policy = WasmPolicy::load(&spec.path, spec.limits, spec.capabilities)?
+        .with_stats(Arc::clone(&spec.stats));
     if let Some(test) = &spec.self_test {
         let refused = |reason: String| PluginError::Load {
             path: spec.path.clone(),

@@ -7,7 +7,8 @@
 //! [`RECYCLE_AFTER`] calls, which bounds whatever a guest accumulates in its memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
@@ -16,6 +17,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::{PolicyPlugin, PolicyPluginPre};
 use super::sandbox::{self, Capabilities, GuestState, Limits};
 use super::{Decision, FieldError, PluginError, Policy};
+use crate::metrics::PluginStats;
 
 /// Calls an instance serves before it is retired.
 pub const RECYCLE_AFTER: u32 = 10_000;
@@ -41,6 +43,8 @@ pub struct WasmPolicy {
     id: String,
     /// Instances ready for a call.
     idle: Mutex<Vec<Instance>>,
+    /// Where call latency and fuel are counted.
+    stats: Arc<PluginStats>,
 }
 
 /// `sha256:<hex>` of `bytes`: the identity of a plugin file, written on each record.
@@ -84,6 +88,7 @@ impl WasmPolicy {
             caps,
             id: content_id(bytes),
             idle: Mutex::new(Vec::new()),
+            stats: Arc::default(),
         };
         let schema = policy.schema().map_err(|e| PluginError::Load {
             path: PathBuf::from(path),
@@ -96,6 +101,12 @@ impl WasmPolicy {
             });
         }
         Ok(policy)
+    }
+
+    /// Counts calls into `stats` from now on (a swapped-in plugin keeps its pipeline's).
+    pub fn with_stats(mut self, stats: Arc<PluginStats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Instances waiting in the pool (for tests and metrics).
@@ -138,6 +149,8 @@ impl WasmPolicy {
         f: impl FnOnce(&PolicyPlugin, &mut Store<GuestState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let started = Instant::now();
+        let mut burnt = 0;
         let run = |instance: Option<Instance>| -> wasmtime::Result<(R, Instance)> {
             let mut instance = match instance {
                 Some(i) => i,
@@ -147,10 +160,16 @@ impl WasmPolicy {
             instance
                 .store
                 .set_epoch_deadline(self.limits.deadline_ticks());
-            let out = f(&instance.plugin, &mut instance.store)?;
-            Ok((out, instance))
+            let out = f(&instance.plugin, &mut instance.store);
+            burnt = self
+                .limits
+                .fuel
+                .saturating_sub(instance.store.get_fuel().unwrap_or(0));
+            Ok((out?, instance))
         };
-        match run(idle) {
+        let result = run(idle);
+        self.stats.record(name, started.elapsed(), burnt);
+        match result {
             Ok((out, mut instance)) => {
                 instance.calls += 1;
                 if instance.calls < RECYCLE_AFTER {

@@ -1,6 +1,7 @@
 //! DynamoDB implementation of [`Store`]: consistent reads, conditional puts.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -13,6 +14,7 @@ use tracing::info;
 
 use super::item::{from_item, to_item};
 use super::{Precondition, PutOutcome, Record, Store, StoreError, META_ATTRIBUTE, META_REVISION};
+use crate::metrics::Histogram;
 
 /// How long start-up waits for a table it created to become active.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,6 +28,8 @@ pub struct DynamoStore {
     table: String,
     /// The partition key attribute, a string.
     key_field: String,
+    /// Seconds per conditional write.
+    writes: Arc<Histogram>,
 }
 
 impl DynamoStore {
@@ -36,7 +40,13 @@ impl DynamoStore {
             client,
             table: table.to_string(),
             key_field: key_field.to_string(),
+            writes: Arc::new(Histogram::seconds()),
         }
+    }
+
+    /// The histogram of conditional-write latency, for `/metrics`.
+    pub fn write_latency(&self) -> Arc<Histogram> {
+        Arc::clone(&self.writes)
     }
 
     fn request_error<E, R>(&self, operation: &'static str, e: SdkError<E, R>) -> StoreError
@@ -198,7 +208,10 @@ impl Store for DynamoStore {
                 .expression_attribute_names("#r", META_REVISION)
                 .expression_attribute_values(":r", AttributeValue::N(n.to_string())),
         };
-        match request.send().await {
+        let started = Instant::now();
+        let sent = request.send().await;
+        self.writes.observe_duration(started.elapsed());
+        match sent {
             Ok(_) => Ok(PutOutcome::Written),
             Err(e)
                 if e.as_service_error()

@@ -72,9 +72,24 @@ struct GroupContext {
     pipeline: String,
     /// To the dispatcher.
     control: mpsc::UnboundedSender<Control>,
+    /// The topic, whose partitions' lag is reported.
+    topic: String,
+    /// Where the lag goes.
+    stats: Arc<Stats>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// librdkafka's periodic statistics: keeps each assigned partition's consumer lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            self.stats
+                .set_lag(topic.partitions.values().filter_map(|p| {
+                    let lag = u64::try_from(p.consumer_lag).ok();
+                    (p.partition >= 0).then_some(p.partition).zip(lag)
+                }));
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -155,9 +170,12 @@ pub async fn run<S: Store, P: Publisher>(
         .set("session.timeout.ms", "10000")
         .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
         .set("heartbeat.interval.ms", "3000")
+        .set("statistics.interval.ms", "5000")
         .create_with_context(GroupContext {
             pipeline: settings.pipeline.clone(),
             control: control_tx,
+            topic: settings.topic.clone(),
+            stats: Arc::clone(&stats),
         })
         .map_err(|e| BusError::Client(e.to_string()))?;
     consumer

@@ -1,11 +1,15 @@
 //! Counters of what a consumer did, for logs, tests and benchmarks.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Totals since start; cheap to update from many workers.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Uncommitted messages per assigned partition, from librdkafka's statistics.
+    lag: Mutex<BTreeMap<i32, u64>>,
     /// Events taken from the topic and settled (applied, skipped or dead-lettered).
     pub events: AtomicU64,
     /// Events whose merge changed the record.
@@ -29,6 +33,18 @@ impl Stats {
     /// Reads `counter`.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the lag of every partition with `lag` (partition, messages).
+    pub fn set_lag(&self, lag: impl IntoIterator<Item = (i32, u64)>) {
+        if let Ok(mut map) = self.lag.lock() {
+            *map = lag.into_iter().collect();
+        }
+    }
+
+    /// The lag last reported, by partition.
+    pub fn lag(&self) -> BTreeMap<i32, u64> {
+        self.lag.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
 
