@@ -17,7 +17,7 @@ export PATH := $(ORDO_CACHE)/venv/bin:$(PATH)
 PLUGINS := patient-profile-lww patient-profile-field-merge hostile
 PLUGIN_DIR := plugins/build
 
-.PHONY: bench help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+.PHONY: bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,8 +46,12 @@ build: plugins ## Build the engine and the plugins.
 run-engine: local-dev-stack build ## Start the stack if needed, build, and run the engine in the foreground.
 	cargo run -p ordo -- --config pipelines.toml
 
-test: local-dev-stack plugins ## Start the stack if needed, build, and run every test.
-	cargo test --workspace --no-fail-fast
+test: local-dev-stack plugins ## Start the stack if needed, build, and run every test (the fault suite at its short scale).
+	cargo test --workspace --no-fail-fast -- --skip chaos_
+	cargo test -p ordo --test faults -- --nocapture --test-threads=1
+
+chaos: local-dev-stack plugins ## The fault suite at five times the events (ORDO_CHAOS_SCALE), one line per scenario.
+	ORDO_CHAOS_SCALE=$${ORDO_CHAOS_SCALE:-5} cargo test -p ordo --test faults -- --nocapture --test-threads=1
 
 lint: ## rustfmt and clippy, warnings as errors.
 	cargo fmt --all -- --check

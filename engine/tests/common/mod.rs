@@ -212,6 +212,8 @@ impl Names {
 pub struct Engine {
     pub names: Names,
     pub url: String,
+    /// The brokers it was started against.
+    pub brokers: String,
     child: Child,
     _dir: tempfile::TempDir,
     log: PathBuf,
@@ -305,6 +307,7 @@ max_attempts = 5
         Self {
             names,
             url,
+            brokers: brokers.to_string(),
             child,
             _dir: dir,
             log,
@@ -344,28 +347,13 @@ max_attempts = 5
 
     /// How many messages the pipeline's topic holds, over all partitions.
     pub fn topic_size(&self) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .create()
-            .expect("watermark reader");
-        (0..3)
-            .map(|p| {
-                let (low, high) = consumer
-                    .fetch_watermarks(
-                        &self.names.topic,
-                        p,
-                        Timeout::After(Duration::from_secs(10)),
-                    )
-                    .expect("watermarks from the broker");
-                high - low
-            })
-            .sum()
+        topic_size(&self.brokers, &self.names.topic)
     }
 
     /// Waits until the consumer group committed past `offset` on `partition`.
     pub async fn wait_committed_past(&self, partition: i32, offset: i64) {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.names.group)
             .set("enable.auto.commit", "false")
             .create()
@@ -534,6 +522,22 @@ pub fn s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> &'a str {
         Some(AttributeValue::S(v)) => v,
         other => panic!("attribute {name} is not a string: {other:?}"),
     }
+}
+
+/// How many messages `topic` (3 partitions, as the harness creates them) holds.
+pub fn topic_size(brokers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("watermark reader");
+    (0..3)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Timeout::After(Duration::from_secs(10)))
+                .expect("watermarks from the broker");
+            high - low
+        })
+        .sum()
 }
 
 /// Produces `payload` keyed by `key` straight to `topic`, as another service would.
