@@ -79,7 +79,7 @@ fn operation(doc: &PipelineDoc) -> Value {
         ),
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "The broker did not acknowledge; nothing was stored, retry.",
+            "Not taken: too many requests in flight (nothing was produced), or the broker did not acknowledge in time (the event may or may not be stored). Retry after `Retry-After`; applying an event twice changes nothing.",
         ),
     ] {
         let (code, response) = problem_response(status, when);

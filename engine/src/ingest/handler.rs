@@ -182,7 +182,7 @@ impl<P: Publisher> Ingest<P> {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Broker unavailable",
-                format!("{e}; nothing was stored, retry later"),
+                format!("{e}; the event may or may not be stored: retry it (applying an event twice changes nothing)"),
             )
             .retry_after(1)
         })?;

@@ -19,6 +19,17 @@ use crate::metrics::Histogram;
 /// How long start-up waits for a table it created to become active.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one DynamoDB request may take: connect 3 s, one attempt 5 s, all of the SDK's
+/// retries 15 s. Without them a DynamoDB that accepts connections but never answers would hold
+/// a key's worker forever; with them the call fails, and the engine retries with backoff.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(15))
+        .build()
+}
+
 /// One pipeline's table.
 #[derive(Clone)]
 pub struct DynamoStore {

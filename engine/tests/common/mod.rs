@@ -242,6 +242,19 @@ impl Engine {
         plugin: &Path,
         extra: &str,
     ) -> Self {
+        Self::start_full(names, brokers, args, plugin, extra, &[])
+    }
+
+    /// As [`Engine::start_configured`], with environment variables overriding the defaults
+    /// (e.g. `AWS_ENDPOINT_URL` of a private DynamoDB API).
+    pub fn start_full(
+        names: Names,
+        brokers: &str,
+        args: &[&str],
+        plugin: &Path,
+        extra: &str,
+        env: &[(&str, String)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("pipelines.toml");
         std::fs::write(
@@ -279,6 +292,7 @@ max_attempts = 5
             .args(args)
             .envs(aws_env())
             .env("KAFKA_BROKERS", brokers)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("ORDO_LOG", "info,ordo=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -476,6 +490,16 @@ pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&config)
 }
 
+/// A client of the DynamoDB API at `endpoint`.
+pub async fn dynamodb_at(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    dynamodb().await; // sets the local credentials and region when the environment has none
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
 /// Reads the item for `key`.
 pub async fn get_item(
     client: &aws_sdk_dynamodb::Client,
@@ -570,40 +594,56 @@ pub struct PrivateBroker {
     _dir: tempfile::TempDir,
 }
 
+/// The stack's cache folder (`ORDO_CACHE`, else `~/.cache/ordo`).
+pub fn cache_dir() -> PathBuf {
+    std::env::var("ORDO_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ordo")
+        })
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 impl PrivateBroker {
     pub fn start() -> Self {
-        let cache = std::env::var("ORDO_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ordo")
-            });
-        let tansu = cache.join("tansu/bin/tansu");
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut broker = Self {
+            address,
+            child: None,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts the broker (again) on the same address with the same storage, and waits until
+    /// it answers.
+    pub fn restart(&mut self) {
+        let tansu = cache_dir().join("tansu/bin/tansu");
         assert!(
             tansu.exists(),
             "{} is missing: run `make local-dev-stack`",
             tansu.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let dir = tempfile::tempdir().expect("temp dir");
         let child = Command::new(tansu)
             .arg("broker")
-            .current_dir(dir.path())
+            .current_dir(self._dir.path())
             .env("STORAGE_ENGINE", "sqlite://tansu.db")
-            .env("LISTENER_URL", format!("tcp://{address}"))
-            .env("ADVERTISED_LISTENER_URL", format!("tcp://{address}"))
+            .env("LISTENER_URL", format!("tcp://{}", self.address))
+            .env("ADVERTISED_LISTENER_URL", format!("tcp://{}", self.address))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let broker = Self {
-            address,
-            child: Some(child),
-            _dir: dir,
-        };
+        self.child = Some(child);
+        let broker = &*self;
         let probe: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &broker.address)
             .create()
@@ -619,7 +659,17 @@ impl PrivateBroker {
                 broker.address
             );
         }
-        broker
+    }
+
+    /// Sends `signal` to the broker (`STOP` freezes it, `CONT` thaws it).
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{signal} failed");
+        }
     }
 
     /// Stops the broker (SIGKILL) and waits for it to be gone.
@@ -677,4 +727,60 @@ pub async fn read_dead_letters(engine: &Engine, n: usize) -> Vec<Letter> {
     }
     letters.sort();
     letters
+}
+
+/// A DynamoDB API of the test's own (moto's server from the stack's virtualenv), to freeze
+/// without disturbing the tests that share the stack's. Killed when dropped.
+pub struct PrivateDynamo {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl PrivateDynamo {
+    pub fn start() -> Self {
+        let moto = cache_dir().join("venv/bin/moto_server");
+        assert!(
+            moto.exists(),
+            "{} is missing: run `make local-dev-stack`",
+            moto.display()
+        );
+        let port = free_port();
+        let child = Command::new(moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + EFFECT_TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto at {endpoint} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { endpoint, child }
+    }
+
+    /// Sends `signal` (`STOP` freezes it: requests hang; `CONT` thaws it, data intact).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// A client of this API.
+    pub async fn client(&self) -> aws_sdk_dynamodb::Client {
+        dynamodb_at(&self.endpoint).await
+    }
+}
+
+impl Drop for PrivateDynamo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
