@@ -194,47 +194,100 @@ impl Pipeline {
 
 /// Reads and checks `path`; plugin paths are resolved against its folder.
 pub fn from_file(path: &Path) -> Result<Vec<Pipeline>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let base = path.parent().unwrap_or_else(|| Path::new("."));
-    from_str(&text, base).map_err(|e| match e {
-        ConfigError::Parse { message, .. } => ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
-        },
-        ConfigError::Empty(_) => ConfigError::Empty(path.to_path_buf()),
-        other => other,
-    })
-}
-
-/// Parses and checks TOML text; relative plugin paths are joined to `base`.
-pub fn from_str(text: &str, base: &Path) -> Result<Vec<Pipeline>, ConfigError> {
-    let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: PathBuf::from("<string>"),
-        message: e.to_string(),
-    })?;
-    if file.pipelines.is_empty() {
-        return Err(ConfigError::Empty(PathBuf::from("<string>")));
+    match check_file(path) {
+        (pipelines, problems) if problems.is_empty() => Ok(pipelines),
+        (_, mut problems) => Err(problems.remove(0)),
     }
-    let pipelines = file
-        .pipelines
-        .into_iter()
-        .map(|(name, p)| build(name, p, base))
-        .collect::<Result<Vec<_>, _>>()?;
-    check_unique(&pipelines)?;
-    Ok(pipelines)
 }
 
-fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, ConfigError> {
-    let invalid = |field, problem: &str| ConfigError::Invalid {
-        pipeline: name.clone(),
-        field,
-        problem: problem.to_string(),
+/// Parses and checks TOML text; relative plugin paths are joined to `base`. The error is the
+/// first problem; [`check_str`] lists them all.
+pub fn from_str(text: &str, base: &Path) -> Result<Vec<Pipeline>, ConfigError> {
+    check_str(text, base).map_err(|mut problems| problems.remove(0))
+}
+
+/// Parses and checks TOML text, listing every problem (never an empty list). A file that does
+/// not parse is one problem: the parser stops at the first.
+pub fn check_str(text: &str, base: &Path) -> Result<Vec<Pipeline>, Vec<ConfigError>> {
+    let (pipelines, problems) = check_all(text, base);
+    if problems.is_empty() {
+        Ok(pipelines)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The pipelines that are right and every problem of the others, so that a caller can go on
+/// checking the right ones (their plugins, their tables).
+pub fn check_all(text: &str, base: &Path) -> (Vec<Pipeline>, Vec<ConfigError>) {
+    let file: File = match toml::from_str(text) {
+        Ok(file) => file,
+        Err(e) => {
+            let problem = ConfigError::Parse {
+                path: PathBuf::from("<string>"),
+                message: e.to_string(),
+            };
+            return (Vec::new(), vec![problem]);
+        }
+    };
+    if file.pipelines.is_empty() {
+        return (
+            Vec::new(),
+            vec![ConfigError::Empty(PathBuf::from("<string>"))],
+        );
+    }
+    let mut pipelines = Vec::new();
+    let mut problems = Vec::new();
+    for (name, p) in file.pipelines {
+        match build(name, p, base) {
+            Ok(pipeline) => pipelines.push(pipeline),
+            Err(found) => problems.extend(found),
+        }
+    }
+    problems.extend(check_unique(&pipelines));
+    (pipelines, problems)
+}
+
+/// As [`check_all`], reading `path`; problems name the file.
+pub fn check_file(path: &Path) -> (Vec<Pipeline>, Vec<ConfigError>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(source) => {
+            let problem = ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            };
+            return (Vec::new(), vec![problem]);
+        }
+    };
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let (pipelines, problems) = check_all(&text, base);
+    let problems = problems
+        .into_iter()
+        .map(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ConfigError::Empty(_) => ConfigError::Empty(path.to_path_buf()),
+            other => other,
+        })
+        .collect();
+    (pipelines, problems)
+}
+
+/// Checks one pipeline; every problem found, not just the first.
+fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, Vec<ConfigError>> {
+    let mut problems = Vec::new();
+    let mut invalid = |field, problem: &str| {
+        problems.push(ConfigError::Invalid {
+            pipeline: name.clone(),
+            field,
+            problem: problem.to_string(),
+        })
     };
     if !p.route.starts_with('/') || p.route.len() < 2 || p.route.contains(['{', '}', ' ']) {
-        return Err(invalid("route", "must be a path such as /patientprofile"));
+        invalid("route", "must be a path such as /patientprofile");
     }
     for (field, value) in [
         ("topic", &p.topic),
@@ -243,39 +296,48 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, ConfigE
         ("table", &p.table),
     ] {
         if value.trim().is_empty() {
-            return Err(invalid(field, "must not be empty"));
+            invalid(field, "must not be empty");
         }
     }
-    if p.key_field == p.version_field {
-        return Err(invalid("version_field", "must differ from key_field"));
+    if !p.key_field.trim().is_empty() && p.key_field == p.version_field {
+        invalid("version_field", "must differ from key_field");
     }
     if p.partitions < 1 {
-        return Err(invalid("partitions", "must be at least 1"));
+        invalid("partitions", "must be at least 1");
     }
     if p.concurrency < 1 {
-        return Err(invalid("concurrency", "must be at least 1"));
+        invalid("concurrency", "must be at least 1");
     }
     if p.replication_factor < 1 {
-        return Err(invalid("replication_factor", "must be at least 1"));
+        invalid("replication_factor", "must be at least 1");
+    }
+    if p.dead_letter_topic.as_ref() == Some(&p.topic) {
+        invalid("dead_letter_topic", "must differ from topic");
+    }
+    if p.plugin_fuel < 1 {
+        invalid("plugin_fuel", "must be at least 1");
+    }
+    if p.plugin_timeout_ms < 1 {
+        invalid("plugin_timeout_ms", "must be at least 1");
+    }
+    if !(1..=4096).contains(&p.plugin_memory_mib) {
+        invalid("plugin_memory_mib", "must be between 1 and 4096");
+    }
+    let plugin_capabilities =
+        match Capabilities::parse(p.plugin_capabilities.iter().map(String::as_str)) {
+            Ok(caps) => caps,
+            Err(e) => {
+                invalid("plugin_capabilities", &e);
+                Capabilities::default()
+            }
+        };
+    if !problems.is_empty() {
+        return Err(problems);
     }
     let consumer_group = p.consumer_group.unwrap_or_else(|| format!("ordo.{name}"));
     let dead_letter_topic = p
         .dead_letter_topic
         .unwrap_or_else(|| format!("{}.dlq", p.topic));
-    if dead_letter_topic == p.topic {
-        return Err(invalid("dead_letter_topic", "must differ from topic"));
-    }
-    if p.plugin_fuel < 1 {
-        return Err(invalid("plugin_fuel", "must be at least 1"));
-    }
-    if p.plugin_timeout_ms < 1 {
-        return Err(invalid("plugin_timeout_ms", "must be at least 1"));
-    }
-    if !(1..=4096).contains(&p.plugin_memory_mib) {
-        return Err(invalid("plugin_memory_mib", "must be between 1 and 4096"));
-    }
-    let plugin_capabilities = Capabilities::parse(p.plugin_capabilities.iter().map(String::as_str))
-        .map_err(|e| invalid("plugin_capabilities", &e))?;
     Ok(Pipeline {
         plugin: base.join(&p.plugin),
         name,
@@ -300,7 +362,9 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, ConfigE
     })
 }
 
-fn check_unique(pipelines: &[Pipeline]) -> Result<(), ConfigError> {
+/// Routes, topics and tables two pipelines share.
+fn check_unique(pipelines: &[Pipeline]) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
     for (i, a) in pipelines.iter().enumerate() {
         for b in &pipelines[..i] {
             let clash = if a.route == b.route {
@@ -313,7 +377,7 @@ fn check_unique(pipelines: &[Pipeline]) -> Result<(), ConfigError> {
                 None
             };
             if let Some((field, value)) = clash {
-                return Err(ConfigError::Invalid {
+                problems.push(ConfigError::Invalid {
                     pipeline: a.name.clone(),
                     field,
                     problem: format!("`{value}` is already used by pipeline `{}`", b.name),
@@ -321,7 +385,7 @@ fn check_unique(pipelines: &[Pipeline]) -> Result<(), ConfigError> {
             }
         }
     }
-    Ok(())
+    problems
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod shutdown;
 pub mod store;
+pub mod validate;
 
 use bus::producer::KafkaPublisher;
 use plugin::reload::{load_checked, Reloader};

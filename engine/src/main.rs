@@ -25,6 +25,22 @@ enum Command {
     /// Work with policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Check a pipelines file, its plugins and (unless --no-environment) the broker and the
+    /// tables; list every problem, each naming the pipeline and the key. Exits 1 on any.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// The pipelines file.
+    #[arg(default_value = "pipelines.toml", env = "ORDO_CONFIG")]
+    config: PathBuf,
+    /// Check only the file and its plugins, not the broker and DynamoDB.
+    #[arg(long)]
+    no_environment: bool,
+    /// Kafka bootstrap brokers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,17 +99,24 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The engine logs at info; the one-shot commands print their own report and log only
+    // what ORDO_LOG asks for.
+    let default_filter = match cli.command {
+        None | Some(Command::Run(_)) => "info",
+        Some(_) => "off",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("ORDO_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("ORDO_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let outcome = match cli.command {
         None => serve(cli.run),
         Some(Command::Run(run)) => serve(run),
         Some(Command::Plugin(PluginCommand::Test(args))) => plugin_test(args),
+        Some(Command::Validate(args)) => validate(args),
     };
     match outcome {
         Ok(code) => code,
@@ -131,6 +154,37 @@ fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[tokio::main]
+async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let options = ordo::validate::Options {
+        environment: !args.no_environment,
+        brokers: args.brokers,
+    };
+    let report = ordo::validate::validate(&args.config, &options).await;
+    let file = args.config.display();
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    if report.problems.is_empty() {
+        let checked = if options.environment {
+            "file, plugins, broker and tables"
+        } else {
+            "file and plugins"
+        };
+        println!(
+            "{file}: ok ({checked}; pipelines: {})",
+            report.pipelines.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = report.problems.len();
+    println!("{file}: {n} problem{}", if n == 1 { "" } else { "s" });
+    for problem in &report.problems {
+        println!("  {problem}");
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 #[tokio::main]

@@ -75,6 +75,26 @@ impl DynamoStore {
     /// Creates the table when missing (on-demand billing, `key_field` as string partition
     /// key) and checks that an existing one has that key schema.
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        if self.inspect().await? {
+            return Ok(());
+        }
+        self.create_table().await?;
+        self.client
+            .wait_until_table_exists()
+            .table_name(&self.table)
+            .wait(TABLE_ACTIVE_TIMEOUT)
+            .await
+            .map_err(|e| StoreError::Request {
+                operation: "DescribeTable (waiting for ACTIVE)",
+                table: self.table.clone(),
+                reason: DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Whether the table exists; an error when it exists with a key schema other than the
+    /// pipeline's, or when DynamoDB does not answer. Changes nothing.
+    pub async fn inspect(&self) -> Result<bool, StoreError> {
         let described = self
             .client
             .describe_table()
@@ -87,18 +107,7 @@ impl DynamoStore {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
-                self.create_table().await?;
-                self.client
-                    .wait_until_table_exists()
-                    .table_name(&self.table)
-                    .wait(TABLE_ACTIVE_TIMEOUT)
-                    .await
-                    .map_err(|e| StoreError::Request {
-                        operation: "DescribeTable (waiting for ACTIVE)",
-                        table: self.table.clone(),
-                        reason: DisplayErrorContext(&e).to_string(),
-                    })?;
-                return Ok(());
+                return Ok(false)
             }
             Err(e) => return Err(self.request_error("DescribeTable", e)),
         };
@@ -120,7 +129,7 @@ impl DynamoStore {
                 found: format!("[{found}]"),
             });
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Describes the table: proof that DynamoDB answers and the table exists.
