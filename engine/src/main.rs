@@ -12,6 +12,9 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// Log lines as `pretty` text (default) or `json`, one object per line.
+    #[arg(long, global = true, env = "ORDO_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -106,12 +109,16 @@ fn main() -> ExitCode {
         None | Some(Command::Run(_)) => "info",
         Some(_) => "off",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("ORDO_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_from_env("ORDO_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let outcome = match cli.command {
         None => serve(cli.run),
         Some(Command::Run(run)) => serve(run),
@@ -121,7 +128,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ordo: {e:#}");
+            eprintln!("ordo: {e}");
             ExitCode::FAILURE
         }
     }
