@@ -407,11 +407,7 @@ impl Engine {
 
     /// Sends `signal` (e.g. `HUP`) to the process.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
+        send_signal(self.child.id(), signal);
     }
 
     /// GETs `path` and returns the status and the body as JSON (null when it is not JSON).
@@ -439,11 +435,7 @@ impl Engine {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        send_signal(self.child.id(), "TERM");
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -594,6 +586,15 @@ pub struct PrivateBroker {
     _dir: tempfile::TempDir,
 }
 
+/// Sends `signal` (e.g. `HUP`, `STOP`) to process `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
 /// The stack's cache folder (`ORDO_CACHE`, else `~/.cache/ordo`).
 pub fn cache_dir() -> PathBuf {
     std::env::var("ORDO_CACHE")
@@ -664,11 +665,7 @@ impl PrivateBroker {
     /// Sends `signal` to the broker (`STOP` freezes it, `CONT` thaws it).
     pub fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .args([&format!("-{signal}"), &child.id().to_string()])
-                .status()
-                .expect("run kill");
-            assert!(status.success(), "kill -{signal} failed");
+            send_signal(child.id(), signal);
         }
     }
 
@@ -765,11 +762,7 @@ impl PrivateDynamo {
 
     /// Sends `signal` (`STOP` freezes it: requests hang; `CONT` thaws it, data intact).
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
+        send_signal(self.child.id(), signal);
     }
 
     /// A client of this API.
