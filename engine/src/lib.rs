@@ -25,6 +25,8 @@ pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod redrive;
+pub mod replay;
 pub mod shutdown;
 pub mod store;
 pub mod validate;

@@ -31,6 +31,40 @@ enum Command {
     /// Check a pipelines file, its plugins and (unless --no-environment) the broker and the
     /// tables; list every problem, each naming the pipeline and the key. Exits 1 on any.
     Validate(ValidateArgs),
+    /// Re-apply a pipeline's events from an offset or a time, up to where the topic ends now.
+    /// Safe beside live traffic: stale events are skipped. Commits nothing.
+    Replay(ReplayArgs),
+    /// The dead-letter topic.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Re-drive the pipeline's dead-lettered events (after a fix) through its topic; a second
+    /// run re-drives only letters that arrived since.
+    Replay(PipelineArgs),
+}
+
+#[derive(Debug, Args)]
+struct PipelineArgs {
+    /// The pipeline, by its name in the pipelines file.
+    pipeline: String,
+    /// The pipelines file.
+    #[arg(long, env = "ORDO_CONFIG", default_value = "pipelines.toml")]
+    config: PathBuf,
+    /// Kafka bootstrap brokers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    target: PipelineArgs,
+    /// Where to start in every partition: an offset (e.g. 0) or an RFC 3339 time.
+    #[arg(long)]
+    from: ordo::replay::Start,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +158,8 @@ fn main() -> ExitCode {
         Some(Command::Run(run)) => serve(run),
         Some(Command::Plugin(PluginCommand::Test(args))) => plugin_test(args),
         Some(Command::Validate(args)) => validate(args),
+        Some(Command::Replay(args)) => replay(args),
+        Some(Command::Dlq(DlqCommand::Replay(args))) => redrive(args),
     };
     match outcome {
         Ok(code) => code,
@@ -161,6 +197,59 @@ fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The pipeline `args` names, from its file.
+fn pipeline_of(args: &PipelineArgs) -> anyhow::Result<ordo::config::Pipeline> {
+    let pipelines = ordo::config::from_file(&args.config)?;
+    let names: Vec<String> = pipelines.iter().map(|p| p.name.clone()).collect();
+    pipelines
+        .into_iter()
+        .find(|p| p.name == args.pipeline)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} has no pipeline `{}` (it has: {})",
+                args.config.display(),
+                args.pipeline,
+                names.join(", ")
+            )
+        })
+}
+
+#[tokio::main]
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = pipeline_of(&args.target)?;
+    eprintln!(
+        "replaying `{}` from {:?} (topic {})",
+        pipeline.name, args.from, pipeline.topic
+    );
+    let summary = ordo::replay::replay(
+        &pipeline,
+        &args.target.brokers,
+        args.from,
+        |done, total| eprintln!("  {done}/{total} events"),
+        |reason| eprintln!("  rejected: {reason}"),
+    )
+    .await?;
+    println!(
+        "replay `{}`: {} events, {} written, {} skipped as stale, {} rejected",
+        pipeline.name, summary.events, summary.written, summary.skipped, summary.rejected
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn redrive(args: PipelineArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = pipeline_of(&args)?;
+    let done = ordo::redrive::redrive(&pipeline, &args.brokers, |done, total| {
+        eprintln!("  {done}/{total} letters")
+    })
+    .await?;
+    println!(
+        "dlq replay `{}`: {done} letters re-driven from {} to {}",
+        pipeline.name, pipeline.dead_letter_topic, pipeline.topic
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[tokio::main]

@@ -328,6 +328,11 @@ max_attempts = 5
         }
     }
 
+    /// The pipelines file it runs.
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("pipelines.toml")
+    }
+
     /// The engine's log so far, for assertion messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
