@@ -29,6 +29,7 @@ pub mod redrive;
 pub mod replay;
 pub mod shutdown;
 pub mod store;
+pub mod tap;
 pub mod validate;
 
 use bus::producer::KafkaPublisher;

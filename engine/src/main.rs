@@ -37,6 +37,21 @@ enum Command {
     /// The dead-letter topic.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Show a pipeline's events as they arrive and what its plugin decides for each (against
+    /// the stored record; nothing is written). Ctrl-C stops it.
+    Tap(TapArgs),
+}
+
+#[derive(Debug, Args)]
+struct TapArgs {
+    #[command(flatten)]
+    target: PipelineArgs,
+    /// Start from the topic's first event instead of now.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    limit: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +175,7 @@ fn main() -> ExitCode {
         Some(Command::Validate(args)) => validate(args),
         Some(Command::Replay(args)) => replay(args),
         Some(Command::Dlq(DlqCommand::Replay(args))) => redrive(args),
+        Some(Command::Tap(args)) => tap(args),
     };
     match outcome {
         Ok(code) => code,
@@ -235,6 +251,27 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         "replay `{}`: {} events, {} written, {} skipped as stale, {} rejected",
         pipeline.name, summary.events, summary.written, summary.skipped, summary.rejected
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn tap(args: TapArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = pipeline_of(&args.target)?;
+    eprintln!(
+        "tapping `{}` (topic {}); Ctrl-C stops",
+        pipeline.name, pipeline.topic
+    );
+    let tapping = ordo::tap::tap(
+        &pipeline,
+        &args.target.brokers,
+        args.from_beginning,
+        args.limit,
+        |event| println!("{event}"),
+    );
+    tokio::select! {
+        result = tapping => { result?; }
+        _ = tokio::signal::ctrl_c() => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
 

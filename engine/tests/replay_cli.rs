@@ -150,3 +150,46 @@ async fn dlq_replay_re_drives_each_letter_once() {
     ]);
     assert!(!ok && err.contains("no pipeline `nope`"), "{out}\n{err}");
 }
+
+#[tokio::test]
+async fn tap_shows_each_event_and_the_plugins_decision() {
+    let engine = Engine::start("tap");
+    let mut produced = Vec::new();
+    produced.push(
+        engine
+            .post_accepted(&event("t1", "new", "2006-01-02T16:00:00Z"))
+            .await,
+    );
+    produced.push(
+        engine
+            .post_accepted(&event("t1", "old", "2006-01-02T15:00:00Z"))
+            .await,
+    );
+    engine.wait_all_committed(&produced).await;
+    let config = engine.config_path().display().to_string();
+    let (ok, out, err) = ordo(&[
+        "tap",
+        "patient-profile",
+        "--from-beginning",
+        "--limit",
+        "2",
+        "--config",
+        &config,
+        "--brokers",
+        &common::brokers(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    // Against the stored record (the newer one), both read as stale or tie: nothing is written.
+    assert!(lines.iter().all(|l| l.contains("key t1")), "{out}");
+    assert!(lines[1].contains("skip"), "{out}");
+    let item = common::get_item(&common::dynamodb().await, &engine.names.table, "t1")
+        .await
+        .expect("record");
+    assert_eq!(
+        common::s(&item, "FirstName"),
+        "new",
+        "the tap wrote nothing"
+    );
+}
