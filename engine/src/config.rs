@@ -237,14 +237,15 @@ pub fn check_all(text: &str, base: &Path) -> (Vec<Pipeline>, Vec<ConfigError>) {
         );
     }
     let mut pipelines = Vec::new();
-    let mut problems = Vec::new();
+    // Clashes are checked on the values as written, so a pipeline with problems of its own
+    // still gets its clashes reported.
+    let mut problems = check_unique(&file.pipelines);
     for (name, p) in file.pipelines {
         match build(name, p, base) {
             Ok(pipeline) => pipelines.push(pipeline),
             Err(found) => problems.extend(found),
         }
     }
-    problems.extend(check_unique(&pipelines));
     (pipelines, problems)
 }
 
@@ -362,26 +363,24 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, Vec<Con
     })
 }
 
-/// Routes, topics and tables two pipelines share.
-fn check_unique(pipelines: &[Pipeline]) -> Vec<ConfigError> {
+/// Every route, topic and table two pipelines share, each clash named on the later pipeline.
+fn check_unique(pipelines: &BTreeMap<String, PipelineFile>) -> Vec<ConfigError> {
     let mut problems = Vec::new();
-    for (i, a) in pipelines.iter().enumerate() {
-        for b in &pipelines[..i] {
-            let clash = if a.route == b.route {
-                Some(("route", &a.route))
-            } else if a.topic == b.topic {
-                Some(("topic", &a.topic))
-            } else if a.table == b.table {
-                Some(("table", &a.table))
-            } else {
-                None
-            };
-            if let Some((field, value)) = clash {
-                problems.push(ConfigError::Invalid {
-                    pipeline: a.name.clone(),
-                    field,
-                    problem: format!("`{value}` is already used by pipeline `{}`", b.name),
-                });
+    let all: Vec<(&String, &PipelineFile)> = pipelines.iter().collect();
+    for (i, (name, a)) in all.iter().enumerate() {
+        for (other, b) in &all[..i] {
+            for (field, mine, theirs) in [
+                ("route", &a.route, &b.route),
+                ("topic", &a.topic, &b.topic),
+                ("table", &a.table, &b.table),
+            ] {
+                if mine == theirs {
+                    problems.push(ConfigError::Invalid {
+                        pipeline: (*name).clone(),
+                        field,
+                        problem: format!("`{mine}` is already used by pipeline `{other}`"),
+                    });
+                }
             }
         }
     }

@@ -108,9 +108,11 @@ async fn check_environment(pipelines: &[Pipeline], options: &Options, report: &m
                 "pipeline `{}`: table {:?} does not exist yet; `ordo run` creates it",
                 p.name, p.table
             )),
-            Ok(Err(e)) => report
-                .problems
-                .push(format!("pipeline `{}`: `table` {e}", p.name)),
+            Ok(Err(e)) => report.problems.push(format!(
+                "pipeline `{}`: `table` {} (is AWS_ENDPOINT_URL right? the local stack's is http://127.0.0.1:4566)",
+                p.name,
+                shorten(&e.to_string())
+            )),
             Err(_) => report.problems.push(format!(
                 "pipeline `{}`: `table` {:?}: DynamoDB did not answer within {} s (check AWS_ENDPOINT_URL and AWS_REGION)",
                 p.name,
@@ -118,5 +120,13 @@ async fn check_environment(pipelines: &[Pipeline], options: &Options, report: &m
                 ENVIRONMENT_TIMEOUT.as_secs()
             )),
         }
+    }
+}
+
+/// The first 200 characters of an SDK error, which can run to kilobytes.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
     }
 }

@@ -75,11 +75,18 @@ impl Admin {
         if let Some(denied) = self.denied(&request) {
             return denied;
         }
+        let files = self.reloader.files();
         let body: Vec<_> = self
             .reloader
             .status()
             .into_iter()
-            .map(|(pipeline, plugin)| json!({"pipeline": pipeline, "plugin": plugin}))
+            .map(|(pipeline, plugin)| {
+                let file = files
+                    .iter()
+                    .find(|(p, _)| *p == pipeline)
+                    .map(|(_, f)| f.display().to_string());
+                json!({"pipeline": pipeline, "plugin": plugin, "file": file})
+            })
             .collect();
         json_response(json!(body))
     }

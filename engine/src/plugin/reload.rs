@@ -173,6 +173,14 @@ impl Reloader {
             .collect()
     }
 
+    /// The plugin file each pipeline watches, by pipeline.
+    pub fn files(&self) -> Vec<(String, std::path::PathBuf)> {
+        self.slots
+            .iter()
+            .map(|s| (s.pipeline.clone(), s.spec.path.clone()))
+            .collect()
+    }
+
     /// Reloads attempted that put a new plugin in force, and that were refused.
     pub fn counts(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
