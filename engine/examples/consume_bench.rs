@@ -5,9 +5,13 @@
 //! store the offset. Ordo is the real consumer (`ordo::bus::consumer::run`). Both read the same
 //! topic in their own consumer groups and write their own tables, through the same plugin.
 //!
+//! Three stores: the local DynamoDB API (moto: throughput-bound, about 430 writes/s here), a
+//! latency **model** of real DynamoDB (every read and write takes `MODEL_LATENCY`, any number
+//! at once), and the model with no latency, which is the consumer's own ceiling.
+//!
 //! `cargo run --release --example consume_bench` (the local stack must be up: `make
-//! local-dev-stack`). The figures depend on the DynamoDB API: moto serves about 430 writes/s
-//! here and is the bottleneck, so ratios matter more than absolute rates.
+//! local-dev-stack`). `ORDO_BENCH_SCALE` sizes the workloads (default 10: 1,000 keys),
+//! `ORDO_BENCH_RUNS` repeats each measurement (default 5) and reports the median and range.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,8 +30,75 @@ use ordo::plugin::sandbox::{Capabilities, Limits};
 use ordo::plugin::wasm::WasmPolicy;
 use ordo::plugin::PolicyHandle;
 use ordo::store::dynamo::DynamoStore;
+use ordo::store::{Precondition, PutOutcome, Record, Store, StoreError, META_ATTRIBUTE};
 
 const PARTITIONS: i32 = 6;
+/// What one DynamoDB request costs in the model: a same-region round trip.
+const MODEL_LATENCY: Duration = Duration::from_millis(4);
+
+/// A store that answers after `latency`, as many requests at once as asked: a model of a
+/// latency-bound DynamoDB, with the same conditional-write semantics (on the revision).
+#[derive(Clone, Default)]
+struct ModelStore {
+    latency: Duration,
+    records: Arc<std::sync::Mutex<std::collections::HashMap<String, Record>>>,
+}
+
+impl ModelStore {
+    fn new(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::default()
+        }
+    }
+
+    async fn wait(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+}
+
+impl Store for ModelStore {
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        self.wait().await;
+        Ok(self.records.lock().ok().and_then(|r| r.get(key).cloned()))
+    }
+
+    async fn put(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+    ) -> Result<PutOutcome, StoreError> {
+        self.wait().await;
+        let key = record["PatientId"].as_str().unwrap_or_default().to_string();
+        let Ok(mut records) = self.records.lock() else {
+            return Ok(PutOutcome::Conflict);
+        };
+        let revision = |r: &Record| r.get(META_ATTRIBUTE).and_then(|m| m["revision"].as_u64());
+        let holds = match (precondition, records.get(&key)) {
+            (Precondition::Absent, None) => true,
+            (Precondition::Unrevised, Some(r)) => revision(r).is_none(),
+            (Precondition::Revision(n), Some(r)) => revision(r) == Some(*n),
+            _ => false,
+        };
+        if !holds {
+            return Ok(PutOutcome::Conflict);
+        }
+        records.insert(key, record.clone());
+        Ok(PutOutcome::Written)
+    }
+}
+
+/// Median, min and max of `values`.
+fn spread(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
 
 struct Workload {
     name: &'static str,
@@ -89,41 +160,99 @@ async fn main() -> anyhow::Result<()> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let run_id = std::process::id();
+    let runs: usize = std::env::var("ORDO_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
 
-    println!("| workload | events | design | events/s | DynamoDB writes/event |");
-    println!("|---|---|---|---|---|");
-    for w in [
-        workload("uniform", 100 * scale, 3, false),
-        workload("bursty", 10 * scale, 20, true),
+    println!("| store | workload | events | design | events/s, median (range) | writes/event | vs baseline |");
+    println!("|---|---|---|---|---|---|---|");
+    for store_kind in [
+        "moto (local DynamoDB API)",
+        "model: 4 ms per request",
+        "ceiling: no store latency",
     ] {
-        let topic = format!("bench.{run_id}.{}", w.name);
-        ordo::bus::admin::ensure_topics(&brokers, &[&topic], PARTITIONS, 1).await?;
-        produce(&brokers, &topic, &w.events).await?;
-        let n = w.events.len();
-
-        let store = DynamoStore::new(dynamodb.clone(), &format!("{topic}-base"), "PatientId");
-        store.ensure_table().await?;
-        let applier = Applier::new(store, policy.clone(), "PatientId");
-        let (rate, writes) = sequential(&brokers, &topic, &applier, n).await?;
-        println!(
-            "| {} | {n} | sequential baseline | {:.0} | {:.2} |",
-            w.name,
-            rate,
-            writes as f64 / n as f64
-        );
-
-        let store = DynamoStore::new(dynamodb.clone(), &format!("{topic}-ordo"), "PatientId");
-        store.ensure_table().await?;
-        let applier = Arc::new(Applier::new(store, policy.clone(), "PatientId"));
-        let (rate, writes) = ordo_consumer(&brokers, &topic, applier, n).await?;
-        println!(
-            "| {} | {n} | Ordo (concurrency 64) | {:.0} | {:.2} |",
-            w.name,
-            rate,
-            writes as f64 / n as f64
-        );
+        for (w_index, w) in [
+            workload("uniform", 100 * scale, 3, false),
+            workload("bursty", 10 * scale, 20, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let n = w.events.len();
+            let mut base_rates = Vec::new();
+            let mut ordo_rates = Vec::new();
+            let (mut base_writes, mut ordo_writes) = (0, 0);
+            for run in 0..runs {
+                let topic = format!("bench.{run_id}.{}.{w_index}.{run}", store_kind.len());
+                ordo::bus::admin::ensure_topics(&brokers, &[&topic], PARTITIONS, 1).await?;
+                produce(&brokers, &topic, &w.events).await?;
+                let ((b_rate, b_writes), (o_rate, o_writes)) = if store_kind.starts_with("moto") {
+                    let base =
+                        DynamoStore::new(dynamodb.clone(), &format!("{topic}-base"), "PatientId");
+                    base.ensure_table().await?;
+                    let ordo_store =
+                        DynamoStore::new(dynamodb.clone(), &format!("{topic}-ordo"), "PatientId");
+                    ordo_store.ensure_table().await?;
+                    measure(&brokers, &topic, &policy, base, ordo_store, n).await?
+                } else {
+                    let latency = if store_kind.starts_with("model") {
+                        MODEL_LATENCY
+                    } else {
+                        Duration::ZERO
+                    };
+                    measure(
+                        &brokers,
+                        &topic,
+                        &policy,
+                        ModelStore::new(latency),
+                        ModelStore::new(latency),
+                        n,
+                    )
+                    .await?
+                };
+                base_rates.push(b_rate);
+                ordo_rates.push(o_rate);
+                base_writes = b_writes;
+                ordo_writes = o_writes;
+            }
+            let base = spread(&mut base_rates);
+            let ordo = spread(&mut ordo_rates);
+            let fmt = |(m, lo, hi): (f64, f64, f64)| format!("{m:.0} ({lo:.0}–{hi:.0})");
+            println!(
+                "| {store_kind} | {} | {n} | sequential baseline | {} | {:.2} | 1.0× |",
+                w.name,
+                fmt(base),
+                base_writes as f64 / n as f64
+            );
+            println!(
+                "| {store_kind} | {} | {n} | Ordo (concurrency 64) | {} | {:.2} | {:.1}× |",
+                w.name,
+                fmt(ordo),
+                ordo_writes as f64 / n as f64,
+                ordo.0 / base.0
+            );
+        }
     }
+    println!("\nMedian of {runs} runs (range in brackets); rates from each design's first settled event.");
     Ok(())
+}
+
+/// Runs the baseline on `base` and Ordo on `ordo_store` over the same topic.
+async fn measure<S: Store + Clone>(
+    brokers: &str,
+    topic: &str,
+    policy: &PolicyHandle,
+    base: S,
+    ordo_store: S,
+    n: usize,
+) -> anyhow::Result<((f64, usize), (f64, usize))> {
+    let applier = Applier::new(base, policy.clone(), "PatientId");
+    let b = sequential(brokers, topic, &applier, n).await?;
+    let applier = Arc::new(Applier::new(ordo_store, policy.clone(), "PatientId"));
+    let o = ordo_consumer(brokers, topic, applier, n).await?;
+    Ok((b, o))
 }
 
 async fn produce(brokers: &str, topic: &str, events: &[(String, String)]) -> anyhow::Result<()> {
@@ -143,10 +272,10 @@ async fn produce(brokers: &str, topic: &str, events: &[(String, String)]) -> any
 }
 
 /// One event at a time: read, merge, write, store the offset. Returns events/s and writes.
-async fn sequential(
+async fn sequential<S: Store>(
     brokers: &str,
     topic: &str,
-    applier: &Applier<DynamoStore>,
+    applier: &Applier<S>,
     n: usize,
 ) -> anyhow::Result<(f64, usize)> {
     let consumer: StreamConsumer = ClientConfig::new()
@@ -176,17 +305,17 @@ async fn sequential(
         in_apply += t.elapsed();
         consumer.store_offset_from_message(&m)?;
     }
-    eprintln!("baseline: {in_recv:?} waiting for messages, {in_apply:?} applying");
+    tracing::debug!("baseline: {in_recv:?} waiting for messages, {in_apply:?} applying");
     // Rate from the first event on, so joining the group is not counted.
     let rate = start.map_or(f64::NAN, |s| (n - 1) as f64 / s.elapsed().as_secs_f64());
     Ok((rate, writes))
 }
 
 /// The real consumer, until it has settled `n` events.
-async fn ordo_consumer(
+async fn ordo_consumer<S: Store>(
     brokers: &str,
     topic: &str,
-    applier: Arc<Applier<DynamoStore>>,
+    applier: Arc<Applier<S>>,
     n: usize,
 ) -> anyhow::Result<(f64, usize)> {
     let settings = ConsumerSettings {

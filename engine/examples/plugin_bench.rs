@@ -16,18 +16,25 @@ use ordo_plugin_sdk::run;
 use patient_profile_field_merge::policy::FieldMerge;
 use patient_profile_lww::policy::Lww;
 
-const ROUNDS: usize = 7;
-const CALLS: usize = 20_000;
+/// Rounds (`ORDO_BENCH_RUNS`, default 7) and calls per round (`ORDO_BENCH_CALLS`, 20,000).
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+        .max(1)
+}
 
 const STORED: &str = r#"{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"False","Sex":"Female","UpdatedAt":"2006-01-02T15:00:00+10:00"}"#;
 const INCOMING: &str = r#"{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"True","Sex":"Female","UpdatedAt":"2006-01-02T15:00:00.5+10:00"}"#;
 
-/// Median nanoseconds of one call of `f`, over [`CALLS`] calls.
+/// Median nanoseconds of one call of `f`, over `ORDO_BENCH_CALLS` calls.
 fn median_ns(mut f: impl FnMut()) -> f64 {
-    for _ in 0..CALLS / 10 {
+    let calls = setting("ORDO_BENCH_CALLS", 20_000);
+    for _ in 0..calls / 10 {
         f();
     }
-    let mut samples: Vec<u64> = (0..CALLS)
+    let mut samples: Vec<u64> = (0..calls)
         .map(|_| {
             let start = Instant::now();
             f();
@@ -40,9 +47,10 @@ fn median_ns(mut f: impl FnMut()) -> f64 {
 
 /// (median, min, max) of per-round medians.
 fn rounds(mut f: impl FnMut() -> f64) -> (f64, f64, f64) {
-    let mut medians: Vec<f64> = (0..ROUNDS).map(|_| f()).collect();
+    let rounds = setting("ORDO_BENCH_RUNS", 7);
+    let mut medians: Vec<f64> = (0..rounds).map(|_| f()).collect();
     medians.sort_by(f64::total_cmp);
-    (medians[ROUNDS / 2], medians[0], medians[ROUNDS - 1])
+    (medians[rounds / 2], medians[0], medians[rounds - 1])
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +115,10 @@ fn main() -> anyhow::Result<()> {
             c.0 / n.0
         );
     }
-    println!("\nMedian of {ROUNDS} rounds of {CALLS} calls each (range of the rounds' medians in brackets).");
+    println!(
+        "\nMedian of {} rounds of {} calls each (range of the rounds' medians in brackets).",
+        setting("ORDO_BENCH_RUNS", 7),
+        setting("ORDO_BENCH_CALLS", 20_000)
+    );
     Ok(())
 }
