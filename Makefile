@@ -70,6 +70,6 @@ bench: local-dev-stack plugins ## Plugin call cost against native, and consumer 
 	  echo; echo "## One plugin \`merge\` call against the same rule in native Rust"; echo; \
 	  $(CARGO_TARGET_DIR)/release/examples/plugin_bench; \
 	  echo; echo "## Consumer: topic to table, Ordo against a sequential baseline"; echo; \
-	  echo "uniform: 1,000 keys × 3 updates, interleaved; bursty: 100 keys × 20 updates back to back. The baseline handles one event at a time (read, merge, write), like the original Go service. The 4 ms store is a model of a latency-bound DynamoDB (label it so), the no-latency store is the consumer's ceiling."; echo; \
+	  echo "uniform: 1,000 keys × 3 updates, interleaved; bursty: 100 keys × 20 updates back to back. The baseline handles one event at a time (read, merge, write), like the original Go service. The 4 ms store is a model of a latency-bound DynamoDB, not a measurement of it; the no-latency store is the consumer's ceiling."; echo; \
 	  $(CARGO_TARGET_DIR)/release/examples/consume_bench; } > BENCHMARKS.md
 	@cat BENCHMARKS.md
