@@ -108,11 +108,7 @@ pub enum Error {
 /// or a test that asked for port 0 learns the port.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let pipelines = config::from_file(&settings.config)?;
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(store::dynamo::timeouts())
-        .load()
-        .await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let dynamodb = store::dynamo::client().await;
     let publisher = Arc::new(
         KafkaPublisher::new(&settings.brokers, settings.produce_timeout).map_err(|source| {
             Error::Bus {

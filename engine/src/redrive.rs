@@ -38,15 +38,7 @@ pub async fn redrive(
         .context("Kafka consumer")?;
     let publisher = KafkaPublisher::new(brokers, REQUEST_TIMEOUT).context("Kafka producer")?;
 
-    let metadata = consumer
-        .fetch_metadata(Some(dlq), REQUEST_TIMEOUT)
-        .context("dead-letter topic metadata")?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == dlq)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let partitions = crate::bus::admin::partitions(&consumer, dlq, REQUEST_TIMEOUT)?;
     let mut wanted = TopicPartitionList::new();
     for &p in &partitions {
         wanted.add_partition(dlq, p);

@@ -80,12 +80,8 @@ pub async fn replay(
 ) -> anyhow::Result<Summary> {
     let policy = load_checked(&pipeline.plugin_spec())
         .with_context(|| format!("pipeline `{}`", pipeline.name))?;
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(crate::store::dynamo::timeouts())
-        .load()
-        .await;
     let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
+        crate::store::dynamo::client().await,
         &pipeline.table,
         &pipeline.key_field,
     );
@@ -189,15 +185,7 @@ fn plan(
     topic: &str,
     start: Start,
 ) -> anyhow::Result<(TopicPartitionList, HashMap<i32, i64>)> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .context("topic metadata")?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let partitions = crate::bus::admin::partitions(consumer, topic, REQUEST_TIMEOUT)?;
     if partitions.is_empty() {
         bail!("topic `{topic}` has no partitions (does it exist?)");
     }

@@ -54,12 +54,8 @@ pub async fn tap(
         load_checked(&pipeline.plugin_spec())
             .with_context(|| format!("pipeline `{}`", pipeline.name))?,
     );
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(crate::store::dynamo::timeouts())
-        .load()
-        .await;
     let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
+        crate::store::dynamo::client().await,
         &pipeline.table,
         &pipeline.key_field,
     );

@@ -95,11 +95,7 @@ async fn check_environment(pipelines: &[Pipeline], options: &Options, report: &m
             ));
         }
     }
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(crate::store::dynamo::timeouts())
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&aws);
+    let client = crate::store::dynamo::client().await;
     for p in pipelines {
         let store = DynamoStore::new(client.clone(), &p.table, &p.key_field);
         match tokio::time::timeout(ENVIRONMENT_TIMEOUT, store.inspect()).await {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/validate")
@@ -12,16 +11,9 @@ fn fixtures() -> PathBuf {
 
 /// Runs `ordo validate` with `args`; (success, stdout with the fixture folder as `<fixtures>`).
 fn validate(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+    let out = common::ordo_command()
         .arg("validate")
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env(
-            "AWS_ENDPOINT_URL",
-            std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into()),
-        )
         .output()
         .expect("run ordo validate");
     let stdout = String::from_utf8_lossy(&out.stdout)

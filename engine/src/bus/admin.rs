@@ -1,4 +1,4 @@
-//! Topic creation at start-up.
+//! Topic creation at start-up, and the partitions of a topic.
 
 use std::time::Duration;
 
@@ -52,4 +52,22 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// The partition ids of `topic`, as `consumer`'s broker knows them (empty when the topic does
+/// not exist).
+pub fn partitions<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, BusError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| BusError::Client(format!("metadata of `{topic}`: {e}")))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default())
 }

@@ -30,6 +30,15 @@ pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
+/// A DynamoDB client from the standard AWS configuration chain, with [`timeouts`].
+pub async fn client() -> Client {
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .load()
+        .await;
+    Client::new(&aws)
+}
+
 /// One pipeline's table.
 #[derive(Clone)]
 pub struct DynamoStore {

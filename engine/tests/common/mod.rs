@@ -782,3 +782,11 @@ impl Drop for PrivateDynamo {
         let _ = self.child.wait();
     }
 }
+
+/// The `ordo` binary as a command, with the local stack's AWS settings unless the environment
+/// has its own.
+pub fn ordo_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ordo"));
+    command.envs(aws_env()).env("NO_COLOR", "1");
+    command
+}
