@@ -110,13 +110,13 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let pipelines = config::from_file(&settings.config)?;
     let dynamodb = store::dynamo::client().await;
     let publisher = Arc::new(
-        KafkaPublisher::new(&settings.brokers, settings.produce_timeout).map_err(|source| {
-            Error::Bus {
+        KafkaPublisher::new(&settings.brokers, bus::producer::DEFAULT_DELIVERY_TIMEOUT).map_err(
+            |source| Error::Bus {
                 pipeline: "*".into(),
                 brokers: settings.brokers.clone(),
                 source,
-            }
-        })?,
+            },
+        )?,
     );
 
     let mut routes = Vec::new();
@@ -183,6 +183,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             policy: policy.clone(),
             publisher: Arc::clone(&publisher),
             body_limit: settings.body_limit,
+            produce_timeout: settings.produce_timeout,
             in_flight: Arc::clone(&in_flight),
             idempotency: ingest::idempotency::IdempotencyCache::default(),
             stats: Arc::clone(&ingest_stats),

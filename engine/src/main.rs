@@ -136,8 +136,9 @@ struct RunArgs {
     /// Kafka bootstrap brokers, comma-separated.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
-    /// Milliseconds ingest waits for the broker's ack before answering 503.
-    #[arg(long, env = "ORDO_PRODUCE_TIMEOUT_MS", default_value_t = ordo::bus::producer::DEFAULT_DELIVERY_TIMEOUT.as_millis() as u64)]
+    /// Milliseconds ingest waits for the broker's ack before answering 503. The producer
+    /// keeps trying for up to 5 minutes after that, so a 503 event may still land.
+    #[arg(long, env = "ORDO_PRODUCE_TIMEOUT_MS", default_value_t = ordo::bus::producer::DEFAULT_PRODUCE_TIMEOUT.as_millis() as u64)]
     produce_timeout_ms: u64,
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, env = "ORDO_BODY_LIMIT", default_value_t = ordo::ingest::DEFAULT_BODY_LIMIT)]

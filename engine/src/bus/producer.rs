@@ -9,8 +9,18 @@ use rdkafka::ClientConfig;
 
 use super::{BusError, Delivery, Publisher};
 
-/// How long the producer keeps retrying one message before it reports failure.
-pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the producer keeps retrying one message before it reports failure: librdkafka's
+/// own default. Ingest answers 503 much sooner (its produce timeout) and lets the producer go
+/// on trying, so a broker outage shorter than this loses nothing that was queued. A batch
+/// that expires makes librdkafka bump the idempotent producer's epoch, which some
+/// Kafka-protocol brokers (tansu 0.6) do not survive; not expiring during short outages also
+/// avoids that.
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest pause between reconnection attempts to a broker that went away (librdkafka's
+/// default is 10 s): a restarted broker is back in use within about a second.
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+/// How long ingest waits for the broker's ack before answering 503, by default.
+pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An idempotent producer with `acks=all`: each message is written once, in order per key.
 #[derive(Clone)]
@@ -34,6 +44,7 @@ impl KafkaPublisher {
                 delivery_timeout.as_millis().to_string(),
             )
             .set("linger.ms", "2")
+            .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
             .create()
             .map_err(|e| BusError::Client(e.to_string()))?;
         Ok(Self { producer })

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tracing::warn;
 
 use super::problem::Problem;
-use crate::bus::Publisher;
+use crate::bus::{BusError, Publisher};
 use crate::plugin::PolicyHandle;
 
 /// Largest body accepted, in bytes.
@@ -43,6 +43,9 @@ pub struct Ingest<P> {
     pub publisher: Arc<P>,
     /// Largest body accepted.
     pub body_limit: usize,
+    /// How long to wait for the broker's ack before answering 503 (the producer goes on
+    /// trying, so the event may still land).
+    pub produce_timeout: std::time::Duration,
     /// Bounds requests in flight; shared by every pipeline.
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Answers remembered by `Idempotency-Key`.
@@ -172,10 +175,21 @@ impl<P: Publisher> Ingest<P> {
     /// Produces the event and waits for the ack; returns the 202 body.
     async fn produce(&self, key: &str, text: &str, updated_at: &Value) -> Result<String, Problem> {
         let started = std::time::Instant::now();
-        let delivery = self
-            .publisher
-            .publish(&self.topic, key, text.as_bytes(), &[])
-            .await;
+        let delivery = tokio::time::timeout(
+            self.produce_timeout,
+            self.publisher
+                .publish(&self.topic, key, text.as_bytes(), &[]),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(BusError::NotAcknowledged {
+                topic: self.topic.clone(),
+                reason: format!(
+                    "no acknowledgement within {} ms",
+                    self.produce_timeout.as_millis()
+                ),
+            })
+        });
         self.stats.produce.observe_duration(started.elapsed());
         let delivery = delivery.map_err(|e| {
             warn!(pipeline = %self.pipeline, error = %e, "Event not acknowledged by the broker.");

@@ -284,6 +284,7 @@ mod tests {
             policy: PolicyHandle::new(Arc::new(SexIsText)),
             publisher: Arc::clone(recorder),
             body_limit: 64,
+            produce_timeout: std::time::Duration::from_secs(5),
             in_flight,
             idempotency: idempotency::IdempotencyCache::default(),
             stats: Arc::new(IngestStats::default()),

@@ -195,7 +195,7 @@ pub mod run {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -208,11 +208,12 @@ pub mod bindings {
 }
 
 /// Exports `$plugin` (a type implementing [`Plugin`]) as the component's `policy` interface.
-/// On targets other than `wasm32` it expands to nothing, so the crate also builds natively.
+/// On targets other than WASI (`wasm32-wasip2`) it expands to nothing, so the crate also
+/// builds natively, and a plugin's rule can be reused by hosts other than Ordo's.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
-        #[cfg(target_arch = "wasm32")]
+        #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
         const _: () = {
             use $crate::bindings::exports::ordo::plugin::policy as wit;
 

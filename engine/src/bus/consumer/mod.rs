@@ -170,6 +170,10 @@ pub async fn run<S: Store, P: Publisher>(
         .set("session.timeout.ms", "10000")
         .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
         .set("heartbeat.interval.ms", "3000")
+        .set(
+            "reconnect.backoff.max.ms",
+            super::producer::RECONNECT_BACKOFF_MAX_MS,
+        )
         .set("statistics.interval.ms", "5000")
         .create_with_context(GroupContext {
             pipeline: settings.pipeline.clone(),
