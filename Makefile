@@ -31,13 +31,15 @@ stop-dev-stack: ## Stop the local stack.
 dev-stack-status: ## Say whether Kafka and DynamoDB answer.
 	@devstack/stack.sh status
 
-wasm-target: ## Add the wasm32-wasip2 target when missing.
-	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+wasm-target: ## Add the wasm32-wasip2 target (plugins) and wasm32-unknown-unknown (the Extism benchmark plugin) when missing.
+	@for t in wasm32-wasip2 wasm32-unknown-unknown; do rustup target list --installed | grep -qx $$t || rustup target add $$t; done
 
 plugins: wasm-target ## Build every plugin into plugins/build/.
 	@mkdir -p $(PLUGIN_DIR)
 	cargo build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
+	cargo build --release --target wasm32-unknown-unknown -p extism-lww
 	@for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/wasm32-wasip2/release/$${p//-/_}.wasm" $(PLUGIN_DIR)/; done
+	@cp "$(CARGO_TARGET_DIR)/wasm32-unknown-unknown/release/extism_lww.wasm" $(PLUGIN_DIR)/
 	@ls -l $(PLUGIN_DIR)
 
 build: plugins ## Build the engine and the plugins.
