@@ -36,10 +36,10 @@ wasm-target: ## Add the wasm32-wasip2 target (plugins) and wasm32-unknown-unknow
 
 plugins: wasm-target ## Build every plugin into plugins/build/.
 	@mkdir -p $(PLUGIN_DIR)
-	cargo build --release --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
-	cargo build --release --target wasm32-unknown-unknown -p extism-lww
-	@for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/wasm32-wasip2/release/$${p//-/_}.wasm" $(PLUGIN_DIR)/; done
-	@cp "$(CARGO_TARGET_DIR)/wasm32-unknown-unknown/release/extism_lww.wasm" $(PLUGIN_DIR)/
+	cargo build --profile plugin --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
+	cargo build --profile plugin --target wasm32-unknown-unknown -p extism-lww
+	@for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/wasm32-wasip2/plugin/$${p//-/_}.wasm" $(PLUGIN_DIR)/; done
+	@cp "$(CARGO_TARGET_DIR)/wasm32-unknown-unknown/plugin/extism_lww.wasm" $(PLUGIN_DIR)/
 	@ls -l $(PLUGIN_DIR)
 
 build: plugins ## Build the engine and the plugins.
@@ -54,6 +54,8 @@ test: local-dev-stack plugins ## Start the stack if needed, build, and run every
 	@echo "bench short variant (proves it runs; no timing claims):"
 	ORDO_BENCH_RUNS=1 ORDO_BENCH_CALLS=200 cargo run -q -p ordo --example plugin_bench > /dev/null
 	ORDO_BENCH_SCALE=1 ORDO_BENCH_RUNS=1 cargo run -q -p ordo --example consume_bench > /dev/null
+	ORDO_BENCH_RUNS=1 ORDO_BENCH_SECONDS=1 cargo run -q -p ordo --example ingest_bench > /dev/null
+	ORDO_BENCH_SCALE=1 ORDO_BENCH_RUNS=1 ORDO_BENCH_SECONDS=1 cargo run -q -p ordo --example system_bench > /dev/null
 
 chaos: local-dev-stack plugins ## The fault suite at five times the events (ORDO_CHAOS_SCALE), one line per scenario.
 	ORDO_CHAOS_SCALE=$${ORDO_CHAOS_SCALE:-5} cargo test -p ordo --test faults -- --nocapture --test-threads=1
@@ -65,13 +67,6 @@ lint: ## rustfmt and clippy, warnings as errors.
 fmt: ## Format the code.
 	cargo fmt --all
 
-bench: local-dev-stack plugins ## Plugin call cost against native, and consumer throughput against a sequential baseline, same run; writes BENCHMARKS.md.
-	cargo build --release -p ordo --examples
-	@{ echo "# Benchmarks"; echo; \
-	  echo "Written by \`make bench\` on $$(date -u +%F): $$(nproc) cores, $$(uname -sm), $$(rustc --version | cut -d' ' -f1-2), tansu $$(cat $(ORDO_CACHE)/tansu/.version), moto $$($(ORDO_CACHE)/venv/bin/python -c 'import moto; print(moto.__version__)'). Figures are medians of several runs in one session, with their range; compare ratios, not absolute rates, across machines."; \
-	  echo; echo "## One plugin \`merge\` call against the same rule in native Rust"; echo; \
-	  $(CARGO_TARGET_DIR)/release/examples/plugin_bench; \
-	  echo; echo "## Consumer: topic to table, Ordo against a sequential baseline"; echo; \
-	  echo "uniform: 1,000 keys × 3 updates, interleaved; bursty: 100 keys × 20 updates back to back. The baseline handles one event at a time (read, merge, write), like the original Go service. The 4 ms store is a model of a latency-bound DynamoDB, not a measurement of it; the no-latency store is the consumer's ceiling."; echo; \
-	  $(CARGO_TARGET_DIR)/release/examples/consume_bench; } > BENCHMARKS.md
-	@cat BENCHMARKS.md
+bench: local-dev-stack plugins ## Every benchmark against its baseline, measured in one run; writes BENCHMARKS.md (about 15 minutes).
+	cargo build --release -p ordo --bins --examples
+	engine/examples/bench.sh BENCHMARKS.md

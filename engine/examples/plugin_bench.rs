@@ -22,44 +22,55 @@ use patient_profile_lww::policy::Lww;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{setting, spread, Spread};
+use support::{setting, spread};
 
 const STORED: &str = r#"{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"False","Sex":"Female","UpdatedAt":"2006-01-02T15:00:00+10:00"}"#;
 const INCOMING: &str = r#"{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"True","Sex":"Female","UpdatedAt":"2006-01-02T15:00:00.5+10:00"}"#;
 
-/// Median nanoseconds of one call of `f`, over `ORDO_BENCH_CALLS` calls (default 20,000).
-fn median_ns(mut f: impl FnMut()) -> f64 {
-    let calls = setting("ORDO_BENCH_CALLS", 20_000);
-    for _ in 0..calls / 10 {
-        f();
+/// Times `calls` rounds of every function in `fs`, one call each in turn, so that all of them
+/// run under the same conditions on a shared machine; returns each one's median nanoseconds
+/// and, per function, the median of its time divided by the first function's in the same turn.
+fn interleaved(fs: &mut [&mut dyn FnMut()], calls: usize) -> Vec<(f64, f64)> {
+    for f in fs.iter_mut() {
+        for _ in 0..calls / 10 {
+            f();
+        }
     }
-    let mut samples: Vec<f64> = (0..calls)
-        .map(|_| {
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(calls); fs.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::with_capacity(calls); fs.len()];
+    for _ in 0..calls {
+        let mut turn = Vec::with_capacity(fs.len());
+        for f in fs.iter_mut() {
             let start = Instant::now();
             f();
-            start.elapsed().as_nanos() as f64
-        })
-        .collect();
-    spread(&mut samples).median
+            turn.push(start.elapsed().as_nanos() as f64);
+        }
+        for (i, t) in turn.iter().enumerate() {
+            times[i].push(*t);
+            ratios[i].push(t / turn[0]);
+        }
+    }
+    times
+        .iter_mut()
+        .zip(ratios.iter_mut())
+        .map(|(t, r)| (spread(t).median, spread(r).median))
+        .collect()
 }
 
-/// Per-round medians over `ORDO_BENCH_RUNS` rounds (default 7).
-fn rounds(mut f: impl FnMut() -> f64) -> Spread {
-    let mut medians: Vec<f64> = (0..setting("ORDO_BENCH_RUNS", 7)).map(|_| f()).collect();
-    spread(&mut medians)
-}
-
-/// The LWW rule as an Extism plugin, under the same limits as Ordo's sandbox.
-fn extism_plugin(path: &Path, limits: Limits) -> anyhow::Result<extism::Plugin> {
-    let manifest = extism::Manifest::new([extism::Wasm::file(path)])
-        .with_timeout(limits.timeout)
-        .with_memory_max((limits.memory_bytes / 65_536) as u32);
-    let plugin = extism::PluginBuilder::new(manifest)
-        .with_wasi(false)
-        .with_fuel_limit(limits.fuel)
-        .build()
-        .context("loading the Extism plugin")?;
-    Ok(plugin)
+/// The LWW rule as an Extism plugin: under the same limits as Ordo's sandbox, or none.
+fn extism_plugin(path: &Path, limits: Option<Limits>) -> anyhow::Result<extism::Plugin> {
+    let mut manifest = extism::Manifest::new([extism::Wasm::file(path)]);
+    let mut builder;
+    if let Some(limits) = limits {
+        manifest = manifest
+            .with_timeout(limits.timeout)
+            .with_memory_max((limits.memory_bytes / 65_536) as u32);
+        builder = extism::PluginBuilder::new(manifest).with_fuel_limit(limits.fuel);
+    } else {
+        builder = extism::PluginBuilder::new(manifest);
+    }
+    builder = builder.with_wasi(false);
+    builder.build().context("loading the Extism plugin")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,7 +79,8 @@ fn main() -> anyhow::Result<()> {
     let load = |name: &str| WasmPolicy::load(&root.join(name), limits, Capabilities::default());
     let lww = Arc::new(load("patient_profile_lww.wasm")?);
     let field_merge = Arc::new(load("patient_profile_field_merge.wasm")?);
-    let mut extism = extism_plugin(&root.join("extism_lww.wasm"), limits)?;
+    let mut extism = extism_plugin(&root.join("extism_lww.wasm"), Some(limits))?;
+    let mut extism_bare = extism_plugin(&root.join("extism_lww.wasm"), None)?;
     let extism_input = format!("{INCOMING}\0{STORED}");
     // The same decision both ways, or the comparison means nothing.
     let via_extism: Vec<u8> = extism.call("merge", extism_input.as_bytes())?;
@@ -80,8 +92,8 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("unexpected decision {other:?}"),
     }
 
-    println!("| plugin | native Rust (µs) | Ordo component (µs) | Extism plugin (µs) | Ordo / native | Extism / native |");
-    println!("|---|---|---|---|---|---|");
+    println!("| plugin | native Rust (µs) | Ordo component (µs) | Extism, same limits (µs) | Extism, no limits (µs) | Ordo / native | Extism (same limits) / native |");
+    println!("|---|---|---|---|---|---|---|");
     type Native = fn(&str, Option<&str>) -> run::Wire;
     let rows: [(&str, Arc<WasmPolicy>, Native, bool); 2] = [
         ("patient-profile-lww", lww, run::merge::<Lww>, true),
@@ -92,50 +104,62 @@ fn main() -> anyhow::Result<()> {
             false,
         ),
     ];
-    let us = |s: Spread| {
-        Spread {
-            median: s.median / 1e3,
-            min: s.min / 1e3,
-            max: s.max / 1e3,
-        }
-        .show(2)
-    };
+    let calls = setting("ORDO_BENCH_CALLS", 20_000);
     for (name, component, native, with_extism) in rows {
-        let n = rounds(|| {
-            median_ns(|| {
-                black_box(native(black_box(INCOMING), black_box(Some(STORED))));
-            })
-        });
-        let c = rounds(|| {
-            median_ns(|| {
-                black_box(
-                    component
-                        .merge(black_box(INCOMING), black_box(Some(STORED)))
-                        .ok(),
-                );
-            })
-        });
-        let (e, e_ratio) = if with_extism {
-            let e = rounds(|| {
-                median_ns(|| {
-                    let out: Result<Vec<u8>, _> =
-                        extism.call("merge", black_box(extism_input.as_bytes()));
-                    black_box(out.ok());
-                })
-            });
-            (us(e), format!("{:.1}×", e.median / n.median))
+        let mut call_native = || {
+            black_box(native(black_box(INCOMING), black_box(Some(STORED))));
+        };
+        let mut call_component = || {
+            black_box(
+                component
+                    .merge(black_box(INCOMING), black_box(Some(STORED)))
+                    .ok(),
+            );
+        };
+        let mut call_extism = || {
+            let out: Result<Vec<u8>, _> = extism.call("merge", black_box(extism_input.as_bytes()));
+            black_box(out.ok());
+        };
+        let mut call_extism_bare = || {
+            let out: Result<Vec<u8>, _> =
+                extism_bare.call("merge", black_box(extism_input.as_bytes()));
+            black_box(out.ok());
+        };
+        // Per round: (median ns, median ratio to native) of each design.
+        let mut per_round: Vec<Vec<(f64, f64)>> = Vec::new();
+        for _ in 0..setting("ORDO_BENCH_RUNS", 7) {
+            let mut fs: Vec<&mut dyn FnMut()> = vec![&mut call_native, &mut call_component];
+            if with_extism {
+                fs.push(&mut call_extism);
+                fs.push(&mut call_extism_bare);
+            }
+            per_round.push(interleaved(&mut fs, calls));
+        }
+        let column = |i: usize, ratio: bool| {
+            let mut v: Vec<f64> = per_round
+                .iter()
+                .map(|r| if ratio { r[i].1 } else { r[i].0 / 1e3 })
+                .collect();
+            spread(&mut v)
+        };
+        let (e, bare, e_ratio) = if with_extism {
+            (
+                column(2, false).show(2),
+                column(3, false).show(2),
+                format!("{:.1}×", column(2, true).median),
+            )
         } else {
-            ("—".into(), "—".into())
+            ("—".into(), "—".into(), "—".into())
         };
         println!(
-            "| {name} | {} | {} | {e} | {:.1}× | {e_ratio} |",
-            us(n),
-            us(c),
-            c.median / n.median,
+            "| {name} | {} | {} | {e} | {bare} | {:.1}× | {e_ratio} |",
+            column(0, false).show(2),
+            column(1, false).show(2),
+            column(1, true).median,
         );
     }
     println!(
-        "\nMedian of {} rounds of {} calls each (range of the rounds' medians in brackets). Both sandboxes: fuel {} per call, {} ms timeout, {} MiB memory, no WASI. The Extism plugin is the same Rust rule (`plugins/extism-lww`) behind Extism's one-buffer-in, one-buffer-out ABI.",
+        "\nMedian of {} rounds of {} calls each (range of the rounds' medians in brackets); in a round the designs take turns call by call, and a ratio is the median of the per-turn ratios. Both sandboxes: fuel {} per call, {} ms timeout, {} MiB memory, no WASI (Extism enforces its timeout with a timer thread, told about every call); \"no limits\" is Extism without fuel, timeout or memory cap. The Extism plugin is the same Rust rule (`plugins/extism-lww`) behind Extism's one-buffer-in, one-buffer-out ABI.",
         setting("ORDO_BENCH_RUNS", 7),
         setting("ORDO_BENCH_CALLS", 20_000),
         limits.fuel,
