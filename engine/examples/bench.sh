@@ -24,7 +24,7 @@ out=${1:-BENCHMARKS.md}
   echo
   echo "## Consume: topic to table"
   echo
-  echo "uniform: 1,000 keys × 3 updates, interleaved; bursty: 100 keys × 20 updates back to back, already in the topic. The baseline handles one event at a time (read, merge, write, commit), like the original Go service. moto (the local DynamoDB API) is throughput-bound, about 430 writes/s. The 4 ms store is a **model** of a latency-bound DynamoDB (every request takes 4 ms, any number at once), not a measurement of it; the no-latency store is the consumer's own ceiling. Goals on the model: Ordo ≥ 10× the baseline and ≥ 0.5× its ceiling."
+  echo "Each topic is filled before the consumers start: this is a consumer catching up. On moto (the local DynamoDB API, throughput-bound at about 430 writes/s): uniform is 1,000 keys × 3 updates, interleaved; bursty is 100 keys × 20 updates back to back. On the model and the ceiling: 1,000 keys × 20 updates, interleaved (uniform) or back to back (bursty). The baseline handles one event at a time (read, merge, write, commit), like the original Go service; on the slow stores its steady rate is taken over its first 1,000 events. Ordo folds the queued updates of a key into one write and merges against the record it wrote last without reading it again. The 4 ms store is a **model** of a latency-bound DynamoDB (every request takes 4 ms, any number at once), not a measurement of it; the no-latency store is the consumer's own ceiling. Goals on the model: Ordo ≥ 10× the baseline and ≥ 0.5× its ceiling."
   echo
   "$bin/consume_bench"
   echo

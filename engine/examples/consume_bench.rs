@@ -2,8 +2,9 @@
 //! measured in the same run.
 //!
 //! The baseline is the original Go service's design: one event at a time, read, merge, write,
-//! store the offset. Ordo is the real consumer (`ordo::bus::consumer::run`). Both read the same
-//! topic in their own consumer groups and write their own tables, through the same plugin.
+//! store the offset. Ordo is the real consumer (`ordo::bus::consumer::run`, with its record
+//! cache). Both read the same topic, filled before either starts (a consumer catching up), in
+//! their own consumer groups and write their own tables, through the same plugin.
 //!
 //! Three stores: the local DynamoDB API (moto: throughput-bound, about 430 writes/s here), a
 //! latency **model** of real DynamoDB (every read and write takes `MODEL_LATENCY`, any number
@@ -11,7 +12,9 @@
 //!
 //! `cargo run --release --example consume_bench` (the local stack must be up: `make
 //! local-dev-stack`). `ORDO_BENCH_SCALE` sizes the workloads (default 10: 1,000 keys),
-//! `ORDO_BENCH_RUNS` repeats each measurement (default 5) and reports the median and range.
+//! `ORDO_BENCH_RUNS` repeats each measurement (default 5) and reports the median and range,
+//! `ORDO_BENCH_STORES` runs only some stores (`moto`, `model`, `ceiling`, comma-separated),
+//! `ORDO_BENCH_CONCURRENCY` overrides the pipeline default (64).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +38,8 @@ use ordo::store::{Precondition, PutOutcome, Record, Store, StoreError, META_ATTR
 const PARTITIONS: i32 = 6;
 /// What one DynamoDB request costs in the model: a same-region round trip.
 const MODEL_LATENCY: Duration = Duration::from_millis(4);
+/// Events the baseline handles on a slow store (moto, the model): enough for a steady rate.
+const BASELINE_EVENTS: usize = 1_000;
 
 /// A store that answers after `latency`, as many requests at once as asked: a model of a
 /// latency-bound DynamoDB, with the same conditional-write semantics (on the revision).
@@ -88,6 +93,14 @@ impl Store for ModelStore {
         records.insert(key, record.clone());
         Ok(PutOutcome::Written)
     }
+}
+
+/// Keys applied at once: `ORDO_BENCH_CONCURRENCY`, else a pipeline's default.
+fn concurrency() -> usize {
+    std::env::var("ORDO_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ordo::config::DEFAULT_CONCURRENCY)
 }
 
 /// Median, min and max of `values`.
@@ -168,22 +181,43 @@ async fn main() -> anyhow::Result<()> {
 
     println!("| store | workload | events | design | events/s, median (range) | writes/event | vs baseline |");
     println!("|---|---|---|---|---|---|---|");
+    // `ORDO_BENCH_STORES` picks some of them by their first word, e.g. `model,ceiling`.
+    let only = std::env::var("ORDO_BENCH_STORES").unwrap_or_default();
     for store_kind in [
         "moto (local DynamoDB API)",
         "model: 4 ms per request",
         "ceiling: no store latency",
     ] {
-        for (w_index, w) in [
-            workload("uniform", 100 * scale, 3, false),
-            workload("bursty", 10 * scale, 20, true),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        let word = store_kind.split([' ', ':']).next().unwrap_or_default();
+        if !only.is_empty() && !only.split(',').any(|w| w == word) {
+            continue;
+        }
+        // moto takes about 430 writes/s, so its workloads are small; on the model and the
+        // ceiling the same 1,000 keys (at the default scale) get 20 updates each, so that a
+        // run lasts long enough to measure on a shared machine.
+        let (uniform, bursty) = if word == "moto" {
+            (
+                workload("uniform", 100 * scale, 3, false),
+                workload("bursty", 10 * scale, 20, true),
+            )
+        } else {
+            (
+                workload("uniform", 100 * scale, 20, false),
+                workload("bursty", 100 * scale, 20, true),
+            )
+        };
+        // The baseline's rate is steady: on a slow store it is measured on the first events.
+        let baseline_events = if word == "ceiling" {
+            usize::MAX
+        } else {
+            BASELINE_EVENTS
+        };
+        for (w_index, w) in [uniform, bursty].into_iter().enumerate() {
             let n = w.events.len();
             let mut base_rates = Vec::new();
             let mut ordo_rates = Vec::new();
-            let (mut base_writes, mut ordo_writes) = (0, 0);
+            let (mut base_writes, mut ordo_writes) = (0.0, 0.0);
+            let mut base_n = n;
             for run in 0..runs {
                 let topic = format!("bench.{run_id}.{}.{w_index}.{run}", store_kind.len());
                 ordo::bus::admin::ensure_topics(&brokers, &[&topic], PARTITIONS, 1).await?;
@@ -195,7 +229,16 @@ async fn main() -> anyhow::Result<()> {
                     let ordo_store =
                         DynamoStore::new(dynamodb.clone(), &format!("{topic}-ordo"), "PatientId");
                     ordo_store.ensure_table().await?;
-                    measure(&brokers, &topic, &policy, base, ordo_store, n).await?
+                    measure(
+                        &brokers,
+                        &topic,
+                        &policy,
+                        base,
+                        ordo_store,
+                        n,
+                        baseline_events,
+                    )
+                    .await?
                 } else {
                     let latency = if store_kind.starts_with("model") {
                         MODEL_LATENCY
@@ -209,28 +252,30 @@ async fn main() -> anyhow::Result<()> {
                         ModelStore::new(latency),
                         ModelStore::new(latency),
                         n,
+                        baseline_events,
                     )
                     .await?
                 };
                 base_rates.push(b_rate);
                 ordo_rates.push(o_rate);
-                base_writes = b_writes;
-                ordo_writes = o_writes;
+                base_n = b_writes.1;
+                base_writes = b_writes.0 as f64 / b_writes.1 as f64;
+                ordo_writes = o_writes as f64 / n as f64;
             }
             let base = spread(&mut base_rates);
             let ordo = spread(&mut ordo_rates);
             let fmt = |(m, lo, hi): (f64, f64, f64)| format!("{m:.0} ({lo:.0}–{hi:.0})");
             println!(
-                "| {store_kind} | {} | {n} | sequential baseline | {} | {:.2} | 1.0× |",
+                "| {store_kind} | {} | {base_n} | sequential baseline | {} | {base_writes:.2} | 1.0× |",
                 w.name,
                 fmt(base),
-                base_writes as f64 / n as f64
             );
             println!(
-                "| {store_kind} | {} | {n} | Ordo (concurrency 64) | {} | {:.2} | {:.1}× |",
+                "| {store_kind} | {} | {n} | Ordo (concurrency {}) | {} | {:.2} | {:.1}× |",
                 w.name,
+                concurrency(),
                 fmt(ordo),
-                ordo_writes as f64 / n as f64,
+                ordo_writes,
                 ordo.0 / base.0
             );
         }
@@ -239,7 +284,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the baseline on `base` and Ordo on `ordo_store` over the same topic.
+/// Runs the baseline on `base` (over the first `baseline_events` events) and Ordo on
+/// `ordo_store` (over all `n`), both reading the same topic. Returns (rate, (writes, events))
+/// of the baseline and (rate, writes) of Ordo.
 async fn measure<S: Store + Clone>(
     brokers: &str,
     topic: &str,
@@ -247,9 +294,13 @@ async fn measure<S: Store + Clone>(
     base: S,
     ordo_store: S,
     n: usize,
-) -> anyhow::Result<((f64, usize), (f64, usize))> {
-    let applier = Applier::new(base, policy.clone(), "PatientId");
-    let b = sequential(brokers, topic, &applier, n).await?;
+    baseline_events: usize,
+) -> anyhow::Result<((f64, (usize, usize)), (f64, usize))> {
+    // The naive design reads before every write: no record cache.
+    let applier = Applier::new(base, policy.clone(), "PatientId").with_cache(0);
+    let events = n.min(baseline_events);
+    let (rate, writes) = sequential(brokers, topic, &applier, events).await?;
+    let b = (rate, (writes, events));
     let applier = Arc::new(Applier::new(ordo_store, policy.clone(), "PatientId"));
     let o = ordo_consumer(brokers, topic, applier, n).await?;
     Ok((b, o))
@@ -324,7 +375,7 @@ async fn ordo_consumer<S: Store>(
         group: format!("{topic}.ordo"),
         topic: topic.into(),
         dead_letter_topic: format!("{topic}.dlq"),
-        concurrency: 64,
+        concurrency: concurrency(),
         max_attempts: 20,
     };
     let stats = Arc::new(Stats::default());

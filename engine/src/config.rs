@@ -97,6 +97,9 @@ struct PipelineFile {
     /// Attempts before an event that keeps failing is dead-lettered; 0 retries forever.
     #[serde(default = "default_max_attempts")]
     max_attempts: u32,
+    /// Records written last kept in memory, so the next write of a key skips its read; 0: none.
+    #[serde(default = "default_cache_records")]
+    cache_records: usize,
     /// Fuel one plugin call may burn.
     #[serde(default = "default_plugin_fuel")]
     plugin_fuel: u64,
@@ -127,6 +130,10 @@ fn default_plugin_memory_mib() -> usize {
 
 fn default_concurrency() -> usize {
     DEFAULT_CONCURRENCY
+}
+
+fn default_cache_records() -> usize {
+    crate::store::cache::DEFAULT_CAPACITY
 }
 
 fn default_max_attempts() -> u32 {
@@ -170,6 +177,8 @@ pub struct Pipeline {
     pub concurrency: usize,
     /// Attempts before a failing event is dead-lettered; 0 retries forever.
     pub max_attempts: u32,
+    /// Records written last kept in memory per pipeline; 0: none.
+    pub cache_records: usize,
     /// Limits of every plugin call.
     pub plugin_limits: Limits,
     /// WASI capabilities granted to the plugin.
@@ -353,6 +362,7 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, Vec<Con
         dead_letter_topic,
         concurrency: p.concurrency,
         max_attempts: p.max_attempts,
+        cache_records: p.cache_records,
         plugin_limits: Limits {
             fuel: p.plugin_fuel,
             timeout: std::time::Duration::from_millis(p.plugin_timeout_ms),

@@ -198,7 +198,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             doc,
         });
 
-        let applier = Arc::new(pipeline::Applier::new(store, policy, &p.key_field));
+        let applier = Arc::new(
+            pipeline::Applier::new(store, policy, &p.key_field).with_cache(p.cache_records),
+        );
         let consumer_settings = bus::consumer::ConsumerSettings {
             pipeline: p.name.clone(),
             brokers: settings.brokers.clone(),

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tracing::debug;
 
 use crate::plugin::{Decision, Policy, PolicyHandle};
+use crate::store::cache::RecordCache;
 use crate::store::{split_meta, with_meta, Precondition, PutOutcome, Record, Store, StoreError};
 
 /// Conditional-write conflicts tolerated for one event before the attempt counts as failed.
@@ -77,6 +78,8 @@ pub struct Applier<S> {
     policy: PolicyHandle,
     /// The JSON field that is the key.
     key_field: String,
+    /// The records written last, merged against without a read.
+    cache: RecordCache,
 }
 
 impl<S: Store> Applier<S> {
@@ -86,7 +89,14 @@ impl<S: Store> Applier<S> {
             store,
             policy,
             key_field: key_field.to_string(),
+            cache: RecordCache::default(),
         }
+    }
+
+    /// Keeps up to `records` written records in memory (0: none) instead of the default.
+    pub fn with_cache(mut self, records: usize) -> Self {
+        self.cache = RecordCache::new(records);
+        self
     }
 
     /// Applies one event. `message_key` is the Kafka key, when the message has one.
@@ -153,13 +163,16 @@ impl<S: Store> Applier<S> {
         key: &str,
         group: &[(usize, &str)],
     ) -> Result<Folded, ApplyError> {
-        for conflicts in 0..MAX_CONFLICTS {
-            let (stored, precondition) = match self.store.get(key).await? {
-                Some(record) => {
-                    let (record, precondition) = split_meta(record);
-                    (Some(record), precondition)
-                }
-                None => (None, Precondition::Absent),
+        // The record this engine wrote last is merged against without a read; see
+        // [`RecordCache`] for why that is safe.
+        let mut cached = self.cache.get(key).map(|(r, p)| (Some(r), p));
+        let mut read: Option<(Option<Record>, Precondition)> = None;
+        let mut conflicts = 0;
+        while conflicts < MAX_CONFLICTS {
+            let from_cache = cached.is_some();
+            let (stored, precondition) = match cached.take().or_else(|| read.take()) {
+                Some(state) => state,
+                None => self.read(key).await?,
             };
             let mut state = stored.map(|r| Value::Object(r).to_string());
             let mut merged: Option<Record> = None;
@@ -183,6 +196,16 @@ impl<S: Store> Applier<S> {
                 results.push((i, outcome));
             }
             let Some(record) = merged else {
+                if from_cache {
+                    // Nothing to write: a verdict the table must confirm, not the cache. The
+                    // same revision is the same record, and so the same verdict.
+                    let table = self.read(key).await?;
+                    if table.1 != precondition {
+                        self.cache.forget(key);
+                        read = Some(table);
+                        continue;
+                    }
+                }
                 return Ok(Folded {
                     results,
                     wrote: false,
@@ -192,19 +215,35 @@ impl<S: Store> Applier<S> {
             let record = with_meta(record, policy.id(), precondition);
             match self.store.put(&record, &precondition).await? {
                 PutOutcome::Written => {
+                    let (plain, written) = split_meta(record);
+                    self.cache.put(key, plain, written);
                     return Ok(Folded {
                         results,
                         wrote: true,
                         conflicts,
-                    })
+                    });
                 }
                 PutOutcome::Conflict => {
-                    debug!(key = %key, "Conditional write lost a race; merging again.")
+                    self.cache.forget(key);
+                    conflicts += 1;
+                    debug!(key = %key, from_cache, "Conditional write lost a race; merging again.")
                 }
             }
         }
         Err(ApplyError::Contended {
             key: key.to_string(),
+        })
+    }
+
+    /// The stored record of `key` as the plugin sees it, and what a write merged against it
+    /// must be conditioned on.
+    async fn read(&self, key: &str) -> Result<(Option<Record>, Precondition), ApplyError> {
+        Ok(match self.store.get(key).await? {
+            Some(record) => {
+                let (record, precondition) = split_meta(record);
+                (Some(record), precondition)
+            }
+            None => (None, Precondition::Absent),
         })
     }
 
@@ -274,10 +313,12 @@ mod tests {
     struct Memory {
         records: Mutex<std::collections::HashMap<String, Record>>,
         conflicts: AtomicUsize,
+        reads: AtomicUsize,
     }
 
     impl Store for Arc<Memory> {
         async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
             Ok(self.records.lock().expect("lock").get(key).cloned())
         }
 
@@ -385,6 +426,58 @@ mod tests {
         assert!(matches!(applied.outcomes[4], Outcome::Rejected(_)));
         assert_eq!(store.records.lock().expect("lock")["a"]["v"], 7);
         assert_eq!(store.records.lock().expect("lock")["b"]["v"], 1);
+    }
+
+    #[tokio::test]
+    async fn the_record_written_last_is_merged_against_without_a_read() {
+        let store = Arc::new(Memory::default());
+        let a = applier(&store);
+        let reads = || store.reads.load(Ordering::SeqCst);
+        a.apply(None, br#"{"k":"a","v":1}"#).await.expect("applied");
+        assert_eq!(reads(), 1, "a new key is read once");
+        assert_eq!(
+            a.apply(None, br#"{"k":"a","v":2}"#).await.expect("applied"),
+            Outcome::Written
+        );
+        assert_eq!(
+            reads(),
+            1,
+            "the next write merges against the cached record"
+        );
+
+        // Someone else moved the record on: the write merged against the cache loses, and the
+        // key is read and merged again.
+        store.records.lock().expect("lock").insert(
+            "a".into(),
+            json!({"k": "a", "v": 8, "Ordo": {"plugin": "rival", "revision": 7}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let applied = a
+            .apply_batch(&[Event {
+                key: None,
+                payload: br#"{"k":"a","v":5}"#,
+            }])
+            .await
+            .expect("applied");
+        assert!(
+            matches!(applied.outcomes[0], Outcome::Skipped(_)),
+            "{applied:?}"
+        );
+        assert_eq!(reads(), 2);
+        assert_eq!(store.records.lock().expect("lock")["a"]["v"], 8);
+
+        // A verdict that writes nothing is confirmed against the table, not the cache.
+        a.apply(None, br#"{"k":"a","v":9}"#).await.expect("applied");
+        let before = reads();
+        let stale = a.apply(None, br#"{"k":"a","v":3}"#).await.expect("applied");
+        assert!(matches!(stale, Outcome::Skipped(_)), "{stale:?}");
+        assert_eq!(
+            reads(),
+            before + 1,
+            "the skip was checked against the table"
+        );
     }
 
     #[tokio::test]

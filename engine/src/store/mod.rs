@@ -2,12 +2,14 @@
 //!
 //! [`Store`] reads a record by key and writes one conditionally, so a writer that merged
 //! against an out-of-date record never overwrites a newer one. [`dynamo::DynamoStore`] is the
-//! DynamoDB implementation; [`item`] converts JSON records to DynamoDB items and back.
+//! DynamoDB implementation; [`item`] converts JSON records to DynamoDB items and back;
+//! [`cache`] keeps the records written last so the next write of a key can skip its read.
 
 use std::future::Future;
 
 use serde_json::{Map, Value};
 
+pub mod cache;
 pub mod dynamo;
 pub mod item;
 
