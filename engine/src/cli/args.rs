@@ -1,0 +1,149 @@
+//! The command line: what each `ordo` command takes, with its flags and environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Ordo: keeps a replica correct when its update events arrive out of order.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Log lines as `pretty` text (default) or `json`, one object per line.
+    #[arg(long, global = true, env = "ORDO_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve every pipeline of the config (the default).
+    Run(RunArgs),
+    /// Work with policy plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Check a pipelines file, its plugins and (unless --no-environment) the broker and the
+    /// tables; list every problem, each naming the pipeline and the key. Exits 1 on any.
+    Validate(ValidateArgs),
+    /// Re-apply a pipeline's events from an offset or a time, up to where the topic ends now.
+    /// Safe beside live traffic: stale events are skipped. Commits nothing.
+    Replay(ReplayArgs),
+    /// The dead-letter topic.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Show a pipeline's events as they arrive and what its plugin decides for each (against
+    /// the stored record; nothing is written). Ctrl-C stops it.
+    Tap(TapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    #[command(flatten)]
+    pub target: PipelineArgs,
+    /// Start from the topic's first event instead of now.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Re-drive the pipeline's dead-lettered events (after a fix) through its topic; a second
+    /// run re-drives only letters that arrived since.
+    Replay(PipelineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// The pipeline, by its name in the pipelines file.
+    pub pipeline: String,
+    /// The pipelines file.
+    #[arg(long, env = "ORDO_CONFIG", default_value = "pipelines.toml")]
+    pub config: PathBuf,
+    /// Kafka bootstrap brokers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub target: PipelineArgs,
+    /// Where to start in every partition: an offset (e.g. 0) or an RFC 3339 time.
+    #[arg(long)]
+    pub from: ordo::replay::Start,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The pipelines file.
+    #[arg(default_value = "pipelines.toml", env = "ORDO_CONFIG")]
+    pub config: PathBuf,
+    /// Check only the file and its plugins, not the broker and DynamoDB.
+    #[arg(long)]
+    pub no_environment: bool,
+    /// Kafka bootstrap brokers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin over a file of events (JSON Lines) from an empty store; print each
+    /// decision and the final records. Exits 1 when an expectation fails.
+    ///
+    /// A line is an event object, or {"event": {...}, "expect": "write|skip|reject|invalid",
+    /// "record": {...}} to check what the plugin does with it.
+    Test(PluginTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginTestArgs {
+    /// The plugin component (.wasm).
+    pub plugin: PathBuf,
+    /// The events, one JSON object per line.
+    pub events: PathBuf,
+    /// The field that keys records; default: the first `required` field of the plugin's schema.
+    #[arg(long)]
+    pub key_field: Option<String>,
+    /// Fuel per call.
+    #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_FUEL)]
+    pub fuel: u64,
+    /// Milliseconds per call.
+    #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_TIMEOUT.as_millis() as u64)]
+    pub timeout_ms: u64,
+    /// MiB of memory per instance.
+    #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_MEMORY_BYTES >> 20)]
+    pub memory_mib: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipelines file.
+    #[arg(long, env = "ORDO_CONFIG", default_value = "pipelines.toml")]
+    pub config: PathBuf,
+    /// HTTP listen address.
+    #[arg(long, env = "ORDO_LISTEN", default_value = "0.0.0.0:3000")]
+    pub listen: SocketAddr,
+    /// Kafka bootstrap brokers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Milliseconds ingest waits for the broker's ack before answering 503. The producer
+    /// keeps trying for up to 5 minutes after that, so a 503 event may still land.
+    #[arg(long, env = "ORDO_PRODUCE_TIMEOUT_MS", default_value_t = ordo::bus::producer::DEFAULT_PRODUCE_TIMEOUT.as_millis() as u64)]
+    pub produce_timeout_ms: u64,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, env = "ORDO_BODY_LIMIT", default_value_t = ordo::ingest::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Ingest requests handled at once; more get 503 with Retry-After.
+    #[arg(long, env = "ORDO_MAX_IN_FLIGHT", default_value_t = ordo::ingest::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Bearer token the admin endpoints (/admin/...) require. Unset: they are open.
+    #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
