@@ -271,7 +271,10 @@ async fn ack_latency_ms(brokers: &str, topic: &str) -> anyhow::Result<f64> {
         let (key, value) = (n.to_string(), body(n));
         let started = Instant::now();
         producer
-            .send(FutureRecord::to(topic).key(&key).payload(&value), Timeout::Never)
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&value),
+                Timeout::Never,
+            )
             .await
             .map_err(|(e, _)| e)?;
         times.push(started.elapsed().as_secs_f64() * 1e3);
