@@ -144,6 +144,7 @@ async fn serve_with<P: Publisher>(publisher: P, topic: &str, brokers: &str) -> a
     let readiness = ingest::ready::Readiness {
         publisher: Arc::new(KafkaPublisher::new(brokers, Duration::from_secs(1))?),
         tables: Vec::new(),
+        plugins: Vec::new(),
     };
     let app = ingest::app(routes, ordo::metrics::Registry::default(), readiness, None);
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
@@ -251,14 +252,14 @@ async fn drive(url: &str, seconds: f64, first: u64) -> anyhow::Result<f64> {
     Ok(accepted.load(Ordering::Relaxed) as f64 / elapsed)
 }
 
-/// rdkafka's producer, configured as Ordo's (idempotent, acks=all, linger 2 ms).
+/// rdkafka's producer, configured as Ordo's (idempotent, acks=all, the same linger).
 fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", "2")
+        .set("linger.ms", ordo::bus::producer::LINGER_MS)
         .create()?)
 }
 

@@ -58,6 +58,8 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Bearer token the admin endpoints require; `None` leaves them open (bind to loopback).
     pub admin_token: Option<String>,
+    /// Longest a consumer's fetch waits for data (see [`bus::consumer::DEFAULT_FETCH_WAIT`]).
+    pub fetch_wait: Duration,
 }
 
 /// Why the engine could not start or stopped with an error.
@@ -122,6 +124,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let mut routes = Vec::new();
     let mut registry = metrics::Registry::default();
     let mut tables = Vec::new();
+    let mut in_force = Vec::new();
     // One budget for all pipelines: it bounds the process's memory, not a route's share.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1)));
     let mut consumers = Vec::new();
@@ -189,6 +192,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             stats: Arc::clone(&ingest_stats),
         });
         tables.push((p.name.clone(), store.clone()));
+        in_force.push((p.name.clone(), policy.clone()));
         routes.push(ingest::PipelineRoutes {
             ingest: handler,
             read_back: Arc::new(ingest::ReadBack {
@@ -209,6 +213,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
             dead_letter_topic: p.dead_letter_topic.clone(),
             concurrency: p.concurrency,
             max_attempts: p.max_attempts,
+            fetch_wait: settings.fetch_wait,
         };
         let name = p.name.clone();
         let task = bus::consumer::run(
@@ -254,6 +259,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
                 ingest::ready::Readiness {
                     publisher: Arc::clone(&publisher),
                     tables,
+                    plugins: in_force,
                 },
                 Some(ingest::admin::Admin {
                     reloader,

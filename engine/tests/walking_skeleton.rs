@@ -231,6 +231,10 @@ async fn docs_describe_the_pipeline_route_and_its_schema() {
     let ready: serde_json::Value = ready.json().await.expect("JSON");
     assert_eq!(ready["checks"]["kafka"], "ok", "{ready}");
     assert_eq!(ready["checks"]["dynamodb:patient-profile"], "ok", "{ready}");
+    let plugin = ready["plugins"]["patient-profile"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(plugin.starts_with("sha256:"), "{ready}");
 
     let html = reqwest::get(format!("{}/docs", engine.url))
         .await

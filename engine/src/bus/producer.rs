@@ -19,6 +19,11 @@ pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest pause between reconnection attempts to a broker that went away (librdkafka's
 /// default is 10 s): a restarted broker is back in use within about a second.
 pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+/// How long the producer waits to fill a batch. Ingest answers only after the ack, so a wait
+/// is latency; under load, messages batch anyway while earlier requests are in flight.
+/// Measured here against tansu (`ingest_bench`): 64 senders each waiting for their ack got
+/// the same rate at 0, 2 and 5 ms, and one message's ack took 0.5 ms at 0 against 3 ms at 2.
+pub const LINGER_MS: &str = "0";
 /// How long ingest waits for the broker's ack before answering 503, by default.
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,7 +48,7 @@ impl KafkaPublisher {
                 "message.timeout.ms",
                 delivery_timeout.as_millis().to_string(),
             )
-            .set("linger.ms", "2")
+            .set("linger.ms", LINGER_MS)
             .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
             .create()
             .map_err(|e| BusError::Client(e.to_string()))?;

@@ -143,6 +143,12 @@ pub struct RunArgs {
     /// Ingest requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "ORDO_MAX_IN_FLIGHT", default_value_t = ordo::ingest::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// Longest a consumer's fetch waits for new events, in milliseconds. Apache Kafka answers
+    /// as soon as events arrive, so this only sets how often an idle consumer asks; tansu (the
+    /// native dev stack) holds the fetch for the whole wait, so there it adds up to this much
+    /// latency.
+    #[arg(long, env = "ORDO_FETCH_WAIT_MS", default_value_t = ordo::bus::consumer::DEFAULT_FETCH_WAIT.as_millis() as u64)]
+    pub fetch_wait_ms: u64,
     /// Bearer token the admin endpoints (/admin/...) require. Unset: they are open.
     #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

@@ -154,6 +154,7 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
         body_limit: cli.body_limit,
         max_in_flight: cli.max_in_flight,
         admin_token: cli.admin_token.filter(|t| !t.is_empty()),
+        fetch_wait: std::time::Duration::from_millis(cli.fetch_wait_ms),
     };
     ordo::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)

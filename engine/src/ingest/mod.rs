@@ -314,6 +314,7 @@ mod tests {
         let readiness = ready::Readiness {
             publisher: Arc::new(publisher),
             tables: Vec::new(),
+            plugins: Vec::new(),
         };
         TestClient::new(app(routes, Registry::default(), readiness, None))
     }

@@ -1,4 +1,5 @@
-//! `/readyz`: ready when the broker and every pipeline's table answer.
+//! `/readyz`: ready when the broker and every pipeline's table answer; names the plugin in
+//! force for each pipeline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,22 +9,27 @@ use poem::Response;
 use serde_json::{json, Map, Value};
 
 use crate::bus::producer::KafkaPublisher;
+use crate::plugin::PolicyHandle;
 use crate::store::dynamo::DynamoStore;
 
 /// How long each readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What `/readyz` checks. Plugins are loaded before the server starts, so a serving engine
-/// has them all.
+/// What `/readyz` checks. Plugins are loaded before the server starts (and a swap only ever
+/// replaces a plugin by one that passed its checks), so a serving engine has them all; the
+/// answer says which one is in force.
 pub struct Readiness {
     /// The producer, whose client asks the broker for metadata.
     pub publisher: Arc<KafkaPublisher>,
     /// Each pipeline's name and table.
     pub tables: Vec<(String, DynamoStore)>,
+    /// Each pipeline's name and plugin.
+    pub plugins: Vec<(String, PolicyHandle)>,
 }
 
 impl Readiness {
-    /// 200 when every check passes, else 503; the body lists each check's result.
+    /// 200 when every check passes, else 503; the body lists each check's result and each
+    /// pipeline's plugin (`sha256:` of its file).
     pub async fn handle(&self) -> Response {
         let mut checks = Map::new();
         let mut ready = true;
@@ -48,6 +54,11 @@ impl Readiness {
             };
             record(format!("dynamodb:{pipeline}"), result);
         }
+        let plugins: Map<String, Value> = self
+            .plugins
+            .iter()
+            .map(|(name, handle)| (name.clone(), Value::String(handle.current().id().into())))
+            .collect();
         let status = if ready {
             StatusCode::OK
         } else {
@@ -56,6 +67,6 @@ impl Readiness {
         Response::builder()
             .status(status)
             .content_type("application/json")
-            .body(json!({"ready": ready, "checks": checks}).to_string())
+            .body(json!({"ready": ready, "checks": checks, "plugins": plugins}).to_string())
     }
 }
