@@ -377,6 +377,52 @@ async fn chaos_poison_messages_mid_stream_go_to_the_dead_letter_topic() {
 }
 
 #[tokio::test]
+async fn chaos_hostile_plugin_attacks_mid_stream_lose_only_their_events() {
+    // The hostile fixture merges ordinary updates last-writer-wins, as the patient-profile
+    // plugin does, and attacks its sandbox when an event asks it to. Fuel to spare, so the
+    // wall-clock limit and the memory cap are what stop the attacks.
+    let engine = Engine::start_configured(
+        Names::unique("chaos-hostile"),
+        &common::brokers(),
+        &[],
+        &common::hostile_plugin(),
+        "plugin_fuel = 100000000000\nplugin_timeout_ms = 50\nplugin_memory_mib = 8",
+    );
+    let target = target_of(&engine);
+    let run = Run::start(&engine, &target, "hostile");
+    let attacks = [
+        ("loop", "time limit (50 ms"),
+        ("alloc", "memory limit (8 MiB"),
+        ("trap", "trapped"),
+    ];
+    for (i, (attack, _)) in attacks.iter().enumerate() {
+        run.reach((i + 1) as f64 / (attacks.len() + 2) as f64).await;
+        let body = format!(r#"{{"PatientId":"attack-{attack}","attack":"{attack}"}}"#);
+        // At ingest the attack is refused with its reason and nothing is produced ...
+        let (status, problem) = engine.post(&body).await;
+        assert_eq!(status, 422, "{attack}: {problem}");
+        // ... and straight from the topic it is dead-lettered while the stream goes on.
+        common::produce_raw(&engine.names.topic, &format!("attack-{attack}"), &body).await;
+    }
+    let lifted = Instant::now();
+    run.finish(
+        "hostile plugin attacks",
+        &engine,
+        lifted,
+        attacks.len() as i64,
+    )
+    .await;
+    let letters = common::read_dead_letters(&engine, attacks.len()).await;
+    let reasons: Vec<&str> = letters.iter().map(|l| l.1.as_str()).collect();
+    for (attack, reason) in attacks {
+        assert!(
+            reasons.iter().any(|r| r.contains(reason)),
+            "no dead letter says {reason:?} for the {attack} attack: {reasons:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn chaos_broker_stopped_for_ten_seconds_then_restarted() {
     let mut broker = PrivateBroker::start();
     let engine = Engine::start_custom(

@@ -60,9 +60,9 @@ fn plugin_test_fails_on_an_unmet_expectation() {
         &path(&common::hostile_plugin()),
         &path(&sample("patient-profile.selftest.jsonl")),
     ]);
-    assert!(!ok, "the hostile plugin writes stale events: {out}");
-    assert!(out.contains("FAIL line 5"), "{out}");
-    assert!(out.contains("expected skip, got write"), "{out}");
+    assert!(!ok, "the hostile plugin validates nothing: {out}");
+    assert!(out.contains("FAIL line 6"), "{out}");
+    assert!(out.contains("expected invalid, got write"), "{out}");
 }
 
 #[test]

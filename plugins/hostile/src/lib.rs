@@ -4,10 +4,14 @@
 //! every merge): `loop` spins forever, `alloc` grows memory without end, `trap` panics,
 //! `file`, `env`, `clock` and `network` try to reach the outside world and report what they
 //! got as a validation error on the field `attack` (the host tests read that report). An event
-//! without `attack` is valid and is written as it is.
+//! without `attack` is valid. It merges last-writer-wins on the instant of `UpdatedAt` when
+//! both the event and the stored record carry one, so a stream of ordinary updates converges
+//! as under the patient-profile plugin while attacks are mixed in (the fault suite); otherwise
+//! it is written as it is. It validates nothing else, so it fails the patient-profile
+//! self-test (a test fixture of its own).
 #![deny(missing_docs)]
 
-use ordo_plugin_sdk::{Decision, Invalid, Plugin, Record, Value};
+use ordo_plugin_sdk::{timestamp, Decision, Invalid, Plugin, Record, Value};
 
 /// The plugin.
 pub struct Hostile;
@@ -64,8 +68,14 @@ impl Plugin for Hostile {
         }
     }
 
-    fn merge(incoming: Record, _stored: Option<Record>) -> Decision {
-        Decision::Write(incoming)
+    fn merge(incoming: Record, stored: Option<Record>) -> Decision {
+        let version = |r: &Record| timestamp(r, "UpdatedAt").ok();
+        match (version(&incoming), stored.as_ref().and_then(version)) {
+            (Some(new), Some(old)) if new <= old => {
+                Decision::Skip("the stored UpdatedAt is as new or newer".into())
+            }
+            _ => Decision::Write(incoming),
+        }
     }
 }
 
