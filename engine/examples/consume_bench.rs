@@ -40,6 +40,11 @@ const PARTITIONS: i32 = 6;
 const MODEL_LATENCY: Duration = Duration::from_millis(4);
 /// Events the baseline handles on a slow store (moto, the model): enough for a steady rate.
 const BASELINE_EVENTS: usize = 1_000;
+/// Updates per key on the model and the ceiling: enough events (50,000 at the default scale)
+/// for Ordo's rate to be a steady one rather than its start-up.
+const MODEL_UPDATES: usize = 50;
+/// Longest one design may take over one workload before the benchmark fails.
+const DEADLINE: Duration = Duration::from_secs(300);
 
 /// A store that answers after `latency`, as many requests at once as asked: a model of a
 /// latency-bound DynamoDB, with the same conditional-write semantics (on the revision).
@@ -195,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         // moto takes about 430 writes/s, so its workloads are small; on the model and the
-        // ceiling the same 1,000 keys (at the default scale) get 20 updates each, so that a
+        // ceiling the same 1,000 keys (at the default scale) get MODEL_UPDATES (50) each, so that a
         // run lasts long enough to measure on a shared machine.
         let (uniform, bursty) = if word == "moto" {
             (
@@ -204,8 +209,8 @@ async fn main() -> anyhow::Result<()> {
             )
         } else {
             (
-                workload("uniform", 100 * scale, 20, false),
-                workload("bursty", 100 * scale, 20, true),
+                workload("uniform", 100 * scale, MODEL_UPDATES, false),
+                workload("bursty", 100 * scale, MODEL_UPDATES, true),
             )
         };
         // The baseline's rate is steady: on a slow store it is measured on the first events.
@@ -214,33 +219,34 @@ async fn main() -> anyhow::Result<()> {
         } else {
             BASELINE_EVENTS
         };
-        for (w_index, w) in [uniform, bursty].into_iter().enumerate() {
+        for w in [uniform, bursty] {
             let n = w.events.len();
             let mut base_rates = Vec::new();
             let mut ordo_rates = Vec::new();
             let (mut base_writes, mut ordo_writes) = (0.0, 0.0);
             let mut base_n = n;
+            // One topic per workload, read by every run in consumer groups of its own.
+            let topic = format!("bench.{run_id}.{word}.{}", w.name);
+            ordo::bus::admin::ensure_topics(&brokers, &[&topic], PARTITIONS, 1).await?;
+            produce(&brokers, &topic, &w.events).await?;
             for run in 0..runs {
-                let topic = format!("bench.{run_id}.{}.{w_index}.{run}", store_kind.len());
-                ordo::bus::admin::ensure_topics(&brokers, &[&topic], PARTITIONS, 1).await?;
-                produce(&brokers, &topic, &w.events).await?;
+                let reader = Reader {
+                    brokers: &brokers,
+                    topic: &topic,
+                    label: format!("{topic}.{run}"),
+                };
                 let ((b_rate, b_writes), (o_rate, o_writes)) = if store_kind.starts_with("moto") {
-                    let base =
-                        DynamoStore::new(dynamodb.clone(), &format!("{topic}-base"), "PatientId");
+                    let table = |design: &str| {
+                        DynamoStore::new(
+                            dynamodb.clone(),
+                            &format!("{}-{design}", reader.label),
+                            "PatientId",
+                        )
+                    };
+                    let (base, ordo_store) = (table("base"), table("ordo"));
                     base.ensure_table().await?;
-                    let ordo_store =
-                        DynamoStore::new(dynamodb.clone(), &format!("{topic}-ordo"), "PatientId");
                     ordo_store.ensure_table().await?;
-                    measure(
-                        &brokers,
-                        &topic,
-                        &policy,
-                        base,
-                        ordo_store,
-                        n,
-                        baseline_events,
-                    )
-                    .await?
+                    measure(&reader, &policy, base, ordo_store, n, baseline_events).await?
                 } else {
                     let latency = if store_kind.starts_with("model") {
                         MODEL_LATENCY
@@ -248,8 +254,7 @@ async fn main() -> anyhow::Result<()> {
                         Duration::ZERO
                     };
                     measure(
-                        &brokers,
-                        &topic,
+                        &reader,
                         &policy,
                         ModelStore::new(latency),
                         ModelStore::new(latency),
@@ -300,25 +305,43 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where one run reads: the workload's topic, in consumer groups named after `label`.
+struct Reader<'a> {
+    brokers: &'a str,
+    topic: &'a str,
+    /// Unique per run: the designs' consumer groups (and moto tables) are named after it.
+    label: String,
+}
+
 /// Runs the baseline on `base` (over the first `baseline_events` events) and Ordo on
-/// `ordo_store` (over all `n`), both reading the same topic. Returns (rate, (writes, events))
-/// of the baseline and (rate, writes) of Ordo.
+/// `ordo_store` (over all `n`), both reading the same topic from its start. Returns (rate,
+/// (writes, events)) of the baseline and (rate, writes) of Ordo. A design that has not
+/// settled its events within `DEADLINE` fails the benchmark rather than hanging it.
 async fn measure<S: Store + Clone>(
-    brokers: &str,
-    topic: &str,
+    reader: &Reader<'_>,
     policy: &PolicyHandle,
     base: S,
     ordo_store: S,
     n: usize,
     baseline_events: usize,
 ) -> anyhow::Result<((f64, (usize, usize)), (f64, usize))> {
+    let late = |design: &str, events: usize| {
+        anyhow::anyhow!(
+            "{design} did not settle {events} events of {} within {DEADLINE:?} (does the broker assign the group its partitions?)",
+            reader.topic
+        )
+    };
     // The naive design reads before every write: no record cache.
     let applier = Applier::new(base, policy.clone(), "PatientId").with_cache(0);
     let events = n.min(baseline_events);
-    let (rate, writes) = sequential(brokers, topic, &applier, events).await?;
+    let (rate, writes) = tokio::time::timeout(DEADLINE, sequential(reader, &applier, events))
+        .await
+        .map_err(|_| late("the sequential baseline", events))??;
     let b = (rate, (writes, events));
     let applier = Arc::new(Applier::new(ordo_store, policy.clone(), "PatientId"));
-    let o = ordo_consumer(brokers, topic, applier, n).await?;
+    let o = tokio::time::timeout(DEADLINE, ordo_consumer(reader, applier, n))
+        .await
+        .map_err(|_| late("Ordo", n))??;
     Ok((b, o))
 }
 
@@ -340,14 +363,13 @@ async fn produce(brokers: &str, topic: &str, events: &[(String, String)]) -> any
 
 /// One event at a time: read, merge, write, store the offset. Returns events/s and writes.
 async fn sequential<S: Store>(
-    brokers: &str,
-    topic: &str,
+    reader: &Reader<'_>,
     applier: &Applier<S>,
     n: usize,
 ) -> anyhow::Result<(f64, usize)> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}.base"))
+        .set("bootstrap.servers", reader.brokers)
+        .set("group.id", format!("{}.base", reader.label))
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set(
@@ -357,7 +379,7 @@ async fn sequential<S: Store>(
                 .to_string(),
         )
         .create()?;
-    consumer.subscribe(&[topic])?;
+    consumer.subscribe(&[reader.topic])?;
     let mut writes = 0;
     let mut start = None;
     let (mut in_recv, mut in_apply) = (Duration::ZERO, Duration::ZERO);
@@ -385,24 +407,26 @@ async fn sequential<S: Store>(
 
 /// The real consumer, until it has settled `n` events.
 async fn ordo_consumer<S: Store>(
-    brokers: &str,
-    topic: &str,
+    reader: &Reader<'_>,
     applier: Arc<Applier<S>>,
     n: usize,
 ) -> anyhow::Result<(f64, usize)> {
     let settings = ConsumerSettings {
         pipeline: "bench".into(),
-        brokers: brokers.into(),
-        group: format!("{topic}.ordo"),
-        topic: topic.into(),
-        dead_letter_topic: format!("{topic}.dlq"),
+        brokers: reader.brokers.into(),
+        group: format!("{}.ordo", reader.label),
+        topic: reader.topic.into(),
+        dead_letter_topic: format!("{}.dlq", reader.topic),
         concurrency: concurrency(),
         max_attempts: 20,
         fetch_wait: ordo::bus::consumer::DEFAULT_FETCH_WAIT,
     };
     let stats = Arc::new(Stats::default());
     let (trigger, shutdown) = ordo::shutdown::channel();
-    let publisher = Arc::new(KafkaPublisher::new(brokers, Duration::from_secs(10))?);
+    let publisher = Arc::new(KafkaPublisher::new(
+        reader.brokers,
+        Duration::from_secs(10),
+    )?);
     let task = tokio::spawn(ordo::bus::consumer::run(
         settings,
         applier,
