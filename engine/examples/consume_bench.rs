@@ -227,7 +227,8 @@ async fn main() -> anyhow::Result<()> {
             let mut base_n = n;
             // One topic per workload, read by every run in consumer groups of its own.
             let topic = format!("bench.{run_id}.{word}.{}", w.name);
-            ordo::bus::admin::ensure_topics(&brokers, &[&topic], PARTITIONS, 1).await?;
+            let dlq = format!("{topic}.dlq");
+            ordo::bus::admin::ensure_topics(&brokers, &[&topic, &dlq], PARTITIONS, 1).await?;
             produce(&brokers, &topic, &w.events).await?;
             for run in 0..runs {
                 let reader = Reader {
@@ -446,5 +447,12 @@ async fn ordo_consumer<S: Store>(
     let rate = (n as u64 - first) as f64 / start.elapsed().as_secs_f64();
     trigger.fire();
     task.await??;
+    // Every bench event is valid: one dead-lettered means the engine failed, not a result.
+    let dead = Stats::get(&stats.dead_lettered);
+    anyhow::ensure!(
+        dead == 0,
+        "{dead} valid events were dead-lettered on {} (see the log for why)",
+        reader.label
+    );
     Ok((rate, Stats::get(&stats.writes) as usize))
 }

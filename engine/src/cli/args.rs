@@ -114,7 +114,7 @@ pub struct PluginTestArgs {
     /// Fuel per call.
     #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_FUEL)]
     pub fuel: u64,
-    /// Milliseconds per call.
+    /// Milliseconds of CPU time per call.
     #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_TIMEOUT.as_millis() as u64)]
     pub timeout_ms: u64,
     /// MiB of memory per instance.

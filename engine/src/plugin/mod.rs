@@ -8,6 +8,7 @@
 use std::sync::{Arc, RwLock};
 
 mod bindings;
+pub mod budget;
 pub mod reload;
 pub mod sandbox;
 pub mod selftest;

@@ -15,22 +15,23 @@ use wasmtime_wasi::{
     Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView,
 };
 
+use super::budget::{CallBudget, EPOCH_TICK};
+
 /// Fuel for one call by default: about 5 ms of guest work on this class of machine (the
 /// patient-profile plugins use under 0.1% of it per merge).
 pub const DEFAULT_FUEL: u64 = 10_000_000;
-/// Wall-clock bound of one call by default, a backstop to fuel (host calls burn no fuel).
+/// CPU time one call may use by default, a backstop to fuel (host calls burn no fuel).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// Linear memory one instance may hold by default.
 pub const DEFAULT_MEMORY_BYTES: usize = 16 << 20;
-/// How often the epoch advances; the granularity of [`Limits::timeout`].
-const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Per-call limits of the sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel units one call may burn before it traps.
     pub fuel: u64,
-    /// Wall-clock time one call may take before it traps.
+    /// CPU time one call may use before it traps, counted on its own thread (see
+    /// [`super::budget`]), checked every millisecond.
     pub timeout: Duration,
     /// Bytes of linear memory one instance may hold.
     pub memory_bytes: usize,
@@ -43,13 +44,6 @@ impl Default for Limits {
             timeout: DEFAULT_TIMEOUT,
             memory_bytes: DEFAULT_MEMORY_BYTES,
         }
-    }
-}
-
-impl Limits {
-    /// Epoch ticks that make up [`Limits::timeout`], at least one.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        (self.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
     }
 }
 
@@ -119,6 +113,8 @@ pub(crate) struct GuestState {
     table: ResourceTable,
     /// Enforces [`Limits::memory_bytes`].
     pub(crate) limits: StoreLimits,
+    /// Enforces [`Limits::timeout`] on the call in progress.
+    pub(crate) budget: CallBudget,
 }
 
 impl GuestState {
@@ -141,6 +137,7 @@ impl GuestState {
                 .instances(4)
                 .trap_on_grow_failure(true)
                 .build(),
+            budget: CallBudget::new(limits.timeout),
         }
     }
 }
@@ -193,15 +190,5 @@ mod tests {
         );
         let err = Capabilities::parse(["random", "files"]).expect_err("files cannot be granted");
         assert!(err.contains("\"files\""), "{err}");
-    }
-
-    #[test]
-    fn a_timeout_below_one_tick_still_gets_one() {
-        let limits = Limits {
-            timeout: Duration::ZERO,
-            ..Limits::default()
-        };
-        assert_eq!(limits.deadline_ticks(), 1);
-        assert_eq!(Limits::default().deadline_ticks(), 50);
     }
 }

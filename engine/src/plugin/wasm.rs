@@ -124,7 +124,9 @@ impl WasmPolicy {
         let mut store = Store::new(self.pre.engine(), GuestState::new(&self.limits, self.caps));
         store.limiter(|g| &mut g.limits);
         store.set_fuel(self.limits.fuel)?;
-        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.epoch_deadline_callback(|mut store| Ok(store.data_mut().budget.check()));
+        store.data_mut().budget.start();
+        store.set_epoch_deadline(1);
         let plugin = self.pre.instantiate(&mut store)?;
         Ok(Instance {
             store,
@@ -157,9 +159,8 @@ impl WasmPolicy {
                 None => self.instantiate()?,
             };
             instance.store.set_fuel(self.limits.fuel)?;
-            instance
-                .store
-                .set_epoch_deadline(self.limits.deadline_ticks());
+            instance.store.data_mut().budget.start();
+            instance.store.set_epoch_deadline(1);
             let out = f(&instance.plugin, &mut instance.store);
             burnt = self
                 .limits
@@ -197,7 +198,7 @@ impl WasmPolicy {
                 self.limits.fuel
             ),
             Some(Trap::Interrupt) => format!(
-                "ran past its time limit ({} ms per call)",
+                "ran past its time limit ({} ms of CPU per call)",
                 self.limits.timeout.as_millis()
             ),
             _ if full.contains("forcing trap when growing memory") => format!(

@@ -135,7 +135,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             match self.publish_dead_letter(message, reason).await {
                 Ok(()) => return true,
                 Err(e) => {
-                    warn!(pipeline = %self.settings.pipeline, error = %e, retry_in = ?delay, "Dead-letter write failed; retrying.");
+                    warn!(pipeline = %self.settings.pipeline, partition = message.partition(), offset = message.offset(), reason, error = %e, retry_in = ?delay, "Dead-letter write failed; retrying.");
                 }
             }
             if !self.pause(delay).await {
