@@ -4,9 +4,9 @@
 //! DynamoDB table and policy plugin. *How* the process runs (listen address, brokers,
 //! AWS endpoint) comes from flags and the environment, not from this file.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::plugin::reload::PluginSpec;
@@ -60,9 +60,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    /// Pipelines by name; a BTreeMap so start-up order is stable.
+    /// Pipelines by name, in the order of the file (start-up order, and a clash is named on
+    /// the pipeline written later).
     #[serde(default)]
-    pipelines: BTreeMap<String, PipelineFile>,
+    pipelines: IndexMap<String, PipelineFile>,
 }
 
 /// One `[pipelines.<name>]` table as written.
@@ -309,6 +310,15 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, Vec<Con
             invalid(field, "must not be empty");
         }
     }
+    if let Some(problem) = kafka_name_problem(&p.topic) {
+        invalid("topic", &problem);
+    }
+    if let Some(problem) = p.dead_letter_topic.as_deref().and_then(kafka_name_problem) {
+        invalid("dead_letter_topic", &problem);
+    }
+    if let Some(problem) = table_name_problem(&p.table) {
+        invalid("table", &problem);
+    }
     if !p.key_field.trim().is_empty() && p.key_field == p.version_field {
         invalid("version_field", "must differ from key_field");
     }
@@ -373,8 +383,51 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, Vec<Con
     })
 }
 
-/// Every route, topic and table two pipelines share, each clash named on the later pipeline.
-fn check_unique(pipelines: &BTreeMap<String, PipelineFile>) -> Vec<ConfigError> {
+/// Why `name` cannot be a Kafka topic (1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`);
+/// `None` if it can. Empty names are reported on their own.
+fn kafka_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        None
+    } else if name.len() > 249 {
+        Some(format!(
+            "is {} characters long; Kafka allows 249",
+            name.len()
+        ))
+    } else if name == "." || name == ".." {
+        Some(format!("{name:?} is not a topic name Kafka accepts"))
+    } else {
+        bad_character(name, |c| c.is_ascii_alphanumeric() || "._-".contains(c)).map(|c| {
+            format!(
+                "{name:?} has {c:?}; Kafka topic names use only letters, digits, `.`, `_` and `-`"
+            )
+        })
+    }
+}
+
+/// Why `name` cannot be a DynamoDB table (3 to 255 of `a-z A-Z 0-9 . _ -`); `None` if it can.
+/// Empty names are reported on their own.
+fn table_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        None
+    } else if !(3..=255).contains(&name.len()) {
+        Some(format!(
+            "{name:?} is {} characters long; DynamoDB wants 3 to 255",
+            name.len()
+        ))
+    } else {
+        bad_character(name, |c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            .map(|c| format!("{name:?} has {c:?}; DynamoDB table names use only letters, digits, `.`, `_` and `-`"))
+    }
+}
+
+/// The first character of `name` that `allowed` refuses.
+fn bad_character(name: &str, allowed: impl Fn(char) -> bool) -> Option<char> {
+    name.chars().find(|&c| !allowed(c))
+}
+
+/// Every route, topic and table two pipelines share, each clash named on the pipeline written
+/// later in the file.
+fn check_unique(pipelines: &IndexMap<String, PipelineFile>) -> Vec<ConfigError> {
     let mut problems = Vec::new();
     let all: Vec<(&String, &PipelineFile)> = pipelines.iter().collect();
     for (i, (name, a)) in all.iter().enumerate() {
@@ -453,6 +506,12 @@ plugin = "plugins/build/patient_profile_lww.wasm"
                 "route",
             ),
             ("table = \"patient-profile\"", "table = \" \"", "table"),
+            ("table = \"patient-profile\"", "table = \"pp\"", "table"),
+            (
+                "topic = \"patient.profile.updated\"",
+                "topic = \"bad topic!\"",
+                "topic",
+            ),
             (
                 "version_field = \"UpdatedAt\"",
                 "version_field = \"PatientId\"",
@@ -472,6 +531,7 @@ plugin = "plugins/build/patient_profile_lww.wasm"
             ("plugin_fuel = 0", "plugin_fuel"),
             ("plugin_memory_mib = 0", "plugin_memory_mib"),
             ("plugin_capabilities = [\"network\"]", "plugin_capabilities"),
+            ("dead_letter_topic = \"dead letters\"", "dead_letter_topic"),
         ] {
             let text = format!("{MINIMAL}{line}\n");
             let msg = from_str(&text, Path::new(".")).expect_err(line).to_string();
@@ -496,16 +556,19 @@ plugin = "plugins/build/patient_profile_lww.wasm"
     }
 
     #[test]
-    fn shared_topic_is_refused() {
+    fn shared_topic_is_refused_on_the_pipeline_written_later() {
+        // `another` sorts before `patient-profile` but comes after it in the file.
         let second = MINIMAL
-            .replace("patient-profile]", "other]")
+            .replace("patient-profile]", "another]")
             .replace("/patientprofile", "/other")
             .replace("table = \"patient-profile\"", "table = \"other\"");
         let msg = from_str(&format!("{MINIMAL}{second}"), Path::new("."))
             .expect_err("shared topic")
             .to_string();
         assert!(
-            msg.contains("`topic`") && msg.contains("patient.profile.updated"),
+            msg.contains("pipeline `another`")
+                && msg.contains("`topic`")
+                && msg.contains("patient.profile.updated"),
             "{msg}"
         );
     }

@@ -55,7 +55,24 @@ pub async fn validate(path: &Path, options: &Options) -> Report {
 /// The plugin loads, implements the contract, passes its self-test, and its schema has the
 /// key and version fields.
 fn check_plugin(p: &Pipeline, report: &mut Report) {
-    let policy = match load_checked(&p.plugin_spec()) {
+    let mut spec = p.plugin_spec();
+    // A self-test file that cannot be read is its own key's problem; the plugin is still
+    // checked, without it.
+    if let Some(test) = &spec.self_test {
+        if let Err(e) = std::fs::metadata(test).and_then(|m| {
+            m.is_file()
+                .then_some(())
+                .ok_or_else(|| std::io::Error::other("not a file"))
+        }) {
+            report.problems.push(format!(
+                "pipeline `{}`: `plugin_self_test` cannot read {}: {e}",
+                p.name,
+                test.display()
+            ));
+            spec.self_test = None;
+        }
+    }
+    let policy = match load_checked(&spec) {
         Ok(policy) => policy,
         Err(e) => {
             report

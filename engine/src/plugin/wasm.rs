@@ -76,8 +76,14 @@ impl WasmPolicy {
             path: PathBuf::from(path),
             reason: format!("{e:#}"),
         };
+        if !bytes.starts_with(b"\0asm") {
+            return Err(PluginError::Load {
+                path: PathBuf::from(path),
+                reason: "not a WebAssembly file (it does not start with `\\0asm`); build the plugin with `make plugins` or `cargo build --target wasm32-wasip2`".into(),
+            });
+        }
         let engine = sandbox::engine().map_err(load_error)?;
-        let component = Component::new(engine, bytes).map_err(load_error)?;
+        let component = Component::from_binary(engine, bytes).map_err(load_error)?;
         let mut linker = Linker::<GuestState>::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(load_error)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(load_error)?;
@@ -254,6 +260,20 @@ impl Policy for WasmPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_not_webassembly_is_named_as_such() {
+        let err = WasmPolicy::from_bytes(
+            Path::new("p.wasm"),
+            b"garbage",
+            Limits::default(),
+            Capabilities::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("not a WebAssembly file"), "{err}");
+    }
 
     #[test]
     fn content_id_is_sha256_hex() {
