@@ -4,6 +4,7 @@
 //! DynamoDB table and policy plugin. *How* the process runs (listen address, brokers,
 //! AWS endpoint) comes from flags and the environment, not from this file.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -386,43 +387,39 @@ fn build(name: String, p: PipelineFile, base: &Path) -> Result<Pipeline, Vec<Con
 /// Why `name` cannot be a Kafka topic (1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`);
 /// `None` if it can. Empty names are reported on their own.
 fn kafka_name_problem(name: &str) -> Option<String> {
-    if name.is_empty() {
-        None
-    } else if name.len() > 249 {
-        Some(format!(
-            "is {} characters long; Kafka allows 249",
-            name.len()
-        ))
-    } else if name == "." || name == ".." {
-        Some(format!("{name:?} is not a topic name Kafka accepts"))
-    } else {
-        bad_character(name, |c| c.is_ascii_alphanumeric() || "._-".contains(c)).map(|c| {
-            format!(
-                "{name:?} has {c:?}; Kafka topic names use only letters, digits, `.`, `_` and `-`"
-            )
-        })
+    if name == "." || name == ".." {
+        return Some(format!("{name:?} is not a topic name Kafka accepts"));
     }
+    name_problem(name, "Kafka topic", 1..=249)
 }
 
 /// Why `name` cannot be a DynamoDB table (3 to 255 of `a-z A-Z 0-9 . _ -`); `None` if it can.
 /// Empty names are reported on their own.
 fn table_name_problem(name: &str) -> Option<String> {
-    if name.is_empty() {
-        None
-    } else if !(3..=255).contains(&name.len()) {
-        Some(format!(
-            "{name:?} is {} characters long; DynamoDB wants 3 to 255",
-            name.len()
-        ))
-    } else {
-        bad_character(name, |c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            .map(|c| format!("{name:?} has {c:?}; DynamoDB table names use only letters, digits, `.`, `_` and `-`"))
-    }
+    name_problem(name, "DynamoDB table", 3..=255)
 }
 
-/// The first character of `name` that `allowed` refuses.
-fn bad_character(name: &str, allowed: impl Fn(char) -> bool) -> Option<char> {
-    name.chars().find(|&c| !allowed(c))
+/// Why `name` breaks the naming rule Kafka and DynamoDB share: a length in `lengths`, only
+/// letters, digits, `.`, `_` and `-`. `None` for an empty name (reported on its own).
+fn name_problem(name: &str, what: &str, lengths: RangeInclusive<usize>) -> Option<String> {
+    if name.is_empty() {
+        None
+    } else if !lengths.contains(&name.len()) {
+        Some(format!(
+            "{name:?} is {} characters long; a {what} name has {} to {}",
+            name.len(),
+            lengths.start(),
+            lengths.end()
+        ))
+    } else {
+        name.chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+            .map(|c| {
+                format!(
+                    "{name:?} has {c:?}; {what} names use only letters, digits, `.`, `_` and `-`"
+                )
+            })
+    }
 }
 
 /// Every route, topic and table two pipelines share, each clash named on the pipeline written

@@ -129,16 +129,23 @@ impl WasmPolicy {
     fn instantiate(&self) -> wasmtime::Result<Instance> {
         let mut store = Store::new(self.pre.engine(), GuestState::new(&self.limits, self.caps));
         store.limiter(|g| &mut g.limits);
-        store.set_fuel(self.limits.fuel)?;
         store.epoch_deadline_callback(|mut store| Ok(store.data_mut().budget.check()));
-        store.data_mut().budget.start();
-        store.set_epoch_deadline(1);
+        self.arm(&mut store)?;
         let plugin = self.pre.instantiate(&mut store)?;
         Ok(Instance {
             store,
             plugin,
             calls: 0,
         })
+    }
+
+    /// Gives `store` a full fuel tank and a fresh time budget for the next call (or
+    /// instantiation); its first time check comes one epoch tick later.
+    fn arm(&self, store: &mut Store<GuestState>) -> wasmtime::Result<()> {
+        store.set_fuel(self.limits.fuel)?;
+        store.data_mut().budget.start();
+        store.set_epoch_deadline(1);
+        Ok(())
     }
 
     /// Runs `f` on an instance with a full fuel tank and a fresh deadline, outside the async
@@ -164,9 +171,7 @@ impl WasmPolicy {
                 Some(i) => i,
                 None => self.instantiate()?,
             };
-            instance.store.set_fuel(self.limits.fuel)?;
-            instance.store.data_mut().budget.start();
-            instance.store.set_epoch_deadline(1);
+            self.arm(&mut instance.store)?;
             let out = f(&instance.plugin, &mut instance.store);
             burnt = self
                 .limits
