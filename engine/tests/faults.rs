@@ -380,7 +380,7 @@ async fn chaos_poison_messages_mid_stream_go_to_the_dead_letter_topic() {
 async fn chaos_hostile_plugin_attacks_mid_stream_lose_only_their_events() {
     // The hostile fixture merges ordinary updates last-writer-wins, as the patient-profile
     // plugin does, and attacks its sandbox when an event asks it to. Fuel to spare, so the
-    // wall-clock limit and the memory cap are what stop the attacks.
+    // time limit (CPU time) and the memory cap are what stop the attacks.
     let engine = Engine::start_configured(
         Names::unique("chaos-hostile"),
         &common::brokers(),

@@ -13,7 +13,7 @@ async fn attacks_are_refused_with_their_reason_and_other_events_still_apply() {
         &common::brokers(),
         &[],
         &common::hostile_plugin(),
-        // Fuel to spare, so the wall-clock limit and the memory cap are what stop the attacks.
+        // Fuel to spare, so the time limit (CPU time) and the memory cap are what stop the attacks.
         "plugin_fuel = 100000000000\nplugin_timeout_ms = 50\nplugin_memory_mib = 8",
     );
     let topic = engine.names.topic.clone();
