@@ -51,11 +51,11 @@ run-engine: local-dev-stack build ## Start the stack if needed, build, and run t
 test: local-dev-stack plugins ## Start the stack if needed, build, and run every test (the fault suite at its short scale).
 	cargo test --workspace --no-fail-fast -- --skip chaos_
 	cargo test -p ordo --test faults -- --nocapture --test-threads=1
-	@echo "bench short variant (proves it runs; no timing claims):"
-	ORDO_BENCH_RUNS=1 ORDO_BENCH_CALLS=200 cargo run -q -p ordo --example plugin_bench > /dev/null
-	ORDO_BENCH_SCALE=1 ORDO_BENCH_RUNS=1 cargo run -q -p ordo --example consume_bench > /dev/null
-	ORDO_BENCH_RUNS=1 ORDO_BENCH_SECONDS=1 cargo run -q -p ordo --example ingest_bench > /dev/null
-	ORDO_BENCH_SCALE=1 ORDO_BENCH_RUNS=1 ORDO_BENCH_SECONDS=1 cargo run -q -p ordo --example system_bench > /dev/null
+	@echo "bench short variant (proves it runs; no timing claims; the Extism comparison is left to make bench):"
+	ORDO_BENCH_RUNS=1 ORDO_BENCH_CALLS=200 cargo run -q -p ordo-bench --example plugin_bench > /dev/null
+	ORDO_BENCH_SCALE=1 ORDO_BENCH_RUNS=1 cargo run -q -p ordo-bench --example consume_bench > /dev/null
+	ORDO_BENCH_RUNS=1 ORDO_BENCH_SECONDS=1 cargo run -q -p ordo-bench --example ingest_bench > /dev/null
+	ORDO_BENCH_SCALE=1 ORDO_BENCH_RUNS=1 ORDO_BENCH_SECONDS=1 cargo run -q -p ordo-bench --example system_bench > /dev/null
 
 chaos: local-dev-stack plugins ## The fault suite at five times the events (ORDO_CHAOS_SCALE), one line per scenario.
 	ORDO_CHAOS_SCALE=$${ORDO_CHAOS_SCALE:-5} cargo test -p ordo --test faults -- --nocapture --test-threads=1
@@ -68,5 +68,6 @@ fmt: ## Format the code.
 	cargo fmt --all
 
 bench: local-dev-stack plugins ## Every benchmark against its baseline, measured in one run; writes BENCHMARKS.md (about 15 minutes).
-	cargo build --release -p ordo --bins --examples
-	engine/examples/bench.sh BENCHMARKS.md
+	cargo build --release -p ordo --bins
+	cargo build --release -p ordo-bench --features extism --examples
+	bench/bench.sh BENCHMARKS.md

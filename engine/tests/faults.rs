@@ -275,7 +275,7 @@ fn point(target: &Target, to: Option<&Engine>) {
 #[tokio::test]
 async fn chaos_sigkill_mid_stream_then_restart() {
     let names = Names::unique("chaos-kill");
-    let mut engine = Engine::start_with(names.clone());
+    let mut engine = Engine::builder(names.clone()).start();
     let target = target_of(&engine);
     let run = Run::start(&engine, &target, "kill");
     run.reach(0.3).await;
@@ -284,7 +284,7 @@ async fn chaos_sigkill_mid_stream_then_restart() {
     // tansu 0.6 strands a member that joins while the dead one's session (10 s) is open; see
     // README "Troubleshooting". Apache Kafka would not need this wait.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let engine = Engine::start_with(names);
+    let engine = Engine::builder(names).start();
     point(&target, Some(&engine));
     let lifted = Instant::now();
     run.finish("sigkill+restart", &engine, lifted, 0).await;
@@ -293,11 +293,11 @@ async fn chaos_sigkill_mid_stream_then_restart() {
 #[tokio::test]
 async fn chaos_second_engine_joins_and_leaves_under_load() {
     let names = Names::unique("chaos-rebalance");
-    let engine = Engine::start_with(names.clone());
+    let engine = Engine::builder(names.clone()).start();
     let target = target_of(&engine);
     let run = Run::start(&engine, &target, "rebalance");
     run.reach(0.25).await;
-    let mut second = Engine::start_with(names);
+    let mut second = Engine::builder(names).start();
     point(&target, Some(&second));
     run.reach(0.6).await;
     point(&target, Some(&engine));
@@ -320,13 +320,9 @@ async fn chaos_plugin_swapped_under_load_including_a_broken_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin = dir.path().join("policy.wasm");
     install(&common::lww_plugin(), &plugin);
-    let engine = Engine::start_configured(
-        Names::unique("chaos-swap"),
-        &common::brokers(),
-        &[],
-        &plugin,
-        "",
-    );
+    let engine = Engine::builder(Names::unique("chaos-swap"))
+        .plugin(&plugin)
+        .start();
     let target = target_of(&engine);
     let run = Run::start(&engine, &target, "swap");
     run.reach(0.25).await;
@@ -381,13 +377,10 @@ async fn chaos_hostile_plugin_attacks_mid_stream_lose_only_their_events() {
     // The hostile fixture merges ordinary updates last-writer-wins, as the patient-profile
     // plugin does, and attacks its sandbox when an event asks it to. Fuel to spare, so the
     // time limit (CPU time) and the memory cap are what stop the attacks.
-    let engine = Engine::start_configured(
-        Names::unique("chaos-hostile"),
-        &common::brokers(),
-        &[],
-        &common::hostile_plugin(),
-        "plugin_fuel = 100000000000\nplugin_timeout_ms = 50\nplugin_memory_mib = 8",
-    );
+    let engine = Engine::builder(Names::unique("chaos-hostile"))
+        .plugin(&common::hostile_plugin())
+        .extra("plugin_fuel = 100000000000\nplugin_timeout_ms = 50\nplugin_memory_mib = 8")
+        .start();
     let target = target_of(&engine);
     let run = Run::start(&engine, &target, "hostile");
     let attacks = [
@@ -425,11 +418,10 @@ async fn chaos_hostile_plugin_attacks_mid_stream_lose_only_their_events() {
 #[tokio::test]
 async fn chaos_broker_stopped_for_ten_seconds_then_restarted() {
     let mut broker = PrivateBroker::start();
-    let engine = Engine::start_custom(
-        Names::unique("chaos-broker"),
-        &broker.address,
-        &["--produce-timeout-ms", "2000"],
-    );
+    let engine = Engine::builder(Names::unique("chaos-broker"))
+        .brokers(&broker.address)
+        .args(&["--produce-timeout-ms", "2000"])
+        .start();
     let target = target_of(&engine);
     let run = Run::start(&engine, &target, "broker");
     run.reach(0.3).await;
@@ -468,14 +460,9 @@ async fn chaos_dynamodb_frozen_for_ten_seconds_then_thawed() {
     // (SIGSTOP) makes the API accept connections and never answer, the way a hung
     // dependency does, and keeps the data for when it thaws (SIGCONT).
     let dynamo = PrivateDynamo::start();
-    let engine = Engine::start_full(
-        Names::unique("chaos-dynamo"),
-        &common::brokers(),
-        &[],
-        &common::lww_plugin(),
-        "",
-        &[("AWS_ENDPOINT_URL", dynamo.endpoint.clone())],
-    );
+    let engine = Engine::builder(Names::unique("chaos-dynamo"))
+        .env("AWS_ENDPOINT_URL", &dynamo.endpoint)
+        .start();
     let target = target_of(&engine);
     let run = Run::start(&engine, &target, "dynamo");
     run.reach(0.3).await;

@@ -30,8 +30,8 @@ async fn two_engines_racing_on_the_same_keys_converge_on_the_newest() {
     let names = Names::unique("race");
     let mut other = names.clone();
     other.group = format!("{}-b", names.group);
-    let a = Engine::start_with(names);
-    let b = Engine::start_with(other);
+    let a = Engine::builder(names).start();
+    let b = Engine::builder(other).start();
     let mut rng = Rng::from_env();
     let workload = Workload::new(&mut rng, "race", 10, 20);
     let mut produced = Vec::new();
@@ -46,8 +46,8 @@ async fn two_engines_racing_on_the_same_keys_converge_on_the_newest() {
 #[tokio::test]
 async fn two_engines_in_one_consumer_group_converge_on_the_newest() {
     let names = Names::unique("group");
-    let a = Engine::start_with(names.clone());
-    let b = Engine::start_with(names);
+    let a = Engine::builder(names.clone()).start();
+    let b = Engine::builder(names).start();
     // Both members own partitions before the load starts, so both take part in it.
     for engine in [&a, &b] {
         let deadline = std::time::Instant::now() + common::EFFECT_TIMEOUT;
@@ -120,7 +120,7 @@ async fn poison_and_rejected_events_go_to_the_dead_letter_topic_and_the_rest_app
 #[tokio::test]
 async fn a_consumer_killed_mid_stream_loses_nothing_after_restart() {
     let names = Names::unique("kill");
-    let mut engine = Engine::start_with(names.clone());
+    let mut engine = Engine::builder(names.clone()).start();
     let mut rng = Rng::from_env();
     let workload = Workload::new(&mut rng, "kill", 30, 10);
     let mut produced = Vec::new();
@@ -140,7 +140,7 @@ async fn a_consumer_killed_mid_stream_loses_nothing_after_restart() {
     // partitions. Real Kafka rebalances; here we let the dead member's 10 s session lapse
     // first. This is a broker-side timer, not a stand-in for an event we could await.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let engine = Engine::start_with(names);
+    let engine = Engine::builder(names).start();
     engine.wait_all_committed(&produced).await;
     assert_newest(&engine, &workload.newest).await;
 }
@@ -148,7 +148,7 @@ async fn a_consumer_killed_mid_stream_loses_nothing_after_restart() {
 #[tokio::test]
 async fn sigterm_drains_commits_and_exits_zero() {
     let names = Names::unique("term");
-    let mut engine = Engine::start_with(names.clone());
+    let mut engine = Engine::builder(names.clone()).start();
     let mut rng = Rng::from_env();
     let workload = Workload::new(&mut rng, "term", 10, 3);
     let mut produced = Vec::new();
@@ -174,7 +174,7 @@ async fn sigterm_drains_commits_and_exits_zero() {
     );
     // Everything acknowledged is in the table; a fresh engine in the group has nothing left to
     // replay that could change it.
-    let engine = Engine::start_with(names);
+    let engine = Engine::builder(names).start();
     engine.wait_all_committed(&produced).await;
     assert_newest(&engine, &workload.newest).await;
 }

@@ -8,14 +8,11 @@ use common::{produce_raw, Engine, Names};
 
 #[tokio::test]
 async fn attacks_are_refused_with_their_reason_and_other_events_still_apply() {
-    let engine = Engine::start_configured(
-        Names::unique("hostile"),
-        &common::brokers(),
-        &[],
-        &common::hostile_plugin(),
+    let engine = Engine::builder(Names::unique("hostile"))
+        .plugin(&common::hostile_plugin())
         // Fuel to spare, so the time limit (CPU time) and the memory cap are what stop the attacks.
-        "plugin_fuel = 100000000000\nplugin_timeout_ms = 50\nplugin_memory_mib = 8",
-    );
+        .extra("plugin_fuel = 100000000000\nplugin_timeout_ms = 50\nplugin_memory_mib = 8")
+        .start();
     let topic = engine.names.topic.clone();
 
     // At ingest: the plugin fails on this body, so the body is refused; nothing is produced.

@@ -84,7 +84,7 @@ async fn swapping_lww_for_field_merge_changes_a_partial_update_without_restart()
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin = own_plugin(&dir);
     let names = Names::unique("swap");
-    let engine = Engine::start_configured(names, &common::brokers(), &[], &plugin, "");
+    let engine = Engine::builder(names).plugin(&plugin).start();
     let lww = id_of(&common::lww_plugin());
     let field_merge = id_of(&common::field_merge_plugin());
 
@@ -126,13 +126,10 @@ async fn a_broken_file_is_refused_and_the_old_plugin_keeps_serving() {
     let plugin = own_plugin(&dir);
     let token = "s3cret-admin-token";
     let names = Names::unique("refuse");
-    let engine = Engine::start_configured(
-        names,
-        &common::brokers(),
-        &["--admin-token", token],
-        &plugin,
-        "",
-    );
+    let engine = Engine::builder(names)
+        .args(&["--admin-token", token])
+        .plugin(&plugin)
+        .start();
     let lww = id_of(&common::lww_plugin());
     let client = reqwest::Client::new();
     let reload = |auth: Option<&str>, pipeline: &str| {

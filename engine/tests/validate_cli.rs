@@ -37,6 +37,39 @@ fn a_broken_file_gets_every_mistake_named_with_its_pipeline_and_key() {
 }
 
 #[test]
+fn an_unknown_key_and_a_missing_plugin_file_are_named_in_one_run() {
+    let (ok, out) = validate(&[&fixture("unknown-and-missing.toml"), "--no-environment"]);
+    assert!(!ok, "{out}");
+    for expected in [
+        "pipeline `patient-profile`: `partitons` (line 9) is not a known key; did you mean `partitions`?",
+        "pipeline `patient-profile`: `plugin` cannot read plugin <fixtures>/no-such-plugin.wasm",
+        "pipeline `metrics`: `route` `/metrics` is taken by the engine's own `/metrics`",
+        "pipeline `metrics`: `concurrency` must be between 1 and 4096",
+    ] {
+        assert!(out.contains(expected), "{expected} missing from:\n{out}");
+    }
+}
+
+#[test]
+fn the_engine_refuses_to_start_on_the_same_problems_and_names_them_all() {
+    let out = common::ordo_command()
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(fixture("unknown-and-missing.toml"))
+        .output()
+        .expect("run ordo");
+    let err = String::from_utf8_lossy(&out.stderr)
+        .replace(&fixtures().display().to_string(), "<fixtures>");
+    assert!(!out.status.success(), "{err}");
+    for expected in [
+        "`partitons` (line 9) is not a known key",
+        "pipeline `metrics`: `route` `/metrics` is taken by the engine's own `/metrics`",
+        "pipeline `metrics`: `concurrency` must be between 1 and 4096",
+    ] {
+        assert!(err.contains(expected), "{expected} missing from:\n{err}");
+    }
+}
+
+#[test]
 fn a_right_file_passes_against_the_local_stack() {
     let (ok, out) = validate(&[&fixture("good.toml"), "--brokers", &common::brokers()]);
     assert!(ok, "{out}");

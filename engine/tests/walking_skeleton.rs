@@ -307,11 +307,10 @@ async fn a_retry_with_the_same_idempotency_key_produces_no_second_event() {
 #[tokio::test]
 async fn ingest_answers_503_with_retry_after_when_the_broker_is_gone() {
     let mut broker = common::PrivateBroker::start();
-    let engine = Engine::start_custom(
-        common::Names::unique("down"),
-        &broker.address,
-        &["--produce-timeout-ms", "2000"],
-    );
+    let engine = Engine::builder(common::Names::unique("down"))
+        .brokers(&broker.address)
+        .args(&["--produce-timeout-ms", "2000"])
+        .start();
     let (status, accepted) = engine.post(SEED_BODY).await;
     assert_eq!(status, 202, "up: {accepted}");
 

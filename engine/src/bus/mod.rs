@@ -1,14 +1,16 @@
-//! The bus seam: Kafka topics, the keyed producer and the consumer loop.
+//! The bus seam: what the engine needs from an event log, and its Kafka implementation.
 //!
-//! [`Publisher`] is what ingest and the dead-letter path need from a bus; [`producer`]
-//! implements it with an idempotent rdkafka producer. [`admin`] creates topics and [`consumer`]
-//! runs a pipeline's consumer group.
+//! [`Publisher`] produces keyed messages and waits for the broker's acknowledgement (ingest,
+//! dead letters); [`Consumer`] is one member of a consumer group (the pipeline's apply loop).
+//! [`kafka`] implements both with rdkafka, and builds every Kafka client the engine and its
+//! commands use from one [`kafka::KafkaConfig`]. [`crate::testing`] has an in-memory bus.
 
 use std::future::Future;
+use std::time::Duration;
 
-pub mod admin;
-pub mod consumer;
-pub mod producer;
+use tokio::sync::mpsc;
+
+pub mod kafka;
 
 /// Where the broker stored a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +20,24 @@ pub struct Delivery {
     /// The message's offset in that partition.
     pub offset: i64,
 }
+
+/// One message read from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The topic it was read from.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// The message key, when it has one.
+    pub key: Option<Vec<u8>>,
+    /// The body, when it has one.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Partitions a consumer group took away from this member, as the bus reports them.
+pub type Revocations = mpsc::UnboundedReceiver<Vec<i32>>;
 
 /// Errors talking to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +64,14 @@ pub enum BusError {
         /// The broker's explanation.
         reason: String,
     },
+    /// Reading a topic failed.
+    #[error("reading `{topic}`: {reason}")]
+    Read {
+        /// The topic read.
+        topic: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Publishes keyed messages and resolves once the broker acknowledged them.
@@ -56,4 +84,25 @@ pub trait Publisher: Send + Sync + 'static {
         payload: &[u8],
         headers: &[(&str, &str)],
     ) -> impl Future<Output = Result<Delivery, BusError>> + Send;
+
+    /// Waits up to `timeout` for queued messages to be acknowledged (blocking); a producer
+    /// dropped with messages queued would lose them.
+    fn flush(&self, timeout: Duration) -> Result<(), BusError>;
+
+    /// Proof that the broker answers, within `timeout`.
+    fn check(&self, timeout: Duration) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+/// One member of a consumer group: the messages of the partitions it owns, in offset order
+/// per partition, and the offsets it stores for commit.
+pub trait Consumer: Send + Sync + 'static {
+    /// The next message of an owned partition.
+    fn recv(&self) -> impl Future<Output = Result<Message, BusError>> + Send;
+
+    /// Records that every message of `partition` before `offset` is done; the group commits
+    /// it in the background.
+    fn store_offset(&self, partition: i32, offset: i64) -> Result<(), BusError>;
+
+    /// Commits what was stored, now (at shutdown).
+    fn commit(&self) -> Result<(), BusError>;
 }

@@ -76,7 +76,7 @@ pub struct ReplayArgs {
     pub target: PipelineArgs,
     /// Where to start in every partition: an offset (e.g. 0) or an RFC 3339 time.
     #[arg(long)]
-    pub from: ordo::replay::Start,
+    pub from: ordo::ops::replay::Start,
 }
 
 #[derive(Debug, Args)]
@@ -135,7 +135,7 @@ pub struct RunArgs {
     pub brokers: String,
     /// Milliseconds ingest waits for the broker's ack before answering 503. The producer
     /// keeps trying for up to 5 minutes after that, so a 503 event may still land.
-    #[arg(long, env = "ORDO_PRODUCE_TIMEOUT_MS", default_value_t = ordo::bus::producer::DEFAULT_PRODUCE_TIMEOUT.as_millis() as u64)]
+    #[arg(long, env = "ORDO_PRODUCE_TIMEOUT_MS", default_value_t = ordo::bus::kafka::DEFAULT_PRODUCE_TIMEOUT.as_millis() as u64)]
     pub produce_timeout_ms: u64,
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, env = "ORDO_BODY_LIMIT", default_value_t = ordo::ingest::DEFAULT_BODY_LIMIT)]
@@ -147,7 +147,7 @@ pub struct RunArgs {
     /// as soon as events arrive, so this only sets how often an idle consumer asks; tansu (the
     /// native dev stack) holds the fetch for the whole wait, so there it adds up to this much
     /// latency.
-    #[arg(long, env = "ORDO_FETCH_WAIT_MS", default_value_t = ordo::bus::consumer::DEFAULT_FETCH_WAIT.as_millis() as u64)]
+    #[arg(long, env = "ORDO_FETCH_WAIT_MS", default_value_t = ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis() as u64)]
     pub fetch_wait_ms: u64,
     /// Bearer token the admin endpoints (/admin/...) require. Unset: they are open.
     #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use ordo::bus::kafka::KafkaConfig;
+
 use super::args::{PipelineArgs, PluginTestArgs, ReplayArgs, RunArgs, TapArgs, ValidateArgs};
 
 pub fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
@@ -33,33 +35,22 @@ pub fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The pipeline `args` names, from its file.
-fn pipeline_of(args: &PipelineArgs) -> anyhow::Result<ordo::config::Pipeline> {
-    let pipelines = ordo::config::from_file(&args.config)?;
-    let names: Vec<String> = pipelines.iter().map(|p| p.name.clone()).collect();
-    pipelines
-        .into_iter()
-        .find(|p| p.name == args.pipeline)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{} has no pipeline `{}` (it has: {})",
-                args.config.display(),
-                args.pipeline,
-                names.join(", ")
-            )
-        })
+/// The pipeline `args` names, from its file, and how to reach its brokers.
+fn pipeline_of(args: &PipelineArgs) -> anyhow::Result<(ordo::config::Pipeline, KafkaConfig)> {
+    let pipeline = ordo::ops::pipeline_named(&args.config, &args.pipeline)?;
+    Ok((pipeline, KafkaConfig::new(&args.brokers)))
 }
 
 #[tokio::main]
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = pipeline_of(&args.target)?;
+    let (pipeline, kafka) = pipeline_of(&args.target)?;
     eprintln!(
         "replaying `{}` from {:?} (topic {})",
         pipeline.name, args.from, pipeline.topic
     );
-    let summary = ordo::replay::replay(
+    let summary = ordo::ops::replay::replay(
         &pipeline,
-        &args.target.brokers,
+        &kafka,
         args.from,
         |done, total| eprintln!("  {done}/{total} events"),
         |reason| eprintln!("  rejected: {reason}"),
@@ -74,14 +65,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 pub async fn tap(args: TapArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = pipeline_of(&args.target)?;
+    let (pipeline, kafka) = pipeline_of(&args.target)?;
     eprintln!(
         "tapping `{}` (topic {}); Ctrl-C stops",
         pipeline.name, pipeline.topic
     );
-    let tapping = ordo::tap::tap(
+    let tapping = ordo::ops::tap::tap(
         &pipeline,
-        &args.target.brokers,
+        &kafka,
         args.from_beginning,
         args.limit,
         |event| println!("{event}"),
@@ -95,8 +86,8 @@ pub async fn tap(args: TapArgs) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 pub async fn redrive(args: PipelineArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = pipeline_of(&args)?;
-    let done = ordo::redrive::redrive(&pipeline, &args.brokers, |done, total| {
+    let (pipeline, kafka) = pipeline_of(&args)?;
+    let done = ordo::ops::redrive::redrive(&pipeline, &kafka, |done, total| {
         eprintln!("  {done}/{total} letters")
     })
     .await?;
@@ -109,11 +100,11 @@ pub async fn redrive(args: PipelineArgs) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let options = ordo::validate::Options {
+    let options = ordo::ops::validate::Options {
         environment: !args.no_environment,
-        brokers: args.brokers,
+        kafka: KafkaConfig::new(&args.brokers),
     };
-    let report = ordo::validate::validate(&args.config, &options).await;
+    let report = ordo::ops::validate::validate(&args.config, &options).await;
     let file = args.config.display();
     for note in &report.notes {
         println!("note: {note}");

@@ -1,36 +1,39 @@
-//! The OpenAPI document: poem-openapi's for the fixed endpoints, plus one operation per
-//! pipeline built from `pipelines.toml` and the schema its plugin exports.
+//! The OpenAPI document: poem-openapi's for the engine's own endpoints (from their types),
+//! plus one pair of operations per pipeline, built from `pipelines.toml` and the schema its
+//! plugin exports, and the Swagger UI page that shows it.
+//!
+//! The plugin's schema is text somebody else wrote. In `/docs/openapi.json` it is JSON like the
+//! rest; in the Swagger page it sits inside a `<script>`, so there every `<`, `>` and `&` of
+//! the document is written as a JSON `\u` escape (the same JSON, and no way to end the script).
 
 use std::sync::{Arc, Mutex};
 
 use poem::http::StatusCode;
+use poem_openapi::registry::Registry;
+use poem_openapi::types::Type as _;
+use poem_openapi::OpenApiService;
 use serde_json::{json, Map, Value};
 
+use super::handler::Accepted;
+use super::problem::Problem;
+use crate::config::Pipeline;
 use crate::plugin::{Policy, PolicyHandle};
 
-/// What the document needs to know about one pipeline.
-#[derive(Debug, Clone)]
-pub struct PipelineDoc {
-    /// The pipeline's name, used as the operation's tag.
-    pub name: String,
-    /// Its HTTP route.
-    pub route: String,
-    /// Its topic, for the description.
-    pub topic: String,
-    /// Its key field, for the description.
-    pub key_field: String,
-    /// Its version field, for the description.
-    pub version_field: String,
-    /// The plugin's JSON Schema of a body (or `{}` when it exported none that parses).
-    pub schema: Value,
+/// What the document says about one pipeline: its configuration and its plugin's schema.
+struct PipelineDoc<'a> {
+    /// The pipeline.
+    pipeline: &'a Pipeline,
+    /// The plugin's JSON Schema of a body (or `{"type": "object"}` when it exported none
+    /// that parses).
+    schema: Value,
 }
 
 /// The seed's body, shown as the example of the patient profile route.
-fn example(doc: &PipelineDoc) -> Value {
+fn example(doc: &PipelineDoc<'_>) -> Value {
     let mut example = Map::new();
     if let Some(Value::Object(props)) = doc.schema.get("properties") {
         for (name, prop) in props {
-            if name == &doc.version_field {
+            if name == &doc.pipeline.version_field {
                 continue; // stamped at receipt when absent: leave it out of the example
             }
             if let Some(e) = prop.get("example") {
@@ -51,7 +54,8 @@ fn problem_response(status: StatusCode, when: &str) -> (String, Value) {
     )
 }
 
-fn operation(doc: &PipelineDoc) -> Value {
+fn operation(doc: &PipelineDoc<'_>) -> Value {
+    let p = doc.pipeline;
     let mut responses = Map::new();
     responses.insert(
         "202".into(),
@@ -87,14 +91,14 @@ fn operation(doc: &PipelineDoc) -> Value {
     }
     json!({
         "post": {
-            "tags": [doc.name],
-            "summary": format!("Publish a `{}` event", doc.name),
+            "tags": [p.name],
+            "summary": format!("Publish a `{}` event", p.name),
             "description": format!(
                 "Validates the body with the pipeline's plugin, stamps `{}` with the receipt time when absent, \
                  and produces it to `{}` keyed by `{}`. Answers 202 once the broker acknowledged.",
-                doc.version_field, doc.topic, doc.key_field
+                p.version_field, p.topic, p.key_field
             ),
-            "operationId": format!("ingest_{}", doc.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
+            "operationId": format!("ingest_{}", p.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
             "parameters": [{
                 "name": "Idempotency-Key", "in": "header", "required": false,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
@@ -109,7 +113,8 @@ fn operation(doc: &PipelineDoc) -> Value {
     })
 }
 
-fn read_operation(doc: &PipelineDoc) -> Value {
+fn read_operation(doc: &PipelineDoc<'_>) -> Value {
+    let p = doc.pipeline;
     let (not_found, absent) = problem_response(StatusCode::NOT_FOUND, "No record has this key.");
     let (unavailable, down) = problem_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -117,11 +122,11 @@ fn read_operation(doc: &PipelineDoc) -> Value {
     );
     json!({
         "get": {
-            "tags": [doc.name],
-            "summary": format!("Read the stored `{}` record", doc.name),
-            "description": format!("The replica's current record for this `{}`, read consistently from the table.", doc.key_field),
-            "operationId": format!("read_{}", doc.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
-            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": format!("The `{}`.", doc.key_field)}],
+            "tags": [p.name],
+            "summary": format!("Read the stored `{}` record", p.name),
+            "description": format!("The replica's current record for this `{}`, read consistently from the table.", p.key_field),
+            "operationId": format!("read_{}", p.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": format!("The `{}`.", p.key_field)}],
             "responses": {
                 "200": {"description": "The stored record.", "content": {"application/json": {"schema": doc.schema}}},
                 not_found: absent,
@@ -144,14 +149,12 @@ pub fn schema_of(policy: &dyn Policy) -> Value {
 /// The document and the Swagger page as they stand with the plugins now in force: rebuilt
 /// when a plugin was swapped since the last request, so `/docs` shows the new schema.
 pub struct LiveSpec {
-    /// poem-openapi's document of the fixed endpoints, as JSON text.
+    /// poem-openapi's document of the engine's own endpoints, as JSON text.
     generated: String,
     /// poem-openapi's Swagger UI page, which embeds `generated`.
     swagger_html: String,
-    /// Each pipeline's description and the handle of its plugin.
-    pipelines: Vec<(PipelineDoc, PolicyHandle)>,
-    /// Whether the admin endpoints are served.
-    admin: bool,
+    /// Each pipeline and the handle of its plugin.
+    pipelines: Vec<(Arc<Pipeline>, PolicyHandle)>,
     /// The texts last built, and the plugin ids they were built with.
     cache: Mutex<Option<Cached>>,
 }
@@ -166,18 +169,15 @@ struct Cached {
 }
 
 impl LiveSpec {
-    /// A live document over poem-openapi's `generated` one and its `swagger_html`.
-    pub fn new(
-        generated: String,
-        swagger_html: String,
-        pipelines: Vec<(PipelineDoc, PolicyHandle)>,
-        admin: bool,
+    /// A live document over `service`'s and `pipelines`.
+    pub fn new<T: poem_openapi::OpenApi>(
+        service: &OpenApiService<T, ()>,
+        pipelines: Vec<(Arc<Pipeline>, PolicyHandle)>,
     ) -> Self {
         Self {
-            generated,
-            swagger_html,
+            generated: service.spec(),
+            swagger_html: service.swagger_ui_html(),
             pipelines,
-            admin,
             cache: Mutex::new(None),
         }
     }
@@ -191,22 +191,23 @@ impl LiveSpec {
                 return Arc::clone(&cached.texts);
             }
         }
-        let docs: Vec<PipelineDoc> = self
+        let docs: Vec<PipelineDoc<'_>> = self
             .pipelines
             .iter()
             .zip(&policies)
-            .map(|((doc, _), policy)| PipelineDoc {
+            .map(|((pipeline, _), policy)| PipelineDoc {
+                pipeline,
                 schema: schema_of(policy.as_ref()),
-                ..doc.clone()
             })
             .collect();
         let spec = serde_json::from_str(&self.generated)
-            .map(|base| {
-                let spec = with_pipelines(base, &docs);
-                if self.admin { with_admin(spec) } else { spec }.to_string()
-            })
+            .map(|base| with_pipelines(base, &docs).to_string())
             .unwrap_or_else(|_| self.generated.clone());
-        let html = self.swagger_html.replacen(&self.generated, &spec, 1);
+        // poem-openapi embeds the document in its page as a script literal, and has no way to
+        // embed another: the one it embedded is swapped for the live one, made script-safe.
+        let html = self
+            .swagger_html
+            .replacen(&self.generated, &script_safe(&spec), 1);
         let texts = Arc::new((spec, html));
         if let Ok(mut cache) = self.cache.lock() {
             *cache = Some(Cached {
@@ -218,62 +219,47 @@ impl LiveSpec {
     }
 }
 
-/// Adds the admin operations to `spec`.
-fn with_admin(mut spec: Value) -> Value {
-    let (unauthorised, when_unauthorised) = problem_response(
-        StatusCode::UNAUTHORIZED,
-        "ORDO_ADMIN_TOKEN is set and the request's `Authorization: Bearer` token is missing or wrong.",
-    );
-    let (not_found, when_not_found) =
-        problem_response(StatusCode::NOT_FOUND, "No pipeline has this name.");
-    let (refused, when_refused) = problem_response(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "The new plugin was refused (the detail says why); the old one keeps serving.",
-    );
-    if let Some(Value::Object(paths)) = spec.get_mut("paths") {
-        paths.insert(
-            "/admin/pipelines".into(),
-            json!({"get": {
-                "tags": ["admin"],
-                "summary": "The plugin in force for each pipeline",
-                "operationId": "admin_pipelines",
-                "responses": {
-                    "200": {"description": "`[{pipeline, plugin}]`, `plugin` being `sha256:<hex>` of the file.",
-                            "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}},
-                    unauthorised.clone(): when_unauthorised.clone()
-                }
-            }}),
-        );
-        paths.insert(
-            "/admin/pipelines/{name}/reload".into(),
-            json!({"post": {
-                "tags": ["admin"],
-                "summary": "Reload a pipeline's plugin from its file",
-                "description": "Compiles the file, checks the contract, runs the pipeline's self-test, then swaps atomically. The same happens on SIGHUP and when the file changes.",
-                "operationId": "admin_reload",
-                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "`{pipeline, plugin, previous, changed}`.",
-                            "content": {"application/json": {"schema": {"type": "object"}}}},
-                    unauthorised: when_unauthorised,
-                    not_found: when_not_found,
-                    refused: when_refused
-                }
-            }}),
-        );
+/// `json` with `<`, `>`, `&`, U+2028 and U+2029 written as `\u` escapes: the same JSON, and safe
+/// inside an HTML `<script>` (nothing in it can close the script or start a comment).
+pub fn script_safe(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
     }
-    spec
+    out
 }
 
-/// Adds every pipeline's operation and the shared schemas to `spec` (poem-openapi's JSON).
-pub fn with_pipelines(mut spec: Value, pipelines: &[PipelineDoc]) -> Value {
+/// The component schemas of the 202 and problem bodies, from their types.
+fn shared_schemas() -> Map<String, Value> {
+    let mut registry = Registry::new();
+    Accepted::register(&mut registry);
+    Problem::register(&mut registry);
+    registry
+        .schemas
+        .iter()
+        .filter_map(|(name, schema)| Some((name.clone(), serde_json::to_value(schema).ok()?)))
+        .collect()
+}
+
+/// Adds every pipeline's operations and the schemas they refer to to `spec`.
+fn with_pipelines(mut spec: Value, pipelines: &[PipelineDoc<'_>]) -> Value {
     let paths = spec
         .as_object_mut()
         .map(|o| o.entry("paths").or_insert_with(|| json!({})));
     if let Some(Value::Object(paths)) = paths {
         for doc in pipelines {
-            paths.insert(doc.route.clone(), operation(doc));
-            paths.insert(format!("{}/{{id}}", doc.route), read_operation(doc));
+            paths.insert(doc.pipeline.route.clone(), operation(doc));
+            paths.insert(
+                format!("{}/{{id}}", doc.pipeline.route),
+                read_operation(doc),
+            );
         }
     }
     let schemas = spec.as_object_mut().map(|o| {
@@ -283,36 +269,7 @@ pub fn with_pipelines(mut spec: Value, pipelines: &[PipelineDoc]) -> Value {
             .map(|c| c.entry("schemas").or_insert_with(|| json!({})))
     });
     if let Some(Some(Value::Object(schemas))) = schemas {
-        schemas.insert(
-            "Accepted".into(),
-            json!({
-                "type": "object",
-                "required": ["pipeline", "key", "partition", "offset", "updatedAt"],
-                "properties": {
-                    "pipeline": {"type": "string"},
-                    "key": {"type": "string"},
-                    "partition": {"type": "integer", "format": "int32"},
-                    "offset": {"type": "integer", "format": "int64"},
-                    "updatedAt": {"description": "The version field as produced."}
-                }
-            }),
-        );
-        schemas.insert(
-            "Problem".into(),
-            json!({
-                "type": "object",
-                "description": "RFC 9457 problem details.",
-                "required": ["status", "title", "detail"],
-                "properties": {
-                    "status": {"type": "integer"},
-                    "title": {"type": "string"},
-                    "detail": {"type": "string"},
-                    "field": {"type": "string", "description": "The body field at fault."},
-                    "line": {"type": "integer"},
-                    "column": {"type": "integer"}
-                }
-            }),
-        );
+        schemas.extend(shared_schemas());
     }
     spec
 }
@@ -323,12 +280,9 @@ mod tests {
 
     #[test]
     fn pipeline_operation_is_added_with_schema_and_example() {
+        let pipeline = crate::testing::pipeline("patient-profile");
         let doc = PipelineDoc {
-            name: "patient-profile".into(),
-            route: "/patientprofile".into(),
-            topic: "t".into(),
-            key_field: "PatientId".into(),
-            version_field: "UpdatedAt".into(),
+            pipeline: &pipeline,
             schema: json!({"type": "object", "properties": {
                 "PatientId": {"type": "string", "example": "1"},
                 "UpdatedAt": {"type": "string", "example": "x"}
@@ -338,7 +292,7 @@ mod tests {
             json!({"openapi": "3.0.0", "paths": {"/healthz": {}}}),
             &[doc],
         );
-        let post = &spec["paths"]["/patientprofile"]["post"];
+        let post = &spec["paths"]["/patient-profile"]["post"];
         assert_eq!(
             post["requestBody"]["content"]["application/json"]["example"],
             json!({"PatientId": "1"})
@@ -347,10 +301,30 @@ mod tests {
             assert!(post["responses"].get(code).is_some(), "{code}");
         }
         assert!(spec["paths"].get("/healthz").is_some());
-        let read = &spec["paths"]["/patientprofile/{id}"]["get"];
+        let read = &spec["paths"]["/patient-profile/{id}"]["get"];
         for code in ["200", "404", "503"] {
             assert!(read["responses"].get(code).is_some(), "{code}: {read}");
         }
-        assert!(spec["components"]["schemas"].get("Problem").is_some());
+        let schemas = &spec["components"]["schemas"];
+        assert_eq!(
+            schemas["Problem"]["properties"]["status"]["type"],
+            "integer"
+        );
+        assert!(
+            schemas["Accepted"]["properties"]["updatedAt"].is_object(),
+            "{schemas}"
+        );
+    }
+
+    #[test]
+    fn a_script_in_the_schema_cannot_end_the_pages_script() {
+        let hostile = json!({"description": "</script><script>alert(1)</script> & \u{2028}"});
+        let safe = script_safe(&hostile.to_string());
+        assert!(
+            !safe.contains('<') && !safe.contains('>') && !safe.contains('&'),
+            "{safe}"
+        );
+        let back: Value = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(back, hostile, "the same document");
     }
 }

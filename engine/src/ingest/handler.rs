@@ -3,8 +3,6 @@
 //! Checks the body, stamps the version field when absent, asks the plugin to validate, then
 //! produces the event keyed by its key field and answers 202 only after the broker's ack.
 
-use std::sync::Arc;
-
 use poem::error::ReadBodyError;
 use poem::http::{header, StatusCode};
 use poem::{Request, Response};
@@ -15,8 +13,8 @@ use time::OffsetDateTime;
 use tracing::warn;
 
 use super::problem::Problem;
+use super::PipelineApi;
 use crate::bus::{BusError, Publisher};
-use crate::plugin::PolicyHandle;
 
 /// Largest body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -27,57 +25,31 @@ pub const REPLAYED_HEADER: &str = "idempotency-replayed";
 /// Ingest requests handled at once, all pipelines together: at 1 MiB bodies, about 1 GiB.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
-/// Everything `POST {route}` needs.
-pub struct Ingest<P> {
-    /// The pipeline's name, echoed in answers.
-    pub pipeline: String,
-    /// Topic produced to.
-    pub topic: String,
-    /// JSON field that is the Kafka key.
-    pub key_field: String,
-    /// JSON field stamped with the receipt time when absent.
-    pub version_field: String,
-    /// The pipeline's plugin, for validation; the one in force at each request.
-    pub policy: PolicyHandle,
-    /// The producer.
-    pub publisher: Arc<P>,
-    /// Largest body accepted.
-    pub body_limit: usize,
-    /// How long to wait for the broker's ack before answering 503 (the producer goes on
-    /// trying, so the event may still land).
-    pub produce_timeout: std::time::Duration,
-    /// Bounds requests in flight; shared by every pipeline.
-    pub in_flight: Arc<tokio::sync::Semaphore>,
-    /// Answers remembered by `Idempotency-Key`.
-    pub idempotency: super::idempotency::IdempotencyCache,
-    /// Answers by status, for `/metrics`.
-    pub stats: Arc<crate::metrics::IngestStats>,
-}
-
-/// The 202 answer.
-#[derive(Debug, Serialize)]
+/// The 202 answer: the broker acknowledged the event, and where it stored it.
+#[derive(Debug, Serialize, poem_openapi::Object)]
 #[serde(rename_all = "camelCase")]
-struct Accepted<'a> {
+#[oai(rename_all = "camelCase")]
+pub struct Accepted {
     /// The pipeline that took the event.
-    pipeline: &'a str,
+    pub pipeline: String,
     /// The event's key.
-    key: &'a str,
+    pub key: String,
     /// The partition it was written to.
-    partition: i32,
+    pub partition: i32,
     /// Its offset there.
-    offset: i64,
+    pub offset: i64,
     /// The version field's value as produced (stamped or the client's).
-    updated_at: &'a Value,
+    pub updated_at: serde_json::Value,
 }
 
-impl<P: Publisher> Ingest<P> {
-    /// Handles one request.
-    pub async fn handle(&self, mut request: Request) -> Response {
+impl<P: Publisher, S> PipelineApi<P, S> {
+    /// Handles one `POST {route}`.
+    pub async fn ingest(&self, mut request: Request) -> Response {
         let response = self
             .accept(&mut request)
             .await
             .unwrap_or_else(Problem::into_response);
-        self.stats.record(response.status().as_u16());
+        self.metrics.answered(response.status().as_u16());
         response
     }
 
@@ -94,7 +66,7 @@ impl<P: Publisher> Ingest<P> {
         let idempotency_key = idempotency_key(request)?;
         let body = request
             .take_body()
-            .into_bytes_limit(self.body_limit)
+            .into_bytes_limit(self.limits.body_limit)
             .await
             .map_err(|e| self.read_error(e))?;
         let value: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -110,7 +82,8 @@ impl<P: Publisher> Ingest<P> {
         let Value::Object(mut record) = value else {
             return Err(unprocessable("", "the body must be a JSON object"));
         };
-        if !record.contains_key(&self.version_field) {
+        let p = &self.pipeline;
+        if !record.contains_key(&p.version_field) {
             let now = OffsetDateTime::now_utc().format(&Rfc3339).map_err(|e| {
                 Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,17 +91,14 @@ impl<P: Publisher> Ingest<P> {
                     e.to_string(),
                 )
             })?;
-            record.insert(self.version_field.clone(), Value::String(now));
+            record.insert(p.version_field.clone(), Value::String(now));
         }
-        let key = match record.get(&self.key_field) {
+        let key = match record.get(&p.key_field) {
             Some(Value::String(k)) if !k.is_empty() => k.clone(),
-            Some(_) => return Err(unprocessable(&self.key_field, "must be a non-empty string")),
-            None => return Err(unprocessable(&self.key_field, "is required")),
+            Some(_) => return Err(unprocessable(&p.key_field, "must be a non-empty string")),
+            None => return Err(unprocessable(&p.key_field, "is required")),
         };
-        let updated_at = record
-            .get(&self.version_field)
-            .cloned()
-            .unwrap_or(Value::Null);
+        let updated_at = record.get(&p.version_field).cloned().unwrap_or(Value::Null);
         let text = Value::Object(record).to_string();
         match self.policy.current().validate(&text) {
             Ok(Ok(())) => {}
@@ -143,7 +113,7 @@ impl<P: Publisher> Ingest<P> {
             Err(e) => {
                 // A trap, fuel, time or memory limit on this body: the event is refused, and
                 // the engine keeps serving others.
-                warn!(pipeline = %self.pipeline, error = %e, "Plugin failed during validation; event refused.");
+                warn!(pipeline = %p.name, error = %e, "Plugin failed during validation; event refused.");
                 return Err(Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Plugin failed on this event",
@@ -175,24 +145,23 @@ impl<P: Publisher> Ingest<P> {
     /// Produces the event and waits for the ack; returns the 202 body.
     async fn produce(&self, key: &str, text: &str, updated_at: &Value) -> Result<String, Problem> {
         let started = std::time::Instant::now();
+        let (topic, timeout) = (&self.pipeline.topic, self.limits.produce_timeout);
         let delivery = tokio::time::timeout(
-            self.produce_timeout,
-            self.publisher
-                .publish(&self.topic, key, text.as_bytes(), &[]),
+            timeout,
+            self.publisher.publish(topic, key, text.as_bytes(), &[]),
         )
         .await
         .unwrap_or_else(|_| {
             Err(BusError::NotAcknowledged {
-                topic: self.topic.clone(),
-                reason: format!(
-                    "no acknowledgement within {} ms",
-                    self.produce_timeout.as_millis()
-                ),
+                topic: topic.clone(),
+                reason: format!("no acknowledgement within {} ms", timeout.as_millis()),
             })
         });
-        self.stats.produce.observe_duration(started.elapsed());
+        self.metrics
+            .produce
+            .observe(started.elapsed().as_secs_f64());
         let delivery = delivery.map_err(|e| {
-            warn!(pipeline = %self.pipeline, error = %e, "Event not acknowledged by the broker.");
+            warn!(pipeline = %self.pipeline.name, error = %e, "Event not acknowledged by the broker.");
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Broker unavailable",
@@ -201,11 +170,11 @@ impl<P: Publisher> Ingest<P> {
             .retry_after(1)
         })?;
         let accepted = Accepted {
-            pipeline: &self.pipeline,
-            key,
+            pipeline: self.pipeline.name.clone(),
+            key: key.to_string(),
             partition: delivery.partition,
             offset: delivery.offset,
-            updated_at,
+            updated_at: updated_at.clone(),
         };
         Ok(serde_json::to_string(&accepted).unwrap_or_default())
     }
@@ -215,7 +184,7 @@ impl<P: Publisher> Ingest<P> {
             ReadBodyError::PayloadTooLarge => Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Body too large",
-                format!("the body exceeds {} bytes", self.body_limit),
+                format!("the body exceeds {} bytes", self.limits.body_limit),
             ),
             other => Problem::new(
                 StatusCode::BAD_REQUEST,

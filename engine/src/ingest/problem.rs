@@ -2,15 +2,20 @@
 
 use poem::http::{header, StatusCode};
 use poem::Response;
+use poem_openapi::Object;
 use serde::Serialize;
 
-/// One problem document; optional members are left out when unknown.
-#[derive(Debug, Clone, Serialize)]
+/// The media type of a problem document.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// RFC 9457 problem details: what went wrong with a request.
+#[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Problem {
     /// The HTTP status, repeated in the body as RFC 9457 asks.
     pub status: u16,
     /// A short, fixed summary of the problem type.
-    pub title: &'static str,
+    pub title: String,
     /// What went wrong with this request.
     pub detail: String,
     /// The body field at fault, when one is.
@@ -22,17 +27,18 @@ pub struct Problem {
     /// Column of a JSON syntax error (1-based).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
-    /// Seconds after which a retry may succeed.
+    /// Seconds after which a retry may succeed (sent as `Retry-After`, not in the body).
     #[serde(skip)]
+    #[oai(skip)]
     pub retry_after: Option<u32>,
 }
 
 impl Problem {
     /// A problem with `status`, `title` and `detail` only.
-    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, title: &str, detail: impl Into<String>) -> Self {
         Self {
             status: status.as_u16(),
-            title,
+            title: title.to_string(),
             detail: detail.into(),
             field: None,
             line: None,
@@ -60,7 +66,7 @@ impl Problem {
         let body = serde_json::to_string(&self).unwrap_or_else(|_| "{}".to_string());
         let mut response = Response::builder()
             .status(status)
-            .header(header::CONTENT_TYPE, "application/problem+json")
+            .header(header::CONTENT_TYPE, PROBLEM_JSON)
             .body(body);
         if let Some(seconds) = self.retry_after {
             response

@@ -6,19 +6,12 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::problem::Problem;
+use super::PipelineApi;
 use crate::store::Store;
 
-/// Everything `GET {route}/{id}` needs.
-pub struct ReadBack<S> {
-    /// The pipeline's name, for logs.
-    pub pipeline: String,
-    /// The pipeline's table.
-    pub store: S,
-}
-
-impl<S: Store> ReadBack<S> {
-    /// Handles one request; the key is the `id` path parameter.
-    pub async fn handle(&self, request: Request) -> Response {
+impl<P, S: Store> PipelineApi<P, S> {
+    /// Handles one `GET {route}/{id}`; the key is the `id` path parameter.
+    pub async fn read_back(&self, request: Request) -> Response {
         let key = match request.path_params::<String>() {
             Ok(key) if !key.is_empty() => key,
             _ => {
@@ -41,7 +34,7 @@ impl<S: Store> ReadBack<S> {
             )
             .into_response(),
             Err(e) => {
-                warn!(pipeline = %self.pipeline, error = %e, "Read-back failed.");
+                warn!(pipeline = %self.pipeline.name, error = %e, "Read-back failed.");
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Store unavailable",

@@ -12,8 +12,6 @@ pub mod budget;
 pub mod reload;
 pub mod sandbox;
 pub mod selftest;
-#[cfg(test)]
-pub(crate) mod testing;
 pub mod wasm;
 
 /// A validation failure reported by the plugin.

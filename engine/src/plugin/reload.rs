@@ -18,7 +18,7 @@ use tracing::{error, info};
 use super::sandbox::{Capabilities, Limits};
 use super::wasm::WasmPolicy;
 use super::{selftest, PluginError, Policy, PolicyHandle};
-use crate::metrics::PluginStats;
+use crate::metrics::PluginMetrics;
 use crate::shutdown::Shutdown;
 
 /// How often the watcher looks at plugin files. A change is acted on once it has looked the
@@ -38,14 +38,12 @@ pub struct PluginSpec {
     pub self_test: Option<PathBuf>,
     /// The pipeline's key field, to key the self-test's records.
     pub key_field: String,
-    /// Where every plugin loaded from this spec counts its calls.
-    pub stats: Arc<PluginStats>,
 }
 
 /// Loads the plugin `spec` names and runs its self-test. Blocking: compiles the component.
+/// The self-test's calls are not counted in any pipeline's metrics.
 pub fn load_checked(spec: &PluginSpec) -> Result<WasmPolicy, PluginError> {
-    let policy = WasmPolicy::load(&spec.path, spec.limits, spec.capabilities)?
-        .with_stats(Arc::clone(&spec.stats));
+    let policy = WasmPolicy::load(&spec.path, spec.limits, spec.capabilities)?;
     if let Some(test) = &spec.self_test {
         let refused = |reason: String| PluginError::Load {
             path: spec.path.clone(),
@@ -120,21 +118,52 @@ fn stamp(path: &std::path::Path) -> Option<Stamp> {
 }
 
 /// One pipeline's plugin slot.
-struct Slot {
+pub struct Slot {
+    /// The pipeline.
     pipeline: String,
+    /// What its plugin is loaded from.
     spec: PluginSpec,
+    /// The policy in force, shared with ingest and the consumer.
     handle: PolicyHandle,
+    /// Where the pipeline's plugin calls, the plugin in force and reloads are counted.
+    metrics: PluginMetrics,
     /// Serialises reloads of this pipeline.
     busy: tokio::sync::Mutex<()>,
     /// The file's stamp when it was last loaded or refused.
     loaded: Mutex<Option<Stamp>>,
 }
 
+impl Slot {
+    /// Loads `spec`'s plugin (compiling it: blocking) and runs its self-test: the slot of
+    /// `pipeline`, with that plugin in force and counted in `metrics`.
+    pub fn load(
+        pipeline: &str,
+        spec: PluginSpec,
+        metrics: PluginMetrics,
+    ) -> Result<Self, PluginError> {
+        let loaded = load_checked(&spec)?.with_metrics(metrics.clone());
+        metrics.in_force(loaded.id());
+        info!(pipeline, plugin = %spec.path.display(), id = %loaded.id(), "Plugin loaded.");
+        Ok(Self {
+            pipeline: pipeline.to_string(),
+            loaded: Mutex::new(stamp(&spec.path)),
+            handle: PolicyHandle::new(Arc::new(loaded)),
+            spec,
+            metrics,
+            busy: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The handle every user of the pipeline's policy shares.
+    pub fn handle(&self) -> &PolicyHandle {
+        &self.handle
+    }
+}
+
 /// The plugins of every pipeline, and the means to reload them.
 pub struct Reloader {
+    /// One per pipeline, in the file's order.
     slots: Vec<Slot>,
-    swaps: std::sync::atomic::AtomicU64,
-    refusals: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -146,23 +175,9 @@ impl std::fmt::Debug for Reloader {
 }
 
 impl Reloader {
-    /// A reloader for `(pipeline, spec, handle)`; each handle already holds the plugin loaded
-    /// from its spec at start-up.
-    pub fn new(slots: Vec<(String, PluginSpec, PolicyHandle)>) -> Self {
-        Self {
-            slots: slots
-                .into_iter()
-                .map(|(pipeline, spec, handle)| Slot {
-                    loaded: Mutex::new(stamp(&spec.path)),
-                    pipeline,
-                    spec,
-                    handle,
-                    busy: tokio::sync::Mutex::new(()),
-                })
-                .collect(),
-            swaps: Default::default(),
-            refusals: Default::default(),
-        }
+    /// A reloader of `slots`, each holding the plugin it loaded at start-up.
+    pub fn new(slots: Vec<Slot>) -> Self {
+        Self { slots }
     }
 
     /// `(pipeline, id of the plugin in force)` for every pipeline.
@@ -179,12 +194,6 @@ impl Reloader {
             .iter()
             .map(|s| (s.pipeline.clone(), s.spec.path.clone()))
             .collect()
-    }
-
-    /// Reloads attempted that put a new plugin in force, and that were refused.
-    pub fn counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.swaps.load(Relaxed), self.refusals.load(Relaxed))
     }
 
     /// Reloads `pipeline`'s plugin from its file.
@@ -205,7 +214,6 @@ impl Reloader {
     }
 
     async fn reload_slot(&self, slot: &Slot) -> Result<Reloaded, ReloadError> {
-        use std::sync::atomic::Ordering::Relaxed;
         let _busy = slot.busy.lock().await;
         let seen = stamp(&slot.spec.path);
         let spec = slot.spec.clone();
@@ -221,9 +229,9 @@ impl Reloader {
             *last = seen;
         }
         let policy = match loaded {
-            Ok(policy) => policy,
+            Ok(policy) => policy.with_metrics(slot.metrics.clone()),
             Err(source) => {
-                self.refusals.fetch_add(1, Relaxed);
+                slot.metrics.refused();
                 error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(), error = %source,
                     "New plugin refused; the old one keeps serving.");
                 return Err(ReloadError::Refused {
@@ -240,12 +248,44 @@ impl Reloader {
         }
         let to = policy.id().to_string();
         let old = slot.handle.replace(Arc::new(policy));
-        self.swaps.fetch_add(1, Relaxed);
+        slot.metrics.in_force(&to);
+        slot.metrics.swapped();
         info!(pipeline = %slot.pipeline, from = %old.id(), to = %to, "Plugin swapped.");
         Ok(Reloaded::Swapped {
             from: old.id().to_string(),
             to,
         })
+    }
+
+    /// Watches for what triggers a reload until `shutdown`: the files (see
+    /// [`Reloader::watch`]) and SIGHUP, which reloads every pipeline.
+    pub fn spawn_triggers(self: &Arc<Self>, shutdown: &Shutdown) {
+        tokio::spawn(Arc::clone(self).watch(shutdown.clone()));
+        #[cfg(unix)]
+        tokio::spawn(Arc::clone(self).on_hangup(shutdown.clone()));
+    }
+
+    /// Reloads every pipeline's plugin on each SIGHUP, until `shutdown`.
+    #[cfg(unix)]
+    async fn on_hangup(self: Arc<Self>, mut shutdown: Shutdown) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                error!(error = %e, "Cannot listen for SIGHUP; reload through the file or the admin endpoint.");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                got = hangup.recv() => {
+                    if got.is_none() { return; }
+                    info!("SIGHUP: reloading every plugin.");
+                    self.reload_all().await;
+                }
+            }
+        }
     }
 
     /// Polls every plugin file until `shutdown`, reloading one that changed and then held

@@ -225,7 +225,7 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::testing::MaxV;
+    use crate::testing::MaxV;
 
     #[test]
     fn events_and_cases_are_run_in_order_from_an_empty_store() {

@@ -7,7 +7,7 @@
 //! [`RECYCLE_AFTER`] calls, which bounds whatever a guest accumulates in its memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -17,7 +17,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::{PolicyPlugin, PolicyPluginPre};
 use super::sandbox::{self, Capabilities, GuestState, Limits};
 use super::{Decision, FieldError, PluginError, Policy};
-use crate::metrics::PluginStats;
+use crate::metrics::PluginMetrics;
 
 /// Calls an instance serves before it is retired.
 pub const RECYCLE_AFTER: u32 = 10_000;
@@ -44,7 +44,7 @@ pub struct WasmPolicy {
     /// Instances ready for a call.
     idle: Mutex<Vec<Instance>>,
     /// Where call latency and fuel are counted.
-    stats: Arc<PluginStats>,
+    metrics: PluginMetrics,
 }
 
 /// `sha256:<hex>` of `bytes`: the identity of a plugin file, written on each record.
@@ -94,7 +94,7 @@ impl WasmPolicy {
             caps,
             id: content_id(bytes),
             idle: Mutex::new(Vec::new()),
-            stats: Arc::default(),
+            metrics: PluginMetrics::default(),
         };
         let schema = policy.schema().map_err(|e| PluginError::Load {
             path: PathBuf::from(path),
@@ -109,9 +109,9 @@ impl WasmPolicy {
         Ok(policy)
     }
 
-    /// Counts calls into `stats` from now on (a swapped-in plugin keeps its pipeline's).
-    pub fn with_stats(mut self, stats: Arc<PluginStats>) -> Self {
-        self.stats = stats;
+    /// Counts calls into `metrics` from now on (a swapped-in plugin keeps its pipeline's).
+    pub fn with_metrics(mut self, metrics: PluginMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -180,7 +180,7 @@ impl WasmPolicy {
             Ok((out?, instance))
         };
         let result = run(idle);
-        self.stats.record(name, started.elapsed(), burnt);
+        self.metrics.record(name, started.elapsed(), burnt);
         match result {
             Ok((out, mut instance)) => {
                 instance.calls += 1;

@@ -1,6 +1,5 @@
 //! DynamoDB implementation of [`Store`]: consistent reads, conditional puts.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::client::Waiters as _;
@@ -14,7 +13,7 @@ use tracing::info;
 
 use super::item::{from_item, to_item};
 use super::{Precondition, PutOutcome, Record, Store, StoreError, META_ATTRIBUTE, META_REVISION};
-use crate::metrics::Histogram;
+use crate::metrics::StoreMetrics;
 
 /// How long start-up waits for a table it created to become active.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,7 +48,7 @@ pub struct DynamoStore {
     /// The partition key attribute, a string.
     key_field: String,
     /// Seconds per conditional write.
-    writes: Arc<Histogram>,
+    metrics: StoreMetrics,
 }
 
 impl DynamoStore {
@@ -60,13 +59,14 @@ impl DynamoStore {
             client,
             table: table.to_string(),
             key_field: key_field.to_string(),
-            writes: Arc::new(Histogram::seconds()),
+            metrics: StoreMetrics::default(),
         }
     }
 
-    /// The histogram of conditional-write latency, for `/metrics`.
-    pub fn write_latency(&self) -> Arc<Histogram> {
-        Arc::clone(&self.writes)
+    /// Counts conditional-write latency into `metrics` instead of a registry of its own.
+    pub fn with_metrics(mut self, metrics: StoreMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn request_error<E, R>(&self, operation: &'static str, e: SdkError<E, R>) -> StoreError
@@ -139,17 +139,6 @@ impl DynamoStore {
             });
         }
         Ok(true)
-    }
-
-    /// Describes the table: proof that DynamoDB answers and the table exists.
-    pub async fn check(&self) -> Result<(), StoreError> {
-        self.client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.request_error("DescribeTable", e))
     }
 
     async fn create_table(&self) -> Result<(), StoreError> {
@@ -239,7 +228,7 @@ impl Store for DynamoStore {
         };
         let started = Instant::now();
         let sent = request.send().await;
-        self.writes.observe_duration(started.elapsed());
+        self.metrics.writes.observe(started.elapsed().as_secs_f64());
         match sent {
             Ok(_) => Ok(PutOutcome::Written),
             Err(e)
@@ -250,5 +239,16 @@ impl Store for DynamoStore {
             }
             Err(e) => Err(self.request_error("PutItem", e)),
         }
+    }
+
+    /// Describes the table: proof that DynamoDB answers and the table exists.
+    async fn check(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.request_error("DescribeTable", e))
     }
 }

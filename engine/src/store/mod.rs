@@ -4,6 +4,7 @@
 //! against an out-of-date record never overwrites a newer one. [`dynamo::DynamoStore`] is the
 //! DynamoDB implementation; [`item`] converts JSON records to DynamoDB items and back;
 //! [`cache`] keeps the records written last so the next write of a key can skip its read.
+//! [`crate::testing::MemoryStore`] keeps records in memory, for tests.
 
 use std::future::Future;
 
@@ -116,6 +117,9 @@ pub trait Store: Send + Sync + 'static {
         record: &Record,
         precondition: &Precondition,
     ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+
+    /// Proof that the store answers and holds the pipeline's table (for `/readyz`).
+    fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -1,0 +1,383 @@
+//! The real `ordo` binary on the local stack: POST → item visible latency at a moderate rate,
+//! and the engine's peak memory while it consumes a backlog and while it takes ingest load.
+//!
+//! Each run starts a fresh engine (its own topic, table and group) and goes through three
+//! phases, resetting the peak-RSS counter (`/proc/<pid>/clear_refs`) between them:
+//! 1. **consume**: a backlog of `200 × ORDO_BENCH_SCALE` keys × 10 updates, produced before the
+//!    engine starts, applied to the table;
+//! 2. **latency**: `RATE` POSTs per second, each a new key, each timed from just before the
+//!    POST to the first strongly consistent GetItem that returns it (polled back to back);
+//! 3. **ingest**: `CONNECTIONS` connections POSTing as fast as answered, for
+//!    `ORDO_BENCH_SECONDS` (default 5), with the consumer applying behind them;
+//! 4. **bursts** (write cost): `100 × ORDO_BENCH_SCALE` keys, each sent 20 updates within
+//!    100 ms straight to the topic while the engine consumes; DynamoDB writes per event.
+//!
+//! `cargo run --release -p ordo-bench --example system_bench` after `cargo build --release -p ordo` (the
+//! local stack must be up). Prints Markdown: median and range over `ORDO_BENCH_RUNS` runs.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ordo::store::dynamo::DynamoStore;
+use ordo::store::Store;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+
+use ordo_bench::{process_peak_rss_kib, setting, spread};
+
+/// POSTs per second in the latency phase.
+const RATE: u64 = 20;
+/// Connections in the ingest phase.
+const CONNECTIONS: usize = 64;
+/// Updates per key in the backlog.
+const BACKLOG_UPDATES: usize = 10;
+/// Updates per key in a burst, and the time between two of them: 20 within 100 ms.
+const BURST_UPDATES: usize = 20;
+const BURST_GAP: Duration = Duration::from_millis(5);
+
+fn env_default(k: &str, d: &str) {
+    if std::env::var(k).is_err() {
+        // Single-threaded start-up, before any client reads the environment.
+        unsafe { std::env::set_var(k, d) };
+    }
+}
+
+/// A running `ordo` process; killed on drop.
+struct Engine {
+    child: Child,
+    url: String,
+    _dir: PathBuf,
+}
+
+impl Engine {
+    /// Starts the release binary next to this example on a pipelines file of its own.
+    fn start(names: &Names, brokers: &str) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("ordo"))
+            .context("the ordo binary's folder")?;
+        anyhow::ensure!(
+            bin.exists(),
+            "{} is missing: cargo build --release -p ordo",
+            bin.display()
+        );
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .canonicalize()?;
+        let dir = std::env::temp_dir().join(format!("ordo-system-bench-{}", names.id));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("pipelines.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[pipelines.patient-profile]\nroute = \"/patientprofile\"\ntopic = \"{t}\"\nkey_field = \"PatientId\"\nversion_field = \"UpdatedAt\"\ntable = \"{t}\"\nconsumer_group = \"{t}.ordo\"\nplugin = \"{}\"\n",
+                root.join("plugins/build/patient_profile_lww.wasm").display(),
+                t = names.topic,
+            ),
+        )?;
+        let mut child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0", "--brokers", brokers])
+            .env("ORDO_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().context("engine stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("Ordo listening on ")
+            .with_context(|| format!("the engine did not start: {line:?}"))?;
+        Ok(Self {
+            url: addr.to_string(),
+            child,
+            _dir: dir,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resets the kernel's peak-RSS counter of the process to its current RSS.
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
+    fn peak_mib(&self) -> f64 {
+        process_peak_rss_kib(self.pid()) as f64 / 1024.0
+    }
+
+    /// The sum of the samples of `family` in `/metrics`.
+    async fn metric(&self, http: &reqwest::Client, family: &str) -> u64 {
+        let Ok(r) = http.get(format!("{}/metrics", self.url)).send().await else {
+            return 0;
+        };
+        let text = r.text().await.unwrap_or_default();
+        let prefix = format!("{family}{{");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Events the consumer has settled (applied, skipped or dead-lettered).
+    async fn settled(&self, http: &reqwest::Client) -> u64 {
+        self.metric(http, "ordo_events_total").await
+    }
+
+    async fn wait_settled(&self, http: &reqwest::Client, n: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while self.settled(http).await < n {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the engine did not settle {n} events"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Names {
+    id: String,
+    topic: String,
+}
+
+fn body(key: &str, update: usize) -> String {
+    format!(
+        r#"{{"PatientId":"{key}","FirstName":"v{update}","LastName":"Doe","IsPregnant":"False","Sex":"Female","UpdatedAt":"2006-01-02T15:00:{:02}.{:03}+10:00"}}"#,
+        update / 1000,
+        update % 1000
+    )
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: String) -> bool {
+    http.post(format!("{url}/patientprofile"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() == 202)
+}
+
+/// Produces the backlog straight to the topic: every key's first update, then every second...
+async fn backlog(brokers: &str, topic: &str, keys: usize) -> anyhow::Result<u64> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    let events: Vec<(String, String)> = (0..BACKLOG_UPDATES)
+        .flat_map(|u| (0..keys).map(move |k| (format!("b{k}"), body(&format!("b{k}"), u))))
+        .collect();
+    let sends: Vec<_> = events
+        .iter()
+        .map(|(k, v)| producer.send(FutureRecord::to(topic).key(k).payload(v), Timeout::Never))
+        .collect();
+    for sent in futures::future::join_all(sends).await {
+        sent.map_err(|(e, _)| e)?;
+    }
+    Ok(events.len() as u64)
+}
+
+/// Bursts straight to the topic while the engine consumes: `keys` keys each get
+/// `BURST_UPDATES` updates `BURST_GAP` apart (20 within 100 ms), all keys at once.
+async fn bursts(brokers: &str, topic: &str, run: usize, keys: usize) -> anyhow::Result<u64> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "0")
+        .create()?;
+    let mut sends = Vec::new();
+    let mut tick = tokio::time::interval(BURST_GAP);
+    for u in 0..BURST_UPDATES {
+        tick.tick().await;
+        for k in 0..keys {
+            let key = format!("burst{run}-{k}");
+            let value = body(&key, u);
+            sends.push(
+                producer
+                    .send_result(FutureRecord::to(topic).key(&key).payload(&value))
+                    .map_err(|(e, _)| e)?,
+            );
+        }
+    }
+    for sent in futures::future::join_all(sends).await {
+        sent?.map_err(|(e, _)| e)?;
+    }
+    Ok((BURST_UPDATES * keys) as u64)
+}
+
+/// POST → visible latencies (ms) of `RATE` requests a second for `seconds`.
+async fn latencies(
+    engine: &Engine,
+    store: &DynamoStore,
+    run: usize,
+    seconds: u64,
+) -> anyhow::Result<Vec<f64>> {
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
+    for n in 0..RATE * seconds {
+        tick.tick().await;
+        let (http, url, store) = (http.clone(), engine.url.clone(), store.clone());
+        tasks.push(tokio::spawn(async move {
+            let key = format!("lat{run}-{n}");
+            let started = Instant::now();
+            if !post(&http, &url, body(&key, 0)).await {
+                return None;
+            }
+            let deadline = started + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = store.get(&key).await {
+                    return Some(started.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            None
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(
+            t.await?
+                .context("a POST was refused or its item never appeared")?,
+        );
+    }
+    Ok(out)
+}
+
+/// Requests answered 202 in `seconds` from `CONNECTIONS` connections.
+async fn ingest_load(engine: &Engine, run: usize, seconds: u64) -> u64 {
+    let http = reqwest::Client::new();
+    let sent = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let (http, url, sent) = (http.clone(), engine.url.clone(), Arc::clone(&sent));
+            tokio::spawn(async move {
+                let mut i = 0;
+                while Instant::now() < until {
+                    if post(&http, &url, body(&format!("i{run}-{c}-{i}"), 0)).await {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    futures::future::join_all(workers).await;
+    sent.load(Ordering::Relaxed)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    env_default("AWS_ACCESS_KEY_ID", "test");
+    env_default("AWS_SECRET_ACCESS_KEY", "test");
+    env_default("AWS_REGION", "us-east-1");
+    env_default("AWS_ENDPOINT_URL", "http://127.0.0.1:4566");
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let runs = setting("ORDO_BENCH_RUNS", 5);
+    let scale = setting("ORDO_BENCH_SCALE", 10);
+    let seconds = setting("ORDO_BENCH_SECONDS", 5) as u64;
+    let keys = 200 * scale;
+    let dynamodb = ordo::store::dynamo::client().await;
+    let http = reqwest::Client::new();
+    let (mut p50, mut p99, mut idle, mut consume_peak, mut ingest_peak, mut rates) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut burst_cost = vec![];
+    for run in 0..runs {
+        let id = format!("{}-{run}", std::process::id());
+        let names = Names {
+            topic: format!("bench.system.{id}"),
+            id,
+        };
+        ordo::bus::kafka::ensure_topics(
+            &ordo::bus::kafka::KafkaConfig::new(&brokers),
+            &[&names.topic],
+            6,
+            1,
+        )
+        .await?;
+        let events = backlog(&brokers, &names.topic, keys).await?;
+        let engine = Engine::start(&names, &brokers)?;
+        idle.push(process_peak_rss_kib(engine.pid()) as f64 / 1024.0);
+        engine.wait_settled(&http, events).await?;
+        consume_peak.push(engine.peak_mib());
+
+        let store = DynamoStore::new(dynamodb.clone(), &names.topic, "PatientId");
+        let mut lat = latencies(&engine, &store, run, seconds).await?;
+        lat.sort_by(f64::total_cmp);
+        p50.push(lat[lat.len() / 2]);
+        p99.push(lat[(lat.len() * 99 / 100).min(lat.len() - 1)]);
+
+        engine.reset_peak();
+        let started = Instant::now();
+        let sent = ingest_load(&engine, run, seconds).await;
+        rates.push(sent as f64 / started.elapsed().as_secs_f64());
+        ingest_peak.push(engine.peak_mib());
+        let settled = events + RATE * seconds + sent;
+        engine.wait_settled(&http, settled).await?;
+
+        let writes_before = engine.metric(&http, "ordo_dynamodb_writes_total").await;
+        let burst_events = bursts(&brokers, &names.topic, run, keys / 2).await?;
+        engine.wait_settled(&http, settled + burst_events).await?;
+        let writes = engine.metric(&http, "ordo_dynamodb_writes_total").await - writes_before;
+        burst_cost.push(writes as f64 / burst_events as f64);
+    }
+    let (p50, p99) = (spread(&mut p50), spread(&mut p99));
+    println!("| figure | median (range) over {runs} runs |");
+    println!("|---|---|");
+    println!(
+        "| POST → item visible, p50 (ms), at {RATE} requests/s | {} |",
+        p50.show(1)
+    );
+    println!(
+        "| POST → item visible, p99 (ms), at {RATE} requests/s | {} |",
+        p99.show(1)
+    );
+    println!(
+        "| engine RSS at start (MiB) | {} |",
+        spread(&mut idle).show(0)
+    );
+    println!(
+        "| engine peak RSS consuming a backlog of {} events (MiB) | {} |",
+        keys * BACKLOG_UPDATES,
+        spread(&mut consume_peak).show(0)
+    );
+    println!(
+        "| engine peak RSS under ingest load, {CONNECTIONS} connections, consumer running (MiB) | {} |",
+        spread(&mut ingest_peak).show(0)
+    );
+    println!(
+        "| ingest rate during that load (requests/s) | {} |",
+        spread(&mut rates).show(0)
+    );
+    println!(
+        "| DynamoDB writes per event, bursts of {BURST_UPDATES} updates per key within 100 ms, {} keys at once | {} |",
+        keys / 2,
+        spread(&mut burst_cost).show(2)
+    );
+    println!(
+        "\nThe real `ordo` binary (release) on tansu and moto. \"Visible\" is the first strongly consistent GetItem that returns the new key, polled back to back, so a figure includes up to one GetItem ({seconds} s of POSTs per run)."
+    );
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Config → running parts. [`build`] turns one checked [`Pipeline`] into everything that runs
+//! it (its plugin slot, its topics and table, its HTTP side and its apply loop), the way
+//! vector's `SinkConfig::build` turns a sink's config into a running sink. [`Shared`] is what
+//! every pipeline's parts share: one producer, one DynamoDB client, one metrics registry, one
+//! budget of requests in flight.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::bus::kafka::{self, GroupSettings, KafkaConfig, KafkaPublisher};
+use crate::config::Pipeline;
+use crate::ingest::{self, PipelineApi};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Applier};
+use crate::plugin::reload::Slot;
+use crate::shutdown::Shutdown;
+use crate::store::dynamo::{self, DynamoStore};
+use crate::{Error, Settings};
+
+/// What every pipeline's parts share.
+pub struct Shared {
+    /// How Kafka clients are built.
+    pub kafka: KafkaConfig,
+    /// The one producer: ingest and dead letters.
+    pub publisher: Arc<KafkaPublisher>,
+    /// The one DynamoDB client (it pools connections).
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The one registry `/metrics` renders.
+    pub metrics: Metrics,
+    /// Ingest requests in flight, over every pipeline.
+    pub in_flight: Arc<Semaphore>,
+    /// Body size and ack wait of every ingest request.
+    pub limits: ingest::Limits,
+    /// Longest a consumer's fetch waits.
+    pub fetch_wait: Duration,
+}
+
+impl Shared {
+    /// The clients and budgets `settings` describe (creating clients does not connect).
+    pub async fn new(settings: &Settings) -> Result<Self, Error> {
+        let kafka = KafkaConfig::new(&settings.brokers);
+        let publisher = kafka
+            .producer(kafka::DEFAULT_DELIVERY_TIMEOUT)
+            .map_err(|source| Error::bus("*", &kafka, source))?;
+        Ok(Self {
+            publisher: Arc::new(publisher),
+            kafka,
+            dynamodb: dynamo::client().await,
+            metrics: Metrics::new(),
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            limits: ingest::Limits {
+                body_limit: settings.body_limit,
+                produce_timeout: settings.produce_timeout,
+            },
+            fetch_wait: settings.fetch_wait,
+        })
+    }
+}
+
+/// A pipeline's apply loop, ready to spawn.
+pub type ApplyLoop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One pipeline, built.
+pub struct Built {
+    /// Its plugin, loaded and in force, for the reloader.
+    pub slot: Slot,
+    /// Its HTTP side.
+    pub api: Arc<PipelineApi<KafkaPublisher, DynamoStore>>,
+    /// Its consumer group member and apply loop, running until shutdown once spawned.
+    pub apply: ApplyLoop,
+}
+
+/// Builds `pipeline`: loads and self-tests its plugin, creates its topics and table when
+/// missing, joins its consumer group. Nothing runs until the caller spawns [`Built::apply`]
+/// and serves [`Built::api`].
+pub async fn build(
+    pipeline: Pipeline,
+    shared: &Shared,
+    shutdown: &Shutdown,
+) -> Result<Built, Error> {
+    let p = Arc::new(pipeline);
+    let metrics = &shared.metrics;
+    let slot = Slot::load(&p.name, p.plugin_spec(), metrics.plugin(&p.name)).map_err(|source| {
+        Error::Plugin {
+            pipeline: p.name.clone(),
+            source,
+        }
+    })?;
+    let bus_error = |source| Error::bus(&p.name, &shared.kafka, source);
+    kafka::ensure_topics(
+        &shared.kafka,
+        &[&p.topic, &p.dead_letter_topic],
+        p.partitions,
+        p.replication_factor,
+    )
+    .await
+    .map_err(bus_error)?;
+    let store = DynamoStore::new(shared.dynamodb.clone(), &p.table, &p.key_field)
+        .with_metrics(metrics.store(&p.name));
+    store.ensure_table().await.map_err(|source| Error::Store {
+        pipeline: p.name.clone(),
+        source,
+    })?;
+    let policy = slot.handle().clone();
+    let applier =
+        Applier::new(store.clone(), policy.clone(), &p.key_field).with_cache(p.cache_records);
+    let consumer_metrics = metrics.consumer(&p.name);
+    let group = GroupSettings {
+        pipeline: p.name.clone(),
+        group: p.consumer_group.clone(),
+        topic: p.topic.clone(),
+        fetch_wait: shared.fetch_wait,
+    };
+    let (consumer, revoked) = shared
+        .kafka
+        .group(&group, consumer_metrics.lag.clone())
+        .map_err(bus_error)?;
+    let apply = Box::pin(pipeline::consume::run(
+        consumer,
+        revoked,
+        Arc::clone(&p),
+        Arc::new(applier),
+        Arc::clone(&shared.publisher),
+        consumer_metrics,
+        shutdown.clone(),
+    ));
+    let api = Arc::new(PipelineApi {
+        metrics: metrics.ingest(&p.name),
+        pipeline: p,
+        policy,
+        publisher: Arc::clone(&shared.publisher),
+        store,
+        limits: shared.limits,
+        in_flight: Arc::clone(&shared.in_flight),
+        idempotency: ingest::idempotency::IdempotencyCache::default(),
+    });
+    Ok(Built { slot, api, apply })
+}

@@ -1,0 +1,25 @@
+//! The bus on Kafka, with rdkafka: [`KafkaConfig`] builds every client (producer, group
+//! member, reader, admin) from one set of settings.
+
+mod admin;
+mod client;
+mod group;
+mod producer;
+mod reader;
+
+pub use admin::ensure_topics;
+pub use client::{KafkaConfig, DEBUG_ENV, RECONNECT_BACKOFF_MAX_MS};
+pub use group::{GroupSettings, KafkaGroup, DEFAULT_FETCH_WAIT};
+pub use producer::{KafkaPublisher, DEFAULT_DELIVERY_TIMEOUT, DEFAULT_PRODUCE_TIMEOUT, LINGER_MS};
+pub use reader::{From, KafkaReader, ToEnd};
+
+impl KafkaConfig {
+    /// Joins a pipeline's consumer group (see [`KafkaGroup`]); lag goes to `lag`.
+    pub fn group(
+        &self,
+        settings: &GroupSettings,
+        lag: crate::metrics::Lag,
+    ) -> Result<(KafkaGroup, crate::bus::Revocations), crate::bus::BusError> {
+        KafkaGroup::subscribe(self.client("ordo"), settings, lag)
+    }
+}

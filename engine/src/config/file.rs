@@ -1,0 +1,113 @@
+//! One `[pipelines.<name>]` table as written, with the defaults of the keys left out.
+//!
+//! Every key is optional here, so that a pipeline missing several required keys gets each
+//! one named ([`super::rules`] says which are required), and a key with a value of the wrong
+//! type is dropped and named on its own without hiding the others ([`super::document`]).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::plugin::sandbox;
+
+/// Partitions a topic gets when the pipeline does not say.
+pub const DEFAULT_PARTITIONS: i32 = 6;
+/// Replicas a topic gets when the pipeline does not say: one, for a single local broker.
+pub const DEFAULT_REPLICATION_FACTOR: i32 = 1;
+/// Keys a consumer applies at once when the pipeline does not say.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+/// Attempts before a failing event is dead-lettered when the pipeline does not say: with
+/// backoff capped at 5 s, about a minute and a half of outage.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
+
+/// One `[pipelines.<name>]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PipelineFile {
+    /// HTTP route that ingests events, e.g. `/patientprofile` (required).
+    pub route: Option<String>,
+    /// Kafka topic the events travel on (required).
+    pub topic: Option<String>,
+    /// Top-level JSON field whose value is the Kafka key and the table's partition key
+    /// (required).
+    pub key_field: Option<String>,
+    /// Top-level JSON field that orders updates; stamped at ingest when absent (required).
+    pub version_field: Option<String>,
+    /// DynamoDB table holding the replica (required).
+    pub table: Option<String>,
+    /// Policy plugin (a WebAssembly component), relative to the file's folder (required).
+    pub plugin: Option<PathBuf>,
+    /// Partitions of the topic when Ordo creates it.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of the topic when Ordo creates it.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Consumer group; defaults to `ordo.<pipeline name>`.
+    pub consumer_group: Option<String>,
+    /// Dead-letter topic; defaults to `<topic>.dlq`.
+    pub dead_letter_topic: Option<String>,
+    /// Keys applied at once by one engine.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts before an event that keeps failing is dead-lettered; 0 retries forever.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Records written last kept in memory, so the next write of a key skips its read; 0: none.
+    #[serde(default = "default_cache_records")]
+    pub cache_records: usize,
+    /// Fuel one plugin call may burn.
+    #[serde(default = "default_plugin_fuel")]
+    pub plugin_fuel: u64,
+    /// Milliseconds of CPU time one plugin call may take.
+    #[serde(default = "default_plugin_timeout_ms")]
+    pub plugin_timeout_ms: u64,
+    /// MiB of linear memory one plugin instance may hold.
+    #[serde(default = "default_plugin_memory_mib")]
+    pub plugin_memory_mib: usize,
+    /// WASI capabilities granted to the plugin: `clocks`, `random`.
+    #[serde(default)]
+    pub plugin_capabilities: Vec<String>,
+    /// JSON Lines of sample events a plugin must pass before it is put in force.
+    pub plugin_self_test: Option<PathBuf>,
+}
+
+/// The default of `partitions`.
+pub(super) fn default_partitions() -> i32 {
+    DEFAULT_PARTITIONS
+}
+
+/// The default of `replication_factor`.
+pub(super) fn default_replication_factor() -> i32 {
+    DEFAULT_REPLICATION_FACTOR
+}
+
+/// The default of `concurrency`.
+pub(super) fn default_concurrency() -> usize {
+    DEFAULT_CONCURRENCY
+}
+
+/// The default of `max_attempts`.
+pub(super) fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
+}
+
+/// The default of `cache_records`.
+pub(super) fn default_cache_records() -> usize {
+    crate::store::cache::DEFAULT_CAPACITY
+}
+
+/// The default of `plugin_fuel`.
+pub(super) fn default_plugin_fuel() -> u64 {
+    sandbox::DEFAULT_FUEL
+}
+
+/// The default of `plugin_timeout_ms`.
+pub(super) fn default_plugin_timeout_ms() -> u64 {
+    sandbox::DEFAULT_TIMEOUT.as_millis() as u64
+}
+
+/// The default of `plugin_memory_mib`.
+pub(super) fn default_plugin_memory_mib() -> usize {
+    sandbox::DEFAULT_MEMORY_BYTES >> 20
+}

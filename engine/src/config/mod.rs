@@ -1,0 +1,470 @@
+//! `pipelines.toml` → typed, checked pipeline definitions.
+//!
+//! A pipeline says *what* flows: its HTTP route, Kafka topic, key and version fields,
+//! DynamoDB table and policy plugin. *How* the process runs (listen address, brokers,
+//! AWS endpoint) comes from flags and the environment, not from this file.
+//!
+//! Reading goes in two passes so that one run names every problem together: [`document`]
+//! reads the TOML (syntax, unknown keys, value types, each with its line), then [`rules`]
+//! checks each pipeline's values and the clashes between pipelines.
+
+use std::path::{Path, PathBuf};
+
+mod document;
+mod file;
+pub mod rules;
+
+pub use file::{
+    DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_PARTITIONS, DEFAULT_REPLICATION_FACTOR,
+};
+
+use crate::plugin::reload::PluginSpec;
+use crate::plugin::sandbox::{Capabilities, Limits};
+
+/// The paths the engine serves itself: no pipeline route may be one of them or lie under one.
+pub const ENGINE_PATHS: [&str; 5] = ["/docs", "/metrics", "/healthz", "/readyz", "/admin"];
+
+/// Errors reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file named.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The text is not well-formed TOML here.
+    #[error("{path}: line {line}: {message}")]
+    Syntax {
+        /// The file named, or `<string>`.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A key is unknown or its value has the wrong type.
+    #[error("{}`{key}` (line {line}) {problem}", match pipeline { Some(p) => format!("pipeline `{p}`: "), None => format!("{}: ", path.display()) })]
+    Key {
+        /// The file named, or `<string>`.
+        path: PathBuf,
+        /// The pipeline whose table holds the key, if one does.
+        pipeline: Option<String>,
+        /// The key.
+        key: String,
+        /// 1-based line of the key.
+        line: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A value is wrong; names the pipeline and the field.
+    #[error("pipeline `{pipeline}`: `{field}` {problem}")]
+    Invalid {
+        /// The pipeline at fault.
+        pipeline: String,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The file declares no pipeline.
+    #[error("{0}: no pipeline is declared (add a [pipelines.<name>] table)")]
+    Empty(PathBuf),
+}
+
+impl ConfigError {
+    /// The pipeline the problem is about, when it is about one.
+    pub fn pipeline(&self) -> Option<&str> {
+        match self {
+            Self::Key { pipeline, .. } => pipeline.as_deref(),
+            Self::Invalid { pipeline, .. } => Some(pipeline),
+            _ => None,
+        }
+    }
+
+    /// The same problem, naming `path` instead of `<string>`.
+    fn in_file(self, path: &Path) -> Self {
+        let path = path.to_path_buf();
+        match self {
+            Self::Syntax { line, message, .. } => Self::Syntax {
+                path,
+                line,
+                message,
+            },
+            Self::Key {
+                pipeline,
+                key,
+                line,
+                problem,
+                ..
+            } => Self::Key {
+                path,
+                pipeline,
+                key,
+                line,
+                problem,
+            },
+            Self::Empty(_) => Self::Empty(path),
+            other => other,
+        }
+    }
+}
+
+/// Every problem of a pipelines file (never none), shown one per line.
+#[derive(Debug)]
+pub struct Problems(pub Vec<ConfigError>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            all => {
+                write!(f, "{} problems:", all.len())?;
+                for problem in all {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// A checked pipeline, ready to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pipeline {
+    /// The pipeline's name, used in logs, metrics and default names.
+    pub name: String,
+    /// HTTP route that ingests events; starts with `/`.
+    pub route: String,
+    /// Kafka topic of the events.
+    pub topic: String,
+    /// JSON field carrying the key.
+    pub key_field: String,
+    /// JSON field carrying the version.
+    pub version_field: String,
+    /// DynamoDB table of the replica.
+    pub table: String,
+    /// Absolute (or config-relative resolved) path of the plugin file.
+    pub plugin: PathBuf,
+    /// Partitions of the topic when created.
+    pub partitions: i32,
+    /// Replication factor of the topic when created.
+    pub replication_factor: i32,
+    /// Consumer group id.
+    pub consumer_group: String,
+    /// Dead-letter topic for events that cannot be applied.
+    pub dead_letter_topic: String,
+    /// Keys applied at once by one engine.
+    pub concurrency: usize,
+    /// Attempts before a failing event is dead-lettered; 0 retries forever.
+    pub max_attempts: u32,
+    /// Records written last kept in memory per pipeline; 0: none.
+    pub cache_records: usize,
+    /// Limits of every plugin call.
+    pub plugin_limits: Limits,
+    /// WASI capabilities granted to the plugin.
+    pub plugin_capabilities: Capabilities,
+    /// Self-test file (resolved like `plugin`) a new plugin must pass.
+    pub plugin_self_test: Option<PathBuf>,
+}
+
+impl Pipeline {
+    /// What loading this pipeline's plugin needs.
+    pub fn plugin_spec(&self) -> PluginSpec {
+        PluginSpec {
+            path: self.plugin.clone(),
+            limits: self.plugin_limits,
+            capabilities: self.plugin_capabilities,
+            self_test: self.plugin_self_test.clone(),
+            key_field: self.key_field.clone(),
+        }
+    }
+}
+
+/// A file read and checked: the pipelines that could be built (with or without problems of
+/// their own, so their plugins can still be checked) and every problem, in file order.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Every pipeline whose required keys are there, in file order.
+    pub pipelines: Vec<Pipeline>,
+    /// Every problem of the file; empty when the file is right.
+    pub problems: Vec<ConfigError>,
+}
+
+impl Checked {
+    /// The pipelines when there is no problem, else every problem.
+    pub fn into_result(self) -> Result<Vec<Pipeline>, Problems> {
+        if self.problems.is_empty() {
+            Ok(self.pipelines)
+        } else {
+            Err(Problems(self.problems))
+        }
+    }
+}
+
+/// Reads and checks `path`; plugin paths are resolved against its folder.
+pub fn from_file(path: &Path) -> Result<Vec<Pipeline>, Problems> {
+    check_file(path).into_result()
+}
+
+/// Parses and checks TOML text; relative plugin paths are joined to `base`.
+pub fn from_str(text: &str, base: &Path) -> Result<Vec<Pipeline>, Problems> {
+    check_str(text, base).into_result()
+}
+
+/// Reads and checks `path`, naming every problem; problems of the text name the file.
+pub fn check_file(path: &Path) -> Checked {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(source) => {
+            return Checked {
+                pipelines: Vec::new(),
+                problems: vec![ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }],
+            }
+        }
+    };
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut checked = check_str(&text, base);
+    checked.problems = checked
+        .problems
+        .into_iter()
+        .map(|e| e.in_file(path))
+        .collect();
+    checked
+}
+
+/// Parses and checks TOML text, naming every problem: syntax errors, unknown keys and values
+/// of the wrong type (with their lines), missing keys, values out of bounds, and clashes
+/// between pipelines (named on the pipeline written later).
+pub fn check_str(text: &str, base: &Path) -> Checked {
+    let document = document::read(text);
+    let mut checked = Checked {
+        problems: document.problems,
+        ..Checked::default()
+    };
+    if document.pipelines.is_empty() && checked.problems.is_empty() {
+        checked.problems.push(ConfigError::Empty("<string>".into()));
+        return checked;
+    }
+    // Clashes are checked on the values as written, so a pipeline with problems of its own
+    // still gets its clashes reported.
+    checked.problems.extend(rules::clashes(&document.pipelines));
+    for (name, p) in document.pipelines {
+        let (pipeline, problems) = rules::build(&name, p, base, &ENGINE_PATHS);
+        checked.problems.extend(problems);
+        checked.pipelines.extend(pipeline);
+    }
+    checked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[pipelines.patient-profile]
+route = "/patientprofile"
+topic = "patient.profile.updated"
+key_field = "PatientId"
+version_field = "UpdatedAt"
+table = "patient-profile"
+plugin = "plugins/build/patient_profile_lww.wasm"
+"#;
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let p = from_str(MINIMAL, Path::new("/etc/ordo")).expect("valid config");
+        assert_eq!(p.len(), 1);
+        let p = &p[0];
+        assert_eq!(p.name, "patient-profile");
+        assert_eq!(p.partitions, DEFAULT_PARTITIONS);
+        assert_eq!(p.consumer_group, "ordo.patient-profile");
+        assert_eq!(p.dead_letter_topic, "patient.profile.updated.dlq");
+        assert_eq!(
+            p.plugin,
+            PathBuf::from("/etc/ordo/plugins/build/patient_profile_lww.wasm")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = format!("{MINIMAL}partitons = 3\n");
+        let err = from_str(&text, Path::new(".")).expect_err("typo must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("partitons"), "{msg}");
+        assert!(msg.contains("line 9"), "{msg}");
+    }
+
+    #[test]
+    fn one_check_names_unknown_keys_missing_keys_bounds_and_clashes_together() {
+        let text = format!(
+            "{MINIMAL}partitons = 3\nconcurrency = 100000\n\n[pipelines.second]\nroute = \"/patientprofile\"\ntopic = \"t2\"\n"
+        );
+        let checked = check_str(&text, Path::new("."));
+        let problems: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+        for expected in [
+            "pipeline `patient-profile`: `partitons` (line 9) is not a known key",
+            "pipeline `patient-profile`: `concurrency` must be between 1 and 4096",
+            "pipeline `second`: `route` `/patientprofile` is already used by pipeline `patient-profile`",
+            "pipeline `second`: `key_field` is required",
+            "pipeline `second`: `plugin` is required",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "{expected} missing from {problems:#?}"
+            );
+        }
+        assert_eq!(
+            checked.pipelines.len(),
+            1,
+            "the first pipeline is still built, so its plugin can be checked"
+        );
+    }
+
+    #[test]
+    fn routes_of_the_engine_and_nested_routes_are_refused() {
+        for (route, says) in [
+            ("/metrics", "engine's own `/metrics`"),
+            ("/healthz", "engine's own"),
+            ("/readyz", "engine's own"),
+            ("/docs/openapi.json", "engine's own `/docs`"),
+            ("/admin", "engine's own"),
+            ("/patient/:id", "':'"),
+        ] {
+            let text = MINIMAL.replace("/patientprofile", route);
+            let msg = from_str(&text, Path::new("."))
+                .expect_err(route)
+                .to_string();
+            assert!(
+                msg.contains("`route`") && msg.contains(says),
+                "{route}: {msg}"
+            );
+        }
+        let nested = MINIMAL
+            .replace("patient-profile]", "nested]")
+            .replace("/patientprofile", "/patientprofile/new")
+            .replace("patient.profile.updated", "other")
+            .replace("table = \"patient-profile\"", "table = \"other\"");
+        let msg = from_str(&format!("{MINIMAL}{nested}"), Path::new("."))
+            .expect_err("nested routes")
+            .to_string();
+        assert!(
+            msg.contains("pipeline `nested`") && msg.contains("nest"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_named() {
+        let text = format!("pipeline = 1\n{MINIMAL}");
+        let msg = from_str(&text, Path::new("."))
+            .expect_err("must fail")
+            .to_string();
+        assert!(msg.contains("pipeline") && msg.contains("line 1"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_pipeline_and_field() {
+        let cases = [
+            (
+                "route = \"/patientprofile\"",
+                "route = \"patientprofile\"",
+                "route",
+            ),
+            ("table = \"patient-profile\"", "table = \" \"", "table"),
+            ("table = \"patient-profile\"", "table = \"pp\"", "table"),
+            (
+                "topic = \"patient.profile.updated\"",
+                "topic = \"bad topic!\"",
+                "topic",
+            ),
+            (
+                "version_field = \"UpdatedAt\"",
+                "version_field = \"PatientId\"",
+                "version_field",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let text = MINIMAL.replace(from, to);
+            let msg = from_str(&text, Path::new(".")).expect_err(to).to_string();
+            assert!(
+                msg.contains("`patient-profile`") && msg.contains(&format!("`{field}`")),
+                "{msg}"
+            );
+        }
+        for (line, field) in [
+            ("partitions = 0", "partitions"),
+            ("partitions = 100000", "partitions"),
+            ("replication_factor = 99", "replication_factor"),
+            ("max_attempts = 2000000", "max_attempts"),
+            ("cache_records = 99999999", "cache_records"),
+            ("plugin_timeout_ms = 600000", "plugin_timeout_ms"),
+            ("plugin_fuel = 0", "plugin_fuel"),
+            ("plugin_memory_mib = 0", "plugin_memory_mib"),
+            ("plugin_capabilities = [\"network\"]", "plugin_capabilities"),
+            ("dead_letter_topic = \"dead letters\"", "dead_letter_topic"),
+        ] {
+            let text = format!("{MINIMAL}{line}\n");
+            let msg = from_str(&text, Path::new(".")).expect_err(line).to_string();
+            assert!(msg.contains(&format!("`{field}`")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn plugin_limits_default_and_can_be_set() {
+        let p = &from_str(MINIMAL, Path::new(".")).expect("valid")[0];
+        assert_eq!(p.plugin_limits, Limits::default());
+        assert_eq!(p.plugin_capabilities, Capabilities::default());
+        let text = format!(
+            "{MINIMAL}plugin_fuel = 5\nplugin_timeout_ms = 7\nplugin_memory_mib = 2\nplugin_capabilities = [\"clocks\"]\nplugin_self_test = \"t.jsonl\"\n"
+        );
+        let p = &from_str(&text, Path::new("/etc/ordo")).expect("valid")[0];
+        assert_eq!(p.plugin_limits.fuel, 5);
+        assert_eq!(p.plugin_limits.timeout.as_millis(), 7);
+        assert_eq!(p.plugin_limits.memory_bytes, 2 << 20);
+        assert!(p.plugin_capabilities.clocks && !p.plugin_capabilities.random);
+        assert_eq!(p.plugin_self_test, Some(PathBuf::from("/etc/ordo/t.jsonl")));
+    }
+
+    #[test]
+    fn shared_topic_is_refused_on_the_pipeline_written_later() {
+        // `another` sorts before `patient-profile` but comes after it in the file.
+        let second = MINIMAL
+            .replace("patient-profile]", "another]")
+            .replace("/patientprofile", "/other")
+            .replace("table = \"patient-profile\"", "table = \"other\"");
+        let msg = from_str(&format!("{MINIMAL}{second}"), Path::new("."))
+            .expect_err("shared topic")
+            .to_string();
+        assert!(
+            msg.contains("pipeline `another`")
+                && msg.contains("`topic`")
+                && msg.contains("patient.profile.updated"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        let problems = from_str("", Path::new(".")).expect_err("empty");
+        assert!(
+            matches!(problems.0[..], [ConfigError::Empty(_)]),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn repository_pipelines_toml_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines.toml");
+        let p = from_file(&path).expect("the shipped pipelines.toml is valid");
+        assert_eq!(p[0].route, "/patientprofile");
+        assert_eq!(p[0].table, "patient-profile");
+    }
+}

@@ -1,0 +1,361 @@
+//! What a pipeline's values must be: required keys, names Kafka and DynamoDB accept, routes
+//! the HTTP server can serve beside its own, limits within sane bounds, and no two pipelines
+//! sharing a route, topic or table.
+
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::time::Duration;
+
+use super::file::{self, PipelineFile};
+use super::{ConfigError, Pipeline};
+use crate::plugin::sandbox::{Capabilities, Limits};
+
+/// Partitions a topic may be created with.
+pub const PARTITIONS: RangeInclusive<i32> = 1..=10_000;
+/// Replicas a topic may be created with.
+pub const REPLICATION_FACTOR: RangeInclusive<i32> = 1..=16;
+/// Keys one engine may apply at once per pipeline.
+pub const CONCURRENCY: RangeInclusive<usize> = 1..=4096;
+/// Attempts before dead-lettering (0: retry forever).
+pub const MAX_ATTEMPTS: RangeInclusive<u32> = 0..=1_000_000;
+/// Records kept per pipeline: at about 1 KiB a profile, up to about 1 GiB.
+pub const CACHE_RECORDS: RangeInclusive<usize> = 0..=1_000_000;
+/// Fuel per plugin call: up to about 5 s of guest work.
+pub const PLUGIN_FUEL: RangeInclusive<u64> = 1..=10_000_000_000;
+/// CPU milliseconds per plugin call.
+pub const PLUGIN_TIMEOUT_MS: RangeInclusive<u64> = 1..=10_000;
+/// MiB of memory per plugin instance.
+pub const PLUGIN_MEMORY_MIB: RangeInclusive<usize> = 1..=4096;
+/// Longest route accepted, in bytes.
+const ROUTE_MAX: usize = 200;
+
+/// Collects the problems of one pipeline's values.
+struct Problems<'a> {
+    /// The pipeline.
+    pipeline: &'a str,
+    /// What was found.
+    found: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, field: &'static str, problem: impl Into<String>) {
+        self.found.push(ConfigError::Invalid {
+            pipeline: self.pipeline.to_string(),
+            field,
+            problem: problem.into(),
+        });
+    }
+
+    /// `value` if it is in `range`, else the problem is noted and `default` stands in.
+    fn bounded<T: PartialOrd + std::fmt::Display + Copy>(
+        &mut self,
+        field: &'static str,
+        value: T,
+        range: RangeInclusive<T>,
+        default: T,
+    ) -> T {
+        if range.contains(&value) {
+            value
+        } else {
+            self.add(
+                field,
+                format!(
+                    "must be between {} and {} (it is {value})",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
+        }
+    }
+
+    /// The required `value`, or the problem noted.
+    fn required<T>(&mut self, field: &'static str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.add(field, "is required");
+        }
+        value
+    }
+}
+
+/// Checks one pipeline. The pipeline is built whenever its required keys are there, with
+/// defaults standing in for values out of bounds, so its plugin can still be checked; the
+/// problems say what is wrong.
+pub(super) fn build(
+    name: &str,
+    p: PipelineFile,
+    base: &Path,
+    engine_paths: &[&str],
+) -> (Option<Pipeline>, Vec<ConfigError>) {
+    let mut problems = Problems {
+        pipeline: name,
+        found: Vec::new(),
+    };
+    let route = problems.required("route", p.route);
+    let topic = problems.required("topic", p.topic);
+    let key_field = problems.required("key_field", p.key_field);
+    let version_field = problems.required("version_field", p.version_field);
+    let table = problems.required("table", p.table);
+    let plugin = problems.required("plugin", p.plugin);
+    if let Some(problem) = route
+        .as_deref()
+        .and_then(|r| route_problem(r, engine_paths))
+    {
+        problems.add("route", problem);
+    }
+    for (field, value) in [
+        ("topic", &topic),
+        ("key_field", &key_field),
+        ("version_field", &version_field),
+        ("table", &table),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            problems.add(field, "must not be empty");
+        }
+    }
+    if let Some(problem) = topic.as_deref().and_then(kafka_name_problem) {
+        problems.add("topic", problem);
+    }
+    if let Some(problem) = p.dead_letter_topic.as_deref().and_then(kafka_name_problem) {
+        problems.add("dead_letter_topic", problem);
+    }
+    if p.dead_letter_topic.is_some() && p.dead_letter_topic == topic {
+        problems.add("dead_letter_topic", "must differ from topic");
+    }
+    if let Some(problem) = table.as_deref().and_then(table_name_problem) {
+        problems.add("table", problem);
+    }
+    if key_field.as_deref().is_some_and(|k| !k.trim().is_empty()) && key_field == version_field {
+        problems.add("version_field", "must differ from key_field");
+    }
+    let partitions = problems.bounded(
+        "partitions",
+        p.partitions,
+        PARTITIONS,
+        file::DEFAULT_PARTITIONS,
+    );
+    let replication_factor = problems.bounded(
+        "replication_factor",
+        p.replication_factor,
+        REPLICATION_FACTOR,
+        file::DEFAULT_REPLICATION_FACTOR,
+    );
+    let concurrency = problems.bounded(
+        "concurrency",
+        p.concurrency,
+        CONCURRENCY,
+        file::DEFAULT_CONCURRENCY,
+    );
+    let max_attempts = problems.bounded(
+        "max_attempts",
+        p.max_attempts,
+        MAX_ATTEMPTS,
+        file::DEFAULT_MAX_ATTEMPTS,
+    );
+    let cache_records = problems.bounded(
+        "cache_records",
+        p.cache_records,
+        CACHE_RECORDS,
+        file::default_cache_records(),
+    );
+    let defaults = Limits::default();
+    let fuel = problems.bounded("plugin_fuel", p.plugin_fuel, PLUGIN_FUEL, defaults.fuel);
+    let timeout_ms = problems.bounded(
+        "plugin_timeout_ms",
+        p.plugin_timeout_ms,
+        PLUGIN_TIMEOUT_MS,
+        file::default_plugin_timeout_ms(),
+    );
+    let memory_mib = problems.bounded(
+        "plugin_memory_mib",
+        p.plugin_memory_mib,
+        PLUGIN_MEMORY_MIB,
+        file::default_plugin_memory_mib(),
+    );
+    let plugin_capabilities = Capabilities::parse(p.plugin_capabilities.iter().map(String::as_str))
+        .unwrap_or_else(|e| {
+            problems.add("plugin_capabilities", e);
+            Capabilities::default()
+        });
+    let found = problems.found;
+    let (Some(route), Some(topic), Some(key_field), Some(version_field), Some(table), Some(plugin)) =
+        (route, topic, key_field, version_field, table, plugin)
+    else {
+        return (None, found);
+    };
+    let pipeline = Pipeline {
+        consumer_group: p.consumer_group.unwrap_or_else(|| format!("ordo.{name}")),
+        dead_letter_topic: p
+            .dead_letter_topic
+            .unwrap_or_else(|| format!("{topic}.dlq")),
+        plugin: base.join(plugin),
+        name: name.to_string(),
+        route,
+        topic,
+        key_field,
+        version_field,
+        table,
+        partitions,
+        replication_factor,
+        concurrency,
+        max_attempts,
+        cache_records,
+        plugin_limits: Limits {
+            fuel,
+            timeout: Duration::from_millis(timeout_ms),
+            memory_bytes: memory_mib << 20,
+        },
+        plugin_capabilities,
+        plugin_self_test: p.plugin_self_test.map(|t| base.join(t)),
+    };
+    (Some(pipeline), found)
+}
+
+/// Why `route` cannot be a pipeline's route: it must be `/` and segments of URL-safe
+/// characters (`A-Z a-z 0-9 . _ ~ -`, so nothing the router reads as a parameter or a
+/// wildcard), and must not be or lie under one of the engine's own paths.
+fn route_problem(route: &str, engine_paths: &[&str]) -> Option<String> {
+    let shape = "must be a path such as /patientprofile";
+    let Some(rest) = route.strip_prefix('/') else {
+        return Some(shape.into());
+    };
+    if rest.is_empty() || route.len() > ROUTE_MAX {
+        return Some(format!("{shape} (1 to {ROUTE_MAX} characters)"));
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Some(format!("{shape}, without empty, `.` or `..` segments"));
+        }
+        if let Some(c) = segment
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "._~-".contains(*c)))
+        {
+            return Some(format!(
+                "{shape}; {c:?} is not allowed (only letters, digits, `.`, `_`, `~`, `-` and `/`)"
+            ));
+        }
+    }
+    engine_paths
+        .iter()
+        .find(|own| nested(route, own) || route == **own)
+        .map(|own| format!("`{route}` is taken by the engine's own `{own}`; choose another path"))
+}
+
+/// Whether `inner` lies under `outer` (`/a/b` under `/a`).
+fn nested(inner: &str, outer: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Why `name` cannot name a pipeline: it becomes a metric label, a consumer group and a path
+/// segment of the admin endpoints, so it follows the topic naming rule, up to 100 characters.
+pub(super) fn pipeline_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("a pipeline name must not be empty".into());
+    }
+    name_problem(name, "pipeline", 1..=100)
+}
+
+/// Why `name` cannot be a Kafka topic (1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`);
+/// `None` if it can. Empty names are reported on their own.
+fn kafka_name_problem(name: &str) -> Option<String> {
+    if name == "." || name == ".." {
+        return Some(format!("{name:?} is not a topic name Kafka accepts"));
+    }
+    name_problem(name, "Kafka topic", 1..=249)
+}
+
+/// Why `name` cannot be a DynamoDB table (3 to 255 of `a-z A-Z 0-9 . _ -`); `None` if it can.
+/// Empty names are reported on their own.
+fn table_name_problem(name: &str) -> Option<String> {
+    name_problem(name, "DynamoDB table", 3..=255)
+}
+
+/// Why `name` breaks the naming rule Kafka and DynamoDB share (and pipeline names follow): a
+/// length in `lengths`, only letters, digits, `.`, `_` and `-`. `None` for an empty name
+/// (reported on its own).
+fn name_problem(name: &str, what: &str, lengths: RangeInclusive<usize>) -> Option<String> {
+    if name.is_empty() {
+        None
+    } else if !lengths.contains(&name.len()) {
+        Some(format!(
+            "{name:?} is {} characters long; a {what} name has {} to {}",
+            name.len(),
+            lengths.start(),
+            lengths.end()
+        ))
+    } else {
+        name.chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+            .map(|c| {
+                format!(
+                    "{name:?} has {c:?}; {what} names use only letters, digits, `.`, `_` and `-`"
+                )
+            })
+    }
+}
+
+/// Every route, topic and table two pipelines share, and every route lying under another
+/// pipeline's (it would shadow that pipeline's `GET {route}/{id}`), each named on the pipeline
+/// written later in the file.
+pub(super) fn clashes(pipelines: &[(String, PipelineFile)]) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
+    for (i, (name, a)) in pipelines.iter().enumerate() {
+        for (other, b) in &pipelines[..i] {
+            for (field, mine, theirs) in [
+                ("route", &a.route, &b.route),
+                ("topic", &a.topic, &b.topic),
+                ("table", &a.table, &b.table),
+            ] {
+                let (Some(mine), Some(theirs)) = (mine, theirs) else {
+                    continue;
+                };
+                let problem = if mine == theirs {
+                    format!("`{mine}` is already used by pipeline `{other}`")
+                } else if field == "route" && (nested(mine, theirs) || nested(theirs, mine)) {
+                    format!("`{mine}` and pipeline `{other}`'s `{theirs}` nest; one would shadow the other's read-back route")
+                } else {
+                    continue;
+                };
+                problems.push(ConfigError::Invalid {
+                    pipeline: name.clone(),
+                    field,
+                    problem,
+                });
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: [&str; 3] = ["/docs", "/metrics", "/admin"];
+
+    #[test]
+    fn routes_the_router_cannot_serve_or_the_engine_owns_are_refused() {
+        for good in ["/patientprofile", "/v1/patients", "/a.b_c~d-e"] {
+            assert_eq!(route_problem(good, &OWN), None, "{good}");
+        }
+        for (bad, says) in [
+            ("patientprofile", "must be a path"),
+            ("/", "1 to"),
+            ("/a//b", "empty"),
+            ("/a/", "empty"),
+            ("/a/../b", "`..`"),
+            ("/p/:id", "':'"),
+            ("/p/*rest", "'*'"),
+            ("/p/{id}", "'{'"),
+            ("/p q", "' '"),
+            ("/docs", "engine's own `/docs`"),
+            ("/admin/pipelines", "engine's own `/admin`"),
+        ] {
+            let problem = route_problem(bad, &OWN).unwrap_or_default();
+            assert!(problem.contains(says), "{bad}: {problem}");
+        }
+        assert_eq!(route_problem("/docsy", &OWN), None);
+    }
+}

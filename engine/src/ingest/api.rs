@@ -1,0 +1,297 @@
+//! The engine's own endpoints, whatever its pipelines: liveness, readiness, metrics, and the
+//! admin endpoints (the plugin in force, reload on demand). Their OpenAPI operations come
+//! from the types below.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::http::header;
+use poem::Request;
+use poem_openapi::param::Path;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+
+use super::problem::Problem;
+use super::PipelineApi;
+use crate::bus::Publisher;
+use crate::metrics::Metrics;
+use crate::plugin::reload::{ReloadError, Reloaded, Reloader};
+use crate::store::Store;
+
+/// How long each readiness check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The groups of operations in the document.
+#[derive(Tags)]
+enum Tag {
+    /// Liveness, readiness and metrics.
+    #[oai(rename = "engine")]
+    Engine,
+    /// The plugins in force, and reloading them.
+    #[oai(rename = "admin")]
+    Admin,
+}
+
+/// What `/readyz` found.
+#[derive(Debug, Object)]
+pub struct ReadyReport {
+    /// Whether every check passed.
+    pub ready: bool,
+    /// Each check (`kafka`, `dynamodb:<pipeline>`) and `ok` or why it failed.
+    pub checks: BTreeMap<String, String>,
+    /// Each pipeline and the plugin in force (`sha256:` of its file).
+    pub plugins: BTreeMap<String, String>,
+}
+
+/// A pipeline and the plugin it runs.
+#[derive(Debug, Object)]
+pub struct PluginInForce {
+    /// The pipeline.
+    pub pipeline: String,
+    /// `sha256:<hex>` of the plugin file in force.
+    pub plugin: String,
+    /// The file the pipeline watches for a new plugin.
+    pub file: Option<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Object)]
+pub struct ReloadReport {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The plugin in force now.
+    pub plugin: String,
+    /// The plugin in force before.
+    pub previous: String,
+    /// Whether a different plugin is now in force.
+    pub changed: bool,
+}
+
+/// The answer of `/readyz`.
+#[derive(ApiResponse)]
+pub enum ReadyAnswer {
+    /// The broker and every pipeline's table answer.
+    #[oai(status = 200)]
+    Ready(Json<ReadyReport>),
+    /// A check failed; the body says which.
+    #[oai(status = 503)]
+    NotReady(Json<ReadyReport>),
+}
+
+/// The answer of `/metrics`.
+#[derive(ApiResponse)]
+pub enum MetricsAnswer {
+    /// Every metric, in the Prometheus text format.
+    #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
+    Text(PlainText<String>),
+}
+
+/// The answer of `GET /admin/pipelines`.
+#[derive(ApiResponse)]
+pub enum ListAnswer {
+    /// Every pipeline and the plugin in force.
+    #[oai(status = 200)]
+    Pipelines(Json<Vec<PluginInForce>>),
+    /// `ORDO_ADMIN_TOKEN` is set and the request's `Authorization: Bearer` token is missing
+    /// or wrong.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+}
+
+/// The answer of `POST /admin/pipelines/{name}/reload`.
+#[derive(ApiResponse)]
+pub enum ReloadAnswer {
+    /// The file was compiled, checked and self-tested; `changed` says whether it replaced
+    /// the plugin in force.
+    #[oai(status = 200)]
+    Reloaded(Json<ReloadReport>),
+    /// `ORDO_ADMIN_TOKEN` is set and the request's `Authorization: Bearer` token is missing
+    /// or wrong.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// No pipeline has this name.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The new plugin was refused (the detail says why); the old one keeps serving.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Refused(Json<Problem>),
+}
+
+/// The admin side: the plugins and who may reload them.
+#[derive(Clone)]
+pub struct Admin {
+    /// The pipelines' plugin slots.
+    pub reloader: Arc<Reloader>,
+    /// The bearer token requests must carry, when one is configured (never logged).
+    pub token: Option<String>,
+}
+
+impl Admin {
+    /// `Some(problem)` unless `request` carries the configured token.
+    fn denied(&self, request: &Request) -> Option<Json<Problem>> {
+        let token = self.token.as_ref()?;
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return None;
+        }
+        Some(Json(Problem::new(
+            poem::http::StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "admin endpoints need `Authorization: Bearer <ORDO_ADMIN_TOKEN>`",
+        )))
+    }
+}
+
+/// The engine's own endpoints, over the pipelines it serves.
+pub struct SystemApi<P, S> {
+    /// The producer, whose client asks the broker for metadata.
+    pub publisher: Arc<P>,
+    /// Every pipeline's HTTP side (its table and plugin).
+    pub pipelines: Vec<Arc<PipelineApi<P, S>>>,
+    /// What `/metrics` renders.
+    pub metrics: Metrics,
+    /// The admin endpoints.
+    pub admin: Admin,
+}
+
+#[OpenApi]
+impl<P: Publisher, S: Store> SystemApi<P, S> {
+    /// Liveness: answers `ok` while the process runs.
+    #[oai(path = "/healthz", method = "get", tag = "Tag::Engine")]
+    async fn healthz(&self) -> PlainText<&'static str> {
+        PlainText("ok")
+    }
+
+    /// Readiness: the broker and every pipeline's table answer. Names the plugin in force
+    /// for each pipeline. (Plugins are loaded before the server starts, and a swap only ever
+    /// puts in force a plugin that passed its checks.)
+    #[oai(path = "/readyz", method = "get", tag = "Tag::Engine")]
+    async fn readyz(&self) -> ReadyAnswer {
+        let mut checks = BTreeMap::new();
+        let kafka = self.publisher.check(CHECK_TIMEOUT).await;
+        checks.insert(
+            "kafka".to_string(),
+            outcome(kafka.map_err(|e| e.to_string())),
+        );
+        for p in &self.pipelines {
+            let table = match tokio::time::timeout(CHECK_TIMEOUT, p.store.check()).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+            };
+            checks.insert(format!("dynamodb:{}", p.pipeline.name), outcome(table));
+        }
+        let plugins = self
+            .pipelines
+            .iter()
+            .map(|p| (p.pipeline.name.clone(), p.policy.current().id().to_string()))
+            .collect();
+        let ready = checks.values().all(|c| c == "ok");
+        let report = Json(ReadyReport {
+            ready,
+            checks,
+            plugins,
+        });
+        if ready {
+            ReadyAnswer::Ready(report)
+        } else {
+            ReadyAnswer::NotReady(report)
+        }
+    }
+
+    /// What each pipeline's ingest, consumer, table and plugin did, for Prometheus.
+    #[oai(path = "/metrics", method = "get", tag = "Tag::Engine")]
+    async fn metrics(&self) -> MetricsAnswer {
+        MetricsAnswer::Text(PlainText(self.metrics.render()))
+    }
+
+    /// The plugin in force for each pipeline, and the file it watches.
+    #[oai(path = "/admin/pipelines", method = "get", tag = "Tag::Admin")]
+    async fn pipelines(&self, request: &Request) -> ListAnswer {
+        if let Some(problem) = self.admin.denied(request) {
+            return ListAnswer::Unauthorized(problem, "Bearer".into());
+        }
+        let files = self.admin.reloader.files();
+        let list = self
+            .admin
+            .reloader
+            .status()
+            .into_iter()
+            .map(|(pipeline, plugin)| PluginInForce {
+                file: files
+                    .iter()
+                    .find(|(p, _)| *p == pipeline)
+                    .map(|(_, f)| f.display().to_string()),
+                pipeline,
+                plugin,
+            })
+            .collect();
+        ListAnswer::Pipelines(Json(list))
+    }
+
+    /// Reloads a pipeline's plugin from its file: compiles it, checks the contract, runs the
+    /// pipeline's self-test, then swaps atomically. The same happens on SIGHUP and when the
+    /// file changes.
+    #[oai(
+        path = "/admin/pipelines/:name/reload",
+        method = "post",
+        tag = "Tag::Admin"
+    )]
+    async fn reload(&self, request: &Request, name: Path<String>) -> ReloadAnswer {
+        if let Some(problem) = self.admin.denied(request) {
+            return ReloadAnswer::Unauthorized(problem, "Bearer".into());
+        }
+        let name = name.0;
+        match self.admin.reloader.reload(&name).await {
+            Ok(Reloaded::Swapped { from, to }) => ReloadAnswer::Reloaded(Json(ReloadReport {
+                pipeline: name,
+                plugin: to,
+                previous: from,
+                changed: true,
+            })),
+            Ok(Reloaded::Unchanged { id }) => ReloadAnswer::Reloaded(Json(ReloadReport {
+                pipeline: name,
+                plugin: id.clone(),
+                previous: id,
+                changed: false,
+            })),
+            Err(e @ ReloadError::UnknownPipeline(_)) => ReloadAnswer::NotFound(Json(Problem::new(
+                poem::http::StatusCode::NOT_FOUND,
+                "No such pipeline",
+                e.to_string(),
+            ))),
+            Err(e @ ReloadError::Refused { .. }) => ReloadAnswer::Refused(Json(Problem::new(
+                poem::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "Plugin refused",
+                e.to_string(),
+            ))),
+        }
+    }
+}
+
+/// `ok`, or why the check failed.
+fn outcome(result: Result<(), String>) -> String {
+    result.map_or_else(|e| e, |()| "ok".to_string())
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,334 @@
+//! The HTTP API's shapes through poem's test client, over the in-memory bus and store and a
+//! native policy. What Kafka and DynamoDB do is tested end to end in `engine/tests/`.
+
+use std::sync::Arc;
+
+use poem::endpoint::BoxEndpoint;
+use poem::http::StatusCode;
+use poem::test::TestClient;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::plugin::reload::Reloader;
+use crate::plugin::{Decision, FieldError, PluginError, Policy, PolicyHandle};
+use crate::testing::{MemoryBus, MemoryStore};
+
+/// Requires `Sex` to be a string when present; its schema's description tries to break out of
+/// the Swagger page's script.
+struct SexIsText;
+
+impl Policy for SexIsText {
+    fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
+        let v: Value = serde_json::from_str(event).unwrap_or(Value::Null);
+        Ok(match v.get("Sex") {
+            Some(s) if !s.is_string() => Err(FieldError {
+                field: "Sex".into(),
+                message: "must be a string".into(),
+            }),
+            _ => Ok(()),
+        })
+    }
+    fn merge(&self, incoming: &str, _: Option<&str>) -> Result<Decision, PluginError> {
+        Ok(Decision::Write(incoming.into()))
+    }
+    fn schema(&self) -> Result<String, PluginError> {
+        Ok(
+            json!({"type": "object", "description": "</script><script>alert('docs')</script>"})
+                .to_string(),
+        )
+    }
+    fn id(&self) -> &str {
+        "native:sex-is-text"
+    }
+}
+
+/// The pieces a test looks at.
+struct Fixture {
+    /// The application.
+    cli: TestClient<BoxEndpoint<'static>>,
+    /// Where ingest produces.
+    bus: MemoryBus,
+    /// The table; holds one record, under key "1".
+    store: MemoryStore,
+}
+
+/// An application with pipeline `p` (route `/p`, topic `p.events`), whose ingest draws from
+/// `in_flight`, and whose admin endpoints need `token` when one is given.
+fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
+    let bus = MemoryBus::new(1);
+    let store = MemoryStore::new("PatientId");
+    store.insert(
+        json!({"PatientId": "1"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let api = Arc::new(PipelineApi {
+        pipeline: Arc::new(crate::testing::pipeline("p")),
+        policy: PolicyHandle::new(Arc::new(SexIsText)),
+        publisher: Arc::new(bus.clone()),
+        store: store.clone(),
+        limits: Limits {
+            body_limit: 64,
+            produce_timeout: std::time::Duration::from_secs(5),
+        },
+        in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
+        idempotency: idempotency::IdempotencyCache::default(),
+        metrics: IngestMetrics::default(),
+    });
+    let admin = Admin {
+        reloader: Arc::new(Reloader::new(Vec::new())),
+        token: token.map(str::to_string),
+    };
+    let app = app(vec![api], Arc::new(bus.clone()), Metrics::new(), admin);
+    Fixture {
+        cli: TestClient::new(app),
+        bus,
+        store,
+    }
+}
+
+#[tokio::test]
+async fn answers_have_the_documented_shapes_and_only_202_produces() {
+    let Fixture { cli, bus, .. } = fixture(8, None);
+    let post = |body: &'static str, content_type: &'static str| {
+        cli.post("/p").content_type(content_type).body(body).send()
+    };
+
+    let ok = post(
+        r#"{"PatientId":"1","UpdatedAt":"2006-01-02T15:00:00Z"}"#,
+        "application/json",
+    )
+    .await;
+    ok.assert_status(StatusCode::ACCEPTED);
+    ok.assert_json(json!({"pipeline": "p", "key": "1", "partition": 0, "offset": 0, "updatedAt": "2006-01-02T15:00:00Z"})).await;
+
+    let stamped = post(r#"{"PatientId":"2"}"#, "application/json; charset=utf-8").await;
+    stamped.assert_status(StatusCode::ACCEPTED);
+    let produced = bus.published("p.events");
+    assert!(
+        String::from_utf8_lossy(&produced[1].payload).contains("UpdatedAt"),
+        "stamped when absent"
+    );
+    assert_eq!(produced[1].key, "2", "keyed by the key field");
+
+    for (body, content_type, status, field) in [
+        ("{", "application/json", StatusCode::BAD_REQUEST, None),
+        (
+            r#"{"PatientId":"1"}"#,
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+        (
+            r#"{"PatientId":"1","FirstName":"a very long name that is longer than the limit"}"#,
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            r#"{"FirstName":"J"}"#,
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("PatientId"),
+        ),
+        (
+            r#"{"PatientId":7}"#,
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("PatientId"),
+        ),
+        (
+            r#"{"PatientId":"1","Sex":1}"#,
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("Sex"),
+        ),
+        (
+            "[]",
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+        ),
+    ] {
+        let response = post(body, content_type).await;
+        response.assert_status(status);
+        response.assert_content_type("application/problem+json");
+        let problem: Value = response.json().await.value().deserialize();
+        assert_eq!(problem["status"], status.as_u16(), "{body}");
+        assert_eq!(problem["field"].as_str(), field, "{body}: {problem}");
+    }
+    assert_eq!(bus.published("p.events").len(), 2, "no event for any 4xx");
+}
+
+#[tokio::test]
+async fn above_the_in_flight_limit_the_answer_is_503_and_nothing_is_produced() {
+    let Fixture { cli, bus, .. } = fixture(0, None);
+    let body = r#"{"PatientId":"1","UpdatedAt":"2006-01-02T15:00:00Z"}"#;
+    let busy = cli
+        .post("/p")
+        .content_type("application/json")
+        .body(body)
+        .send()
+        .await;
+    busy.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    busy.assert_header("retry-after", "1");
+    busy.assert_content_type("application/problem+json");
+    assert!(bus.published("p.events").is_empty());
+}
+
+#[tokio::test]
+async fn an_unacknowledged_event_is_a_503_that_says_to_retry() {
+    let Fixture { cli, bus, .. } = fixture(8, None);
+    bus.set_down(true);
+    let response = cli
+        .post("/p")
+        .content_type("application/json")
+        .body(r#"{"PatientId":"1"}"#)
+        .send()
+        .await;
+    response.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    response.assert_header("retry-after", "1");
+    let problem: Value = response.json().await.value().deserialize();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("retry")),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn read_back_and_405s_that_say_what_is_allowed() {
+    let Fixture { cli, .. } = fixture(8, None);
+    let found = cli.get("/p/1").send().await;
+    found.assert_status_is_ok();
+    found.assert_json(json!({"PatientId": "1"})).await;
+    cli.get("/p/2")
+        .send()
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    cli.get("/healthz").send().await.assert_text("ok").await;
+    for (method, path, allow) in [
+        ("DELETE", "/p/1", "GET, HEAD"),
+        ("GET", "/p", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("PUT", "/docs", "GET, HEAD"),
+        ("GET", "/admin/pipelines/p/reload", "POST"),
+    ] {
+        let method = poem::http::Method::from_bytes(method.as_bytes()).expect("a method");
+        let wrong = cli.request(method, path).send().await;
+        wrong.assert_status(StatusCode::METHOD_NOT_ALLOWED);
+        wrong.assert_header("allow", allow);
+    }
+}
+
+#[tokio::test]
+async fn readiness_names_each_check_and_fails_when_a_seam_is_down() {
+    let Fixture { cli, bus, store } = fixture(8, None);
+    let ready = cli.get("/readyz").send().await;
+    ready.assert_status_is_ok();
+    ready
+        .assert_json(json!({
+            "ready": true,
+            "checks": {"kafka": "ok", "dynamodb:p": "ok"},
+            "plugins": {"p": "native:sex-is-text"}
+        }))
+        .await;
+    store.set_down(true);
+    let down = cli.get("/readyz").send().await;
+    down.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = down.json().await.value().deserialize();
+    assert_eq!(body["checks"]["kafka"], "ok");
+    assert_ne!(body["checks"]["dynamodb:p"], "ok", "{body}");
+    store.set_down(false);
+    bus.set_down(true);
+    let down = cli.get("/readyz").send().await;
+    down.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn admin_needs_the_token_when_one_is_set() {
+    let Fixture { cli, .. } = fixture(8, Some("s3cret"));
+    let denied = cli.get("/admin/pipelines").send().await;
+    denied.assert_status(StatusCode::UNAUTHORIZED);
+    denied.assert_header("www-authenticate", "Bearer");
+    denied.assert_content_type("application/problem+json");
+    let wrong = cli
+        .get("/admin/pipelines")
+        .header("authorization", "Bearer nope")
+        .send()
+        .await;
+    wrong.assert_status(StatusCode::UNAUTHORIZED);
+    let listed = cli
+        .get("/admin/pipelines")
+        .header("authorization", "Bearer s3cret")
+        .send()
+        .await;
+    listed.assert_status_is_ok();
+    let unknown = cli
+        .post("/admin/pipelines/nope/reload")
+        .header("authorization", "Bearer s3cret")
+        .send()
+        .await;
+    unknown.assert_status(StatusCode::NOT_FOUND);
+    unknown.assert_content_type("application/problem+json");
+}
+
+#[tokio::test]
+async fn the_document_is_built_from_types_and_the_page_is_script_safe() {
+    let Fixture { cli, .. } = fixture(8, None);
+    let spec = cli.get("/docs/openapi.json").send().await;
+    spec.assert_status_is_ok();
+    spec.assert_content_type("application/json");
+    let spec: Value = spec.json().await.value().deserialize();
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/admin/pipelines", "get"),
+        ("/admin/pipelines/{name}/reload", "post"),
+        ("/p", "post"),
+        ("/p/{id}", "get"),
+    ] {
+        assert!(
+            spec["paths"][path][method].is_object(),
+            "{path} {method}: {spec}"
+        );
+    }
+    let ready = &spec["paths"]["/readyz"]["get"]["responses"];
+    assert!(
+        ready["200"].is_object() && ready["503"].is_object(),
+        "{ready}"
+    );
+    for schema in ["Problem", "Accepted", "ReadyReport"] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
+    // Every path the engine serves itself is one `pipelines.toml` may not take.
+    for path in spec["paths"].as_object().into_iter().flat_map(|p| p.keys()) {
+        let own = crate::config::ENGINE_PATHS
+            .iter()
+            .any(|own| path == own || path.starts_with(&format!("{own}/")));
+        assert!(own || path.starts_with("/p"), "{path} is not reserved");
+    }
+    let page = cli.get("/docs").send().await;
+    page.assert_status_is_ok();
+    let html = page.0.into_body().into_string().await.expect("text");
+    assert!(html.contains("SwaggerUIBundle") && html.contains("/p"));
+    assert!(
+        !html.contains("</script><script>alert"),
+        "the plugin's text is escaped"
+    );
+    assert!(html.contains("\\u003c/script\\u003e"), "and still there");
+}
+
+#[test]
+fn the_engines_own_paths_are_the_ones_config_reserves() {
+    for path in [DOCS_PATH, METRICS_PATH, HEALTH_PATH, READY_PATH, ADMIN_PATH] {
+        assert!(crate::config::ENGINE_PATHS.contains(&path), "{path}");
+    }
+    assert!(SPEC_PATH.starts_with(DOCS_PATH));
+}

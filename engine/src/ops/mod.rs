@@ -1,0 +1,49 @@
+//! The one-shot commands, each doing one job against a pipeline and returning: check a file
+//! ([`validate`]), re-apply a topic's events ([`replay`]), re-drive dead letters
+//! ([`redrive`]), watch the plugin's decisions ([`tap`]). They build their Kafka clients with
+//! the engine's [`crate::bus::kafka::KafkaConfig`] and read with its bounded reader.
+
+use std::path::Path;
+
+use crate::config::{self, Pipeline, Problems};
+
+pub mod redrive;
+pub mod replay;
+pub mod tap;
+pub mod validate;
+
+/// Why a command could not find its pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The file is wrong.
+    #[error(transparent)]
+    Config(#[from] Problems),
+    /// The file has no pipeline by that name.
+    #[error("{file} has no pipeline `{name}` (it has: {known})")]
+    Unknown {
+        /// The pipelines file.
+        file: String,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: String,
+    },
+}
+
+/// The pipeline named `name` in the file at `path`.
+pub fn pipeline_named(path: &Path, name: &str) -> Result<Pipeline, PipelineError> {
+    let pipelines = config::from_file(path)?;
+    let known = pipelines
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    pipelines
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| PipelineError::Unknown {
+            file: path.display().to_string(),
+            name: name.to_string(),
+            known,
+        })
+}

@@ -1,0 +1,472 @@
+//! Applying one event to the replica: parse → validate → read → merge → conditional write.
+//!
+//! The write is conditioned on the revision of the record the plugin merged against (see
+//! [`crate::store::META_ATTRIBUTE`]). When another writer got there first, the record is read
+//! again and merged again, so two engines or a replay racing live traffic never regress a
+//! record, whatever the plugin's merge rule.
+
+use serde_json::Value;
+use tracing::debug;
+
+use crate::plugin::{Decision, Policy, PolicyHandle};
+use crate::store::cache::RecordCache;
+use crate::store::{split_meta, with_meta, Precondition, PutOutcome, Record, Store, StoreError};
+
+/// Conditional-write conflicts tolerated for one event before the attempt counts as failed.
+const MAX_CONFLICTS: usize = 16;
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record now reflects the event.
+    Written,
+    /// The stored record is newer; the event changed nothing.
+    Skipped(String),
+    /// The event cannot be applied, for this reason; it belongs in the dead-letter topic.
+    Rejected(String),
+}
+
+/// One event as read from the bus.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    /// The Kafka message key, when the message has one.
+    pub key: Option<&'a [u8]>,
+    /// The message body.
+    pub payload: &'a [u8],
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// One outcome per event, in the batch's order.
+    pub outcomes: Vec<Outcome>,
+    /// Conditional writes that went through (one per key at most).
+    pub writes: usize,
+    /// Conditional writes lost to another writer, each followed by a re-read and re-merge.
+    pub conflicts: usize,
+}
+
+/// What became of one key's events.
+struct Folded {
+    /// (index in the batch, outcome) per event.
+    results: Vec<(usize, Outcome)>,
+    /// Whether a write went through.
+    wrote: bool,
+    /// Conditional writes lost before that.
+    conflicts: usize,
+}
+
+/// Why an event could not be applied yet; worth retrying later.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Other writers kept winning the conditional write.
+    #[error("key `{key}`: {MAX_CONFLICTS} conditional-write conflicts in a row")]
+    Contended {
+        /// The key fought over.
+        key: String,
+    },
+}
+
+/// Applies events of one pipeline to its store through its policy.
+pub struct Applier<S> {
+    /// Where records live.
+    store: S,
+    /// The pipeline's plugin, as currently in force.
+    policy: PolicyHandle,
+    /// The JSON field that is the key.
+    key_field: String,
+    /// The records written last, merged against without a read.
+    cache: RecordCache,
+}
+
+impl<S: Store> Applier<S> {
+    /// An applier writing to `store` under the policy `policy` holds at each batch.
+    pub fn new(store: S, policy: PolicyHandle, key_field: &str) -> Self {
+        Self {
+            store,
+            policy,
+            key_field: key_field.to_string(),
+            cache: RecordCache::default(),
+        }
+    }
+
+    /// Keeps up to `records` written records in memory (0: none) instead of the default.
+    pub fn with_cache(mut self, records: usize) -> Self {
+        self.cache = RecordCache::new(records);
+        self
+    }
+
+    /// Applies one event. `message_key` is the Kafka key, when the message has one.
+    pub async fn apply(
+        &self,
+        message_key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<Outcome, ApplyError> {
+        let event = Event {
+            key: message_key,
+            payload,
+        };
+        let mut applied = self.apply_batch(&[event]).await?;
+        Ok(applied.outcomes.pop().unwrap_or(Outcome::Written))
+    }
+
+    /// Applies events in order, as if one by one, but reads and writes each key once: the
+    /// events of a key are folded through the plugin and only the result is written. The whole
+    /// batch runs on the plugin in force when it starts, even if a new one is swapped in.
+    pub async fn apply_batch(&self, events: &[Event<'_>]) -> Result<Applied, ApplyError> {
+        let policy = self.policy.current();
+        let policy = policy.as_ref();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+        // Admitted events grouped by key, in arrival order within each key.
+        let mut groups: Vec<(String, Vec<(usize, &str)>)> = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            match self.admit(policy, event.key, event.payload) {
+                Ok((text, key)) => match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, group)) => group.push((i, text)),
+                    None => groups.push((key, vec![(i, text)])),
+                },
+                Err(reason) => outcomes[i] = Some(Outcome::Rejected(reason)),
+            }
+        }
+        let (mut writes, mut conflicts) = (0, 0);
+        for (key, group) in &groups {
+            let Folded {
+                results,
+                wrote,
+                conflicts: lost,
+            } = self.fold_key(policy, key, group).await?;
+            writes += usize::from(wrote);
+            conflicts += lost;
+            for (i, outcome) in results {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        Ok(Applied {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Outcome::Rejected("not applied".into())))
+                .collect(),
+            writes,
+            conflicts,
+        })
+    }
+
+    /// Merges `group` (events of `key`, in order) into the stored record and writes the
+    /// result once, conditioned on the version read. Returns each event's outcome and whether
+    /// a write happened, after how many lost races.
+    async fn fold_key(
+        &self,
+        policy: &dyn Policy,
+        key: &str,
+        group: &[(usize, &str)],
+    ) -> Result<Folded, ApplyError> {
+        // The record this engine wrote last is merged against without a read; see
+        // [`RecordCache`] for why that is safe.
+        let mut cached = self.cache.get(key).map(|(r, p)| (Some(r), p));
+        let mut read: Option<(Option<Record>, Precondition)> = None;
+        let mut conflicts = 0;
+        while conflicts < MAX_CONFLICTS {
+            let from_cache = cached.is_some();
+            let (stored, precondition) = match cached.take().or_else(|| read.take()) {
+                Some(state) => state,
+                None => self.read(key).await?,
+            };
+            let mut state = stored.map(|r| Value::Object(r).to_string());
+            let mut merged: Option<Record> = None;
+            let mut results = Vec::with_capacity(group.len());
+            for &(i, text) in group {
+                let outcome = match policy.merge(text, state.as_deref()) {
+                    Ok(Decision::Write(record)) => match self.checked_record(&record, key) {
+                        Ok(checked) => {
+                            state = Some(record);
+                            merged = Some(checked);
+                            Outcome::Written
+                        }
+                        Err(reason) => Outcome::Rejected(reason),
+                    },
+                    Ok(Decision::Skip(why)) => Outcome::Skipped(why),
+                    Ok(Decision::Reject(why)) => {
+                        Outcome::Rejected(format!("plugin rejected the event: {why}"))
+                    }
+                    Err(e) => Outcome::Rejected(e.to_string()),
+                };
+                results.push((i, outcome));
+            }
+            let Some(record) = merged else {
+                if from_cache {
+                    // Nothing to write: a verdict the table must confirm, not the cache. The
+                    // same revision is the same record, and so the same verdict.
+                    let table = self.read(key).await?;
+                    if table.1 != precondition {
+                        self.cache.forget(key);
+                        read = Some(table);
+                        continue;
+                    }
+                }
+                return Ok(Folded {
+                    results,
+                    wrote: false,
+                    conflicts,
+                });
+            };
+            let record = with_meta(record, policy.id(), precondition);
+            match self.store.put(&record, &precondition).await? {
+                PutOutcome::Written => {
+                    let (plain, written) = split_meta(record);
+                    self.cache.put(key, plain, written);
+                    return Ok(Folded {
+                        results,
+                        wrote: true,
+                        conflicts,
+                    });
+                }
+                PutOutcome::Conflict => {
+                    self.cache.forget(key);
+                    conflicts += 1;
+                    debug!(key = %key, from_cache, "Conditional write lost a race; merging again.")
+                }
+            }
+        }
+        Err(ApplyError::Contended {
+            key: key.to_string(),
+        })
+    }
+
+    /// The stored record of `key` as the plugin sees it, and what a write merged against it
+    /// must be conditioned on.
+    async fn read(&self, key: &str) -> Result<(Option<Record>, Precondition), ApplyError> {
+        Ok(match self.store.get(key).await? {
+            Some(record) => {
+                let (record, precondition) = split_meta(record);
+                (Some(record), precondition)
+            }
+            None => (None, Precondition::Absent),
+        })
+    }
+
+    /// Checks what the engine itself relies on: UTF-8 JSON object, a string key that matches
+    /// the message key, and the plugin's own validation.
+    fn admit<'a>(
+        &self,
+        policy: &dyn Policy,
+        message_key: Option<&[u8]>,
+        payload: &'a [u8],
+    ) -> Result<(&'a str, String), String> {
+        let text =
+            std::str::from_utf8(payload).map_err(|e| format!("payload is not UTF-8: {e}"))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?;
+        let key = match value.get(&self.key_field) {
+            Some(Value::String(k)) if !k.is_empty() => k.clone(),
+            _ => return Err(format!("`{}` must be a non-empty string", self.key_field)),
+        };
+        if let Some(message_key) = message_key {
+            if message_key != key.as_bytes() {
+                return Err(format!(
+                    "message key {:?} differs from `{}` {key:?}",
+                    String::from_utf8_lossy(message_key),
+                    self.key_field
+                ));
+            }
+        }
+        match policy.validate(text) {
+            Ok(Ok(())) => Ok((text, key)),
+            Ok(Err(e)) if e.field.is_empty() => Err(format!("invalid event: {}", e.message)),
+            Ok(Err(e)) => Err(format!("invalid event: `{}` {}", e.field, e.message)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The plugin's record, which must be a JSON object that keeps the key.
+    fn checked_record(&self, record: &str, key: &str) -> Result<Record, String> {
+        match serde_json::from_str::<Value>(record) {
+            Ok(Value::Object(r)) if r.get(&self.key_field).and_then(Value::as_str) == Some(key) => {
+                Ok(r)
+            }
+            Ok(Value::Object(_)) => Err(format!(
+                "plugin returned a record whose `{}` is not {key:?}",
+                self.key_field
+            )),
+            _ => Err("plugin returned a record that is not a JSON object".to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The applier's own logic, with an in-memory store and a native policy. What DynamoDB
+    //! does with the conditions is tested against the real API in `tests/store_dynamo.rs`.
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{MaxV, MemoryStore};
+
+    fn record(v: Value) -> Record {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    /// What a rival writer stored: v=5 at revision 9.
+    fn rival() -> Record {
+        record(json!({"k": "a", "v": 5, "Ordo": {"plugin": "rival", "revision": 9}}))
+    }
+
+    fn applier(store: &MemoryStore) -> Applier<MemoryStore> {
+        Applier::new(store.clone(), PolicyHandle::new(Arc::new(MaxV)), "k")
+    }
+
+    fn v(store: &MemoryStore, key: &str) -> Value {
+        store.record(key).map_or(Value::Null, |r| r["v"].clone())
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_is_merged_again_against_the_winner() {
+        let store = MemoryStore::new("k");
+        store.rival(1, rival());
+        let a = applier(&store);
+        // The rival's v=5 wins the race; merging again makes v=3 stale instead of overwriting it.
+        let outcome = a
+            .apply(Some(b"a"), br#"{"k":"a","v":3}"#)
+            .await
+            .expect("applied");
+        assert!(matches!(outcome, Outcome::Skipped(_)), "{outcome:?}");
+        assert_eq!(v(&store, "a"), 5);
+        let events = [Event {
+            key: None,
+            payload: br#"{"k":"a","v":6}"#,
+        }];
+        store.rival(1, rival());
+        let applied = a.apply_batch(&events).await.expect("applied");
+        assert_eq!(
+            (applied.writes, applied.conflicts),
+            (1, 1),
+            "one lost race, then the write"
+        );
+        // A newer event still wins after a lost race.
+        store.rival(1, rival());
+        assert_eq!(
+            a.apply(None, br#"{"k":"a","v":9}"#).await.expect("applied"),
+            Outcome::Written
+        );
+        let stored = store.record("a").unwrap_or_default();
+        assert_eq!(stored["v"], 9);
+        // Each lost race left the rival's revision 9; the write after it is revision 10.
+        assert_eq!(
+            stored["Ordo"],
+            json!({"plugin": "native:maxv", "revision": 10})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_each_key_once_with_the_folded_result() {
+        let store = MemoryStore::new("k");
+        let payloads: [&[u8]; 5] = [
+            br#"{"k":"a","v":2}"#,
+            br#"{"k":"b","v":1}"#,
+            br#"{"k":"a","v":7}"#,
+            br#"{"k":"a","v":4}"#,
+            b"poison",
+        ];
+        let events: Vec<Event<'_>> = payloads
+            .iter()
+            .map(|p| Event {
+                key: None,
+                payload: p,
+            })
+            .collect();
+        let applied = applier(&store).apply_batch(&events).await.expect("applied");
+        assert_eq!(applied.writes, 2, "one write for a, one for b");
+        assert!(
+            matches!(applied.outcomes[3], Outcome::Skipped(_)),
+            "v=4 after v=7 is stale"
+        );
+        assert!(matches!(applied.outcomes[4], Outcome::Rejected(_)));
+        assert_eq!(v(&store, "a"), 7);
+        assert_eq!(v(&store, "b"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_record_written_last_is_merged_against_without_a_read() {
+        let store = MemoryStore::new("k");
+        let a = applier(&store);
+        a.apply(None, br#"{"k":"a","v":1}"#).await.expect("applied");
+        assert_eq!(store.reads(), 1, "a new key is read once");
+        assert_eq!(
+            a.apply(None, br#"{"k":"a","v":2}"#).await.expect("applied"),
+            Outcome::Written
+        );
+        assert_eq!(
+            store.reads(),
+            1,
+            "the next write merges against the cached record"
+        );
+
+        // Someone else moved the record on: the write merged against the cache loses, and the
+        // key is read and merged again.
+        store.insert(record(
+            json!({"k": "a", "v": 8, "Ordo": {"plugin": "rival", "revision": 7}}),
+        ));
+        let applied = a
+            .apply_batch(&[Event {
+                key: None,
+                payload: br#"{"k":"a","v":5}"#,
+            }])
+            .await
+            .expect("applied");
+        assert!(
+            matches!(applied.outcomes[0], Outcome::Skipped(_)),
+            "{applied:?}"
+        );
+        assert_eq!(store.reads(), 2);
+        assert_eq!(v(&store, "a"), 8);
+
+        // A verdict that writes nothing is confirmed against the table, not the cache.
+        a.apply(None, br#"{"k":"a","v":9}"#).await.expect("applied");
+        let before = store.reads();
+        let stale = a.apply(None, br#"{"k":"a","v":3}"#).await.expect("applied");
+        assert!(matches!(stale, Outcome::Skipped(_)), "{stale:?}");
+        assert_eq!(
+            store.reads(),
+            before + 1,
+            "the skip was checked against the table"
+        );
+    }
+
+    #[tokio::test]
+    async fn endless_conflicts_are_an_error_to_retry_not_a_drop() {
+        let store = MemoryStore::new("k");
+        store.rival(usize::MAX, rival());
+        let err = applier(&store)
+            .apply(None, br#"{"k":"a","v":9}"#)
+            .await
+            .expect_err("contended");
+        assert!(matches!(err, ApplyError::Contended { .. }), "{err}");
+    }
+
+    /// A message key, a payload, and a word the rejection must contain.
+    type Case<'a> = (Option<&'a [u8]>, &'a [u8], &'a str);
+
+    #[tokio::test]
+    async fn poison_events_are_rejected_with_a_reason() {
+        let store = MemoryStore::new("k");
+        let a = applier(&store);
+        let cases: [Case<'_>; 5] = [
+            (None, b"\xff", "UTF-8"),
+            (None, b"not json", "not JSON"),
+            (None, br#"{"v":1}"#, "`k`"),
+            (Some(b"b"), br#"{"k":"a","v":1}"#, "message key"),
+            (None, br#"{"k":"a","v":"x"}"#, "`v` must be a number"),
+        ];
+        for (key, payload, reason) in cases {
+            match a.apply(key, payload).await.expect("no store error") {
+                Outcome::Rejected(r) => assert!(r.contains(reason), "{r} should mention {reason}"),
+                other => panic!("{payload:?}: {other:?}"),
+            }
+        }
+        assert!(store.records_by_key().is_empty());
+    }
+}

@@ -1,0 +1,14 @@
+//! A pipeline's data path after the bus: consume → validate → merge → conditional write →
+//! dead-letter → store the offset.
+//!
+//! [`consume::run`] is the apply loop over any [`crate::bus::Consumer`]: it keeps each key's
+//! events in order and runs keys in parallel ([`worker`]), and stores an offset only once it
+//! and every earlier one are durable ([`offsets`]). [`Applier`] applies a key's events to the
+//! store through the plugin, with writes conditioned on the revision merged against.
+
+mod applier;
+pub mod consume;
+mod offsets;
+mod worker;
+
+pub use applier::{Applied, Applier, ApplyError, Event, Outcome};

@@ -1,0 +1,192 @@
+//! A worker applies every queued event of one key, retrying failures with backoff, and
+//! dead-letters what cannot be applied.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::{Applier, Event, Outcome};
+use crate::bus::{BusError, Message, Publisher};
+use crate::config::Pipeline;
+use crate::metrics::ConsumerMetrics;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// First retry delay after a failed attempt.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// (partition, message key): the unit of ordering.
+pub type KeyId = (i32, Vec<u8>);
+
+/// What every worker of a consumer shares.
+pub struct Shared<S, P> {
+    /// The pipeline: its name, dead-letter topic and retry policy.
+    pub pipeline: Arc<Pipeline>,
+    /// Applies events to the store through the plugin.
+    pub applier: Arc<Applier<S>>,
+    /// Where rejected events go.
+    pub dead_letters: Arc<P>,
+    /// Counters.
+    pub metrics: ConsumerMetrics,
+    /// Bounds how many keys are applied at once.
+    pub permits: Arc<Semaphore>,
+    /// Stops retries at shutdown.
+    pub shutdown: Shutdown,
+}
+
+impl<S, P> Clone for Shared<S, P> {
+    fn clone(&self) -> Self {
+        Self {
+            pipeline: Arc::clone(&self.pipeline),
+            applier: Arc::clone(&self.applier),
+            dead_letters: Arc::clone(&self.dead_letters),
+            metrics: self.metrics.clone(),
+            permits: Arc::clone(&self.permits),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// A worker's report to the dispatcher.
+pub struct Done {
+    /// The key worked on.
+    pub key: KeyId,
+    /// The partition assignment the events came from.
+    pub epoch: u64,
+    /// The offsets taken.
+    pub offsets: Vec<i64>,
+    /// Whether every one of them is durable (false: abandoned at shutdown; they replay).
+    pub finished: bool,
+}
+
+impl<S: Store, P: Publisher> Shared<S, P> {
+    /// Applies `messages` (one key, offset order) until done or shutdown.
+    pub async fn apply(&self, key: KeyId, epoch: u64, messages: Vec<Message>) -> Done {
+        let offsets = messages.iter().map(|m| m.offset).collect();
+        let finished = match self.permits.acquire().await {
+            Ok(_permit) => self.settle(&messages).await,
+            Err(_) => false,
+        };
+        Done {
+            key,
+            epoch,
+            offsets,
+            finished,
+        }
+    }
+
+    /// Applies, retrying with backoff; dead-letters rejected events, and all of them after
+    /// `max_attempts` failures. `false` if shutdown interrupted.
+    async fn settle(&self, messages: &[Message]) -> bool {
+        let events: Vec<Event<'_>> = messages
+            .iter()
+            .map(|m| Event {
+                key: m.key.as_deref(),
+                payload: m.payload.as_deref().unwrap_or_default(),
+            })
+            .collect();
+        let mut delay = BACKOFF_START;
+        let mut attempts = 0u32;
+        let outcomes = loop {
+            attempts += 1;
+            let error = match self.applier.apply_batch(&events).await {
+                Ok(applied) => {
+                    self.metrics.writes.inc_by(applied.writes as u64);
+                    self.metrics.conflicts.inc_by(applied.conflicts as u64);
+                    break applied.outcomes;
+                }
+                Err(e) => e.to_string(),
+            };
+            let max = self.pipeline.max_attempts;
+            if max > 0 && attempts >= max {
+                let reason = format!("not applied after {attempts} attempts: {error}");
+                break vec![Outcome::Rejected(reason); messages.len()];
+            }
+            warn!(pipeline = %self.pipeline.name, partition = messages[0].partition, offset = messages[0].offset, attempts, error = %error, retry_in = ?delay, "Events not applied yet; retrying.");
+            if !self.pause(delay).await {
+                return false;
+            }
+            delay = (delay * 2).min(BACKOFF_CAP);
+        };
+        for (message, outcome) in messages.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Written => self.metrics.applied.inc(),
+                Outcome::Skipped(why) => {
+                    debug!(pipeline = %self.pipeline.name, offset = message.offset, reason = %why, "Stale event skipped.");
+                    self.metrics.skipped.inc();
+                }
+                Outcome::Rejected(reason) => {
+                    if !self.dead_letter(message, &reason).await {
+                        return false;
+                    }
+                    self.metrics.dead_lettered.inc();
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends `message` to the dead-letter topic, retrying until acknowledged or shutdown.
+    async fn dead_letter(&self, message: &Message, reason: &str) -> bool {
+        let mut delay = BACKOFF_START;
+        loop {
+            match self.publish_dead_letter(message, reason).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason, error = %e, retry_in = ?delay, "Dead-letter write failed; retrying.");
+                }
+            }
+            if !self.pause(delay).await {
+                return false;
+            }
+            delay = (delay * 2).min(BACKOFF_CAP);
+        }
+    }
+
+    async fn publish_dead_letter(&self, message: &Message, reason: &str) -> Result<(), BusError> {
+        let partition = message.partition.to_string();
+        let offset = message.offset.to_string();
+        let headers = [
+            ("ordo-reason", reason),
+            ("ordo-pipeline", self.pipeline.name.as_str()),
+            ("ordo-original-topic", message.topic.as_str()),
+            ("ordo-original-partition", partition.as_str()),
+            ("ordo-original-offset", offset.as_str()),
+        ];
+        let key = String::from_utf8_lossy(message.key.as_deref().unwrap_or_default()).into_owned();
+        let payload = message.payload.as_deref().unwrap_or_default();
+        self.dead_letters
+            .publish(&self.pipeline.dead_letter_topic, &key, payload, &headers)
+            .await?;
+        warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason, topic = %self.pipeline.dead_letter_topic, "Event dead-lettered.");
+        Ok(())
+    }
+
+    /// Sleeps about `delay`; `false` if shutdown came first.
+    async fn pause(&self, delay: Duration) -> bool {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = shutdown.wait() => false,
+            _ = tokio::time::sleep(jittered(delay)) => true,
+        }
+    }
+}
+
+/// `delay` plus up to half of it again, so retrying consumers do not stampede together.
+fn jittered(delay: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let spread = delay.as_nanos() as u64 / 2;
+    delay
+        + Duration::from_nanos(if spread == 0 {
+            0
+        } else {
+            u64::from(nanos) % spread
+        })
+}

@@ -1,0 +1,178 @@
+//! Kafka: the local stack's brokers, messages produced as another service would, dead letters
+//! read back, and a private broker to stop and restart.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+
+use super::engine::{Engine, EFFECT_TIMEOUT};
+use super::stack::{cache_dir, free_port, send_signal};
+
+/// Kafka brokers of the local stack.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// How many messages `topic` (3 partitions, as the harness creates them) holds.
+pub fn topic_size(brokers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("watermark reader");
+    (0..3)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Timeout::After(Duration::from_secs(10)))
+                .expect("watermarks from the broker");
+            high - low
+        })
+        .sum()
+}
+
+/// Produces `payload` keyed by `key` straight to `topic`, as another service would.
+pub async fn produce_raw(topic: &str, key: &str, payload: &str) -> (i32, i64) {
+    static PRODUCER: std::sync::OnceLock<FutureProducer> = std::sync::OnceLock::new();
+    let producer = PRODUCER.get_or_init(|| {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .create()
+            .expect("test producer")
+    });
+    let delivery = producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Timeout::After(Duration::from_secs(10)),
+        )
+        .await
+        .expect("broker acknowledges");
+    (delivery.partition, delivery.offset)
+}
+
+/// A broker of the test's own (tansu from the stack's cache), to stop without disturbing the
+/// tests that share the stack's broker. Killed when dropped.
+pub struct PrivateBroker {
+    pub address: String,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut broker = Self {
+            address,
+            child: None,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts the broker (again) on the same address with the same storage, and waits until
+    /// it answers.
+    pub fn restart(&mut self) {
+        let tansu = cache_dir().join("tansu/bin/tansu");
+        assert!(
+            tansu.exists(),
+            "{} is missing: run `make local-dev-stack`",
+            tansu.display()
+        );
+        let child = Command::new(tansu)
+            .arg("broker")
+            .current_dir(self._dir.path())
+            .env("STORAGE_ENGINE", "sqlite://tansu.db")
+            .env("LISTENER_URL", format!("tcp://{}", self.address))
+            .env("ADVERTISED_LISTENER_URL", format!("tcp://{}", self.address))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let broker = &*self;
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .create()
+            .expect("metadata client");
+        let deadline = Instant::now() + EFFECT_TIMEOUT;
+        while probe
+            .fetch_metadata(None, Timeout::After(Duration::from_secs(1)))
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "private broker at {} never answered",
+                broker.address
+            );
+        }
+    }
+
+    /// Sends `signal` to the broker (`STOP` freezes it, `CONT` thaws it).
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            send_signal(child.id(), signal);
+        }
+    }
+
+    /// Stops the broker (SIGKILL) and waits for it to be gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A dead letter: (original offset, `ordo-reason`, `ordo-pipeline`, `ordo-original-topic`).
+pub type Letter = (i64, String, String, String);
+
+/// Reads `n` messages from the engine's dead-letter topic, sorted by original offset.
+pub async fn read_dead_letters(engine: &Engine, n: usize) -> Vec<Letter> {
+    use rdkafka::consumer::StreamConsumer;
+    use rdkafka::message::{Headers, Message};
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("{}-dlq-reader", engine.names.group))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("dlq reader");
+    reader
+        .subscribe(&[&format!("{}.dlq", engine.names.topic)])
+        .expect("subscribe");
+    let mut letters = Vec::new();
+    while letters.len() < n {
+        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .expect("dead letters arrive")
+            .expect("readable");
+        let header = |name: &str| {
+            message
+                .headers()
+                .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        letters.push((
+            header("ordo-original-offset")
+                .parse::<i64>()
+                .expect("offset header"),
+            header("ordo-reason"),
+            header("ordo-pipeline"),
+            header("ordo-original-topic"),
+        ));
+    }
+    letters.sort();
+    letters
+}

@@ -1,0 +1,87 @@
+//! The local stack as the tests find it: its cache folder, the plugins `make plugins` built,
+//! the environment the engine gets, and process helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::kafka::brokers;
+
+/// Environment for the engine and the test's own AWS client, defaulting to the local stack.
+pub fn aws_env() -> [(&'static str, String); 5] {
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    [
+        ("AWS_ACCESS_KEY_ID", var("AWS_ACCESS_KEY_ID", "test")),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            var("AWS_SECRET_ACCESS_KEY", "test"),
+        ),
+        ("AWS_REGION", var("AWS_REGION", "us-east-1")),
+        (
+            "AWS_ENDPOINT_URL",
+            var("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ),
+        ("KAFKA_BROKERS", brokers()),
+    ]
+}
+
+/// The built patient-profile plugin; `make plugins` builds it.
+pub fn lww_plugin() -> PathBuf {
+    built_plugin("patient_profile_lww")
+}
+
+/// The built per-field merge plugin.
+pub fn field_merge_plugin() -> PathBuf {
+    built_plugin("patient_profile_field_merge")
+}
+
+/// The built hostile test fixture.
+pub fn hostile_plugin() -> PathBuf {
+    built_plugin("hostile")
+}
+
+/// `plugins/build/<name>.wasm`, which `make plugins` builds.
+pub fn built_plugin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/build")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `make plugins` (or `make test`)",
+        path.display()
+    );
+    path.canonicalize().expect("plugin path canonicalizes")
+}
+
+/// The stack's cache folder (`ORDO_CACHE`, else `~/.cache/ordo`).
+pub fn cache_dir() -> PathBuf {
+    std::env::var("ORDO_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ordo")
+        })
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Sends `signal` (e.g. `HUP`, `STOP`) to process `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// The `ordo` binary as a command, with the local stack's AWS settings unless the environment
+/// has its own.
+pub fn ordo_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ordo"));
+    command.envs(aws_env()).env("NO_COLOR", "1");
+    command
+}
