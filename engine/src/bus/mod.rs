@@ -3,7 +3,7 @@
 //! [`Publisher`] produces keyed messages and waits for the broker's acknowledgement (ingest,
 //! dead letters); [`Consumer`] is one member of a consumer group (the pipeline's apply loop).
 //! [`kafka`] implements both with rdkafka, and builds every Kafka client the engine and its
-//! commands use from one [`kafka::KafkaConfig`]. [`crate::testing`] has an in-memory bus.
+//! commands use from one [`kafka::KafkaConfig`]. The `testing` module has an in-memory bus.
 
 use std::future::Future;
 use std::time::Duration;

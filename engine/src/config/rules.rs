@@ -20,8 +20,9 @@ pub const CONCURRENCY: RangeInclusive<usize> = 1..=4096;
 pub const MAX_ATTEMPTS: RangeInclusive<u32> = 0..=1_000_000;
 /// Records kept per pipeline: at about 1 KiB a profile, up to about 1 GiB.
 pub const CACHE_RECORDS: RangeInclusive<usize> = 0..=1_000_000;
-/// Fuel per plugin call: up to about 5 s of guest work.
-pub const PLUGIN_FUEL: RangeInclusive<u64> = 1..=10_000_000_000;
+/// Fuel per plugin call: up to about 500 s of guest work, so that a pipeline can leave the CPU
+/// time limit to bound its calls (fuel only catches a typo here).
+pub const PLUGIN_FUEL: RangeInclusive<u64> = 1..=1_000_000_000_000;
 /// CPU milliseconds per plugin call.
 pub const PLUGIN_TIMEOUT_MS: RangeInclusive<u64> = 1..=10_000;
 /// MiB of memory per plugin instance.

@@ -52,6 +52,7 @@ pub struct PluginInForce {
     /// `sha256:<hex>` of the plugin file in force.
     pub plugin: String,
     /// The file the pipeline watches for a new plugin.
+    #[oai(skip_serializing_if_is_none)]
     pub file: Option<String>,
 }
 

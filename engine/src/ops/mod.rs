@@ -6,6 +6,10 @@
 use std::path::Path;
 
 use crate::config::{self, Pipeline, Problems};
+use crate::plugin::reload::load_checked;
+use crate::plugin::wasm::WasmPolicy;
+use crate::plugin::PluginError;
+use crate::store::dynamo::{self, DynamoStore};
 
 pub mod redrive;
 pub mod replay;
@@ -28,6 +32,29 @@ pub enum PipelineError {
         /// The names it has.
         known: String,
     },
+}
+
+/// A pipeline's plugin could not be loaded (or failed its self-test).
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline `{pipeline}`: {source}")]
+pub struct PluginLoadError {
+    /// The pipeline.
+    pub pipeline: String,
+    /// Why.
+    pub source: PluginError,
+}
+
+/// `pipeline`'s plugin, loaded and self-tested as the engine would, and its table: what a
+/// command that works beside the engine needs to decide as it would.
+pub async fn plugin_and_table(
+    pipeline: &Pipeline,
+) -> Result<(WasmPolicy, DynamoStore), PluginLoadError> {
+    let policy = load_checked(&pipeline.plugin_spec()).map_err(|source| PluginLoadError {
+        pipeline: pipeline.name.clone(),
+        source,
+    })?;
+    let store = DynamoStore::new(dynamo::client().await, &pipeline.table, &pipeline.key_field);
+    Ok((policy, store))
 }
 
 /// The pipeline named `name` in the file at `path`.

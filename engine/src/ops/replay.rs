@@ -14,9 +14,8 @@ use crate::bus::kafka::{self, KafkaConfig};
 use crate::bus::{BusError, Message};
 use crate::config::Pipeline;
 use crate::pipeline::{Applier, ApplyError, Outcome};
-use crate::plugin::reload::load_checked;
-use crate::plugin::{PluginError, PolicyHandle};
-use crate::store::dynamo::{self, DynamoStore};
+use crate::plugin::PolicyHandle;
+use crate::store::dynamo::DynamoStore;
 
 /// Attempts at applying one event while the store fails.
 const ATTEMPTS: u32 = 5;
@@ -25,13 +24,8 @@ const ATTEMPTS: u32 = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The pipeline's plugin could not be loaded.
-    #[error("pipeline `{pipeline}`: {source}")]
-    Plugin {
-        /// The pipeline.
-        pipeline: String,
-        /// Why.
-        source: PluginError,
-    },
+    #[error(transparent)]
+    Plugin(#[from] super::PluginLoadError),
     /// The topic could not be read.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -108,11 +102,7 @@ pub async fn replay(
     mut progress: impl FnMut(u64, u64),
     mut rejected: impl FnMut(&str),
 ) -> Result<Summary, ReplayError> {
-    let policy = load_checked(&pipeline.plugin_spec()).map_err(|source| ReplayError::Plugin {
-        pipeline: pipeline.name.clone(),
-        source,
-    })?;
-    let store = DynamoStore::new(dynamo::client().await, &pipeline.table, &pipeline.key_field);
+    let (policy, store) = super::plugin_and_table(pipeline).await?;
     let applier = Applier::new(
         store,
         PolicyHandle::new(Arc::new(policy)),

@@ -6,22 +6,16 @@ use serde_json::Value;
 use crate::bus::kafka::KafkaConfig;
 use crate::bus::BusError;
 use crate::config::Pipeline;
-use crate::plugin::reload::load_checked;
-use crate::plugin::{Decision, PluginError, Policy};
-use crate::store::dynamo::{self, DynamoStore};
+use crate::plugin::{Decision, Policy};
+use crate::store::dynamo::DynamoStore;
 use crate::store::{split_meta, Store};
 
 /// Why a tap stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     /// The pipeline's plugin could not be loaded.
-    #[error("pipeline `{pipeline}`: {source}")]
-    Plugin {
-        /// The pipeline.
-        pipeline: String,
-        /// Why.
-        source: PluginError,
-    },
+    #[error(transparent)]
+    Plugin(#[from] super::PluginLoadError),
     /// The topic could not be read.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -62,11 +56,7 @@ pub async fn tap(
     limit: Option<u64>,
     mut show: impl FnMut(&Tapped),
 ) -> Result<u64, TapError> {
-    let policy = load_checked(&pipeline.plugin_spec()).map_err(|source| TapError::Plugin {
-        pipeline: pipeline.name.clone(),
-        source,
-    })?;
-    let store = DynamoStore::new(dynamo::client().await, &pipeline.table, &pipeline.key_field);
+    let (policy, store) = super::plugin_and_table(pipeline).await?;
     let reader = kafka.reader(&format!("ordo.tap.{}", pipeline.name))?;
     reader.follow(&pipeline.topic, from_beginning)?;
     let mut seen = 0;

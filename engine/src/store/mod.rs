@@ -4,7 +4,7 @@
 //! against an out-of-date record never overwrites a newer one. [`dynamo::DynamoStore`] is the
 //! DynamoDB implementation; [`item`] converts JSON records to DynamoDB items and back;
 //! [`cache`] keeps the records written last so the next write of a key can skip its read.
-//! [`crate::testing::MemoryStore`] keeps records in memory, for tests.
+//! The `testing` module has an in-memory store, for tests.
 
 use std::future::Future;
 

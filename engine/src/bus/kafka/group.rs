@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -147,13 +146,7 @@ impl Consumer for KafkaGroup {
             topic: self.topic.clone(),
             reason: e.to_string(),
         })?;
-        Ok(Message {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-        })
+        Ok(super::message_of(&message))
     }
 
     fn store_offset(&self, partition: i32, offset: i64) -> Result<(), BusError> {

@@ -13,6 +13,18 @@ pub use group::{GroupSettings, KafkaGroup, DEFAULT_FETCH_WAIT};
 pub use producer::{KafkaPublisher, DEFAULT_DELIVERY_TIMEOUT, DEFAULT_PRODUCE_TIMEOUT, LINGER_MS};
 pub use reader::{From, KafkaReader, ToEnd};
 
+/// A message as the bus seam carries it.
+fn message_of(m: &rdkafka::message::BorrowedMessage<'_>) -> crate::bus::Message {
+    use rdkafka::message::Message as _;
+    crate::bus::Message {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+    }
+}
+
 impl KafkaConfig {
     /// Joins a pipeline's consumer group (see [`KafkaGroup`]); lag goes to `lag`.
     pub fn group(

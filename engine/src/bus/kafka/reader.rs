@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::bus::{BusError, Message};
@@ -174,14 +173,12 @@ impl KafkaReader {
 
     /// The next message of the assigned partitions.
     pub async fn next(&self) -> Result<Message, BusError> {
-        let message = self.consumer.recv().await.map_err(|e| read_error("?", e))?;
-        Ok(Message {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-        })
+        let message = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| read_error("the assigned topic", e))?;
+        Ok(super::message_of(&message))
     }
 
     /// Commits `offset` as the next one `partition` of `topic` reads, for the reader's group.

@@ -9,15 +9,17 @@
 //! Metric names and bucket bounds are constants, so building a family cannot fail on input;
 //! the `expect`s below only guard against a typo in this file, which the tests would catch.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+mod handles;
+
+use handles::InForce;
+pub use handles::{ConsumerMetrics, IngestMetrics, Lag, PluginMetrics, StoreMetrics};
 
 /// Bucket bounds of latency histograms, in seconds: 10 µs to 10 s.
 pub const SECONDS: &[f64] = &[
@@ -186,7 +188,10 @@ impl Metrics {
         let mut out = Vec::new();
         // Encoding into a Vec fails only on a family with no metrics of a known type.
         let _ = TextEncoder::new().encode(&self.families.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        let text = String::from_utf8(out).unwrap_or_default();
+        let mut lines: Vec<String> = text.lines().map(pipeline_first).collect();
+        lines.push(String::new());
+        lines.join("\n")
     }
 
     /// The handle of `pipeline`'s ingest route.
@@ -251,223 +256,39 @@ impl Metrics {
     }
 }
 
-/// Answers of one pipeline's ingest route and its produce latency.
-#[derive(Clone)]
-pub struct IngestMetrics {
-    /// The label value.
-    pipeline: String,
-    /// Answers by pipeline and status.
-    requests: IntCounterVec,
-    /// Seconds from produce to the broker's ack (or its refusal).
-    pub produce: Histogram,
-}
-
-impl IngestMetrics {
-    /// Counts one answer with `status`.
-    pub fn answered(&self, status: u16) {
-        self.requests
-            .with_label_values(&[self.pipeline.as_str(), &status.to_string()])
-            .inc();
+/// `line` with the `pipeline` label first. The `prometheus` crate writes a sample's labels in
+/// name order; Ordo's exposition has always put `pipeline` first (then the others, and `le`
+/// last), and scrapers or scripts that match sample lines as text keep working. A scraper does
+/// not care; the order is only put back, never the content changed. Label values here cannot
+/// hold `"` or `,` (pipeline names, ids and numbers), so pairs split on `",`.
+fn pipeline_first(line: &str) -> String {
+    let (Some(open), Some(close)) = (line.find('{'), line.rfind('}')) else {
+        return line.to_string();
+    };
+    if line.starts_with('#') || open > close {
+        return line.to_string();
     }
-
-    /// Answers counted with `status` so far.
-    pub fn answers(&self, status: u16) -> u64 {
-        self.requests
-            .with_label_values(&[self.pipeline.as_str(), &status.to_string()])
-            .get()
-    }
-}
-
-impl Default for IngestMetrics {
-    /// A handle on a registry of its own (for tests and tools that serve no `/metrics`).
-    fn default() -> Self {
-        Metrics::new().ingest("")
-    }
-}
-
-/// What one pipeline's consumer did; cheap to update from many workers.
-#[derive(Clone)]
-pub struct ConsumerMetrics {
-    /// Events whose merge changed the record.
-    pub applied: IntCounter,
-    /// Events older than the stored record.
-    pub skipped: IntCounter,
-    /// Events sent to the dead-letter topic.
-    pub dead_lettered: IntCounter,
-    /// Conditional writes that went through.
-    pub writes: IntCounter,
-    /// Conditional writes lost to another writer (then merged again).
-    pub conflicts: IntCounter,
-    /// Uncommitted messages per assigned partition.
-    pub lag: Lag,
-}
-
-impl ConsumerMetrics {
-    /// Events taken from the topic and settled (applied, skipped or dead-lettered).
-    pub fn settled(&self) -> u64 {
-        self.applied.get() + self.skipped.get() + self.dead_lettered.get()
-    }
-}
-
-impl Default for ConsumerMetrics {
-    /// A handle on a registry of its own (for tests and benchmarks).
-    fn default() -> Self {
-        Metrics::new().consumer("")
-    }
-}
-
-impl fmt::Display for ConsumerMetrics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "events={} applied={} skipped={} dead_lettered={} writes={}",
-            self.settled(),
-            self.applied.get(),
-            self.skipped.get(),
-            self.dead_lettered.get(),
-            self.writes.get()
-        )
-    }
-}
-
-/// The consumer lag of one pipeline's assigned partitions.
-#[derive(Clone)]
-pub struct Lag {
-    /// The label value.
-    pipeline: String,
-    /// The family.
-    gauges: IntGaugeVec,
-    /// Partitions with a gauge now, so a partition no longer reported loses its gauge.
-    partitions: Arc<Mutex<BTreeSet<i32>>>,
-}
-
-impl Lag {
-    /// Replaces the lag of every partition with `lag` (partition, messages).
-    pub fn set(&self, lag: impl IntoIterator<Item = (i32, u64)>) {
-        let Ok(mut known) = self.partitions.lock() else {
-            return;
-        };
-        let now: BTreeMap<i32, u64> = lag.into_iter().collect();
-        for gone in known.difference(&now.keys().copied().collect()) {
-            let _ = self
-                .gauges
-                .remove_label_values(&[self.pipeline.as_str(), &gone.to_string()]);
-        }
-        for (partition, messages) in &now {
-            self.gauges
-                .with_label_values(&[self.pipeline.as_str(), &partition.to_string()])
-                .set(i64::try_from(*messages).unwrap_or(i64::MAX));
-        }
-        *known = now.into_keys().collect();
-    }
-
-    /// The lag last reported, by partition.
-    pub fn get(&self) -> BTreeMap<i32, u64> {
-        let known = self
-            .partitions
-            .lock()
-            .map(|k| k.clone())
-            .unwrap_or_default();
-        known
-            .into_iter()
-            .map(|p| {
-                let gauge = self
-                    .gauges
-                    .with_label_values(&[self.pipeline.as_str(), &p.to_string()]);
-                (p, u64::try_from(gauge.get()).unwrap_or(0))
-            })
-            .collect()
-    }
-}
-
-/// What one pipeline's plugin calls cost, and which plugin is in force.
-#[derive(Clone)]
-pub struct PluginMetrics {
-    /// (export, wall-clock seconds, fuel burnt) per export.
-    calls: Arc<Vec<(&'static str, Histogram, Histogram)>>,
-    /// The plugin in force and the reload counters.
-    in_force: Arc<InForce>,
-}
-
-/// `ordo_plugin_info` of one pipeline and the reload outcomes.
-struct InForce {
-    /// The label value.
-    pipeline: String,
-    /// The family.
-    gauges: IntGaugeVec,
-    /// The id shown now.
-    id: Mutex<Option<String>>,
-    /// Reloads that put a new plugin in force.
-    swapped: IntCounter,
-    /// Reloads refused.
-    refused: IntCounter,
-}
-
-impl PluginMetrics {
-    /// Counts one call of `call` that took `elapsed` and burnt `fuel`.
-    pub fn record(&self, call: &str, elapsed: Duration, fuel: u64) {
-        if let Some((_, seconds, burnt)) = self.calls.iter().find(|(c, _, _)| *c == call) {
-            seconds.observe(elapsed.as_secs_f64());
-            burnt.observe(fuel as f64);
-        }
-    }
-
-    /// Shows `id` as the plugin in force.
-    pub fn in_force(&self, id: &str) {
-        let f = &self.in_force;
-        let Ok(mut shown) = f.id.lock() else {
-            return;
-        };
-        if let Some(old) = shown.take() {
-            let _ = f
-                .gauges
-                .remove_label_values(&[f.pipeline.as_str(), old.as_str()]);
-        }
-        f.gauges
-            .with_label_values(&[f.pipeline.as_str(), id])
-            .set(1);
-        *shown = Some(id.to_string());
-    }
-
-    /// Counts a reload that put a new plugin in force.
-    pub fn swapped(&self) {
-        self.in_force.swapped.inc();
-    }
-
-    /// Counts a reload that was refused.
-    pub fn refused(&self) {
-        self.in_force.refused.inc();
-    }
-
-    /// (reloads swapped, reloads refused) so far, over every pipeline.
-    pub fn reloads(&self) -> (u64, u64) {
-        (self.in_force.swapped.get(), self.in_force.refused.get())
-    }
-}
-
-impl Default for PluginMetrics {
-    /// A handle on a registry of its own (for tests and tools that serve no `/metrics`).
-    fn default() -> Self {
-        Metrics::new().plugin("")
-    }
-}
-
-/// Latency of one pipeline's conditional writes.
-#[derive(Clone)]
-pub struct StoreMetrics {
-    /// Seconds per conditional write, won or lost.
-    pub writes: Histogram,
-}
-
-impl Default for StoreMetrics {
-    /// A handle on a registry of its own (for tests and tools that serve no `/metrics`).
-    fn default() -> Self {
-        Metrics::new().store("")
-    }
+    let labels = &line[open + 1..close];
+    let Some(start) = labels.find("pipeline=\"").filter(|&i| i > 0) else {
+        return line.to_string();
+    };
+    let rest = &labels[start..];
+    let end = rest.find("\",").map_or(rest.len(), |i| i + 1);
+    format!(
+        "{}{{{},{}{}}}{}",
+        &line[..open],
+        &rest[..end],
+        &labels[..start - 1],
+        &rest[end..],
+        &line[close + 1..]
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
     use super::*;
 
     /// Every family as `/metrics` names it, with its type and label names: dashboards and
@@ -541,23 +362,48 @@ mod tests {
         for sample in [
             "ordo_ingest_requests_total{pipeline=\"p\",status=\"202\"} 2",
             "ordo_ingest_requests_total{pipeline=\"p\",status=\"422\"} 1",
-            "ordo_events_total{outcome=\"skipped_stale\",pipeline=\"p\"} 3",
-            "ordo_events_total{outcome=\"applied\",pipeline=\"p\"} 0",
+            "ordo_events_total{pipeline=\"p\",outcome=\"skipped_stale\"} 3",
+            "ordo_events_total{pipeline=\"p\",outcome=\"applied\"} 0",
             "ordo_dynamodb_writes_total{pipeline=\"p\"} 0",
             "ordo_produce_seconds_bucket{pipeline=\"p\",le=\"0.001\"} 0",
             "ordo_produce_seconds_bucket{pipeline=\"p\",le=\"0.005\"} 1",
             "ordo_produce_seconds_bucket{pipeline=\"p\",le=\"+Inf\"} 1",
             "ordo_produce_seconds_count{pipeline=\"p\"} 1",
-            "ordo_plugin_call_seconds_bucket{call=\"merge\",pipeline=\"p\",le=\"0.00001\"} 1",
-            "ordo_plugin_fuel_bucket{call=\"merge\",pipeline=\"p\",le=\"10000\"} 0",
-            "ordo_plugin_fuel_bucket{call=\"merge\",pipeline=\"p\",le=\"100000\"} 1",
-            "ordo_plugin_fuel_count{call=\"validate\",pipeline=\"p\"} 0",
-            "ordo_consumer_lag{partition=\"0\",pipeline=\"p\"} 5",
+            "ordo_plugin_call_seconds_bucket{pipeline=\"p\",call=\"merge\",le=\"0.00001\"} 1",
+            "ordo_plugin_fuel_bucket{pipeline=\"p\",call=\"merge\",le=\"10000\"} 0",
+            "ordo_plugin_fuel_bucket{pipeline=\"p\",call=\"merge\",le=\"100000\"} 1",
+            "ordo_plugin_fuel_count{pipeline=\"p\",call=\"validate\"} 0",
+            "ordo_consumer_lag{pipeline=\"p\",partition=\"0\"} 5",
             "ordo_dynamodb_write_seconds_count{pipeline=\"p\"} 1",
             "ordo_plugin_reloads_total{outcome=\"refused\"} 0",
             "ordo_plugin_info{pipeline=\"p\",plugin=\"sha256:ab\"} 1",
         ] {
             assert!(text.contains(sample), "{sample} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn pipeline_goes_first_and_le_stays_last() {
+        for (from, to) in [
+            (
+                "x{call=\"m\",pipeline=\"p\",le=\"0.1\"} 1",
+                "x{pipeline=\"p\",call=\"m\",le=\"0.1\"} 1",
+            ),
+            (
+                "x{outcome=\"a\",pipeline=\"p\"} 0",
+                "x{pipeline=\"p\",outcome=\"a\"} 0",
+            ),
+            (
+                "x{pipeline=\"p\",status=\"202\"} 2",
+                "x{pipeline=\"p\",status=\"202\"} 2",
+            ),
+            ("x{outcome=\"swapped\"} 0", "x{outcome=\"swapped\"} 0"),
+            (
+                "# HELP x help {a=\"b\",pipeline=\"c\"}",
+                "# HELP x help {a=\"b\",pipeline=\"c\"}",
+            ),
+        ] {
+            assert_eq!(pipeline_first(from), to);
         }
     }
 
