@@ -48,17 +48,15 @@ build: plugins ## Build the engine and the plugins.
 run-engine: local-dev-stack build ## Start the stack if needed, build, and run the engine in the foreground.
 	cargo run -p ordo -- --config pipelines.toml
 
-test: local-dev-stack plugins ## Start the stack if needed, build, and run every test (the fault suite at its short scale).
+test: local-dev-stack plugins ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
 	cargo test --workspace --no-fail-fast -- --skip chaos_
-	cargo test -p ordo --test faults -- --nocapture --test-threads=1
-	@echo "bench short variant (proves it runs; no timing claims; the Extism comparison is left to make bench):"
-	ORDO_BENCH_RUNS=1 ORDO_BENCH_CALLS=200 cargo run -q -p ordo-bench --example plugin_bench > /dev/null
-	ORDO_BENCH_SCALE=1 ORDO_BENCH_RUNS=1 cargo run -q -p ordo-bench --example consume_bench > /dev/null
-	ORDO_BENCH_RUNS=1 ORDO_BENCH_SECONDS=1 cargo run -q -p ordo-bench --example ingest_bench > /dev/null
-	ORDO_BENCH_SCALE=1 ORDO_BENCH_RUNS=1 ORDO_BENCH_SECONDS=1 cargo run -q -p ordo-bench --example system_bench > /dev/null
+	@# The same package set as above, so nothing is built again.
+	cargo test --workspace --test faults -- --nocapture --test-threads=1
+	@echo "benchmarks, each once at a small scale (proves they run; no timing claims; the Extism comparison is left to make bench):"
+	cargo test --workspace --test smoke -- --ignored --test-threads=1
 
 chaos: local-dev-stack plugins ## The fault suite at five times the events (ORDO_CHAOS_SCALE), one line per scenario.
-	ORDO_CHAOS_SCALE=$${ORDO_CHAOS_SCALE:-5} cargo test -p ordo --test faults -- --nocapture --test-threads=1
+	ORDO_CHAOS_SCALE=$${ORDO_CHAOS_SCALE:-5} cargo test --workspace --test faults -- --nocapture --test-threads=1
 
 lint: ## rustfmt and clippy, warnings as errors.
 	cargo fmt --all -- --check
@@ -69,5 +67,5 @@ fmt: ## Format the code.
 
 bench: local-dev-stack plugins ## Every benchmark against its baseline, measured in one run; writes BENCHMARKS.md (about 15 minutes).
 	cargo build --release -p ordo --bins
-	cargo build --release -p ordo-bench --features extism --examples
+	cargo build --release -p ordo-bench --features extism --bins
 	bench/bench.sh BENCHMARKS.md

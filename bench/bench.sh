@@ -2,7 +2,7 @@
 # Writes BENCHMARKS.md from the release benchmark programs (called by `make bench`, which
 # builds them and starts the local stack). Every figure is measured in this one run.
 set -euo pipefail
-bin=${CARGO_TARGET_DIR:?}/release/examples
+bin=${CARGO_TARGET_DIR:?}/release
 cache=${ORDO_CACHE:?}
 out=${1:-BENCHMARKS.md}
 {

@@ -1,7 +1,8 @@
 //! In-memory stand-ins for the seams, so the engine's own logic (the apply loop, ingest,
 //! readiness) is tested without servers: [`MemoryBus`] for the bus, [`MemoryStore`] for the
-//! store, [`MaxV`] for a plugin, and [`pipeline()`] for a checked pipeline. What Kafka, DynamoDB and the WebAssembly host really do is
-//! tested end to end in `engine/tests/` against the local stack.
+//! store, [`MaxV`] for a plugin, and [`pipeline()`] for a checked pipeline. What Kafka,
+//! DynamoDB and the WebAssembly host really do is tested end to end in `engine/tests/` against
+//! the local stack.
 
 mod bus;
 mod pipeline;

@@ -7,7 +7,7 @@
 //! the load comes from this process: `CONNECTIONS` keep-alive connections, each sending its
 //! next request when the last one is answered, for `ORDO_BENCH_SECONDS` (default 5) a run.
 //!
-//! `cargo run --release -p ordo-bench --example ingest_bench` (the local stack must be up). Prints a
+//! `cargo run --release -p ordo-bench --bin ingest_bench` (the local stack must be up). Prints a
 //! Markdown table: median and range of `ORDO_BENCH_RUNS` runs (default 5).
 
 use std::path::Path;

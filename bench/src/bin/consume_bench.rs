@@ -10,7 +10,7 @@
 //! latency **model** of real DynamoDB (every read and write takes `MODEL_LATENCY`, any number
 //! at once), and the model with no latency, which is the consumer's own ceiling.
 //!
-//! `cargo run --release -p ordo-bench --example consume_bench` (the local stack must be up: `make
+//! `cargo run --release -p ordo-bench --bin consume_bench` (the local stack must be up: `make
 //! local-dev-stack`). `ORDO_BENCH_SCALE` sizes the workloads (default 10: 1,000 keys),
 //! `ORDO_BENCH_RUNS` repeats each measurement (default 5) and reports the median and range,
 //! `ORDO_BENCH_STORES` runs only some stores (`moto`, `model`, `ceiling`, comma-separated),

@@ -12,7 +12,7 @@
 //! 4. **bursts** (write cost): `100 × ORDO_BENCH_SCALE` keys, each sent 20 updates within
 //!    100 ms straight to the topic while the engine consumes; DynamoDB writes per event.
 //!
-//! `cargo run --release -p ordo-bench --example system_bench` after `cargo build --release -p ordo` (the
+//! `cargo run --release -p ordo-bench --bin system_bench` after `cargo build --release -p ordo` (the
 //! local stack must be up). Prints Markdown: median and range over `ORDO_BENCH_RUNS` runs.
 
 use std::io::BufRead;
@@ -58,12 +58,14 @@ struct Engine {
 impl Engine {
     /// Starts the release binary next to this example on a pipelines file of its own.
     fn start(names: &Names, brokers: &str) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|d| d.join("ordo"))
-            .context("the ordo binary's folder")?;
+        // `ORDO_BIN`, else the `ordo` binary built beside this one (same target folder).
+        let bin = match std::env::var_os("ORDO_BIN") {
+            Some(bin) => PathBuf::from(bin),
+            None => std::env::current_exe()?
+                .parent()
+                .map(|d| d.join("ordo"))
+                .context("the ordo binary's folder")?,
+        };
         anyhow::ensure!(
             bin.exists(),
             "{} is missing: cargo build --release -p ordo",

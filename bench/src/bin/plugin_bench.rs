@@ -3,7 +3,7 @@
 //! rule as an Extism plugin hosted by the `extism` crate, measured in one run.
 //!
 //! Both sandboxes get the same limits: fuel, a wall-clock timeout and a 16 MiB memory cap, and
-//! no WASI. `cargo run --release -p ordo-bench --features extism --example plugin_bench` (part
+//! no WASI. `cargo run --release -p ordo-bench --features extism --bin plugin_bench` (part
 //! of `make bench`; the plugins must be built: `make plugins`). Without the `extism` feature
 //! the Extism columns are left out. Prints the median over `ORDO_BENCH_RUNS` rounds of
 //! each round's median call time, and the range of the rounds' medians.
