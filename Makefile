@@ -14,7 +14,7 @@ export AWS_ENDPOINT_URL ?= http://127.0.0.1:4566
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export PATH := $(ORDO_CACHE)/venv/bin:$(PATH)
 
-PLUGINS := patient-profile-lww patient-profile-field-merge hostile
+PLUGINS := patient-profile-lww patient-profile-field-merge hostile backdoor
 PLUGIN_DIR := plugins/build
 
 .PHONY: bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use common::hostile::{attack_event, letter_too_large_event, MERGE_ATTACKS, VALIDATE_ATTACKS};
 use common::{Engine, Names, PrivateBroker, PrivateDynamo, Rng, Workload};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -363,7 +364,7 @@ async fn chaos_poison_messages_mid_stream_go_to_the_dead_letter_topic() {
     run.finish("poison messages", &engine, lifted, poison.len() as i64)
         .await;
     let letters = common::read_dead_letters(&engine, poison.len()).await;
-    let reasons: Vec<&str> = letters.iter().map(|l| l.1.as_str()).collect();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     for expected in ["not JSON", "IsPregnant", "UpdatedAt", "PatientId"] {
         assert!(
             reasons.iter().any(|r| r.contains(expected)),
@@ -375,44 +376,65 @@ async fn chaos_poison_messages_mid_stream_go_to_the_dead_letter_topic() {
 #[tokio::test]
 async fn chaos_hostile_plugin_attacks_mid_stream_lose_only_their_events() {
     // The hostile fixture merges ordinary updates last-writer-wins, as the patient-profile
-    // plugin does, and attacks its sandbox when an event asks it to. Fuel to spare, so the
-    // time limit (CPU time) and the memory cap are what stop the attacks.
-    let engine = Engine::builder(Names::unique("chaos-hostile"))
-        .plugin(&common::hostile_plugin())
-        .extra("plugin_fuel = 100000000000\nplugin_timeout_ms = 50\nplugin_memory_mib = 8")
-        .start();
+    // plugin does, and attacks its sandbox when an event asks it to: every class of attack
+    // (holding the thread, growing, reaching out, flooding the engine's outputs, a letter too
+    // large to carry its event) is mixed into the normal stream.
+    let engine = common::hostile::hostile_engine("chaos-hostile");
     let target = target_of(&engine);
     let run = Run::start(&engine, &target, "hostile");
-    let attacks = [
-        ("loop", "time limit (50 ms"),
-        ("alloc", "memory limit (8 MiB"),
-        ("trap", "trapped"),
-    ];
+    let attacks: Vec<(&str, &str)> = VALIDATE_ATTACKS
+        .iter()
+        .chain(&MERGE_ATTACKS)
+        .copied()
+        .collect();
+    let steps = attacks.len() + 2;
+    let mut positions = Vec::new();
     for (i, (attack, _)) in attacks.iter().enumerate() {
-        run.reach((i + 1) as f64 / (attacks.len() + 2) as f64).await;
-        let body = format!(r#"{{"PatientId":"attack-{attack}","attack":"{attack}"}}"#);
-        // At ingest the attack is refused with its reason and nothing is produced ...
+        run.reach((i + 1) as f64 / steps as f64).await;
+        let key = format!("attack-{attack}");
+        let body = attack_event(&key, attack);
         let (status, problem) = engine.post(&body).await;
-        assert_eq!(status, 422, "{attack}: {problem}");
-        // ... and straight from the topic it is dead-lettered while the stream goes on.
-        common::produce_raw(&engine.names.topic, &format!("attack-{attack}"), &body).await;
+        if VALIDATE_ATTACKS.iter().any(|(a, _)| a == attack) {
+            // At ingest the attack is refused with its reason and nothing is produced ...
+            assert_eq!(status, 422, "{attack}: {problem}");
+            // ... and straight from the topic it is dead-lettered while the stream goes on.
+            positions.push(common::produce_raw(&engine.names.topic, &key, &body).await);
+        } else {
+            // A merge attack passes validation: accepted, then dead-lettered.
+            assert_eq!(status, 202, "{attack}: {problem}");
+            positions.push((
+                problem["partition"].as_i64().expect("partition") as i32,
+                problem["offset"].as_i64().expect("offset"),
+            ));
+        }
     }
+    run.reach((steps - 1) as f64 / steps as f64).await;
+    let key = "attack-letter-too-large";
+    positions
+        .push(common::produce_raw(&engine.names.topic, key, &letter_too_large_event(key)).await);
     let lifted = Instant::now();
-    run.finish(
-        "hostile plugin attacks",
-        &engine,
-        lifted,
-        attacks.len() as i64,
-    )
-    .await;
-    let letters = common::read_dead_letters(&engine, attacks.len()).await;
-    let reasons: Vec<&str> = letters.iter().map(|l| l.1.as_str()).collect();
-    for (attack, reason) in attacks {
+    let letters = attacks.len() + 1;
+    run.finish("hostile plugin attacks", &engine, lifted, letters as i64)
+        .await;
+    // Every attack's partition committed past it, so to the end of the topic.
+    engine.wait_all_committed(&positions).await;
+    let letters = common::read_dead_letters(&engine, letters).await;
+    for ((attack, reason), at) in attacks.iter().zip(&positions) {
+        let letter = letters
+            .iter()
+            .find(|l| (l.partition, l.offset) == *at)
+            .unwrap_or_else(|| panic!("no dead letter for the {attack} attack: {letters:?}"));
         assert!(
-            reasons.iter().any(|r| r.contains(reason)),
-            "no dead letter says {reason:?} for the {attack} attack: {reasons:?}"
+            letter.reason.contains(reason),
+            "the {attack} attack's letter does not say {reason:?}: {letter:?}"
         );
     }
+    assert!(
+        letters
+            .iter()
+            .any(|l| l.payload_len == 0 && !l.left_out.is_empty()),
+        "the letter too large for its event went without it: {letters:?}"
+    );
 }
 
 #[tokio::test]

@@ -105,13 +105,13 @@ async fn poison_and_rejected_events_go_to_the_dead_letter_topic_and_the_rest_app
 
     let mut letters = common::read_dead_letters(&engine, 2).await;
     letters.sort();
-    assert_eq!(letters[0].0, poison.1);
-    assert!(letters[0].1.contains("not JSON"), "{:?}", letters[0]);
-    assert_eq!(letters[1].0, rejected.1);
-    assert!(letters[1].1.contains("IsPregnant"), "{:?}", letters[1]);
+    assert_eq!(letters[0].offset, poison.1);
+    assert!(letters[0].reason.contains("not JSON"), "{:?}", letters[0]);
+    assert_eq!(letters[1].offset, rejected.1);
+    assert!(letters[1].reason.contains("IsPregnant"), "{:?}", letters[1]);
     for letter in &letters {
         assert_eq!(
-            (letter.2.as_str(), letter.3.as_str()),
+            (letter.pipeline.as_str(), letter.topic.as_str()),
             ("patient-profile", topic.as_str())
         );
     }

@@ -78,31 +78,61 @@ fn the_shipped_plugins_pass_the_shipped_self_test() {
     }
 }
 
-#[test]
-fn an_engine_refuses_to_start_with_a_plugin_failing_its_self_test() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("pipelines.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[pipelines.patient-profile]
+/// A pipelines file in `dir` with one pipeline running `plugin`, plus `extra` lines.
+fn pipelines_file(dir: &Path, plugin: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("pipelines.toml");
+    let text = format!(
+        r#"[pipelines.patient-profile]
 route = "/patientprofile"
 topic = "unused"
 key_field = "PatientId"
 version_field = "UpdatedAt"
 table = "unused"
 plugin = "{}"
-plugin_self_test = "{}"
+{extra}
 "#,
-            common::hostile_plugin().display(),
-            sample("patient-profile.selftest.jsonl").display()
-        ),
-    )
-    .expect("write config");
+        plugin.display()
+    );
+    std::fs::write(&config, text).expect("write config");
+    config
+}
+
+#[test]
+fn an_engine_refuses_to_start_with_a_plugin_failing_its_self_test() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let self_test = sample("patient-profile.selftest.jsonl");
+    let config = pipelines_file(
+        dir.path(),
+        &common::hostile_plugin(),
+        &format!("plugin_self_test = \"{}\"", self_test.display()),
+    );
     let (ok, out) = ordo(&["--config", &path(&config), "--listen", "127.0.0.1:0"]);
     assert!(!ok, "{out}");
     assert!(
         out.contains("pipeline `patient-profile`") && out.contains("fails its self-test"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_plugin_importing_what_the_engine_does_not_provide_is_refused_naming_the_import() {
+    let backdoor = common::built_plugin("backdoor");
+    let (ok, out) = ordo(&[
+        "plugin",
+        "test",
+        &path(&backdoor),
+        &path(&sample("patient-profile.selftest.jsonl")),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("imports `ordo-test:backdoor/door"), "{out}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = pipelines_file(dir.path(), &backdoor, "");
+    let (ok, out) = ordo(&["validate", &path(&config), "--no-environment"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("pipeline `patient-profile`")
+            && out.contains("imports `ordo-test:backdoor/door"),
         "{out}"
     );
 }

@@ -48,6 +48,15 @@ pub enum BusError {
     /// The broker did not answer a metadata request.
     #[error("broker did not answer: {0}")]
     Unreachable(String),
+    /// The broker (or the client before it) will never take this message as it is: too
+    /// large, or invalid. Retrying the same message cannot help.
+    #[error("topic `{topic}`: message refused: {reason}")]
+    Refused {
+        /// The topic written to.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
     /// The broker did not acknowledge a message.
     #[error("topic `{topic}`: message not acknowledged: {reason}")]
     NotAcknowledged {

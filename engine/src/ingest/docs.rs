@@ -83,7 +83,7 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
         ),
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "Not taken: too many requests in flight (nothing was produced), or the broker did not acknowledge in time (the event may or may not be stored). Retry after `Retry-After`; applying an event twice changes nothing.",
+            "Not taken: too many requests in flight or every instance of the plugin busy (nothing was produced), or the broker did not acknowledge in time (the event may or may not be stored). Retry after `Retry-After`; applying an event twice changes nothing.",
         ),
     ] {
         let (code, response) = problem_response(status, when);

@@ -110,6 +110,15 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                 };
                 return Err(unprocessable(&e.field, &detail));
             }
+            Err(e) if e.is_transient() => {
+                warn!(pipeline = %p.name, error = %e, "Plugin busy during validation; nothing produced.");
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Plugin busy",
+                    format!("{e}; nothing was produced, retry later"),
+                )
+                .retry_after(1));
+            }
             Err(e) => {
                 // A trap, fuel, time or memory limit on this body: the event is refused, and
                 // the engine keeps serving others.

@@ -50,6 +50,8 @@ struct Fixture {
     bus: MemoryBus,
     /// The table; holds one record, under key "1".
     store: MemoryStore,
+    /// The pipeline's policy, to swap.
+    policy: PolicyHandle,
 }
 
 /// An application with pipeline `p` (route `/p`, topic `p.events`), whose ingest draws from
@@ -63,9 +65,10 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
             .cloned()
             .unwrap_or_default(),
     );
+    let policy = PolicyHandle::new(Arc::new(SexIsText));
     let api = Arc::new(PipelineApi {
         pipeline: Arc::new(crate::testing::pipeline("p")),
-        policy: PolicyHandle::new(Arc::new(SexIsText)),
+        policy: policy.clone(),
         publisher: Arc::new(bus.clone()),
         store: store.clone(),
         limits: Limits {
@@ -85,6 +88,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         cli: TestClient::new(app),
         bus,
         store,
+        policy,
     }
 }
 
@@ -178,6 +182,27 @@ async fn above_the_in_flight_limit_the_answer_is_503_and_nothing_is_produced() {
 }
 
 #[tokio::test]
+async fn a_plugin_at_its_cap_is_a_503_that_says_to_retry_not_a_422() {
+    let Fixture {
+        cli, bus, policy, ..
+    } = fixture(8, None);
+    policy.replace(Arc::new(crate::testing::BusyFirst::new(1)));
+    let send = || {
+        cli.post("/p")
+            .content_type("application/json")
+            .body(r#"{"PatientId":"1","v":1}"#)
+            .send()
+    };
+    let busy = send().await;
+    busy.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    busy.assert_header("retry-after", "1");
+    let problem: Value = busy.json().await.value().deserialize();
+    assert_eq!(problem["title"], "Plugin busy", "{problem}");
+    assert!(bus.published("p.events").is_empty());
+    send().await.assert_status(StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
 async fn an_unacknowledged_event_is_a_503_that_says_to_retry() {
     let Fixture { cli, bus, .. } = fixture(8, None);
     bus.set_down(true);
@@ -225,7 +250,9 @@ async fn read_back_and_405s_that_say_what_is_allowed() {
 
 #[tokio::test]
 async fn readiness_names_each_check_and_fails_when_a_seam_is_down() {
-    let Fixture { cli, bus, store } = fixture(8, None);
+    let Fixture {
+        cli, bus, store, ..
+    } = fixture(8, None);
     let ready = cli.get("/readyz").send().await;
     ready.assert_status_is_ok();
     ready

@@ -8,7 +8,7 @@
 use serde_json::Value;
 use tracing::debug;
 
-use crate::plugin::{Decision, Policy, PolicyHandle};
+use crate::plugin::{bounded, Decision, PluginError, Policy, PolicyHandle, MAX_FIELD};
 use crate::store::cache::RecordCache;
 use crate::store::{split_meta, with_meta, Precondition, PutOutcome, Record, Store, StoreError};
 
@@ -68,6 +68,9 @@ pub enum ApplyError {
         /// The key fought over.
         key: String,
     },
+    /// The plugin could not take the call for a reason of the host's, not the event's.
+    #[error(transparent)]
+    Plugin(PluginError),
 }
 
 /// Applies events of one pipeline to its store through its policy.
@@ -123,7 +126,7 @@ impl<S: Store> Applier<S> {
         // Admitted events grouped by key, in arrival order within each key.
         let mut groups: Vec<(String, Vec<(usize, &str)>)> = Vec::new();
         for (i, event) in events.iter().enumerate() {
-            match self.admit(policy, event.key, event.payload) {
+            match self.admit(policy, event.key, event.payload)? {
                 Ok((text, key)) => match groups.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, group)) => group.push((i, text)),
                     None => groups.push((key, vec![(i, text)])),
@@ -178,21 +181,28 @@ impl<S: Store> Applier<S> {
             let mut merged: Option<Record> = None;
             let mut results = Vec::with_capacity(group.len());
             for &(i, text) in group {
-                let outcome = match policy.merge(text, state.as_deref()) {
-                    Ok(Decision::Write(record)) => match self.checked_record(&record, key) {
-                        Ok(checked) => {
-                            state = Some(record);
-                            merged = Some(checked);
-                            Outcome::Written
+                let outcome =
+                    match policy.merge(text, state.as_deref()) {
+                        Ok(Decision::Write(record)) => match self
+                            .checked_record(&record, key)
+                            .and_then(|checked| match self.store.refuses(&checked) {
+                                Some(why) => Err(why),
+                                None => Ok(checked),
+                            }) {
+                            Ok(checked) => {
+                                state = Some(record);
+                                merged = Some(checked);
+                                Outcome::Written
+                            }
+                            Err(reason) => Outcome::Rejected(reason),
+                        },
+                        Ok(Decision::Skip(why)) => Outcome::Skipped(why),
+                        Ok(Decision::Reject(why)) => {
+                            Outcome::Rejected(format!("plugin rejected the event: {why}"))
                         }
-                        Err(reason) => Outcome::Rejected(reason),
-                    },
-                    Ok(Decision::Skip(why)) => Outcome::Skipped(why),
-                    Ok(Decision::Reject(why)) => {
-                        Outcome::Rejected(format!("plugin rejected the event: {why}"))
-                    }
-                    Err(e) => Outcome::Rejected(e.to_string()),
-                };
+                        Err(e) if e.is_transient() => return Err(ApplyError::Plugin(e)),
+                        Err(e) => Outcome::Rejected(e.to_string()),
+                    };
                 results.push((i, outcome));
             }
             let Some(record) = merged else {
@@ -248,36 +258,48 @@ impl<S: Store> Applier<S> {
     }
 
     /// Checks what the engine itself relies on: UTF-8 JSON object, a string key that matches
-    /// the message key, and the plugin's own validation.
+    /// the message key, and the plugin's own validation. The inner `Err` is why the event is
+    /// refused; the outer one, a plugin that could not take the call (retry later).
     fn admit<'a>(
         &self,
         policy: &dyn Policy,
         message_key: Option<&[u8]>,
         payload: &'a [u8],
-    ) -> Result<(&'a str, String), String> {
-        let text =
-            std::str::from_utf8(payload).map_err(|e| format!("payload is not UTF-8: {e}"))?;
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?;
+    ) -> Result<Result<(&'a str, String), String>, ApplyError> {
+        let text = match std::str::from_utf8(payload) {
+            Ok(text) => text,
+            Err(e) => return Ok(Err(format!("payload is not UTF-8: {e}"))),
+        };
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(format!("payload is not JSON: {e}"))),
+        };
         let key = match value.get(&self.key_field) {
             Some(Value::String(k)) if !k.is_empty() => k.clone(),
-            _ => return Err(format!("`{}` must be a non-empty string", self.key_field)),
+            _ => {
+                return Ok(Err(format!(
+                    "`{}` must be a non-empty string",
+                    self.key_field
+                )))
+            }
         };
         if let Some(message_key) = message_key {
             if message_key != key.as_bytes() {
-                return Err(format!(
-                    "message key {:?} differs from `{}` {key:?}",
-                    String::from_utf8_lossy(message_key),
-                    self.key_field
-                ));
+                return Ok(Err(format!(
+                    "message key {:?} differs from `{}` {}",
+                    bounded(&String::from_utf8_lossy(message_key), MAX_FIELD),
+                    self.key_field,
+                    bounded(&format!("{key:?}"), MAX_FIELD)
+                )));
             }
         }
-        match policy.validate(text) {
+        Ok(match policy.validate(text) {
             Ok(Ok(())) => Ok((text, key)),
             Ok(Err(e)) if e.field.is_empty() => Err(format!("invalid event: {}", e.message)),
             Ok(Err(e)) => Err(format!("invalid event: `{}` {}", e.field, e.message)),
+            Err(e) if e.is_transient() => return Err(ApplyError::Plugin(e)),
             Err(e) => Err(e.to_string()),
-        }
+        })
     }
 
     /// The plugin's record, which must be a JSON object that keeps the key.

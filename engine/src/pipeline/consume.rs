@@ -252,7 +252,7 @@ mod tests {
 
     use super::*;
     use crate::plugin::PolicyHandle;
-    use crate::testing::{pipeline, MaxV, MemoryBus, MemoryConsumer, MemoryStore};
+    use crate::testing::{pipeline, BusyFirst, MaxV, MemoryBus, MemoryConsumer, MemoryStore};
 
     /// A running loop over `bus`'s `t.events` topic, writing to `store`.
     struct Running {
@@ -264,11 +264,21 @@ mod tests {
 
     /// Starts the loop; an event is dead-lettered after `max_attempts` failures (0: never).
     fn start(bus: &MemoryBus, store: &MemoryStore, max_attempts: u32) -> Running {
+        start_with(bus, store, max_attempts, Arc::new(MaxV))
+    }
+
+    /// As [`start`], with `policy`.
+    fn start_with(
+        bus: &MemoryBus,
+        store: &MemoryStore,
+        max_attempts: u32,
+        policy: Arc<dyn crate::plugin::Policy>,
+    ) -> Running {
         let mut p = pipeline("t");
         p.key_field = "k".into();
         p.max_attempts = max_attempts;
         let (consumer, revoked) = bus.consumer(&p.topic);
-        let applier = Applier::new(store.clone(), PolicyHandle::new(Arc::new(MaxV)), "k");
+        let applier = Applier::new(store.clone(), PolicyHandle::new(policy), "k");
         let metrics = ConsumerMetrics::default();
         let (stop, shutdown) = crate::shutdown::channel();
         let task = tokio::spawn(run(
@@ -372,6 +382,61 @@ mod tests {
         send(&bus, "a", json!({"k": "a", "v": 2})).await;
         until(|| running.metrics.applied.get() == 1).await;
         assert_eq!(store.record("a").map(|r| r["v"].clone()), Some(json!(2)));
+        running.stop.fire();
+        running.task.await.expect("the loop ends");
+    }
+
+    #[tokio::test]
+    async fn a_letter_the_broker_refuses_goes_without_its_event_and_the_partition_moves_on() {
+        let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
+        // The event fits the topic, but not a dead letter (the event plus its headers).
+        bus.refuse_larger_than(300);
+        let running = start(&bus, &store, 2);
+        let poison = format!("not json {}", "x".repeat(250));
+        bus.publish("t.events", "a", poison.as_bytes(), &[])
+            .await
+            .expect("acknowledged");
+        send(&bus, "b", json!({"k": "b", "v": 1})).await;
+        until(|| running.metrics.settled() == 2).await;
+        let letters = bus.published("t.events.dlq");
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert!(letters[0].payload.is_empty(), "the event is left out");
+        assert!(letters[0]
+            .header(super::super::worker::EVENT_LEFT_OUT_HEADER)
+            .is_some_and(|why| why.contains("larger than 300")));
+        assert_eq!(letters[0].header("ordo-original-offset"), Some("0"));
+        until(|| running.consumer.stored().get(&0) == Some(&2)).await;
+        running.stop.fire();
+        running.task.await.expect("the loop ends");
+    }
+
+    #[tokio::test]
+    async fn a_record_too_large_for_the_store_is_dead_lettered_not_retried() {
+        let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
+        let running = start(&bus, &store, 0);
+        let huge = "x".repeat(crate::store::item::MAX_ITEM_BYTES);
+        send(&bus, "a", json!({"k": "a", "v": 1, "huge": huge})).await;
+        send(&bus, "a", json!({"k": "a", "v": 2})).await;
+        until(|| running.metrics.settled() == 2).await;
+        let letters = bus.published("t.events.dlq");
+        assert_eq!(letters.len(), 1);
+        assert!(letters[0]
+            .header("ordo-reason")
+            .is_some_and(|r| r.contains("an item holds at most 409600")));
+        assert_eq!(store.record("a").map(|r| r["v"].clone()), Some(json!(2)));
+        running.stop.fire();
+        running.task.await.expect("the loop ends");
+    }
+
+    #[tokio::test]
+    async fn a_plugin_at_its_cap_is_retried_not_blamed_on_the_event() {
+        let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
+        // Three busy calls, fewer than max_attempts: the event waits, then applies.
+        let running = start_with(&bus, &store, 5, Arc::new(BusyFirst::new(3)));
+        send(&bus, "a", json!({"k": "a", "v": 1})).await;
+        until(|| running.metrics.applied.get() == 1).await;
+        assert!(bus.published("t.events.dlq").is_empty(), "no dead letter");
+        assert_eq!(store.record("a").map(|r| r["v"].clone()), Some(json!(1)));
         running.stop.fire();
         running.task.await.expect("the loop ends");
     }

@@ -5,14 +5,27 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::{Applier, Event, Outcome};
 use crate::bus::{BusError, Message, Publisher};
 use crate::config::Pipeline;
 use crate::metrics::ConsumerMetrics;
+use crate::plugin::{bounded, MAX_FIELD, MAX_REASON};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+
+/// Header of a dead letter sent without its event, saying why the event was left out (it is
+/// still in its topic, at `ordo-original-partition` and `ordo-original-offset`).
+pub const EVENT_LEFT_OUT_HEADER: &str = "ordo-event-left-out";
+
+/// What a dead letter carries.
+enum Letter {
+    /// The event, as it was read.
+    Whole,
+    /// Only the headers: the event was refused in a letter, for this reason.
+    WithoutEvent(String),
+}
 
 /// First retry delay after a failed attempt.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -106,7 +119,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                 let reason = format!("not applied after {attempts} attempts: {error}");
                 break vec![Outcome::Rejected(reason); messages.len()];
             }
-            warn!(pipeline = %self.pipeline.name, partition = messages[0].partition, offset = messages[0].offset, attempts, error = %error, retry_in = ?delay, "Events not applied yet; retrying.");
+            warn!(pipeline = %self.pipeline.name, partition = messages[0].partition, offset = messages[0].offset, attempts, error = %bounded(&error, MAX_REASON), retry_in = ?delay, "Events not applied yet; retrying.");
             if !self.pause(delay).await {
                 return false;
             }
@@ -130,14 +143,31 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         true
     }
 
-    /// Sends `message` to the dead-letter topic, retrying until acknowledged or shutdown.
+    /// Sends `message` to the dead-letter topic, retrying until acknowledged or shutdown. A
+    /// letter the broker will never take as it is (too large, invalid) is sent again without
+    /// the event, naming where the event lives; if even that is refused, the event is left
+    /// where it is and logged, so the partition's commit point still moves past it. Only
+    /// errors that can heal (the broker away, a timeout) are retried.
     async fn dead_letter(&self, message: &Message, reason: &str) -> bool {
+        let reason = bounded(reason, MAX_REASON);
+        let mut letter = Letter::Whole;
         let mut delay = BACKOFF_START;
         loop {
-            match self.publish_dead_letter(message, reason).await {
+            match self.publish_dead_letter(message, &reason, &letter).await {
                 Ok(()) => return true,
+                Err(BusError::Refused { reason: why, .. }) => match letter {
+                    Letter::Whole => {
+                        warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, error = %why, "Dead letter refused with the event in it; sending it without.");
+                        letter = Letter::WithoutEvent(bounded(&why, MAX_REASON));
+                        continue;
+                    }
+                    Letter::WithoutEvent(_) => {
+                        error!(pipeline = %self.pipeline.name, topic = %message.topic, partition = message.partition, offset = message.offset, reason = %reason, error = %why, "Dead letter refused even without the event; the event stays only in its topic, at this offset.");
+                        return true;
+                    }
+                },
                 Err(e) => {
-                    warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason, error = %e, retry_in = ?delay, "Dead-letter write failed; retrying.");
+                    warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason = %reason, error = %e, retry_in = ?delay, "Dead-letter write failed; retrying.");
                 }
             }
             if !self.pause(delay).await {
@@ -147,18 +177,34 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         }
     }
 
-    async fn publish_dead_letter(&self, message: &Message, reason: &str) -> Result<(), BusError> {
+    async fn publish_dead_letter(
+        &self,
+        message: &Message,
+        reason: &str,
+        letter: &Letter,
+    ) -> Result<(), BusError> {
         let partition = message.partition.to_string();
         let offset = message.offset.to_string();
-        let headers = [
+        let mut headers = vec![
             ("ordo-reason", reason),
             ("ordo-pipeline", self.pipeline.name.as_str()),
             ("ordo-original-topic", message.topic.as_str()),
             ("ordo-original-partition", partition.as_str()),
             ("ordo-original-offset", offset.as_str()),
         ];
-        let key = String::from_utf8_lossy(message.key.as_deref().unwrap_or_default()).into_owned();
-        let payload = message.payload.as_deref().unwrap_or_default();
+        let payload = match letter {
+            Letter::Whole => message.payload.as_deref().unwrap_or_default(),
+            Letter::WithoutEvent(why) => {
+                headers.push((EVENT_LEFT_OUT_HEADER, why.as_str()));
+                &[]
+            }
+        };
+        let mut key =
+            String::from_utf8_lossy(message.key.as_deref().unwrap_or_default()).into_owned();
+        if matches!(letter, Letter::WithoutEvent(_)) {
+            // The key may be what made the letter too large.
+            key = bounded(&key, MAX_FIELD);
+        }
         self.dead_letters
             .publish(&self.pipeline.dead_letter_topic, &key, payload, &headers)
             .await?;

@@ -9,10 +9,38 @@ use std::sync::{Arc, RwLock};
 
 mod bindings;
 pub mod budget;
+mod imports;
+pub mod limiter;
 pub mod reload;
 pub mod sandbox;
 pub mod selftest;
 pub mod wasm;
+
+pub use imports::MAX_RANDOM_BYTES;
+
+/// Longest text a plugin's answer may carry into the engine (a skip or reject reason, a field
+/// error's message, a failure's explanation), in bytes; longer text is cut on a character
+/// boundary and marked. It flows into log lines, HTTP answers and Kafka headers.
+pub const MAX_TEXT: usize = 1024;
+/// Longest reason the engine composes around a plugin's text (a dead letter's `ordo-reason`, a
+/// log line's error), in bytes: room for the engine's words and a [`MAX_TEXT`] text already
+/// cut, so its marker survives.
+pub const MAX_REASON: usize = 2 * MAX_TEXT;
+/// Longest field name a field error may carry, in bytes.
+pub const MAX_FIELD: usize = 128;
+
+/// `text` if it is at most `max` bytes, else its first bytes up to a character boundary and a
+/// marker saying how long it was.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… [cut from {} bytes]", &text[..cut], text.len())
+}
 
 /// A validation failure reported by the plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +89,23 @@ pub enum PluginError {
         /// wasmtime's explanation, with its causes.
         reason: String,
     },
+    /// Every instance the plugin may have was busy for as long as a call may take: the host
+    /// is overloaded, not the event at fault. Worth retrying.
+    #[error("plugin busy: all {live} instances were in calls for {waited:?}")]
+    Busy {
+        /// The cap on live instances.
+        live: usize,
+        /// How long the call waited for one.
+        waited: std::time::Duration,
+    },
+}
+
+impl PluginError {
+    /// Whether the failure is the host's state rather than the event's: worth a retry, not a
+    /// dead letter or a 422.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Busy { .. })
+    }
 }
 
 /// A pipeline's policy: validation, merge and the schema of its events.

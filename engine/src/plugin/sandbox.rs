@@ -1,21 +1,17 @@
-//! What a plugin may do: the limits of one call and the WASI capabilities it is granted.
+//! What a plugin may do: the limits of one call and the capabilities it is granted.
 //!
-//! By default a guest gets nothing from the outside world. std in a `wasm32-wasip2` guest
-//! still imports WASI, so the imports are linked, but to a context with no files, no
-//! environment, no arguments and no network, a clock frozen at the Unix epoch and a random
-//! source that returns zeros. A pipeline may grant the real clocks and real randomness; files,
-//! network and environment cannot be granted.
+//! By default a guest gets nothing from the outside world: a clock frozen at the Unix epoch,
+//! randomness that is all zeros, an empty environment, and no files, network or stdio (see
+//! [`super::imports`] for how each WASI import is satisfied). A pipeline may grant the real
+//! clocks and real randomness; files, network and environment cannot be granted.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
-use wasmtime::{Config, Engine, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{
-    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView,
-};
+use wasmtime::{Config, Engine};
 
 use super::budget::{CallBudget, EPOCH_TICK};
+use super::limiter::SandboxLimiter;
 
 /// Fuel for one call by default: about 5 ms of guest work on this class of machine (the
 /// patient-profile plugins use under 0.1% of it per merge).
@@ -33,7 +29,7 @@ pub struct Limits {
     /// CPU time one call may use before it traps, counted on its own thread (see
     /// [`super::budget`]), checked every millisecond.
     pub timeout: Duration,
-    /// Bytes of linear memory one instance may hold.
+    /// Bytes of linear memory one instance may hold, over all its memories.
     pub memory_bytes: usize,
 }
 
@@ -105,73 +101,37 @@ pub(crate) fn engine() -> Result<&'static Engine, wasmtime::Error> {
     Ok(engine)
 }
 
-/// State a guest's store holds: its WASI context, resource table and memory limiter.
+/// Component-model handles one instance may hold at once (the policy contract uses none; a
+/// guest's own resources need a few).
+pub const MAX_COMPONENT_HANDLES: usize = 1_000;
+/// Bytes wasmtime may copy out of the guest in one transfer (a call's result, a host call's
+/// arguments): the instance's memory budget, at least [`MIN_HOSTCALL_BYTES`]. A guest cannot
+/// hold more than its memory, but a list of many small items costs the host several times
+/// its size; this bounds that.
+pub fn hostcall_bytes(limits: &Limits) -> usize {
+    limits.memory_bytes.max(MIN_HOSTCALL_BYTES)
+}
+/// The least [`hostcall_bytes`] allows, whatever the memory budget.
+pub const MIN_HOSTCALL_BYTES: usize = 4 << 20;
+
+/// State a guest's store holds: what it was granted, its limits, and its time budget.
 pub(crate) struct GuestState {
-    /// WASI with only the granted capabilities.
-    wasi: WasiCtx,
-    /// Resources WASI hands to the guest (streams).
-    table: ResourceTable,
-    /// Enforces [`Limits::memory_bytes`].
-    pub(crate) limits: StoreLimits,
+    /// Enforces [`Limits::memory_bytes`] over all memories, and the table and instance caps.
+    pub(crate) limits: SandboxLimiter,
     /// Enforces [`Limits::timeout`] on the call in progress.
     pub(crate) budget: CallBudget,
+    /// When the instance was made: the origin of its monotonic clock when `clocks` is granted.
+    pub(crate) started: Instant,
 }
 
 impl GuestState {
     /// A fresh state for one instance.
-    pub(crate) fn new(limits: &Limits, caps: Capabilities) -> Self {
-        let mut wasi = WasiCtx::builder();
-        if !caps.clocks {
-            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
-        }
-        if !caps.random {
-            wasi.secure_random(Deterministic::new(vec![0]))
-                .insecure_random(Deterministic::new(vec![0]))
-                .insecure_random_seed(0);
-        }
+    pub(crate) fn new(limits: &Limits) -> Self {
         Self {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(4)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: SandboxLimiter::new(limits.memory_bytes),
             budget: CallBudget::new(limits.timeout),
+            started: Instant::now(),
         }
-    }
-}
-
-impl WasiView for GuestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// A clock that always says the Unix epoch: time is not a capability a policy gets by default,
-/// so that replaying the same events always gives the same records.
-struct FrozenClock;
-
-impl HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-
-    fn now(&self) -> u64 {
-        0
     }
 }
 

@@ -1,28 +1,53 @@
 //! Runs a policy component under wasmtime, with instances reused from a pool.
 //!
 //! The component is compiled once and linked once (`instantiate_pre`). A call takes an idle
-//! instance (or makes one), refills its fuel, sets its deadline, and returns it to the pool
-//! when the call succeeds. An instance whose call failed (trap, fuel, time or memory) is
-//! dropped, so the next call starts clean; an instance is also retired after
-//! [`RECYCLE_AFTER`] calls, which bounds whatever a guest accumulates in its memory.
+//! instance (or makes one, up to the plugin's cap on live instances), refills its fuel, sets
+//! its deadline, and returns it to the pool when the call succeeds. An instance whose call
+//! failed (trap, fuel, time or memory) is dropped, so the next call starts clean; an instance
+//! is also retired after [`RECYCLE_AFTER`] calls, which bounds whatever a guest accumulates in
+//! its memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, WasmBacktrace};
 
 use super::bindings::{PolicyPlugin, PolicyPluginPre};
+use super::budget::WALL_CAP_FACTOR;
+use super::limiter::LimitHit;
 use super::sandbox::{self, Capabilities, GuestState, Limits};
-use super::{Decision, FieldError, PluginError, Policy};
+use super::{bounded, imports, Decision, FieldError, PluginError, Policy};
 use crate::metrics::PluginMetrics;
 
 /// Calls an instance serves before it is retired.
 pub const RECYCLE_AFTER: u32 = 10_000;
-/// Idle instances kept per plugin; more are dropped when returned.
+/// Idle instances kept per plugin at most; more are dropped when returned.
 const MAX_IDLE: usize = 32;
+/// Guest memory all live instances of one plugin may hold together, at most: the cap on live
+/// instances is this over the pipeline's `plugin_memory_mib`, within
+/// [`MIN_LIVE`]..=[`MAX_LIVE`].
+pub const LIVE_MEMORY: usize = 1 << 30;
+/// Live instances a plugin may always have, whatever its memory.
+pub const MIN_LIVE: usize = 4;
+/// Live instances a plugin may have at most.
+pub const MAX_LIVE: usize = 256;
+
+/// The cap on live instances of a plugin whose instances may hold `memory_bytes` each.
+pub fn live_cap(memory_bytes: usize) -> usize {
+    (LIVE_MEMORY / memory_bytes.max(1)).clamp(MIN_LIVE, MAX_LIVE)
+}
+
+/// The instances of a plugin.
+#[derive(Default)]
+struct Pool {
+    /// Ready for a call.
+    idle: Vec<Instance>,
+    /// Alive: idle or in a call.
+    alive: usize,
+}
 
 /// One instance with its own store (and so its own memory, fuel and limits).
 struct Instance {
@@ -37,12 +62,14 @@ pub struct WasmPolicy {
     pre: PolicyPluginPre<GuestState>,
     /// Limits applied to every call.
     limits: Limits,
-    /// Capabilities granted to every instance.
-    caps: Capabilities,
     /// `sha256:<hex>` of the file's bytes.
     id: String,
-    /// Instances ready for a call.
-    idle: Mutex<Vec<Instance>>,
+    /// Instances ready for a call, and how many are alive.
+    pool: Mutex<Pool>,
+    /// Signalled when an instance goes back to the pool or is dropped.
+    returned: Condvar,
+    /// Most instances alive at once ([`live_cap`]).
+    live_cap: usize,
     /// Where call latency and fuel are counted.
     metrics: PluginMetrics,
 }
@@ -85,15 +112,21 @@ impl WasmPolicy {
         let engine = sandbox::engine().map_err(load_error)?;
         let component = Component::from_binary(engine, bytes).map_err(load_error)?;
         let mut linker = Linker::<GuestState>::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(load_error)?;
+        imports::link(&mut linker, engine, &component, caps).map_err(|reason| {
+            PluginError::Load {
+                path: PathBuf::from(path),
+                reason,
+            }
+        })?;
         let instance_pre = linker.instantiate_pre(&component).map_err(load_error)?;
         let pre = PolicyPluginPre::new(instance_pre).map_err(load_error)?;
         let policy = Self {
             pre,
             limits,
-            caps,
             id: content_id(bytes),
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            returned: Condvar::new(),
+            live_cap: live_cap(limits.memory_bytes),
             metrics: PluginMetrics::default(),
         };
         let schema = policy.schema().map_err(|e| PluginError::Load {
@@ -117,7 +150,23 @@ impl WasmPolicy {
 
     /// Instances waiting in the pool (for tests and metrics).
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+        self.pool().idle.len()
+    }
+
+    /// Instances alive, idle or in a call (for tests and metrics).
+    pub fn live_instances(&self) -> usize {
+        self.pool().alive
+    }
+
+    /// The cap on live instances.
+    pub fn live_cap(&self) -> usize {
+        self.live_cap
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The limits every call runs under.
@@ -127,8 +176,10 @@ impl WasmPolicy {
 
     /// A new instance in a new store, instantiated under the call limits.
     fn instantiate(&self) -> wasmtime::Result<Instance> {
-        let mut store = Store::new(self.pre.engine(), GuestState::new(&self.limits, self.caps));
+        let mut store = Store::new(self.pre.engine(), GuestState::new(&self.limits));
         store.limiter(|g| &mut g.limits);
+        store.set_max_component_handles(sandbox::MAX_COMPONENT_HANDLES);
+        store.set_hostcall_fuel(sandbox::hostcall_bytes(&self.limits));
         store.epoch_deadline_callback(|mut store| Ok(store.data_mut().budget.check()));
         self.arm(&mut store)?;
         let plugin = self.pre.instantiate(&mut store)?;
@@ -163,11 +214,11 @@ impl WasmPolicy {
         name: &'static str,
         f: impl FnOnce(&PolicyPlugin, &mut Store<GuestState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let started = Instant::now();
+        let taken = self.take()?;
         let mut burnt = 0;
-        let run = |instance: Option<Instance>| -> wasmtime::Result<(R, Instance)> {
-            let mut instance = match instance {
+        let run = |taken: Option<Instance>| -> wasmtime::Result<(R, Instance)> {
+            let mut instance = match taken {
                 Some(i) => i,
                 None => self.instantiate()?,
             };
@@ -179,30 +230,69 @@ impl WasmPolicy {
                 .saturating_sub(instance.store.get_fuel().unwrap_or(0));
             Ok((out?, instance))
         };
-        let result = run(idle);
+        let result = run(taken);
         self.metrics.record(name, started.elapsed(), burnt);
         match result {
             Ok((out, mut instance)) => {
                 instance.calls += 1;
-                if instance.calls < RECYCLE_AFTER {
-                    if let Ok(mut idle) = self.idle.lock() {
-                        if idle.len() < MAX_IDLE {
-                            idle.push(instance);
-                        }
-                    }
-                }
+                self.give_back((instance.calls < RECYCLE_AFTER).then_some(instance));
                 Ok(out)
             }
-            Err(e) => Err(PluginError::Call {
-                call: name,
-                reason: self.explain(&e),
-            }),
+            Err(e) => {
+                self.give_back(None);
+                Err(PluginError::Call {
+                    call: name,
+                    reason: bounded(&self.explain(&e), super::MAX_TEXT),
+                })
+            }
         }
     }
 
-    /// Says which limit a failed call hit, or what the trap was.
+    /// An idle instance, or `None` with a slot to make one in; waits while the plugin is at
+    /// its cap of live instances, but no longer than a call may take.
+    fn take(&self) -> Result<Option<Instance>, PluginError> {
+        let wait = self.limits.timeout * WALL_CAP_FACTOR;
+        let deadline = Instant::now() + wait;
+        let mut pool = self.pool();
+        loop {
+            if let Some(instance) = pool.idle.pop() {
+                return Ok(Some(instance));
+            }
+            if pool.alive < self.live_cap {
+                pool.alive += 1;
+                return Ok(None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(PluginError::Busy {
+                    live: self.live_cap,
+                    waited: wait,
+                });
+            }
+            pool = self
+                .returned
+                .wait_timeout(pool, left)
+                .map(|(pool, _)| pool)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+    }
+
+    /// Puts a used instance back in the pool, or counts it gone (`None`: failed, retired).
+    fn give_back(&self, instance: Option<Instance>) {
+        let mut pool = self.pool();
+        match instance {
+            Some(instance) if pool.idle.len() < MAX_IDLE.min(self.live_cap) => {
+                pool.idle.push(instance)
+            }
+            _ => pool.alive = pool.alive.saturating_sub(1),
+        }
+        self.returned.notify_one();
+    }
+
+    /// Says which limit a failed call hit, or what the trap was: its cause first, then the
+    /// guest function it happened in (never the whole backtrace, which would crowd out the
+    /// cause once the text is cut to [`super::MAX_TEXT`]).
     fn explain(&self, e: &wasmtime::Error) -> String {
-        let full = format!("{e:#}");
         match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => format!(
                 "ran out of fuel (the limit is {} units per call)",
@@ -212,29 +302,38 @@ impl WasmPolicy {
                 "ran past its time limit ({} ms of CPU per call)",
                 self.limits.timeout.as_millis()
             ),
-            _ if full.contains("forcing trap when growing memory") => format!(
-                "ran past its memory limit ({} MiB per instance): {full}",
-                self.limits.memory_bytes >> 20
-            ),
-            _ => format!("trapped: {full}"),
+            _ => match e.downcast_ref::<LimitHit>() {
+                Some(hit @ LimitHit::Memory { .. }) => format!(
+                    "ran past its memory limit ({} MiB per instance): {hit}",
+                    self.limits.memory_bytes >> 20
+                ),
+                Some(hit @ LimitHit::Table { .. }) => {
+                    format!("ran past its table limit: {hit}")
+                }
+                None => {
+                    let cause = e.root_cause().to_string();
+                    let place = e
+                        .downcast_ref::<WasmBacktrace>()
+                        .and_then(|trace| trace.frames().iter().find_map(|f| f.func_name()))
+                        .map(|name| format!(" (in `{}`)", bounded(name, 200)))
+                        .unwrap_or_default();
+                    format!("trapped: {cause}{place}")
+                }
+            },
         }
     }
 }
 
-/// Runs `f` where wasmtime-wasi's synchronous host functions may block on their own: they
-/// drive their I/O with `Handle::block_on`, which panics on a thread that is running async
-/// tasks. A guest reaches them by writing to stdout or stderr (a Rust panic message does) or by
-/// sleeping. On a multi-threaded runtime the call runs in `block_in_place`; on a
-/// current-thread runtime, on a scoped thread of its own; outside any runtime, right here.
+/// Runs `f`, a plugin call, without holding up other tasks: a call may use its whole CPU-time
+/// budget, or wait for an instance while the plugin is at its cap of live ones. On a
+/// multi-threaded runtime it runs in `block_in_place`; elsewhere (a current-thread runtime in
+/// tests, or no runtime) right here. No host function the sandbox provides waits or needs the
+/// runtime.
 fn off_executor<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        Ok(_) => std::thread::scope(|scope| match scope.spawn(f).join() {
-            Ok(out) => out,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }),
-        Err(_) => f(),
+        _ => f(),
     }
 }
 

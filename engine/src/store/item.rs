@@ -11,6 +11,56 @@ use serde_json::{Map, Number, Value};
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
 
+/// The largest item DynamoDB stores: 400 KB, names and values counted as DynamoDB counts them.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// Room kept for the engine's own attribute ([`super::META_ATTRIBUTE`]: the plugin's
+/// `sha256:` id and the revision), which is added to a record before it is written.
+pub const META_BYTES: usize = 128;
+
+/// Why `record` could not be stored as one DynamoDB item, or `None`.
+pub fn too_large(record: &Map<String, Value>) -> Option<String> {
+    let size = item_size(record) + META_BYTES;
+    (size > MAX_ITEM_BYTES).then(|| {
+        format!(
+            "the merged record is {size} bytes as DynamoDB counts them (with the engine's own attribute); an item holds at most {MAX_ITEM_BYTES}"
+        )
+    })
+}
+
+/// The size DynamoDB counts for `record` as an item: each attribute's name and value.
+pub fn item_size(record: &Map<String, Value>) -> usize {
+    record.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+/// The size DynamoDB counts for one value: strings their UTF-8 bytes, numbers one byte per
+/// two significant digits plus one, booleans and null one byte, lists and maps three bytes
+/// plus one per element plus the elements (and, in maps, their names).
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 1,
+        Value::String(s) => s.len(),
+        Value::Number(n) => {
+            let text = n.to_string();
+            let digits = text
+                .split(['e', 'E'])
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>();
+            let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+            significant.max(1).div_ceil(2) + 1
+        }
+        Value::Array(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        Value::Object(map) => {
+            3 + map
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
 /// Converts a JSON value to an attribute value.
 pub fn to_attribute(value: &Value) -> AttributeValue {
     match value {
@@ -88,6 +138,19 @@ mod tests {
         });
         let map = record.as_object().expect("object");
         assert_eq!(&from_item(&to_item(map)).expect("converts"), map);
+    }
+
+    #[test]
+    fn sizes_are_counted_as_dynamodb_counts_them() {
+        let record =
+            json!({"PatientId": "1", "n": 12345, "b": true, "l": ["ab", 1], "m": {"k": "v"}});
+        let map = record.as_object().expect("object");
+        // 9+1, 1+(3+1), 1+1, 1+(3+(1+2)+(1+2)), 1+(3+1+1+1)
+        assert_eq!(item_size(map), 10 + 5 + 2 + 10 + 7);
+        assert!(too_large(map).is_none());
+        let big = json!({"PatientId": "1", "Notes": "x".repeat(MAX_ITEM_BYTES)});
+        let why = too_large(big.as_object().expect("object")).expect("too large");
+        assert!(why.contains("at most 409600"), "{why}");
     }
 
     #[test]

@@ -120,6 +120,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Proof that the store answers and holds the pipeline's table (for `/readyz`).
     fn check(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Why the store could never hold `record` (as the plugin made it, before the engine adds
+    /// [`META_ATTRIBUTE`]), or `None`. Such a record is refused before the write: the event
+    /// that made it is dead-lettered, not retried.
+    fn refuses(&self, record: &Record) -> Option<String> {
+        item::too_large(record)
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ struct Inner {
     topics: Mutex<HashMap<String, Vec<Vec<Published>>>>,
     /// Whether the broker is "down": publishes and checks fail.
     down: Mutex<bool>,
+    /// Messages (payload and headers) larger than this are refused, as a broker would.
+    max_message_bytes: Mutex<Option<usize>>,
     /// Woken on every publish.
     arrived: Notify,
 }
@@ -67,6 +69,7 @@ impl MemoryBus {
                 partitions: partitions.max(1),
                 topics: Mutex::new(HashMap::new()),
                 down: Mutex::new(false),
+                max_message_bytes: Mutex::new(None),
                 arrived: Notify::new(),
             }),
         }
@@ -86,6 +89,16 @@ impl MemoryBus {
             .down
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = down;
+    }
+
+    /// Refuses messages whose payload and headers pass `bytes`, as a broker's
+    /// `message.max.bytes` does.
+    pub fn refuse_larger_than(&self, bytes: usize) {
+        *self
+            .inner
+            .max_message_bytes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(bytes);
     }
 
     fn is_down(&self) -> bool {
@@ -154,6 +167,22 @@ impl Publisher for MemoryBus {
             return Err(BusError::NotAcknowledged {
                 topic: topic.to_string(),
                 reason: "the in-memory broker is down".into(),
+            });
+        }
+        let size = payload.len()
+            + headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        let max = *self
+            .inner
+            .max_message_bytes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(max) = max.filter(|max| size > *max) {
+            return Err(BusError::Refused {
+                topic: topic.to_string(),
+                reason: format!("message of {size} bytes is larger than {max}"),
             });
         }
         let partition = self.partition_of(key);

@@ -1,6 +1,6 @@
 //! In-memory stand-ins for the seams, so the engine's own logic (the apply loop, ingest,
 //! readiness) is tested without servers: [`MemoryBus`] for the bus, [`MemoryStore`] for the
-//! store, [`MaxV`] for a plugin, and [`pipeline()`] for a checked pipeline. What Kafka,
+//! store, [`MaxV`] for a plugin ([`BusyFirst`] for one at its cap), and [`pipeline()`] for a checked pipeline. What Kafka,
 //! DynamoDB and the WebAssembly host really do is tested end to end in `engine/tests/` against
 //! the local stack.
 
@@ -11,5 +11,5 @@ mod store;
 
 pub use bus::{MemoryBus, MemoryConsumer, Published};
 pub use pipeline::pipeline;
-pub use policy::MaxV;
+pub use policy::{BusyFirst, MaxV};
 pub use store::MemoryStore;

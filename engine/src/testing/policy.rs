@@ -1,5 +1,8 @@
 //! A native policy, for tests of the engine's own logic without a WebAssembly host.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::plugin::{Decision, FieldError, PluginError, Policy};
@@ -35,5 +38,54 @@ impl Policy for MaxV {
 
     fn id(&self) -> &str {
         "native:maxv"
+    }
+}
+
+/// [`MaxV`], but its first calls fail as a plugin at its cap of live instances does: the
+/// host's trouble, not the event's.
+pub struct BusyFirst {
+    /// Calls still to fail.
+    left: AtomicUsize,
+}
+
+impl BusyFirst {
+    /// Fails the first `calls` calls (validate and merge alike).
+    pub fn new(calls: usize) -> Self {
+        Self {
+            left: AtomicUsize::new(calls),
+        }
+    }
+
+    fn busy(&self) -> Result<(), PluginError> {
+        match self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        {
+            Ok(_) => Err(PluginError::Busy {
+                live: 4,
+                waited: Duration::from_secs(1),
+            }),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Policy for BusyFirst {
+    fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
+        self.busy()?;
+        MaxV.validate(event)
+    }
+
+    fn merge(&self, incoming: &str, stored: Option<&str>) -> Result<Decision, PluginError> {
+        self.busy()?;
+        MaxV.merge(incoming, stored)
+    }
+
+    fn schema(&self) -> Result<String, PluginError> {
+        MaxV.schema()
+    }
+
+    fn id(&self) -> &str {
+        "native:busy-first"
     }
 }

@@ -135,10 +135,29 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// A dead letter: (original offset, `ordo-reason`, `ordo-pipeline`, `ordo-original-topic`).
-pub type Letter = (i64, String, String, String);
+/// A dead letter as read from the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Letter {
+    /// `ordo-original-partition`.
+    pub partition: i32,
+    /// `ordo-original-offset`.
+    pub offset: i64,
+    /// `ordo-reason`.
+    pub reason: String,
+    /// `ordo-pipeline`.
+    pub pipeline: String,
+    /// `ordo-original-topic`.
+    pub topic: String,
+    /// `ordo-event-left-out`: why the event is not in the letter (empty when it is).
+    pub left_out: String,
+    /// Bytes of the letter's payload (the event, or nothing).
+    pub payload_len: usize,
+    /// Bytes of all its header values together.
+    pub headers_len: usize,
+}
 
-/// Reads `n` messages from the engine's dead-letter topic, sorted by original offset.
+/// Reads `n` messages from the engine's dead-letter topic, sorted by original partition and
+/// offset.
 pub async fn read_dead_letters(engine: &Engine, n: usize) -> Vec<Letter> {
     use rdkafka::consumer::StreamConsumer;
     use rdkafka::message::{Headers, Message};
@@ -164,14 +183,22 @@ pub async fn read_dead_letters(engine: &Engine, n: usize) -> Vec<Letter> {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        letters.push((
-            header("ordo-original-offset")
+        letters.push(Letter {
+            partition: header("ordo-original-partition")
+                .parse::<i32>()
+                .expect("partition header"),
+            offset: header("ordo-original-offset")
                 .parse::<i64>()
                 .expect("offset header"),
-            header("ordo-reason"),
-            header("ordo-pipeline"),
-            header("ordo-original-topic"),
-        ));
+            reason: header("ordo-reason"),
+            pipeline: header("ordo-pipeline"),
+            topic: header("ordo-original-topic"),
+            left_out: header("ordo-event-left-out"),
+            payload_len: message.payload().map_or(0, <[u8]>::len),
+            headers_len: message.headers().map_or(0, |h| {
+                h.iter().map(|x| x.value.map_or(0, <[u8]>::len)).sum()
+            }),
+        });
     }
     letters.sort();
     letters

@@ -1,11 +1,13 @@
 //! Harness for end-to-end tests, split by job: [`engine`] runs the `ordo` binary on a free
 //! port with a pipelines file of its own (unique topic, table and group), [`workload`] makes
 //! shuffled updates and checks the replica, [`kafka`] and [`dynamo`] talk to the local stack's
-//! real servers, and [`stack`] finds the stack's cache and starts private servers to break.
+//! real servers, [`stack`] finds the stack's cache and starts private servers to break, and
+//! [`hostile`] lists the hostile plugin's attacks.
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod dynamo;
 pub mod engine;
+pub mod hostile;
 pub mod kafka;
 pub mod stack;
 pub mod workload;

@@ -1,14 +1,25 @@
 //! A test fixture: a policy plugin that attacks its sandbox when an event asks it to.
 //!
-//! An event's `attack` field picks the attack, run inside `validate` (so at ingest and before
-//! every merge): `loop` spins forever, `alloc` grows memory without end, `trap` panics,
-//! `file`, `env`, `clock` and `network` try to reach the outside world and report what they
-//! got as a validation error on the field `attack` (the host tests read that report). An event
-//! without `attack` is valid. It merges last-writer-wins on the instant of `UpdatedAt` when
-//! both the event and the stored record carry one, so a stream of ordinary updates converges
-//! as under the patient-profile plugin while attacks are mixed in (the fault suite); otherwise
-//! it is written as it is. It validates nothing else, so it fails the patient-profile
-//! self-test (a test fixture of its own).
+//! An event's `attack` field picks the attack. Run inside `validate` (so at ingest and before
+//! every merge):
+//! - holding the engine: `loop` spins forever, `sleep` sleeps an hour, `poll` waits on a clock
+//!   subscription, `recurse` recurses without end;
+//! - growing: `alloc` grows memory without end, `random` asks the host for a terabyte of
+//!   random bytes, `stdout` writes to stdout (which would make the host create streams);
+//! - reaching out: `file`, `env`, `clock` and `network` try the outside world and report what
+//!   they got as a validation error on the field `attack` (the host tests read that report);
+//! - flooding: `huge-field-error` fails validation with a 2 MB message;
+//! - `trap` panics.
+//!
+//! Run inside `merge`: `huge-record` writes a record of 500 KB (past DynamoDB's item limit),
+//! `huge-reason` rejects with a 2 MB reason. The schema's description tries to break out of
+//! the script of the page that shows it.
+//!
+//! An event without `attack` is valid. It merges last-writer-wins on the instant of
+//! `UpdatedAt` when both the event and the stored record carry one, so a stream of ordinary
+//! updates converges as under the patient-profile plugin while attacks are mixed in (the fault
+//! suite); otherwise it is written as it is. It validates nothing else, so it fails the
+//! patient-profile self-test (a test fixture of its own).
 #![deny(missing_docs)]
 
 use ordo_plugin_sdk::{timestamp, Decision, Invalid, Plugin, Record, Value};
@@ -33,6 +44,20 @@ pub fn attack(name: &str) -> Result<(), Invalid> {
             }
         }
         "trap" => panic!("hostile plugin panics on purpose"),
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            report("slept an hour".into())
+        }
+        "poll" => wait_on_clock(),
+        "recurse" => report(format!("recursed {}", recurse(0))),
+        "random" => flood_random(),
+        "stdout" => {
+            for _ in 0..1000 {
+                println!("hostile plugin writes to stdout");
+            }
+            report("wrote to stdout".into())
+        }
+        "huge-field-error" => report("x".repeat(2 << 20)),
         "file" => match std::fs::read_to_string("/etc/hostname") {
             Ok(text) => report(format!("file read: {}", text.trim())),
             Err(e) => report(format!("file denied: {e}")),
@@ -57,18 +82,66 @@ pub fn attack(name: &str) -> Result<(), Invalid> {
     }
 }
 
+/// Recurses without end (the stack runs out): the stop condition is one
+/// the optimiser cannot see through and that never holds.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    if std::hint::black_box(depth) == u64::MAX {
+        return frame[0];
+    }
+    recurse(frame[depth as usize % 64] + 1) + frame[0]
+}
+
+/// Waits ten minutes on a monotonic-clock subscription.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+fn wait_on_clock() -> Result<(), Invalid> {
+    wasi::clocks::monotonic_clock::subscribe_duration(600_000_000_000).block();
+    Err(Invalid::field("attack", "waited ten minutes"))
+}
+
+/// Asks the host for a terabyte of random bytes.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+fn flood_random() -> Result<(), Invalid> {
+    let bytes = wasi::random::random::get_random_bytes(1 << 40);
+    Err(Invalid::field(
+        "attack",
+        format!("got {} random bytes", bytes.len()),
+    ))
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "wasi")))]
+fn wait_on_clock() -> Result<(), Invalid> {
+    Err(Invalid::field("attack", "no clock to wait on natively"))
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "wasi")))]
+fn flood_random() -> Result<(), Invalid> {
+    Err(Invalid::field("attack", "no host to flood natively"))
+}
+
 impl Plugin for Hostile {
-    const SCHEMA: &'static str =
-        r#"{"type": "object", "properties": {"attack": {"type": "string"}}}"#;
+    const SCHEMA: &'static str = r#"{"type": "object", "description": "</script><script>window.ordoPwned = true</script><!--", "properties": {"attack": {"type": "string", "example": "</script><img src=x onerror=alert(1)>"}}}"#;
 
     fn validate(event: &Record) -> Result<(), Invalid> {
         match event.get("attack") {
+            // Attacks of `merge`: the event must get there.
+            Some(Value::String(name)) if name == "huge-record" || name == "huge-reason" => Ok(()),
             Some(Value::String(name)) => attack(name),
             _ => Ok(()),
         }
     }
 
     fn merge(incoming: Record, stored: Option<Record>) -> Decision {
+        match incoming.get("attack").and_then(Value::as_str) {
+            Some("huge-record") => {
+                let mut record = incoming;
+                record.insert("Padding".into(), Value::String("x".repeat(500 << 10)));
+                return Decision::Write(record);
+            }
+            Some("huge-reason") => return Decision::Reject("y".repeat(2 << 20)),
+            _ => {}
+        }
         let version = |r: &Record| timestamp(r, "UpdatedAt").ok();
         match (version(&incoming), stored.as_ref().and_then(version)) {
             (Some(new), Some(old)) if new <= old => {

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
@@ -23,6 +25,26 @@ pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const LINGER_MS: &str = "0";
 /// How long ingest waits for the broker's ack before answering 503, by default.
 pub const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `error` says the message itself can never be written (size, validity), rather than
+/// that the broker cannot take it now.
+fn refused(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | InvalidMessage
+                | MessageBatchTooLarge
+                | InvalidRecord
+                | InvalidTimestamp
+                | InvalidTopic
+                | BadMessage
+                | InvalidArgument
+        )
+    )
+}
 
 /// An idempotent producer with `acks=all`: each message is written once, in order per key.
 #[derive(Clone)]
@@ -76,6 +98,10 @@ impl Publisher for KafkaPublisher {
             Ok(d) => Ok(Delivery {
                 partition: d.partition,
                 offset: d.offset,
+            }),
+            Err((e, _)) if refused(&e) => Err(BusError::Refused {
+                topic: topic.to_string(),
+                reason: e.to_string(),
             }),
             Err((e, _)) => Err(BusError::NotAcknowledged {
                 topic: topic.to_string(),

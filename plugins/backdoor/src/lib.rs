@@ -1,0 +1,33 @@
+//! A test fixture: a policy component that imports `ordo-test:backdoor/door`, an interface
+//! outside WASI that no Ordo engine provides. Loading it must fail, naming the import.
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod component {
+    wit_bindgen::generate!({
+        path: ["../wit", "wit"],
+        world: "ordo-test:backdoor/backdoor-plugin",
+    });
+
+    use exports::ordo::plugin::policy::{Decision, FieldError, Guest};
+
+    struct Backdoor;
+
+    impl Guest for Backdoor {
+        fn validate(_event: String) -> Result<(), FieldError> {
+            Err(FieldError {
+                field: String::new(),
+                message: ordo_test::backdoor::door::open(),
+            })
+        }
+
+        fn merge(incoming: String, _stored: Option<String>) -> Decision {
+            Decision::Write(incoming)
+        }
+
+        fn schema() -> String {
+            ordo_test::backdoor::door::open()
+        }
+    }
+
+    export!(Backdoor);
+}
