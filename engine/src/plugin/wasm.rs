@@ -22,6 +22,8 @@ use super::sandbox::{self, Capabilities, GuestState, Limits};
 use super::{bounded, imports, Decision, FieldError, PluginError, Policy};
 use crate::metrics::PluginMetrics;
 
+/// Longest schema a plugin may export, in bytes; a longer one is refused at load.
+pub const MAX_SCHEMA: usize = 256 << 10;
 /// Calls an instance serves before it is retired.
 pub const RECYCLE_AFTER: u32 = 10_000;
 /// Idle instances kept per plugin at most; more are dropped when returned.
@@ -133,6 +135,15 @@ impl WasmPolicy {
             path: PathBuf::from(path),
             reason: e.to_string(),
         })?;
+        if schema.len() > MAX_SCHEMA {
+            return Err(PluginError::Load {
+                path: PathBuf::from(path),
+                reason: format!(
+                    "its `schema` export returned {} bytes; a schema may have at most {MAX_SCHEMA} (it is served in every `/docs` page)",
+                    schema.len()
+                ),
+            });
+        }
         if !serde_json::from_str::<serde_json::Value>(&schema).is_ok_and(|s| s.is_object()) {
             return Err(PluginError::Load {
                 path: PathBuf::from(path),
