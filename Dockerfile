@@ -30,6 +30,10 @@ COPY plugins/samples plugins/samples
 # outside (a mounted volume), never by the engine itself.
 USER 10001:10001
 EXPOSE 3000
+# A container is reached from outside its own loopback, so the engine listens on every address.
+# Without an [auth] table in the pipelines file it then refuses to start (it would serve
+# patient data to anyone): mount a pipelines.toml with [auth] (README, Security), or, for a
+# development stack only, set ORDO_INSECURE_NO_AUTH=true as localstack-compose.yml does.
 ENV ORDO_LISTEN=0.0.0.0:3000
 ENTRYPOINT ["ordo"]
 CMD ["run"]

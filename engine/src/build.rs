@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use crate::auth::Auth;
 use crate::bus::kafka::{self, GroupSettings, KafkaConfig, KafkaPublisher};
 use crate::config::Pipeline;
 use crate::ingest::{self, PipelineApi};
@@ -37,11 +38,13 @@ pub struct Shared {
     pub limits: ingest::Limits,
     /// Longest a consumer's fetch waits.
     pub fetch_wait: Duration,
+    /// Who may call the pipelines' routes; `None` without `[auth]`.
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl Shared {
     /// The clients and budgets `settings` describe (creating clients does not connect).
-    pub async fn new(settings: &Settings) -> Result<Self, Error> {
+    pub async fn new(settings: &Settings, auth: Option<Arc<Auth>>) -> Result<Self, Error> {
         let kafka = KafkaConfig::new(&settings.brokers);
         let publisher = kafka
             .producer(kafka::DEFAULT_DELIVERY_TIMEOUT)
@@ -57,6 +60,7 @@ impl Shared {
                 produce_timeout: settings.produce_timeout,
             },
             fetch_wait: settings.fetch_wait,
+            auth,
         })
     }
 }
@@ -137,6 +141,7 @@ pub async fn build(
         limits: shared.limits,
         in_flight: Arc::clone(&shared.in_flight),
         idempotency: ingest::idempotency::IdempotencyCache::default(),
+        auth: shared.auth.clone(),
     });
     Ok(Built { slot, api, apply })
 }

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
+pub mod auth;
 pub mod build;
 pub mod bus;
 pub mod config;
@@ -45,6 +46,8 @@ use bus::Publisher as _;
 use plugin::reload::Reloader;
 use shutdown::Shutdown;
 
+/// The port served when no listen address is given.
+pub const DEFAULT_PORT: u16 = 3000;
 /// How long shutdown waits for in-flight HTTP requests and for the producer to flush.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -53,8 +56,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Settings {
     /// The pipelines file.
     pub config: PathBuf,
-    /// HTTP listen address.
-    pub listen: SocketAddr,
+    /// HTTP listen address; `None`: port 3000 on every address with `[auth]`, on loopback
+    /// without.
+    pub listen: Option<SocketAddr>,
+    /// Serve without `[auth]` on a non-loopback address all the same.
+    pub insecure_no_auth: bool,
     /// Kafka bootstrap brokers.
     pub brokers: String,
     /// How long ingest waits for the broker's ack before answering 503.
@@ -101,6 +107,15 @@ pub enum Error {
         /// What failed.
         source: store::StoreError,
     },
+    /// The pipelines file has no `[auth]` table, and the listen address is not loopback.
+    #[error("refusing to serve without authentication on {addr}: anyone who can reach it could write and read every record. Add an [auth] table to the pipelines file (see README, Security), listen on loopback (--listen 127.0.0.1:3000), or pass --insecure-no-auth")]
+    Unauthenticated {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The `[auth]` table's key set could not be read.
+    #[error("[auth]: {0}")]
+    Auth(#[from] auth::jwt::JwksError),
     /// The HTTP listener failed.
     #[error("HTTP server on {addr}: {source}")]
     Http {
@@ -127,8 +142,16 @@ impl Error {
 /// Prints `Ordo listening on http://ADDR` on stdout once requests are served, so a supervisor
 /// or a test that asked for port 0 learns the port.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
-    let pipelines = config::from_file(&settings.config)?;
-    let shared = build::Shared::new(&settings).await?;
+    let config = config::load(&settings.config)?;
+    let listen = listen_address(&settings, config.auth.is_some())?;
+    let auth = config
+        .auth
+        .as_ref()
+        .map(auth::Auth::new)
+        .transpose()?
+        .map(Arc::new);
+    let pipelines = config.pipelines;
+    let shared = build::Shared::new(&settings, auth.clone()).await?;
     let (mut slots, mut apis, mut applying) = (Vec::new(), Vec::new(), Vec::new());
     for pipeline in pipelines {
         let built = build::build(pipeline, &shared, &shutdown).await?;
@@ -141,10 +164,11 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let admin = ingest::Admin {
         reloader,
         token: settings.admin_token.clone(),
+        auth,
     };
     let publisher = Arc::clone(&shared.publisher);
     let app = ingest::app(apis, Arc::clone(&publisher), shared.metrics, admin);
-    let served = serve(settings.listen, app, shutdown).await;
+    let served = serve(listen, app, shutdown).await;
     for apply in applying {
         let _ = apply.await;
     }
@@ -152,6 +176,23 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         error!(error = %e, "Producer flush at shutdown failed; unacknowledged events were answered 503.");
     }
     served
+}
+
+/// Where to listen: the address asked for, or port 3000 on every address with `[auth]` and on
+/// loopback without. Without `[auth]`, a non-loopback address needs `--insecure-no-auth`.
+fn listen_address(settings: &Settings, authenticated: bool) -> Result<SocketAddr, Error> {
+    let addr = settings.listen.unwrap_or(if authenticated {
+        SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))
+    });
+    if !authenticated && !addr.ip().is_loopback() {
+        if !settings.insecure_no_auth {
+            return Err(Error::Unauthenticated { addr });
+        }
+        warn!(%addr, "Serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach it may write and read every record.");
+    }
+    Ok(addr)
 }
 
 /// Serves `app` on `listen` until `shutdown`, then lets requests in flight finish.

@@ -78,30 +78,11 @@ fn the_shipped_plugins_pass_the_shipped_self_test() {
     }
 }
 
-/// A pipelines file in `dir` with one pipeline running `plugin`, plus `extra` lines.
-fn pipelines_file(dir: &Path, plugin: &Path, extra: &str) -> PathBuf {
-    let config = dir.join("pipelines.toml");
-    let text = format!(
-        r#"[pipelines.patient-profile]
-route = "/patientprofile"
-topic = "unused"
-key_field = "PatientId"
-version_field = "UpdatedAt"
-table = "unused"
-plugin = "{}"
-{extra}
-"#,
-        plugin.display()
-    );
-    std::fs::write(&config, text).expect("write config");
-    config
-}
-
 #[test]
 fn an_engine_refuses_to_start_with_a_plugin_failing_its_self_test() {
     let dir = tempfile::tempdir().expect("temp dir");
     let self_test = sample("patient-profile.selftest.jsonl");
-    let config = pipelines_file(
+    let config = common::pipelines_file(
         dir.path(),
         &common::hostile_plugin(),
         &format!("plugin_self_test = \"{}\"", self_test.display()),
@@ -127,7 +108,7 @@ fn a_plugin_importing_what_the_engine_does_not_provide_is_refused_naming_the_imp
     assert!(out.contains("imports `ordo-test:backdoor/door"), "{out}");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = pipelines_file(dir.path(), &backdoor, "");
+    let config = common::pipelines_file(dir.path(), &backdoor, "");
     let (ok, out) = ordo(&["validate", &path(&config), "--no-environment"]);
     assert!(!ok, "{out}");
     assert!(

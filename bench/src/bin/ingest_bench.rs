@@ -122,10 +122,12 @@ async fn serve_with<P: Publisher>(publisher: P, topic: &str) -> anyhow::Result<(
         in_flight: Arc::new(tokio::sync::Semaphore::new(ingest::DEFAULT_MAX_IN_FLIGHT)),
         idempotency: ingest::idempotency::IdempotencyCache::default(),
         metrics: IngestMetrics::default(),
+        auth: None,
     });
     let admin = ingest::Admin {
         reloader: Arc::new(Reloader::new(Vec::new())),
         token: None,
+        auth: None,
     };
     let app = ingest::app(vec![api], publisher, Metrics::new(), admin);
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;

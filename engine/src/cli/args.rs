@@ -127,9 +127,14 @@ pub struct RunArgs {
     /// The pipelines file.
     #[arg(long, env = "ORDO_CONFIG", default_value = "pipelines.toml")]
     pub config: PathBuf,
-    /// HTTP listen address.
-    #[arg(long, env = "ORDO_LISTEN", default_value = "0.0.0.0:3000")]
-    pub listen: SocketAddr,
+    /// HTTP listen address. Default: 0.0.0.0:3000 when the pipelines file has an [auth]
+    /// table, else 127.0.0.1:3000 (without authentication the engine serves loopback only).
+    #[arg(long, env = "ORDO_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Serve without authentication on a non-loopback address (no [auth] table). Anyone who
+    /// can reach the port may then write and read every record; logged at WARN on every start.
+    #[arg(long, env = "ORDO_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
     /// Kafka bootstrap brokers, comma-separated.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,

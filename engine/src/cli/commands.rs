@@ -140,6 +140,7 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
     let settings = ordo::Settings {
         config: cli.config,
         listen: cli.listen,
+        insecure_no_auth: cli.insecure_no_auth,
         brokers: cli.brokers,
         produce_timeout: std::time::Duration::from_millis(cli.produce_timeout_ms),
         body_limit: cli.body_limit,

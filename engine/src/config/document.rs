@@ -6,6 +6,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use super::auth::AuthFile;
 use super::file::PipelineFile;
 use super::ConfigError;
 
@@ -15,12 +16,14 @@ pub(super) struct Document {
     /// Each `[pipelines.<name>]` table that reads as one, in file order, without the keys
     /// that were named as problems.
     pub pipelines: Vec<(String, PipelineFile)>,
+    /// The `[auth]` table, when there is one and it reads.
+    pub auth: Option<AuthFile>,
     /// Syntax errors, unknown keys and ill-typed values, in file order.
     pub problems: Vec<ConfigError>,
 }
 
 /// The top-level keys a pipelines file may have.
-const TOP_LEVEL: [&str; 1] = ["pipelines"];
+const TOP_LEVEL: [&str; 2] = ["pipelines", "auth"];
 
 /// Reads `text`, naming every problem it can find without the file's meaning.
 pub(super) fn read(text: &str) -> Document {
@@ -61,6 +64,26 @@ pub(super) fn read(text: &str) -> Document {
                 key: "pipelines".into(),
                 line,
                 problem: "must hold tables such as [pipelines.patient-profile]".into(),
+            }),
+            ("auth", body @ DeValue::Table(_)) => {
+                let value = Spanned::new(value.span(), body.clone());
+                match AuthFile::deserialize(ValueDeserializer::from(value)) {
+                    Ok(auth) => document.auth = Some(auth),
+                    Err(error) => document.problems.push(ConfigError::Key {
+                        path: "<string>".into(),
+                        pipeline: None,
+                        key: "auth".into(),
+                        line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
+                        problem: error.message().trim().to_string(),
+                    }),
+                }
+            }
+            ("auth", _) => document.problems.push(ConfigError::Key {
+                path: "<string>".into(),
+                pipeline: None,
+                key: "auth".into(),
+                line,
+                problem: "must be a table: [auth]".into(),
             }),
             (other, _) => document.problems.push(ConfigError::Key {
                 path: "<string>".into(),

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod auth;
 mod document;
 mod file;
 pub mod rules;
@@ -66,6 +67,14 @@ pub enum ConfigError {
         pipeline: String,
         /// The field at fault.
         field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A value of `[auth]` is wrong.
+    #[error("`{key}` {problem}")]
+    Auth {
+        /// The key at fault: `auth` or a key under it.
+        key: String,
         /// What is wrong with it.
         problem: String,
     },
@@ -191,6 +200,8 @@ impl Pipeline {
 pub struct Checked {
     /// Every pipeline whose required keys are there, in file order.
     pub pipelines: Vec<Pipeline>,
+    /// Who may call the engine; `None` without an `[auth]` table.
+    pub auth: Option<auth::AuthConfig>,
     /// Every problem of the file; empty when the file is right.
     pub problems: Vec<ConfigError>,
 }
@@ -198,17 +209,39 @@ pub struct Checked {
 impl Checked {
     /// The pipelines when there is no problem, else every problem.
     pub fn into_result(self) -> Result<Vec<Pipeline>, Problems> {
+        self.into_config().map(|c| c.pipelines)
+    }
+
+    /// The whole file when there is no problem, else every problem.
+    pub fn into_config(self) -> Result<Config, Problems> {
         if self.problems.is_empty() {
-            Ok(self.pipelines)
+            Ok(Config {
+                pipelines: self.pipelines,
+                auth: self.auth,
+            })
         } else {
             Err(Problems(self.problems))
         }
     }
 }
 
+/// A pipelines file, checked: what runs and who may call it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The pipelines, in file order.
+    pub pipelines: Vec<Pipeline>,
+    /// Who may call the engine; `None` without an `[auth]` table (loopback only).
+    pub auth: Option<auth::AuthConfig>,
+}
+
 /// Reads and checks `path`; plugin paths are resolved against its folder.
 pub fn from_file(path: &Path) -> Result<Vec<Pipeline>, Problems> {
     check_file(path).into_result()
+}
+
+/// Reads and checks `path`, with its `[auth]` table.
+pub fn load(path: &Path) -> Result<Config, Problems> {
+    check_file(path).into_config()
 }
 
 /// Parses and checks TOML text; relative plugin paths are joined to `base`.
@@ -223,6 +256,7 @@ pub fn check_file(path: &Path) -> Checked {
         Err(source) => {
             return Checked {
                 pipelines: Vec::new(),
+                auth: None,
                 problems: vec![ConfigError::Read {
                     path: path.to_path_buf(),
                     source,
@@ -256,6 +290,12 @@ pub fn check_str(text: &str, base: &Path) -> Checked {
     // Clashes are checked on the values as written, so a pipeline with problems of its own
     // still gets its clashes reported.
     checked.problems.extend(rules::clashes(&document.pipelines));
+    if let Some(file) = document.auth {
+        let names: Vec<String> = document.pipelines.iter().map(|(n, _)| n.clone()).collect();
+        let (auth, problems) = auth::check(file, &names, base);
+        checked.auth = auth;
+        checked.problems.extend(problems);
+    }
     for (name, p) in document.pipelines {
         let (pipeline, problems) = rules::build(&name, p, base, &ENGINE_PATHS);
         checked.problems.extend(problems);

@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::http::header;
 use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use subtle::ConstantTimeEq;
 
+use super::guard;
 use super::problem::Problem;
 use super::PipelineApi;
+use crate::auth::{Auth, Denied, ADMIN_SCOPE};
 use crate::bus::Publisher;
 use crate::metrics::Metrics;
 use crate::plugin::reload::{ReloadError, Reloaded, Reloader};
@@ -94,10 +96,13 @@ pub enum ListAnswer {
     /// Every pipeline and the plugin in force.
     #[oai(status = 200)]
     Pipelines(Json<Vec<PluginInForce>>),
-    /// `ORDO_ADMIN_TOKEN` is set and the request's `Authorization: Bearer` token is missing
-    /// or wrong.
+    /// Credentials are needed (`[auth]` or `ORDO_ADMIN_TOKEN` is configured) and are missing
+    /// or not valid.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The caller is known but lacks the `admin` scope.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
 }
 
 /// The answer of `POST /admin/pipelines/{name}/reload`.
@@ -107,10 +112,13 @@ pub enum ReloadAnswer {
     /// the plugin in force.
     #[oai(status = 200)]
     Reloaded(Json<ReloadReport>),
-    /// `ORDO_ADMIN_TOKEN` is set and the request's `Authorization: Bearer` token is missing
-    /// or wrong.
+    /// Credentials are needed (`[auth]` or `ORDO_ADMIN_TOKEN` is configured) and are missing
+    /// or not valid.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The caller is known but lacks the `admin` scope.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No pipeline has this name.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -124,28 +132,56 @@ pub enum ReloadAnswer {
 pub struct Admin {
     /// The pipelines' plugin slots.
     pub reloader: Arc<Reloader>,
-    /// The bearer token requests must carry, when one is configured (never logged).
+    /// The bearer token requests may carry instead of credentials with the `admin` scope,
+    /// when one is configured (never logged).
     pub token: Option<String>,
+    /// Who may call; `None` with no `[auth]` table.
+    pub auth: Option<Arc<Auth>>,
 }
 
+/// Why an admin request was refused: its problem, and the challenge of a 401.
+pub struct AdminDenied(Problem);
+
 impl Admin {
-    /// `Some(problem)` unless `request` carries the configured token.
-    fn denied(&self, request: &Request) -> Option<Json<Problem>> {
-        let token = self.token.as_ref()?;
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            return None;
+    /// Whether `request` may use the admin endpoints: it carries the admin token, or
+    /// credentials with the `admin` scope. With neither configured, the endpoints are open
+    /// (the engine then listens on loopback only).
+    fn check(&self, request: &Request) -> Result<(), AdminDenied> {
+        let given = guard::authorization(request);
+        if let Some(token) = &self.token {
+            let bearer = given
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if bool::from(bearer.as_bytes().ct_eq(token.as_bytes())) {
+                return Ok(());
+            }
         }
-        Some(Json(Problem::new(
-            poem::http::StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "admin endpoints need `Authorization: Bearer <ORDO_ADMIN_TOKEN>`",
-        )))
+        let denied = match (&self.auth, &self.token) {
+            (Some(auth), _) => match auth.authorize(given, ADMIN_SCOPE) {
+                Ok(_) => return Ok(()),
+                Err(denied) => denied,
+            },
+            (None, Some(_)) if given.is_none() => Denied::Missing,
+            (None, Some(_)) => Denied::Invalid("not the admin token".into()),
+            (None, None) => return Ok(()),
+        };
+        Err(AdminDenied(guard::refusal(&denied, request.uri().path())))
+    }
+}
+
+impl AdminDenied {
+    fn list(self) -> ListAnswer {
+        match self.0.challenge {
+            Some(challenge) => ListAnswer::Unauthorized(Json(self.0), challenge.into()),
+            None => ListAnswer::Forbidden(Json(self.0)),
+        }
+    }
+
+    fn reload(self) -> ReloadAnswer {
+        match self.0.challenge {
+            Some(challenge) => ReloadAnswer::Unauthorized(Json(self.0), challenge.into()),
+            None => ReloadAnswer::Forbidden(Json(self.0)),
+        }
     }
 }
 
@@ -214,8 +250,8 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
     /// The plugin in force for each pipeline, and the file it watches.
     #[oai(path = "/admin/pipelines", method = "get", tag = "Tag::Admin")]
     async fn pipelines(&self, request: &Request) -> ListAnswer {
-        if let Some(problem) = self.admin.denied(request) {
-            return ListAnswer::Unauthorized(problem, "Bearer".into());
+        if let Err(denied) = self.admin.check(request) {
+            return denied.list();
         }
         let files = self.admin.reloader.files();
         let list = self
@@ -244,8 +280,8 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         tag = "Tag::Admin"
     )]
     async fn reload(&self, request: &Request, name: Path<String>) -> ReloadAnswer {
-        if let Some(problem) = self.admin.denied(request) {
-            return ReloadAnswer::Unauthorized(problem, "Bearer".into());
+        if let Err(denied) = self.admin.check(request) {
+            return denied.reload();
         }
         let name = name.0;
         match self.admin.reloader.reload(&name).await {
@@ -278,21 +314,4 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
 /// `ok`, or why the check failed.
 fn outcome(result: Result<(), String>) -> String {
     result.map_or_else(|e| e, |()| "ok".to_string())
-}
-
-/// Compares without an early exit, so the time taken says nothing about the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-    }
 }

@@ -157,7 +157,21 @@ pub struct LiveSpec {
     pipelines: Vec<(Arc<Pipeline>, PolicyHandle)>,
     /// The texts last built, and the plugin ids they were built with.
     cache: Mutex<Option<Cached>>,
+    /// Which operations need credentials.
+    secured: Secured,
 }
+
+/// Which operations of the document need `Authorization: Bearer …`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Secured {
+    /// The pipelines' routes (an `[auth]` table is configured).
+    pub pipelines: bool,
+    /// `/admin/*` (`[auth]` or an admin token is configured).
+    pub admin: bool,
+}
+
+/// The name of the bearer security scheme in the document.
+pub const BEARER_SCHEME: &str = "bearer";
 
 /// (the OpenAPI document, the Swagger UI page).
 pub type Rendered = Arc<(String, String)>;
@@ -173,12 +187,14 @@ impl LiveSpec {
     pub fn new<T: poem_openapi::OpenApi>(
         service: &OpenApiService<T, ()>,
         pipelines: Vec<(Arc<Pipeline>, PolicyHandle)>,
+        secured: Secured,
     ) -> Self {
         Self {
             generated: service.spec(),
             swagger_html: service.swagger_ui_html(),
             pipelines,
             cache: Mutex::new(None),
+            secured,
         }
     }
 
@@ -201,7 +217,7 @@ impl LiveSpec {
             })
             .collect();
         let spec = serde_json::from_str(&self.generated)
-            .map(|base| with_pipelines(base, &docs).to_string())
+            .map(|base| with_security(with_pipelines(base, &docs), &docs, self.secured).to_string())
             .unwrap_or_else(|_| self.generated.clone());
         // poem-openapi embeds the document in its page as a script literal, and has no way to
         // embed another: the one it embedded is swapped for the live one, made script-safe.
@@ -274,9 +290,93 @@ fn with_pipelines(mut spec: Value, pipelines: &[PipelineDoc<'_>]) -> Value {
     spec
 }
 
+/// `spec` with the bearer scheme declared and required by every operation `secured` names,
+/// each of which also documents its 401 and 403 answers (so Swagger UI's "Authorize" works).
+fn with_security(mut spec: Value, pipelines: &[PipelineDoc<'_>], secured: Secured) -> Value {
+    if !secured.pipelines && !secured.admin {
+        return spec;
+    }
+    let needs = |path: &str| {
+        (secured.admin && path.starts_with(super::ADMIN_PATH))
+            || (secured.pipelines
+                && pipelines.iter().any(|d| {
+                    path == d.pipeline.route || path == format!("{}/{{id}}", d.pipeline.route)
+                }))
+    };
+    if let Some(Value::Object(paths)) = spec.get_mut("paths") {
+        for (path, item) in paths.iter_mut() {
+            if !needs(path) {
+                continue;
+            }
+            for operation in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|m| m.values_mut())
+            {
+                operation["security"] = json!([{ BEARER_SCHEME: [] }]);
+                if let Some(Value::Object(responses)) = operation.get_mut("responses") {
+                    for (status, when) in [
+                        (StatusCode::UNAUTHORIZED, "No credentials, or credentials that are not valid (see `WWW-Authenticate`)."),
+                        (StatusCode::FORBIDDEN, "The caller lacks the scope this operation needs."),
+                    ] {
+                        let (code, answer) = problem_response(status, when);
+                        responses.entry(code).or_insert(answer);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(components) = spec
+        .as_object_mut()
+        .map(|o| o.entry("components").or_insert_with(|| json!({})))
+    {
+        components["securitySchemes"] = json!({
+            BEARER_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key of `[auth.api_keys]` or a JWT of the `[auth.jwt]` issuer. Scopes: `<pipeline>:write` to POST, `<pipeline>:read` to GET a record, `admin` for /admin."
+            }
+        });
+    }
+    spec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secured_operations_require_the_bearer_scheme_and_document_401_and_403() {
+        let pipeline = crate::testing::pipeline("patient-profile");
+        let doc = PipelineDoc {
+            pipeline: &pipeline,
+            schema: json!({"type": "object"}),
+        };
+        let base = json!({"openapi": "3.0.0", "paths": {
+            "/healthz": {"get": {"responses": {}}},
+            "/admin/pipelines": {"get": {"responses": {}}}
+        }});
+        let spec = with_security(
+            with_pipelines(base, std::slice::from_ref(&doc)),
+            std::slice::from_ref(&doc),
+            Secured {
+                pipelines: true,
+                admin: true,
+            },
+        );
+        let route = &pipeline.route;
+        assert_eq!(
+            spec["paths"][route]["post"]["security"],
+            json!([{"bearer": []}])
+        );
+        assert!(spec["paths"][format!("{route}/{{id}}")]["get"]["responses"]["403"].is_object());
+        assert!(spec["paths"]["/admin/pipelines"]["get"]["responses"]["401"].is_object());
+        assert!(spec["paths"]["/healthz"]["get"].get("security").is_none());
+        assert_eq!(
+            spec["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+    }
 
     #[test]
     fn pipeline_operation_is_added_with_schema_and_example() {

@@ -54,6 +54,8 @@ impl<P: Publisher, S> PipelineApi<P, S> {
     }
 
     async fn accept(&self, request: &mut Request) -> Result<Response, Problem> {
+        let scope = crate::auth::write_scope(&self.pipeline.name);
+        let _principal = super::guard::authorize(self.auth.as_deref(), request, &scope)?;
         let _permit = self.in_flight.try_acquire().map_err(|_| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -75,8 +77,8 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                 "Malformed JSON",
                 format!("the body is not valid JSON: {e}"),
             );
-            p.line = Some(e.line());
-            p.column = Some(e.column());
+            p.line = u32::try_from(e.line()).ok();
+            p.column = u32::try_from(e.column()).ok();
             p
         })?;
         let Value::Object(mut record) = value else {

@@ -17,6 +17,7 @@ use poem_openapi::OpenApiService;
 mod allow;
 pub mod api;
 pub mod docs;
+pub mod guard;
 mod handler;
 pub mod idempotency;
 pub mod problem;
@@ -76,6 +77,8 @@ pub struct PipelineApi<P, S> {
     pub idempotency: idempotency::IdempotencyCache,
     /// Answers by status and produce latency, for `/metrics`.
     pub metrics: IngestMetrics,
+    /// Who may call its routes; `None`: anyone who can reach the (loopback) listener.
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 /// The whole HTTP application: the engine's own endpoints and every pipeline's routes.
@@ -85,6 +88,7 @@ pub fn app<P: Publisher, S: Store>(
     metrics: Metrics,
     admin: Admin,
 ) -> BoxEndpoint<'static> {
+    let admin_secured = admin.auth.is_some() || admin.token.is_some();
     let system = SystemApi {
         publisher,
         pipelines: pipelines.clone(),
@@ -94,12 +98,17 @@ pub fn app<P: Publisher, S: Store>(
     let service = OpenApiService::new(system, "Ordo", env!("CARGO_PKG_VERSION")).description(
         "Ordo keeps a replica of each pipeline's entity correct when its update events arrive out of order.",
     );
+    let secured = docs::Secured {
+        pipelines: pipelines.iter().any(|p| p.auth.is_some()),
+        admin: admin_secured,
+    };
     let live = Arc::new(docs::LiveSpec::new(
         &service,
         pipelines
             .iter()
             .map(|p| (Arc::clone(&p.pipeline), p.policy.clone()))
             .collect(),
+        secured,
     ));
     let allowed = allow::Allowed::from_spec(&live.render().0, &[DOCS_PATH, SPEC_PATH]);
     let page = Arc::clone(&live);

@@ -23,14 +23,18 @@ pub struct Problem {
     pub field: Option<String>,
     /// Line of a JSON syntax error (1-based).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
+    pub line: Option<u32>,
     /// Column of a JSON syntax error (1-based).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<usize>,
+    pub column: Option<u32>,
     /// Seconds after which a retry may succeed (sent as `Retry-After`, not in the body).
     #[serde(skip)]
     #[oai(skip)]
     pub retry_after: Option<u32>,
+    /// The challenge of a 401 (sent as `WWW-Authenticate`, not in the body).
+    #[serde(skip)]
+    #[oai(skip)]
+    pub challenge: Option<&'static str>,
 }
 
 impl Problem {
@@ -44,6 +48,7 @@ impl Problem {
             line: None,
             column: None,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -68,6 +73,12 @@ impl Problem {
             .status(status)
             .header(header::CONTENT_TYPE, PROBLEM_JSON)
             .body(body);
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(challenge),
+            );
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -12,6 +12,10 @@ use crate::store::Store;
 impl<P, S: Store> PipelineApi<P, S> {
     /// Handles one `GET {route}/{id}`; the key is the `id` path parameter.
     pub async fn read_back(&self, request: Request) -> Response {
+        let scope = crate::auth::read_scope(&self.pipeline.name);
+        if let Err(problem) = super::guard::authorize(self.auth.as_deref(), &request, &scope) {
+            return problem.into_response();
+        }
         let key = match request.path_params::<String>() {
             Ok(key) if !key.is_empty() => key,
             _ => {

@@ -78,10 +78,12 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
         idempotency: idempotency::IdempotencyCache::default(),
         metrics: IngestMetrics::default(),
+        auth: None,
     });
     let admin = Admin {
         reloader: Arc::new(Reloader::new(Vec::new())),
         token: token.map(str::to_string),
+        auth: None,
     };
     let app = app(vec![api], Arc::new(bus.clone()), Metrics::new(), admin);
     Fixture {
@@ -279,7 +281,7 @@ async fn admin_needs_the_token_when_one_is_set() {
     let Fixture { cli, .. } = fixture(8, Some("s3cret"));
     let denied = cli.get("/admin/pipelines").send().await;
     denied.assert_status(StatusCode::UNAUTHORIZED);
-    denied.assert_header("www-authenticate", "Bearer");
+    denied.assert_header("www-authenticate", super::guard::CHALLENGE);
     denied.assert_content_type("application/problem+json");
     let wrong = cli
         .get("/admin/pipelines")

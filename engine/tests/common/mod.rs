@@ -17,6 +17,6 @@ pub use engine::{Engine, EngineBuilder, Names, EFFECT_TIMEOUT};
 pub use kafka::{brokers, produce_raw, read_dead_letters, topic_size, Letter, PrivateBroker};
 pub use stack::{
     built_plugin, cache_dir, field_merge_plugin, free_port, hostile_plugin, lww_plugin,
-    ordo_command, send_signal,
+    ordo_command, pipelines_file, send_signal,
 };
 pub use workload::{assert_newest, Rng, Workload};

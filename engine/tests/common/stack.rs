@@ -85,3 +85,23 @@ pub fn ordo_command() -> Command {
     command.envs(aws_env()).env("NO_COLOR", "1");
     command
 }
+
+/// A pipelines file in `dir` with one pipeline running `plugin` (topic and table `unused`),
+/// plus `extra` lines.
+pub fn pipelines_file(dir: &Path, plugin: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("pipelines.toml");
+    let text = format!(
+        r#"[pipelines.patient-profile]
+route = "/patientprofile"
+topic = "unused"
+key_field = "PatientId"
+version_field = "UpdatedAt"
+table = "unused"
+plugin = "{}"
+{extra}
+"#,
+        plugin.display()
+    );
+    std::fs::write(&config, text).expect("write config");
+    config
+}

@@ -1,0 +1,219 @@
+//! JWTs from the configured OIDC issuer: signature (RSA, RSA-PSS, ECDSA or EdDSA; never an
+//! HMAC, which a public key set would turn into a forgery), `exp` and `nbf` with a small
+//! leeway, `iss` and `aud`, all checked by `jsonwebtoken`. The signing keys are a JWKS file,
+//! re-read when it changes, so keys rotate without a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use tracing::warn;
+
+use super::{Denied, Principal};
+use crate::config::auth::JwtConfig;
+
+/// Signature algorithms accepted.
+const ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Why a key set could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// The file could not be read.
+    #[error("cannot read the JWKS file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a key set the engine can use.
+    #[error("the JWKS file {path} {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// One signing key.
+struct Key {
+    /// Its `kid`.
+    id: Option<String>,
+    /// The key.
+    key: DecodingKey,
+}
+
+/// The key set in force and the file state it was read from.
+struct Keys {
+    /// Modification time, length and inode of the file when last read (or tried).
+    stamp: Option<Stamp>,
+    /// The keys.
+    keys: Vec<Key>,
+}
+
+/// Verifies the configured issuer's tokens.
+pub struct JwtVerifier {
+    /// Issuer, audience, key file, scopes claim, leeway.
+    config: JwtConfig,
+    /// The keys in force.
+    keys: RwLock<Keys>,
+}
+
+/// Whether `token` has the shape of a JWS compact serialisation.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
+}
+
+impl JwtVerifier {
+    /// A verifier for `config`; reads its key set now.
+    pub fn new(config: JwtConfig) -> Result<Self, JwksError> {
+        let stamp = stamp(&config.jwks);
+        let keys = read_keys(&config.jwks)?;
+        Ok(Self {
+            config,
+            keys: RwLock::new(Keys { stamp, keys }),
+        })
+    }
+
+    /// The principal `token` names, if it is valid.
+    pub fn verify(&self, token: &str) -> Result<Principal, Denied> {
+        self.refresh();
+        let header =
+            decode_header(token).map_err(|e| Denied::Invalid(format!("JWT header: {e}")))?;
+        if !ALGORITHMS.contains(&header.alg) {
+            return Err(Denied::Invalid(format!(
+                "JWT signed with {:?}, which is not accepted",
+                header.alg
+            )));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.config.leeway_seconds;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let candidates: Vec<&Key> = match &header.kid {
+            Some(kid) => keys
+                .keys
+                .iter()
+                .filter(|k| k.id.as_deref() == Some(kid))
+                .collect(),
+            None => keys.keys.iter().collect(),
+        };
+        if candidates.is_empty() {
+            return Err(Denied::Invalid(format!(
+                "JWT signed by key {:?}, which the key set does not hold",
+                header.kid.unwrap_or_default()
+            )));
+        }
+        let mut last = String::new();
+        for key in candidates {
+            match decode::<Value>(token, &key.key, &validation) {
+                Ok(data) => return self.principal(&data.claims),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(Denied::Invalid(format!("JWT: {last}")))
+    }
+
+    /// The principal of verified `claims`.
+    fn principal(&self, claims: &Value) -> Result<Principal, Denied> {
+        let name = claims["sub"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Denied::Invalid("JWT without a `sub`".into()))?;
+        let scopes = match &claims[self.config.scopes_claim.as_str()] {
+            Value::String(text) => text.split_whitespace().map(str::to_string).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Default::default(),
+        };
+        Ok(Principal {
+            name: name.to_string(),
+            scopes,
+        })
+    }
+
+    /// Re-reads the key file when it changed since it was last read; a file that no longer
+    /// reads leaves the keys in force and is logged once per change.
+    fn refresh(&self) {
+        let now = stamp(&self.config.jwks);
+        if now == self.keys.read().unwrap_or_else(|p| p.into_inner()).stamp {
+            return;
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if keys.stamp == now {
+            return;
+        }
+        keys.stamp = now;
+        match read_keys(&self.config.jwks) {
+            Ok(fresh) => keys.keys = fresh,
+            Err(e) => {
+                warn!(error = %e, "JWKS file changed but cannot be used; the keys read before stay in force.");
+            }
+        }
+    }
+}
+
+/// What tells one version of a file from the next: modification time, length and (on Unix)
+/// inode, which an atomic rename changes even within one tick of a coarse clock.
+type Stamp = (SystemTime, u64, u64);
+
+/// The [`Stamp`] of `path`, or `None` when it cannot be read.
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
+}
+
+/// The signing keys in the JWKS file `path`.
+fn read_keys(path: &Path) -> Result<Vec<Key>, JwksError> {
+    let text = std::fs::read_to_string(path).map_err(|source| JwksError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let invalid = |problem: String| JwksError::Invalid {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let set: JwkSet =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("is not a JWK set: {e}")))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| {
+            invalid(format!(
+                "holds key {:?} that cannot be used: {e}",
+                jwk.common.key_id.clone().unwrap_or_default()
+            ))
+        })?;
+        keys.push(Key {
+            id: jwk.common.key_id.clone(),
+            key,
+        });
+    }
+    if keys.is_empty() {
+        return Err(invalid("holds no key".into()));
+    }
+    Ok(keys)
+}

@@ -1,0 +1,425 @@
+//! Who may call what: API keys and JWTs as `Authorization: Bearer …`, scopes per pipeline and
+//! action, 401 and 403 as problems that never tell whether a record exists, keys that rotate
+//! without a restart, and an engine without `[auth]` that refuses to serve beyond loopback.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::{Engine, Names};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const ISSUER: &str = "https://login.example.org/";
+const AUDIENCE: &str = "ordo";
+
+/// An ES256 signing key with its id.
+struct SigningKey {
+    id: String,
+    pkcs8: Vec<u8>,
+    public: Vec<u8>,
+}
+
+impl SigningKey {
+    fn new(id: &str) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key pair");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .expect("reads back");
+        Self {
+            id: id.into(),
+            pkcs8: pkcs8.as_ref().to_vec(),
+            public: pair.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// Its public half as a JWK (an uncompressed P-256 point is 0x04 ‖ x ‖ y).
+    fn jwk(&self) -> Value {
+        json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.id,
+            "x": URL_SAFE_NO_PAD.encode(&self.public[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&self.public[33..65]),
+        })
+    }
+
+    /// A token with `claims` over the defaults (issuer, audience, subject, scope, an hour).
+    fn token(&self, claims: Value) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let mut all = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "consultation-service",
+            "scope": "patient-profile:write patient-profile:read",
+            "iat": now, "exp": now + 3600,
+        });
+        for (k, v) in claims.as_object().expect("object") {
+            all[k] = v.clone();
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.id.clone());
+        encode(&header, &all, &EncodingKey::from_ec_der(&self.pkcs8)).expect("signs")
+    }
+}
+
+/// Writes a JWK set of `keys` to `path` atomically (a new file renamed over the old one).
+fn write_jwks(path: &Path, keys: &[&SigningKey]) {
+    let staging = path.with_extension("staging");
+    let set = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
+    std::fs::write(&staging, set.to_string()).expect("write jwks");
+    std::fs::rename(&staging, path).expect("rename jwks");
+}
+
+fn sha256_hex(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `[auth]` table: a writer, a reader and an admin key, and the JWT issuer.
+fn auth_table(jwks: &Path) -> String {
+    format!(
+        r#"
+[auth]
+[[auth.api_keys]]
+name = "profile-service"
+sha256 = "{writer}"
+scopes = ["patient-profile:write"]
+[[auth.api_keys]]
+name = "consultation-service"
+sha256 = "{reader}"
+scopes = ["patient-profile:read"]
+[[auth.api_keys]]
+name = "operator"
+sha256 = "{admin}"
+scopes = ["admin"]
+[auth.jwt]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+jwks = "{jwks}"
+"#,
+        writer = sha256_hex("writer-key"),
+        reader = sha256_hex("reader-key"),
+        admin = sha256_hex("admin-key"),
+        jwks = jwks.display(),
+    )
+}
+
+/// Sends `method path` with `bearer` credentials (and `body` as JSON when given).
+async fn call(
+    engine: &Engine,
+    method: reqwest::Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", engine.url));
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.expect("reaches the engine");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.unwrap_or_default())
+}
+
+fn body(key: &str) -> String {
+    format!(r#"{{"PatientId":"{key}","FirstName":"Ada","UpdatedAt":"2006-01-02T15:00:00Z"}}"#)
+}
+
+/// A 401 or 403 problem: its status, its media type, and a challenge on a 401.
+fn assert_refused(answer: &(u16, reqwest::header::HeaderMap, Value), status: u16, what: &str) {
+    let (got, headers, problem) = answer;
+    assert_eq!(*got, status, "{what}: {problem}");
+    assert_eq!(problem["status"], status, "{what}: {problem}");
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{what}"
+    );
+    if status == 401 {
+        let challenge = headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(challenge.starts_with("Bearer"), "{what}: {challenge:?}");
+    }
+}
+
+#[tokio::test]
+async fn keys_and_scopes_decide_who_may_write_read_and_administer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jwks = dir.path().join("jwks.json");
+    write_jwks(&jwks, &[&SigningKey::new("k1")]);
+    let engine = Engine::builder(Names::unique("auth-keys"))
+        .extra(&auth_table(&jwks))
+        .start();
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    let route = "/patientprofile";
+
+    // Writing needs patient-profile:write.
+    assert_refused(
+        &call(&engine, post.clone(), route, None, Some(&body("a1"))).await,
+        401,
+        "no credentials",
+    );
+    let wrong = call(
+        &engine,
+        post.clone(),
+        route,
+        Some("not-a-key"),
+        Some(&body("a1")),
+    )
+    .await;
+    assert_refused(&wrong, 401, "unknown key");
+    assert!(wrong.1["www-authenticate"]
+        .to_str()
+        .is_ok_and(|c| c.contains("invalid_token")));
+    assert_refused(
+        &call(
+            &engine,
+            post.clone(),
+            route,
+            Some("reader-key"),
+            Some(&body("a1")),
+        )
+        .await,
+        403,
+        "reader writes",
+    );
+    assert_eq!(engine.topic_size(), 0, "nothing refused was produced");
+    let (status, _, accepted) = call(
+        &engine,
+        post.clone(),
+        route,
+        Some("writer-key"),
+        Some(&body("a1")),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+
+    // Reading needs patient-profile:read; a refusal looks the same whether the record exists.
+    for key in ["a1", "nobody"] {
+        let path = format!("{route}/{key}");
+        assert_refused(
+            &call(&engine, get.clone(), &path, None, None).await,
+            401,
+            "anonymous read",
+        );
+        assert_refused(
+            &call(&engine, get.clone(), &path, Some("writer-key"), None).await,
+            403,
+            "writer reads",
+        );
+    }
+    let (status, _, _) = call(
+        &engine,
+        get.clone(),
+        &format!("{route}/nobody"),
+        Some("reader-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let deadline = std::time::Instant::now() + common::EFFECT_TIMEOUT;
+    loop {
+        let (status, _, record) = call(
+            &engine,
+            get.clone(),
+            &format!("{route}/a1"),
+            Some("reader-key"),
+            None,
+        )
+        .await;
+        if status == 200 {
+            assert_eq!(record["FirstName"], "Ada");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never applied: {status} {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The admin endpoints need admin.
+    assert_refused(
+        &call(&engine, get.clone(), "/admin/pipelines", None, None).await,
+        401,
+        "anonymous admin",
+    );
+    assert_refused(
+        &call(
+            &engine,
+            get.clone(),
+            "/admin/pipelines",
+            Some("writer-key"),
+            None,
+        )
+        .await,
+        403,
+        "writer admin",
+    );
+    let (status, _, list) = call(
+        &engine,
+        get.clone(),
+        "/admin/pipelines",
+        Some("admin-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+
+    // The document declares the scheme, so Swagger UI's "Authorize" works.
+    let (_, _, spec) = call(&engine, get.clone(), "/docs/openapi.json", None, None).await;
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        spec["paths"][route]["post"]["security"],
+        json!([{"bearer": []}])
+    );
+
+    // No key ever reaches the log.
+    let log = engine.log();
+    for secret in ["writer-key", "reader-key", "admin-key", "not-a-key"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}
+
+#[tokio::test]
+async fn jwts_are_checked_and_their_keys_rotate_without_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jwks = dir.path().join("jwks.json");
+    let first = SigningKey::new("first");
+    write_jwks(&jwks, &[&first]);
+    let engine = Engine::builder(Names::unique("auth-jwt"))
+        .extra(&auth_table(&jwks))
+        .start();
+    let post = |bearer: String, key: &'static str| {
+        let engine = &engine;
+        async move {
+            call(
+                engine,
+                reqwest::Method::POST,
+                "/patientprofile",
+                Some(&bearer),
+                Some(&body(key)),
+            )
+            .await
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("now")
+        .as_secs();
+
+    let (status, _, answer) = post(first.token(json!({})), "j1").await;
+    assert_eq!(status, 202, "a valid token: {answer}");
+    for (what, claims) in [
+        ("expired", json!({"exp": now - 600})),
+        ("not yet valid", json!({"nbf": now + 600})),
+        ("another audience", json!({"aud": "someone-else"})),
+        (
+            "another issuer",
+            json!({"iss": "https://evil.example.org/"}),
+        ),
+        (
+            "without the scope",
+            json!({"scope": "patient-profile:read"}),
+        ),
+    ] {
+        let status = if what == "without the scope" {
+            403
+        } else {
+            401
+        };
+        assert_refused(&post(first.token(claims), "j2").await, status, what);
+    }
+    // A token signed by a key the set does not hold, and one whose signature was tampered.
+    let stranger = SigningKey::new("first");
+    assert_refused(
+        &post(stranger.token(json!({})), "j2").await,
+        401,
+        "unknown key",
+    );
+    let mut tampered = first.token(json!({}));
+    tampered.pop();
+    tampered.push('A');
+    assert_refused(&post(tampered, "j2").await, 401, "tampered");
+
+    // Rotation: the issuer publishes a new key set; the engine follows without a restart.
+    let second = SigningKey::new("second-key");
+    write_jwks(&jwks, &[&second]);
+    let (status, _, answer) = post(second.token(json!({})), "j3").await;
+    assert_eq!(status, 202, "the new key is used at once: {answer}");
+    assert_refused(
+        &post(first.token(json!({})), "j4").await,
+        401,
+        "the retired key",
+    );
+}
+
+#[test]
+fn without_auth_the_engine_refuses_a_non_loopback_address_unless_told_otherwise() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = common::pipelines_file(dir.path(), &common::lww_plugin(), "");
+    let out = common::ordo_command()
+        .args(["run", "--listen", "0.0.0.0:0", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run ordo");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("refusing to serve without authentication on 0.0.0.0:0")
+            && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+
+    // With the flag it serves, and says so at WARN.
+    let mut child = common::ordo_command()
+        .args([
+            "run",
+            "--listen",
+            "0.0.0.0:0",
+            "--insecure-no-auth",
+            "--config",
+        ])
+        .arg(&config)
+        .env("KAFKA_BROKERS", common::brokers())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ordo");
+    let stdout = child.stdout.take().expect("stdout");
+    let listening = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("Ordo listening on"));
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("exits");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(listening, "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("WITHOUT authentication"),
+        "{log}"
+    );
+}
