@@ -57,6 +57,7 @@ impl Shared {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             limits: ingest::Limits {
                 body_limit: settings.body_limit,
+                body_timeout: settings.body_timeout,
                 produce_timeout: settings.produce_timeout,
             },
             fetch_wait: settings.fetch_wait,
@@ -110,8 +111,9 @@ pub async fn build(
         source,
     })?;
     let policy = slot.handle().clone();
-    let applier =
-        Applier::new(store.clone(), policy.clone(), &p.key_field).with_cache(p.cache_records);
+    let applier = Applier::new(store.clone(), policy.clone(), &p.key_field)
+        .with_cache(p.cache_records)
+        .with_version_skew(&p.version_field, p.max_version_skew);
     let consumer_metrics = metrics.consumer(&p.name);
     let group = GroupSettings {
         pipeline: p.name.clone(),

@@ -17,7 +17,7 @@
 //! Beside the data path: [`metrics`] (the Prometheus registry, a leaf every component
 //! updates), [`shutdown`] (the signal every task awaits), [`ops`] (the one-shot commands:
 //! validate, replay, tap, dead-letter re-drive) and [`testing`] (in-memory bus and store for
-//! tests).
+//! tests), [`version`] (versions from the future) and [`auth`] (who may call what).
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;
@@ -41,6 +41,7 @@ pub mod plugin;
 pub mod shutdown;
 pub mod store;
 pub mod testing;
+pub mod version;
 
 use bus::Publisher as _;
 use plugin::reload::Reloader;
@@ -67,6 +68,8 @@ pub struct Settings {
     pub produce_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Longest a request body may take to arrive (then 408).
+    pub body_timeout: Duration,
     /// Ingest requests handled at once; more get 503 rather than queueing without bound.
     pub max_in_flight: usize,
     /// Bearer token the admin endpoints require; `None` leaves them open (bind to loopback).

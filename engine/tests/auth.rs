@@ -423,3 +423,50 @@ fn without_auth_the_engine_refuses_a_non_loopback_address_unless_told_otherwise(
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_belongs_to_its_caller_and_its_body() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jwks = dir.path().join("jwks.json");
+    let signer = SigningKey::new("k1");
+    write_jwks(&jwks, &[&signer]);
+    let engine = Engine::builder(Names::unique("auth-idem"))
+        .extra(&auth_table(&jwks))
+        .start();
+    let send = |bearer: String, body: String| {
+        let url = format!("{}/patientprofile", engine.url);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(bearer)
+                .header("Content-Type", "application/json")
+                .header("Idempotency-Key", "retry-1")
+                .body(body)
+                .send()
+                .await
+                .expect("reaches the engine");
+            let replayed = response.headers().contains_key("idempotency-replayed");
+            let status = response.status().as_u16();
+            (
+                status,
+                replayed,
+                response.json::<Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, replayed, first) = send("writer-key".into(), body("i1")).await;
+    assert_eq!((status, replayed), (202, false), "{first}");
+    let (status, replayed, again) = send("writer-key".into(), body("i1")).await;
+    assert_eq!((status, replayed), (202, true), "{again}");
+    assert_eq!(
+        again["offset"], first["offset"],
+        "the first answer, nothing produced again"
+    );
+    let (status, _, problem) = send("writer-key".into(), body("i2")).await;
+    assert_eq!(status, 422, "same key, another body: {problem}");
+    assert_eq!(problem["field"], "Idempotency-Key");
+    // Another caller with the same key gets an answer of its own.
+    let (status, replayed, theirs) = send(signer.token(json!({})), body("i1")).await;
+    assert_eq!((status, replayed), (202, false), "{theirs}");
+    assert_ne!(theirs["offset"], first["offset"]);
+}

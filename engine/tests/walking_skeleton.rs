@@ -5,7 +5,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{produce_raw, s, wait_item, Engine};
+use common::{produce_raw, s, wait_item, Engine, Names};
+use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -337,4 +338,43 @@ async fn ingest_answers_503_with_retry_after_when_the_broker_is_gone() {
             .is_some_and(|d| d.contains("retry")),
         "{problem}"
     );
+}
+
+#[tokio::test]
+async fn a_body_that_dribbles_in_gets_408_and_holds_no_share_of_ingest() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // One request in flight at most: a slow client holding it would starve everyone.
+    let engine = Engine::builder(Names::unique("slow-body"))
+        .args(&["--body-timeout-ms", "500", "--max-in-flight", "1"])
+        .start();
+    let address = engine.url.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    slow.write_all(
+        b"POST /patientprofile HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"PatientId\":",
+    )
+    .await
+    .expect("writes the start");
+    // While it dribbles, another client is served.
+    let accepted = engine
+        .post_accepted(r#"{"PatientId":"fast","FirstName":"Quick"}"#)
+        .await;
+    assert!(accepted.1 >= 0);
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = slow.read(&mut buf).await.expect("reads");
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || String::from_utf8_lossy(&answer).contains("\r\n\r\n{") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the engine answers the slow client");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(engine.topic_size(), 1, "only the fast event was produced");
 }

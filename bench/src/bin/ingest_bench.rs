@@ -117,6 +117,7 @@ async fn serve_with<P: Publisher>(publisher: P, topic: &str) -> anyhow::Result<(
         store: MemoryStore::new("PatientId"),
         limits: ingest::Limits {
             body_limit: ingest::DEFAULT_BODY_LIMIT,
+            body_timeout: ingest::DEFAULT_BODY_TIMEOUT,
             produce_timeout: Duration::from_secs(10),
         },
         in_flight: Arc::new(tokio::sync::Semaphore::new(ingest::DEFAULT_MAX_IN_FLIGHT)),

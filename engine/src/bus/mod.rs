@@ -34,6 +34,8 @@ pub struct Message {
     pub key: Option<Vec<u8>>,
     /// The body, when it has one.
     pub payload: Option<Vec<u8>>,
+    /// Its timestamp (milliseconds since the Unix epoch), when it has one.
+    pub timestamp: Option<i64>,
 }
 
 /// Partitions a consumer group took away from this member, as the bus reports them.

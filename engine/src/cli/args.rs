@@ -145,6 +145,9 @@ pub struct RunArgs {
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, env = "ORDO_BODY_LIMIT", default_value_t = ordo::ingest::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
+    /// Milliseconds a request body may take to arrive; a slower one gets 408.
+    #[arg(long, env = "ORDO_BODY_TIMEOUT_MS", default_value_t = ordo::ingest::DEFAULT_BODY_TIMEOUT.as_millis() as u64)]
+    pub body_timeout_ms: u64,
     /// Ingest requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "ORDO_MAX_IN_FLIGHT", default_value_t = ordo::ingest::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,

@@ -144,6 +144,7 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
         brokers: cli.brokers,
         produce_timeout: std::time::Duration::from_millis(cli.produce_timeout_ms),
         body_limit: cli.body_limit,
+        body_timeout: std::time::Duration::from_millis(cli.body_timeout_ms),
         max_in_flight: cli.max_in_flight,
         admin_token: cli.admin_token.filter(|t| !t.is_empty()),
         fetch_wait: std::time::Duration::from_millis(cli.fetch_wait_ms),

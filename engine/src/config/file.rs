@@ -70,6 +70,19 @@ pub(super) struct PipelineFile {
     pub plugin_capabilities: Vec<String>,
     /// JSON Lines of sample events a plugin must pass before it is put in force.
     pub plugin_self_test: Option<PathBuf>,
+    /// How far ahead of its receipt time an event's version may be: seconds, or text with a
+    /// unit (`"5m"`).
+    pub max_version_skew: Option<DurationText>,
+}
+
+/// A duration as written: seconds, or text with a unit (`"90s"`, `"5m"`, `"2h"`, `"1d"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum DurationText {
+    /// Seconds.
+    Seconds(u64),
+    /// Text with a unit.
+    Text(String),
 }
 
 /// The default of `partitions`.

@@ -179,6 +179,8 @@ pub struct Pipeline {
     pub plugin_capabilities: Capabilities,
     /// Self-test file (resolved like `plugin`) a new plugin must pass.
     pub plugin_self_test: Option<PathBuf>,
+    /// How far ahead of its receipt an event's version may be (see [`crate::version`]).
+    pub max_version_skew: std::time::Duration,
 }
 
 impl Pipeline {

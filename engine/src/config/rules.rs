@@ -27,6 +27,9 @@ pub const PLUGIN_FUEL: RangeInclusive<u64> = 1..=1_000_000_000_000;
 pub const PLUGIN_TIMEOUT_MS: RangeInclusive<u64> = 1..=10_000;
 /// MiB of memory per plugin instance.
 pub const PLUGIN_MEMORY_MIB: RangeInclusive<usize> = 1..=4096;
+/// Version skew allowed: a second to thirty days.
+pub const MAX_VERSION_SKEW: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(30 * 86_400);
 /// Longest route accepted, in bytes.
 const ROUTE_MAX: usize = 200;
 
@@ -178,6 +181,25 @@ pub(super) fn build(
             problems.add("plugin_capabilities", e);
             Capabilities::default()
         });
+    let max_version_skew = match p.max_version_skew {
+        None => crate::version::DEFAULT_MAX_SKEW,
+        Some(written) => {
+            let parsed = match &written {
+                file::DurationText::Seconds(s) => Some(Duration::from_secs(*s)),
+                file::DurationText::Text(t) => crate::version::parse_duration(t),
+            };
+            match parsed {
+                Some(d) if MAX_VERSION_SKEW.contains(&d) => d,
+                _ => {
+                    problems.add(
+                        "max_version_skew",
+                        "must be a duration between 1 s and 30 days: seconds (300) or text with a unit (\"5m\", \"2h\")",
+                    );
+                    crate::version::DEFAULT_MAX_SKEW
+                }
+            }
+        }
+    };
     let found = problems.found;
     let (Some(route), Some(topic), Some(key_field), Some(version_field), Some(table), Some(plugin)) =
         (route, topic, key_field, version_field, table, plugin)
@@ -208,6 +230,7 @@ pub(super) fn build(
         },
         plugin_capabilities,
         plugin_self_test: p.plugin_self_test.map(|t| base.join(t)),
+        max_version_skew,
     };
     (Some(pipeline), found)
 }

@@ -143,6 +143,11 @@ pub struct Admin {
 pub struct AdminDenied(Problem);
 
 impl Admin {
+    /// Whether the admin endpoints need credentials.
+    fn guarded(&self) -> bool {
+        self.auth.is_some() || self.token.is_some()
+    }
+
     /// Whether `request` may use the admin endpoints: it carries the admin token, or
     /// credentials with the `admin` scope. With neither configured, the endpoints are open
     /// (the engine then listens on loopback only).
@@ -208,8 +213,11 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
     /// Readiness: the broker and every pipeline's table answer. Names the plugin in force
     /// for each pipeline. (Plugins are loaded before the server starts, and a swap only ever
     /// puts in force a plugin that passed its checks.)
+    ///
+    /// A failing check's reason is shown to callers on loopback or with admin rights; others
+    /// see only `failing` (internal error text can name hosts, tables and accounts).
     #[oai(path = "/readyz", method = "get", tag = "Tag::Engine")]
-    async fn readyz(&self) -> ReadyAnswer {
+    async fn readyz(&self, request: &Request) -> ReadyAnswer {
         let mut checks = BTreeMap::new();
         let kafka = self.publisher.check(CHECK_TIMEOUT).await;
         checks.insert(
@@ -229,6 +237,18 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
             .map(|p| (p.pipeline.name.clone(), p.policy.current().id().to_string()))
             .collect();
         let ready = checks.values().all(|c| c == "ok");
+        let trusted = request
+            .remote_addr()
+            .as_socket_addr()
+            .is_some_and(|a| a.ip().is_loopback())
+            || (self.admin.guarded()
+                && guard::authorization(request).is_some()
+                && self.admin.check(request).is_ok());
+        if !trusted {
+            for outcome in checks.values_mut().filter(|c| *c != "ok") {
+                *outcome = "failing".into();
+            }
+        }
         let report = Json(ReadyReport {
             ready,
             checks,

@@ -8,6 +8,7 @@ use poem::http::{header, StatusCode};
 use poem::{Request, Response};
 use serde::Serialize;
 use serde_json::Value;
+use sha2::Digest as _;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tracing::warn;
@@ -22,6 +23,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Response header set when an answer is a replay of an earlier request's.
 pub const REPLAYED_HEADER: &str = "idempotency-replayed";
+/// Longest a request body may take to arrive, by default.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Ingest requests handled at once, all pipelines together: at 1 MiB bodies, about 1 GiB.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
@@ -55,7 +58,29 @@ impl<P: Publisher, S> PipelineApi<P, S> {
 
     async fn accept(&self, request: &mut Request) -> Result<Response, Problem> {
         let scope = crate::auth::write_scope(&self.pipeline.name);
-        let _principal = super::guard::authorize(self.auth.as_deref(), request, &scope)?;
+        let principal = super::guard::authorize(self.auth.as_deref(), request, &scope)?;
+        check_content_type(request)?;
+        let idempotency_key = idempotency_key(request)?;
+        // The body is read before a permit is taken, within a time limit, so a slow client
+        // holds no share of the in-flight budget (which bounds the work: plugin calls and
+        // events waiting for their ack).
+        let timeout = self.limits.body_timeout;
+        let body = tokio::time::timeout(
+            timeout,
+            request.take_body().into_bytes_limit(self.limits.body_limit),
+        )
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "Body too slow",
+                format!(
+                    "the body did not arrive within {} ms; nothing was stored",
+                    timeout.as_millis()
+                ),
+            )
+        })?
+        .map_err(|e| self.read_error(e))?;
         let _permit = self.in_flight.try_acquire().map_err(|_| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -64,13 +89,6 @@ impl<P: Publisher, S> PipelineApi<P, S> {
             )
             .retry_after(1)
         })?;
-        check_content_type(request)?;
-        let idempotency_key = idempotency_key(request)?;
-        let body = request
-            .take_body()
-            .into_bytes_limit(self.limits.body_limit)
-            .await
-            .map_err(|e| self.read_error(e))?;
         let value: Value = serde_json::from_slice(&body).map_err(|e| {
             let mut p = Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -94,6 +112,18 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                 )
             })?;
             record.insert(p.version_field.clone(), Value::String(now));
+        }
+        if let Some(version) = record.get(&p.version_field) {
+            if let Some(why) = crate::version::too_far_ahead(
+                version,
+                OffsetDateTime::now_utc(),
+                p.max_version_skew,
+            ) {
+                return Err(unprocessable(
+                    &p.version_field,
+                    &format!("`{}` {why}", p.version_field),
+                ));
+            }
         }
         let key = match record.get(&p.key_field) {
             Some(Value::String(k)) if !k.is_empty() => k.clone(),
@@ -134,9 +164,18 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         }
         let (body, replayed) = match idempotency_key {
             Some(id) => {
+                let caller = principal.as_ref().map_or("", |p| p.name.as_str());
+                let hash: [u8; 32] = sha2::Sha256::digest(&body).into();
                 self.idempotency
-                    .once(&id, || self.produce(&key, &text, &updated_at))
-                    .await?
+                    .once(caller, &id, hash, || self.produce(&key, &text, &updated_at))
+                    .await
+                    .map_err(|refused| match refused {
+                        super::idempotency::Refused::Failed(problem) => problem,
+                        super::idempotency::Refused::OtherBody => unprocessable(
+                            "Idempotency-Key",
+                            "was used for another body within the last 24 h; a retry must send the same body, a new request a new key",
+                        ),
+                    })?
             }
             None => (self.produce(&key, &text, &updated_at).await?, false),
         };

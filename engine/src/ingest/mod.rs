@@ -26,7 +26,10 @@ mod read;
 mod tests;
 
 pub use api::{Admin, SystemApi};
-pub use handler::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, IDEMPOTENCY_HEADER, REPLAYED_HEADER};
+pub use handler::{
+    DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, IDEMPOTENCY_HEADER,
+    REPLAYED_HEADER,
+};
 
 use crate::bus::Publisher;
 use crate::config::Pipeline;
@@ -52,6 +55,8 @@ pub const ADMIN_PATH: &str = "/admin";
 pub struct Limits {
     /// Largest body accepted, in bytes.
     pub body_limit: usize,
+    /// Longest the body may take to arrive (then 408).
+    pub body_timeout: Duration,
     /// How long to wait for the broker's ack before answering 503 (the producer goes on
     /// trying, so the event may still land).
     pub produce_timeout: Duration,

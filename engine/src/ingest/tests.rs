@@ -73,6 +73,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         store: store.clone(),
         limits: Limits {
             body_limit: 64,
+            body_timeout: std::time::Duration::from_secs(5),
             produce_timeout: std::time::Duration::from_secs(5),
         },
         in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
@@ -165,6 +166,27 @@ async fn answers_have_the_documented_shapes_and_only_202_produces() {
         assert_eq!(problem["field"].as_str(), field, "{body}: {problem}");
     }
     assert_eq!(bus.published("p.events").len(), 2, "no event for any 4xx");
+}
+
+#[tokio::test]
+async fn a_version_from_the_future_is_422_naming_the_field() {
+    let Fixture { cli, bus, .. } = fixture(8, None);
+    let response = cli
+        .post("/p")
+        .content_type("application/json")
+        .body(r#"{"PatientId":"1","UpdatedAt":"9999-12-31T23:59:59Z"}"#)
+        .send()
+        .await;
+    response.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = response.json().await.value().deserialize();
+    assert_eq!(problem["field"], "UpdatedAt", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("max_version_skew")),
+        "{problem}"
+    );
+    assert!(bus.published("p.events").is_empty());
 }
 
 #[tokio::test]

@@ -33,6 +33,9 @@ pub struct Event<'a> {
     pub key: Option<&'a [u8]>,
     /// The message body.
     pub payload: &'a [u8],
+    /// The message's timestamp (ms since the epoch): the receipt time a version is judged
+    /// against. `None`: not judged.
+    pub timestamp: Option<i64>,
 }
 
 /// What became of a batch.
@@ -83,6 +86,8 @@ pub struct Applier<S> {
     key_field: String,
     /// The records written last, merged against without a read.
     cache: RecordCache,
+    /// The version field and how far ahead of an event's timestamp it may be, when checked.
+    versions: Option<(String, std::time::Duration)>,
 }
 
 impl<S: Store> Applier<S> {
@@ -93,7 +98,15 @@ impl<S: Store> Applier<S> {
             policy,
             key_field: key_field.to_string(),
             cache: RecordCache::default(),
+            versions: None,
         }
+    }
+
+    /// Refuses an event whose `version_field` is more than `skew` ahead of its message's
+    /// timestamp (see [`crate::version`]).
+    pub fn with_version_skew(mut self, version_field: &str, skew: std::time::Duration) -> Self {
+        self.versions = Some((version_field.to_string(), skew));
+        self
     }
 
     /// Keeps up to `records` written records in memory (0: none) instead of the default.
@@ -111,6 +124,7 @@ impl<S: Store> Applier<S> {
         let event = Event {
             key: message_key,
             payload,
+            timestamp: None,
         };
         let mut applied = self.apply_batch(&[event]).await?;
         Ok(applied.outcomes.pop().unwrap_or(Outcome::Written))
@@ -126,7 +140,7 @@ impl<S: Store> Applier<S> {
         // Admitted events grouped by key, in arrival order within each key.
         let mut groups: Vec<(String, Vec<(usize, &str)>)> = Vec::new();
         for (i, event) in events.iter().enumerate() {
-            match self.admit(policy, event.key, event.payload)? {
+            match self.admit(policy, event)? {
                 Ok((text, key)) => match groups.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, group)) => group.push((i, text)),
                     None => groups.push((key, vec![(i, text)])),
@@ -263,9 +277,9 @@ impl<S: Store> Applier<S> {
     fn admit<'a>(
         &self,
         policy: &dyn Policy,
-        message_key: Option<&[u8]>,
-        payload: &'a [u8],
+        event: &Event<'a>,
     ) -> Result<Result<(&'a str, String), String>, ApplyError> {
+        let (message_key, payload) = (event.key, event.payload);
         let text = match std::str::from_utf8(payload) {
             Ok(text) => text,
             Err(e) => return Ok(Err(format!("payload is not UTF-8: {e}"))),
@@ -291,6 +305,17 @@ impl<S: Store> Applier<S> {
                     self.key_field,
                     bounded(&format!("{key:?}"), MAX_FIELD)
                 )));
+            }
+        }
+        if let (Some((field, skew)), Some(received)) = (
+            &self.versions,
+            event.timestamp.and_then(crate::version::from_millis),
+        ) {
+            if let Some(why) = value
+                .get(field)
+                .and_then(|v| crate::version::too_far_ahead(v, received, *skew))
+            {
+                return Ok(Err(format!("`{field}` {why}")));
             }
         }
         Ok(match policy.validate(text) {
@@ -346,6 +371,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_far_ahead_of_its_message_timestamp_is_refused() {
+        let store = MemoryStore::new("k");
+        let a = applier(&store).with_version_skew("at", std::time::Duration::from_secs(300));
+        let sent = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let events = [
+            Event {
+                key: None,
+                payload: br#"{"k":"a","v":1,"at":"9999-12-31T23:59:59Z"}"#,
+                timestamp: Some(sent),
+            },
+            Event {
+                key: None,
+                payload: br#"{"k":"b","v":1,"at":"2026-01-01T00:04:00Z"}"#,
+                timestamp: Some(sent),
+            },
+        ];
+        let applied = a.apply_batch(&events).await.expect("applied");
+        match &applied.outcomes[0] {
+            Outcome::Rejected(why) => assert!(
+                why.contains("`at` is") && why.contains("max_version_skew"),
+                "{why}"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(applied.outcomes[1], Outcome::Written);
+        assert_eq!(v(&store, "a"), Value::Null);
+    }
+
+    #[tokio::test]
     async fn a_lost_race_is_merged_again_against_the_winner() {
         let store = MemoryStore::new("k");
         store.rival(1, rival());
@@ -360,6 +414,7 @@ mod tests {
         let events = [Event {
             key: None,
             payload: br#"{"k":"a","v":6}"#,
+            timestamp: None,
         }];
         store.rival(1, rival());
         let applied = a.apply_batch(&events).await.expect("applied");
@@ -398,6 +453,7 @@ mod tests {
             .map(|p| Event {
                 key: None,
                 payload: p,
+                timestamp: None,
             })
             .collect();
         let applied = applier(&store).apply_batch(&events).await.expect("applied");
@@ -436,6 +492,7 @@ mod tests {
             .apply_batch(&[Event {
                 key: None,
                 payload: br#"{"k":"a","v":5}"#,
+                timestamp: None,
             }])
             .await
             .expect("applied");

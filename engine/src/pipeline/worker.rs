@@ -100,6 +100,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             .map(|m| Event {
                 key: m.key.as_deref(),
                 payload: m.payload.as_deref().unwrap_or_default(),
+                timestamp: m.timestamp,
             })
             .collect();
         let mut delay = BACKOFF_START;

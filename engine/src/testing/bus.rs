@@ -23,6 +23,8 @@ pub struct Published {
     pub payload: Vec<u8>,
     /// The headers, in order.
     pub headers: Vec<(String, String)>,
+    /// When it was published (milliseconds since the Unix epoch), as Kafka's create time.
+    pub timestamp: i64,
 }
 
 impl Published {
@@ -198,6 +200,9 @@ impl Publisher for MemoryBus {
                 offset,
                 key: key.to_string(),
                 payload: payload.to_vec(),
+                timestamp: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
                 headers: headers
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -310,6 +315,7 @@ impl Consumer for MemoryConsumer {
                     offset: published.offset,
                     key: Some(published.key.into_bytes()),
                     payload: Some(published.payload),
+                    timestamp: Some(published.timestamp),
                 });
             }
             arrived.await;

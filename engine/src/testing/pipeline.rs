@@ -26,5 +26,6 @@ pub fn pipeline(name: &str) -> Pipeline {
         plugin_limits: Limits::default(),
         plugin_capabilities: Capabilities::default(),
         plugin_self_test: None,
+        max_version_skew: crate::version::DEFAULT_MAX_SKEW,
     }
 }

@@ -22,6 +22,7 @@ fn message_of(m: &rdkafka::message::BorrowedMessage<'_>) -> crate::bus::Message 
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
+        timestamp: m.timestamp().to_millis(),
     }
 }
 
