@@ -17,7 +17,8 @@
 //! Beside the data path: [`metrics`] (the Prometheus registry, a leaf every component
 //! updates), [`shutdown`] (the signal every task awaits), [`ops`] (the one-shot commands:
 //! validate, replay, tap, dead-letter re-drive) and [`testing`] (in-memory bus and store for
-//! tests), [`version`] (versions from the future) and [`auth`] (who may call what).
+//! tests), [`version`] (versions from the future), [`auth`] (who may call what) and
+//! [`redact`] (keys in logs as keyed hashes).
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod plugin;
+pub mod redact;
 pub mod shutdown;
 pub mod store;
 pub mod testing;

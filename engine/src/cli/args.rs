@@ -157,6 +157,14 @@ pub struct RunArgs {
     /// latency.
     #[arg(long, env = "ORDO_FETCH_WAIT_MS", default_value_t = ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis() as u64)]
     pub fetch_wait_ms: u64,
+    /// Write record keys in logs as they are, instead of as a short keyed hash (`k:3f9a…`).
+    /// For a development stack: keys name patients.
+    #[arg(long, env = "ORDO_LOG_KEYS")]
+    pub log_keys: bool,
+    /// Secret of the keyed hash that stands for keys in logs; engines sharing it show the same
+    /// hash for the same key. Unset: a random secret per process.
+    #[arg(long, env = "ORDO_LOG_KEY_SECRET", hide_env_values = true)]
+    pub log_key_secret: Option<String>,
     /// Bearer token the admin endpoints (/admin/...) require. Unset: they are open.
     #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

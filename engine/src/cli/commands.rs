@@ -131,6 +131,7 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
+    ordo::redact::init(cli.log_keys, cli.log_key_secret.as_deref());
     let (trigger, shutdown) = ordo::shutdown::channel();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -38,11 +38,12 @@ impl<P, S: Store> PipelineApi<P, S> {
             )
             .into_response(),
             Err(e) => {
-                warn!(pipeline = %self.pipeline.name, error = %e, "Read-back failed.");
+                warn!(pipeline = %self.pipeline.name, key = %crate::redact::key(&key), error = %e, "Read-back failed.");
+                // The store's error text stays in the log: it names tables and endpoints.
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Store unavailable",
-                    e.to_string(),
+                    "the table did not answer; nothing was read, retry later",
                 )
                 .retry_after(1)
                 .into_response()

@@ -8,7 +8,7 @@
 use serde_json::Value;
 use tracing::debug;
 
-use crate::plugin::{bounded, Decision, PluginError, Policy, PolicyHandle, MAX_FIELD};
+use crate::plugin::{Decision, PluginError, Policy, PolicyHandle};
 use crate::store::cache::RecordCache;
 use crate::store::{split_meta, with_meta, Precondition, PutOutcome, Record, Store, StoreError};
 
@@ -250,7 +250,7 @@ impl<S: Store> Applier<S> {
                 PutOutcome::Conflict => {
                     self.cache.forget(key);
                     conflicts += 1;
-                    debug!(key = %key, from_cache, "Conditional write lost a race; merging again.")
+                    debug!(key = %crate::redact::key(key), from_cache, "Conditional write lost a race; merging again.")
                 }
             }
         }
@@ -299,11 +299,10 @@ impl<S: Store> Applier<S> {
         };
         if let Some(message_key) = message_key {
             if message_key != key.as_bytes() {
+                // The values stay out of the reason (it is logged): both are in the letter.
                 return Ok(Err(format!(
-                    "message key {:?} differs from `{}` {}",
-                    bounded(&String::from_utf8_lossy(message_key), MAX_FIELD),
-                    self.key_field,
-                    bounded(&format!("{key:?}"), MAX_FIELD)
+                    "the message key differs from the body's `{}`",
+                    self.key_field
                 )));
             }
         }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::client::Waiters as _;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
@@ -77,7 +77,7 @@ impl DynamoStore {
         StoreError::Request {
             operation,
             table: self.table.clone(),
-            reason: DisplayErrorContext(&e).to_string(),
+            reason: error_chain(&e),
         }
     }
 
@@ -96,7 +96,7 @@ impl DynamoStore {
             .map_err(|e| StoreError::Request {
                 operation: "DescribeTable (waiting for ACTIVE)",
                 table: self.table.clone(),
-                reason: DisplayErrorContext(&e).to_string(),
+                reason: error_chain(&e),
             })?;
         Ok(())
     }
@@ -200,7 +200,7 @@ impl Store for DynamoStore {
             .transpose()
             .map_err(|reason| StoreError::Shape {
                 table: self.table.clone(),
-                reason: format!("item `{key}`: {reason}"),
+                reason: format!("item {}: {reason}", crate::redact::key(key)),
             })
     }
 
@@ -251,4 +251,21 @@ impl Store for DynamoStore {
             .map(|_| ())
             .map_err(|e| self.request_error("DescribeTable", e))
     }
+}
+
+/// The messages of `e` and its sources, joined by `: `. Not the SDK's `DisplayErrorContext`,
+/// which also prints the error's debug form: that holds the raw HTTP response, and so the
+/// record, which must not reach a log line or an HTTP answer.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
