@@ -96,14 +96,11 @@ pub async fn build(
         }
     })?;
     let bus_error = |source| Error::bus(&p.name, &shared.kafka, source);
-    kafka::ensure_topics(
-        &shared.kafka,
-        &[&p.topic, &p.dead_letter_topic],
-        p.partitions,
-        p.replication_factor,
-    )
-    .await
-    .map_err(bus_error)?;
+    let mut topics = vec![p.topic.as_str(), p.dead_letter_topic.as_str()];
+    topics.extend(p.audit_topic.as_deref());
+    kafka::ensure_topics(&shared.kafka, &topics, p.partitions, p.replication_factor)
+        .await
+        .map_err(bus_error)?;
     let store = DynamoStore::new(shared.dynamodb.clone(), &p.table, &p.key_field)
         .with_metrics(metrics.store(&p.name));
     store.ensure_table().await.map_err(|source| Error::Store {

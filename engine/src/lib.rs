@@ -17,8 +17,8 @@
 //! Beside the data path: [`metrics`] (the Prometheus registry, a leaf every component
 //! updates), [`shutdown`] (the signal every task awaits), [`ops`] (the one-shot commands:
 //! validate, replay, tap, dead-letter re-drive) and [`testing`] (in-memory bus and store for
-//! tests), [`version`] (versions from the future), [`auth`] (who may call what) and
-//! [`redact`] (keys in logs as keyed hashes).
+//! tests), [`version`] (versions from the future), [`auth`] (who may call what),
+//! [`audit`] (who did what, on a Kafka topic) and [`redact`] (keys in logs as keyed hashes).
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;
@@ -26,10 +26,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::Server;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
+pub mod audit;
 pub mod auth;
 pub mod build;
 pub mod bus;
@@ -40,6 +39,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod plugin;
 pub mod redact;
+pub mod serve;
 pub mod shutdown;
 pub mod store;
 pub mod testing;
@@ -51,7 +51,7 @@ use shutdown::Shutdown;
 
 /// The port served when no listen address is given.
 pub const DEFAULT_PORT: u16 = 3000;
-/// How long shutdown waits for in-flight HTTP requests and for the producer to flush.
+/// How long shutdown waits for the producer to flush.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the process runs; what it runs is in the pipelines file.
@@ -64,6 +64,8 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     /// Serve without `[auth]` on a non-loopback address all the same.
     pub insecure_no_auth: bool,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<serve::Tls>,
     /// Kafka bootstrap brokers.
     pub brokers: String,
     /// How long ingest waits for the broker's ack before answering 503.
@@ -121,6 +123,14 @@ pub enum Error {
     /// The `[auth]` table's key set could not be read.
     #[error("[auth]: {0}")]
     Auth(#[from] auth::jwt::JwksError),
+    /// The TLS certificate or key could not be used.
+    #[error("TLS: {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The HTTP listener failed.
     #[error("HTTP server on {addr}: {source}")]
     Http {
@@ -149,6 +159,9 @@ impl Error {
 pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let config = config::load(&settings.config)?;
     let listen = listen_address(&settings, config.auth.is_some())?;
+    if let Some(tls) = &settings.tls {
+        tls.check()?;
+    }
     let auth = config
         .auth
         .as_ref()
@@ -173,7 +186,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     };
     let publisher = Arc::clone(&shared.publisher);
     let app = ingest::app(apis, Arc::clone(&publisher), shared.metrics, admin);
-    let served = serve(listen, app, shutdown).await;
+    let served = serve::serve(listen, settings.tls.clone(), app, shutdown).await;
     for apply in applying {
         let _ = apply.await;
     }
@@ -198,32 +211,4 @@ fn listen_address(settings: &Settings, authenticated: bool) -> Result<SocketAddr
         warn!(%addr, "Serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach it may write and read every record.");
     }
     Ok(addr)
-}
-
-/// Serves `app` on `listen` until `shutdown`, then lets requests in flight finish.
-async fn serve(
-    listen: SocketAddr,
-    app: poem::endpoint::BoxEndpoint<'static>,
-    mut shutdown: Shutdown,
-) -> Result<(), Error> {
-    let http_error = |addr, source| Error::Http { addr, source };
-    let acceptor = TcpListener::bind(listen)
-        .into_acceptor()
-        .await
-        .map_err(|e| http_error(listen, e))?;
-    let local = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .unwrap_or(listen);
-    info!(addr = %local, "HTTP server started.");
-    println!("Ordo listening on http://{local}");
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            app,
-            async move { shutdown.wait().await },
-            Some(DRAIN_TIMEOUT),
-        )
-        .await
-        .map_err(|e| http_error(local, e))
 }

@@ -131,6 +131,13 @@ pub struct RunArgs {
     /// table, else 127.0.0.1:3000 (without authentication the engine serves loopback only).
     #[arg(long, env = "ORDO_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. The files
+    /// are re-read when they change.
+    #[arg(long, env = "ORDO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "ORDO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Serve without authentication on a non-loopback address (no [auth] table). Anyone who
     /// can reach the port may then write and read every record; logged at WARN on every start.
     #[arg(long, env = "ORDO_INSECURE_NO_AUTH")]

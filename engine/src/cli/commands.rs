@@ -142,6 +142,10 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
         config: cli.config,
         listen: cli.listen,
         insecure_no_auth: cli.insecure_no_auth,
+        tls: cli
+            .tls_cert
+            .zip(cli.tls_key)
+            .map(|(cert, key)| ordo::serve::Tls { cert, key }),
         brokers: cli.brokers,
         produce_timeout: std::time::Duration::from_millis(cli.produce_timeout_ms),
         body_limit: cli.body_limit,

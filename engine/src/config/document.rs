@@ -7,7 +7,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use super::auth::AuthFile;
-use super::file::PipelineFile;
+use super::file::{AuditFile, PipelineFile};
 use super::ConfigError;
 
 /// What the document holds.
@@ -18,12 +18,14 @@ pub(super) struct Document {
     pub pipelines: Vec<(String, PipelineFile)>,
     /// The `[auth]` table, when there is one and it reads.
     pub auth: Option<AuthFile>,
+    /// The `[audit]` table, or its defaults.
+    pub audit: AuditFile,
     /// Syntax errors, unknown keys and ill-typed values, in file order.
     pub problems: Vec<ConfigError>,
 }
 
 /// The top-level keys a pipelines file may have.
-const TOP_LEVEL: [&str; 2] = ["pipelines", "auth"];
+const TOP_LEVEL: [&str; 3] = ["pipelines", "auth", "audit"];
 
 /// Reads `text`, naming every problem it can find without the file's meaning.
 pub(super) fn read(text: &str) -> Document {
@@ -73,6 +75,19 @@ pub(super) fn read(text: &str) -> Document {
                         path: "<string>".into(),
                         pipeline: None,
                         key: "auth".into(),
+                        line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
+                        problem: error.message().trim().to_string(),
+                    }),
+                }
+            }
+            ("audit", body @ DeValue::Table(_)) => {
+                let value = Spanned::new(value.span(), body.clone());
+                match AuditFile::deserialize(ValueDeserializer::from(value)) {
+                    Ok(audit) => document.audit = audit,
+                    Err(error) => document.problems.push(ConfigError::Key {
+                        path: "<string>".into(),
+                        pipeline: None,
+                        key: "audit".into(),
                         line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
                         problem: error.message().trim().to_string(),
                     }),

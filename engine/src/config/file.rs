@@ -124,3 +124,32 @@ pub(super) fn default_plugin_timeout_ms() -> u64 {
 pub(super) fn default_plugin_memory_mib() -> usize {
     sandbox::DEFAULT_MEMORY_BYTES >> 20
 }
+
+/// `[audit]` as written: where the audit trail goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditFile {
+    /// Whether actions are recorded (on by default).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The Kafka topic of the records.
+    #[serde(default = "default_audit_topic")]
+    pub topic: String,
+}
+
+impl Default for AuditFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            topic: default_audit_topic(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_audit_topic() -> String {
+    crate::audit::DEFAULT_TOPIC.into()
+}

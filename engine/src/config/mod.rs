@@ -181,6 +181,8 @@ pub struct Pipeline {
     pub plugin_self_test: Option<PathBuf>,
     /// How far ahead of its receipt an event's version may be (see [`crate::version`]).
     pub max_version_skew: std::time::Duration,
+    /// The audit trail's topic (`[audit]`, engine-wide); `None` when auditing is off.
+    pub audit_topic: Option<String>,
 }
 
 impl Pipeline {
@@ -298,10 +300,20 @@ pub fn check_str(text: &str, base: &Path) -> Checked {
         checked.auth = auth;
         checked.problems.extend(problems);
     }
+    let audit_topic = document.audit.enabled.then(|| document.audit.topic.clone());
+    if let Some(problem) = audit_topic.as_deref().and_then(rules::kafka_name_problem) {
+        checked.problems.push(ConfigError::Auth {
+            key: "audit.topic".into(),
+            problem,
+        });
+    }
     for (name, p) in document.pipelines {
         let (pipeline, problems) = rules::build(&name, p, base, &ENGINE_PATHS);
         checked.problems.extend(problems);
-        checked.pipelines.extend(pipeline);
+        checked.pipelines.extend(pipeline.map(|mut p| {
+            p.audit_topic = audit_topic.clone();
+            p
+        }));
     }
     checked
 }

@@ -231,6 +231,7 @@ pub(super) fn build(
         plugin_capabilities,
         plugin_self_test: p.plugin_self_test.map(|t| base.join(t)),
         max_version_skew,
+        audit_topic: None,
     };
     (Some(pipeline), found)
 }
@@ -283,7 +284,7 @@ pub(super) fn pipeline_name_problem(name: &str) -> Option<String> {
 
 /// Why `name` cannot be a Kafka topic (1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`);
 /// `None` if it can. Empty names are reported on their own.
-fn kafka_name_problem(name: &str) -> Option<String> {
+pub(super) fn kafka_name_problem(name: &str) -> Option<String> {
     if name == "." || name == ".." {
         return Some(format!("{name:?} is not a topic name Kafka accepts"));
     }
