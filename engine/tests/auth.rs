@@ -472,3 +472,100 @@ async fn an_idempotency_key_belongs_to_its_caller_and_its_body() {
     assert_eq!((status, replayed), (202, false), "{theirs}");
     assert_ne!(theirs["offset"], first["offset"]);
 }
+
+#[tokio::test]
+async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jwks = dir.path().join("jwks.json");
+    write_jwks(&jwks, &[&SigningKey::new("k1")]);
+    let names = Names::unique("auth-audit");
+    let audit_topic = format!("{}.audit", names.topic);
+    let engine = Engine::builder(names)
+        .extra(&format!(
+            "{}\n[audit]\ntopic = \"{audit_topic}\"\n",
+            auth_table(&jwks)
+        ))
+        .start();
+    let (status, headers, _) = call(
+        &engine,
+        reqwest::Method::POST,
+        "/patientprofile",
+        Some("writer-key"),
+        Some(&body("audited")),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a request id comes back")
+        .to_string();
+    // A read once applied, and a denied read.
+    let deadline = std::time::Instant::now() + common::EFFECT_TIMEOUT;
+    while call(
+        &engine,
+        reqwest::Method::GET,
+        "/patientprofile/audited",
+        Some("reader-key"),
+        None,
+    )
+    .await
+    .0 != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, _) = call(
+        &engine,
+        reqwest::Method::GET,
+        "/patientprofile/audited",
+        Some("writer-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let has = |trail: &[Value], action: &str| trail.iter().any(|r| r["action"] == action);
+    let trail = common::read_json_until(&engine.brokers, &audit_topic, |t| {
+        ["ingest", "apply", "read", "denied"]
+            .iter()
+            .all(|a| has(t, a))
+    })
+    .await;
+    let find = |action: &str| {
+        trail
+            .iter()
+            .find(|r| r["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {trail:#?}"))
+    };
+    let ingest = find("ingest");
+    assert_eq!(ingest["principal"], "profile-service");
+    assert_eq!(ingest["key"], "audited");
+    assert_eq!(ingest["request_id"], request_id.as_str());
+    let apply = find("apply");
+    assert_eq!(
+        apply["request_id"],
+        request_id.as_str(),
+        "one id from POST to write"
+    );
+    assert_eq!(apply["principal"], "profile-service");
+    assert!(apply["plugin"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("sha256:")));
+    let read = trail
+        .iter()
+        .find(|r| r["action"] == "read" && r["outcome"] == "found")
+        .expect("a read that found the record");
+    assert_eq!(read["principal"], "consultation-service");
+    assert_eq!(read["revision"], 1);
+    let denied = find("denied");
+    assert_eq!(
+        (denied["principal"].as_str(), denied["outcome"].as_str()),
+        (Some("profile-service"), Some("403"))
+    );
+    // Never a field value.
+    assert!(
+        trail.iter().all(|r| !r.to_string().contains("Ada")),
+        "{trail:#?}"
+    );
+}

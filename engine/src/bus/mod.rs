@@ -36,6 +36,18 @@ pub struct Message {
     pub payload: Option<Vec<u8>>,
     /// Its timestamp (milliseconds since the Unix epoch), when it has one.
     pub timestamp: Option<i64>,
+    /// Its headers whose values are text, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Message {
+    /// The value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Partitions a consumer group took away from this member, as the bus reports them.

@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use super::guard;
 use super::problem::Problem;
 use super::PipelineApi;
+use crate::audit;
 use crate::auth::{Auth, Denied, ADMIN_SCOPE};
 use crate::bus::Publisher;
 use crate::metrics::Metrics;
@@ -151,24 +152,25 @@ impl Admin {
     /// Whether `request` may use the admin endpoints: it carries the admin token, or
     /// credentials with the `admin` scope. With neither configured, the endpoints are open
     /// (the engine then listens on loopback only).
-    fn check(&self, request: &Request) -> Result<(), AdminDenied> {
+    /// `Ok` names the principal when one is known (`admin-token` for the token).
+    fn check(&self, request: &Request) -> Result<Option<String>, AdminDenied> {
         let given = guard::authorization(request);
         if let Some(token) = &self.token {
             let bearer = given
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or_default();
             if bool::from(bearer.as_bytes().ct_eq(token.as_bytes())) {
-                return Ok(());
+                return Ok(Some("admin-token".into()));
             }
         }
         let denied = match (&self.auth, &self.token) {
             (Some(auth), _) => match auth.authorize(given, ADMIN_SCOPE) {
-                Ok(_) => return Ok(()),
+                Ok(principal) => return Ok(Some(principal.name)),
                 Err(denied) => denied,
             },
             (None, Some(_)) if given.is_none() => Denied::Missing,
             (None, Some(_)) => Denied::Invalid("not the admin token".into()),
-            (None, None) => return Ok(()),
+            (None, None) => return Ok(None),
         };
         Err(AdminDenied(guard::refusal(&denied, request.uri().path())))
     }
@@ -300,11 +302,15 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         tag = "Tag::Admin"
     )]
     async fn reload(&self, request: &Request, name: Path<String>) -> ReloadAnswer {
-        if let Err(denied) = self.admin.check(request) {
-            return denied.reload();
-        }
+        let principal = match self.admin.check(request) {
+            Ok(principal) => principal,
+            Err(denied) => return denied.reload(),
+        };
         let name = name.0;
-        match self.admin.reloader.reload(&name).await {
+        let reloaded = self.admin.reloader.reload(&name).await;
+        self.audit_reload(&name, principal.as_deref(), &reloaded)
+            .await;
+        match reloaded {
             Ok(Reloaded::Swapped { from, to }) => ReloadAnswer::Reloaded(Json(ReloadReport {
                 pipeline: name,
                 plugin: to,
@@ -327,6 +333,36 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
                 "Plugin refused",
                 e.to_string(),
             ))),
+        }
+    }
+}
+
+impl<P: Publisher, S: Store> SystemApi<P, S> {
+    /// Records a reload on request in the audit trail (logged when it cannot be).
+    async fn audit_reload(
+        &self,
+        pipeline: &str,
+        principal: Option<&str>,
+        reloaded: &Result<Reloaded, ReloadError>,
+    ) {
+        let Some(topic) = self
+            .pipelines
+            .iter()
+            .find(|p| p.pipeline.name == pipeline)
+            .and_then(|p| p.pipeline.audit_topic.clone())
+        else {
+            return;
+        };
+        let (outcome, plugin) = match reloaded {
+            Ok(Reloaded::Swapped { to, .. }) => ("swapped", Some(to.as_str())),
+            Ok(Reloaded::Unchanged { id }) => ("unchanged", Some(id.as_str())),
+            Err(_) => ("refused", None),
+        };
+        let mut record = audit::Record::new(audit::Action::Reload, pipeline, outcome);
+        record.principal = principal;
+        record.plugin = plugin;
+        if let Err(e) = audit::write(self.publisher.as_ref(), &topic, &record).await {
+            tracing::warn!(pipeline, error = %e, "Audit record of a reload not written.");
         }
     }
 }

@@ -8,7 +8,8 @@ use poem::Request;
 use tracing::warn;
 
 use super::problem::Problem;
-use crate::auth::{Auth, Denied, Principal};
+use crate::audit::{Action, Record};
+use crate::auth::{Denied, Principal};
 
 /// The challenge of a 401 without credentials.
 pub const CHALLENGE: &str = r#"Bearer realm="ordo""#;
@@ -21,21 +22,6 @@ pub fn authorization(request: &Request) -> Option<&str> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-}
-
-/// Who sent `request`, if they hold `scope`; with no authenticator configured, nobody is
-/// named and everything is allowed (the engine then listens on loopback only).
-pub fn authorize(
-    auth: Option<&Auth>,
-    request: &Request,
-    scope: &str,
-) -> Result<Option<Principal>, Problem> {
-    let Some(auth) = auth else {
-        return Ok(None);
-    };
-    auth.authorize(authorization(request), scope)
-        .map(Some)
-        .map_err(|denied| refusal(&denied, request.uri().path()))
 }
 
 /// The answer to `denied`, logged.
@@ -65,5 +51,57 @@ pub fn refusal(denied: &Denied, path: &str) -> Problem {
             "Forbidden",
             format!("`{principal}` may not do this: it needs the scope `{scope}`"),
         ),
+    }
+}
+
+impl<P: crate::bus::Publisher, S> super::PipelineApi<P, S> {
+    /// Who sent `request`, if they hold `scope`; with no authenticator configured, nobody is
+    /// named and everything is allowed (the engine then listens on loopback only). A denial
+    /// is recorded in the audit trail (best effort: a denial whose record cannot be written is logged).
+    pub(super) async fn authorized(
+        &self,
+        request: &Request,
+        scope: &str,
+        request_id: &str,
+    ) -> Result<Option<Principal>, Problem> {
+        let Some(auth) = self.auth.as_deref() else {
+            return Ok(None);
+        };
+        let denied = match auth.authorize(authorization(request), scope) {
+            Ok(principal) => return Ok(Some(principal)),
+            Err(denied) => denied,
+        };
+        let problem = refusal(&denied, request.uri().path());
+        if let Some(topic) = self.pipeline.audit_topic.as_deref() {
+            let status = problem.status.to_string();
+            let mut record = Record::new(Action::Denied, &self.pipeline.name, &status);
+            if let Denied::Forbidden { principal, .. } = &denied {
+                record.principal = Some(principal);
+            }
+            record.request_id = Some(request_id);
+            if let Err(e) = crate::audit::write(self.publisher.as_ref(), topic, &record).await {
+                warn!(pipeline = %self.pipeline.name, error = %e, "Audit record of a denial not written.");
+            }
+        }
+        Err(problem)
+    }
+
+    /// Writes `record` to the audit trail; when it cannot be written the action fails with
+    /// 503 rather than succeed unrecorded.
+    pub(super) async fn audited(&self, record: &Record<'_>) -> Result<(), Problem> {
+        let Some(topic) = self.pipeline.audit_topic.as_deref() else {
+            return Ok(());
+        };
+        crate::audit::write(self.publisher.as_ref(), topic, record)
+            .await
+            .map_err(|e| {
+                warn!(pipeline = %self.pipeline.name, error = %e, "Audit record not written; the request fails.");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Audit unavailable",
+                    "the audit trail could not record this request, so it is not answered; retry later (an event may already be stored: applying it twice changes nothing)",
+                )
+                .retry_after(1)
+            })
     }
 }

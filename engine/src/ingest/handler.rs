@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::problem::Problem;
 use super::PipelineApi;
+use crate::audit;
 use crate::bus::{BusError, Publisher};
 
 /// Largest body accepted, in bytes.
@@ -48,17 +49,24 @@ pub struct Accepted {
 impl<P: Publisher, S> PipelineApi<P, S> {
     /// Handles one `POST {route}`.
     pub async fn ingest(&self, mut request: Request) -> Response {
-        let response = self
-            .accept(&mut request)
+        let id = request_id(&request);
+        let mut response = self
+            .accept(&mut request, &id)
             .await
             .unwrap_or_else(Problem::into_response);
         self.metrics.answered(response.status().as_u16());
+        if let Ok(value) = id.parse() {
+            response
+                .headers_mut()
+                .insert(audit::REQUEST_ID_HEADER, value);
+        }
         response
     }
 
-    async fn accept(&self, request: &mut Request) -> Result<Response, Problem> {
+    async fn accept(&self, request: &mut Request, request_id: &str) -> Result<Response, Problem> {
         let scope = crate::auth::write_scope(&self.pipeline.name);
-        let principal = super::guard::authorize(self.auth.as_deref(), request, &scope)?;
+        let principal = self.authorized(request, &scope, request_id).await?;
+        let caller = principal.as_ref().map(|p| p.name.as_str());
         check_content_type(request)?;
         let idempotency_key = idempotency_key(request)?;
         // The body is read before a permit is taken, within a time limit, so a slow client
@@ -164,10 +172,11 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         }
         let (body, replayed) = match idempotency_key {
             Some(id) => {
-                let caller = principal.as_ref().map_or("", |p| p.name.as_str());
                 let hash: [u8; 32] = sha2::Sha256::digest(&body).into();
                 self.idempotency
-                    .once(caller, &id, hash, || self.produce(&key, &text, &updated_at))
+                    .once(caller.unwrap_or(""), &id, hash, || {
+                        self.produce(&key, &text, &updated_at, caller, request_id)
+                    })
                     .await
                     .map_err(|refused| match refused {
                         super::idempotency::Refused::Failed(problem) => problem,
@@ -177,8 +186,21 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                         ),
                     })?
             }
-            None => (self.produce(&key, &text, &updated_at).await?, false),
+            None => (
+                self.produce(&key, &text, &updated_at, caller, request_id)
+                    .await?,
+                false,
+            ),
         };
+        let mut record = audit::Record::new(
+            audit::Action::Ingest,
+            &self.pipeline.name,
+            if replayed { "replayed" } else { "accepted" },
+        );
+        record.principal = caller;
+        record.key = Some(&key);
+        record.request_id = Some(request_id);
+        self.audited(&record).await?;
         let mut response = Response::builder()
             .status(StatusCode::ACCEPTED)
             .content_type("application/json")
@@ -192,13 +214,26 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         Ok(response)
     }
 
-    /// Produces the event and waits for the ack; returns the 202 body.
-    async fn produce(&self, key: &str, text: &str, updated_at: &Value) -> Result<String, Problem> {
+    /// Produces the event (with its request id and principal as headers) and waits for the
+    /// ack; returns the 202 body.
+    async fn produce(
+        &self,
+        key: &str,
+        text: &str,
+        updated_at: &Value,
+        principal: Option<&str>,
+        request_id: &str,
+    ) -> Result<String, Problem> {
         let started = std::time::Instant::now();
         let (topic, timeout) = (&self.pipeline.topic, self.limits.produce_timeout);
+        let mut headers = vec![(audit::REQUEST_ID_KAFKA_HEADER, request_id)];
+        if let Some(name) = principal {
+            headers.push((audit::PRINCIPAL_KAFKA_HEADER, name));
+        }
         let delivery = tokio::time::timeout(
             timeout,
-            self.publisher.publish(topic, key, text.as_bytes(), &[]),
+            self.publisher
+                .publish(topic, key, text.as_bytes(), &headers),
         )
         .await
         .unwrap_or_else(|_| {
@@ -292,4 +327,14 @@ fn unprocessable(field: &str, detail: &str) -> Problem {
         format!("`{field}` {detail}")
     };
     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event", detail).field(field)
+}
+
+/// The request's id: the caller's `X-Request-Id` when it is a sane one, else a new one.
+pub(super) fn request_id(request: &Request) -> String {
+    audit::request_id(
+        request
+            .headers()
+            .get(audit::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    )
 }

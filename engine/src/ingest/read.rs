@@ -7,15 +7,29 @@ use tracing::warn;
 
 use super::problem::Problem;
 use super::PipelineApi;
+use crate::audit::{Action, Record};
+use crate::bus::Publisher;
 use crate::store::Store;
 
-impl<P, S: Store> PipelineApi<P, S> {
+impl<P: Publisher, S: Store> PipelineApi<P, S> {
     /// Handles one `GET {route}/{id}`; the key is the `id` path parameter.
     pub async fn read_back(&self, request: Request) -> Response {
-        let scope = crate::auth::read_scope(&self.pipeline.name);
-        if let Err(problem) = super::guard::authorize(self.auth.as_deref(), &request, &scope) {
-            return problem.into_response();
+        let id = super::handler::request_id(&request);
+        let mut response = self.read(&request, &id).await;
+        if let Ok(value) = id.parse() {
+            response
+                .headers_mut()
+                .insert(crate::audit::REQUEST_ID_HEADER, value);
         }
+        response
+    }
+
+    async fn read(&self, request: &Request, request_id: &str) -> Response {
+        let scope = crate::auth::read_scope(&self.pipeline.name);
+        let principal = match self.authorized(request, &scope, request_id).await {
+            Ok(principal) => principal,
+            Err(problem) => return problem.into_response(),
+        };
         let key = match request.path_params::<String>() {
             Ok(key) if !key.is_empty() => key,
             _ => {
@@ -27,7 +41,28 @@ impl<P, S: Store> PipelineApi<P, S> {
                 .into_response()
             }
         };
-        match self.store.get(&key).await {
+        let found = self.store.get(&key).await;
+        if let Ok(stored) = &found {
+            let revision = stored
+                .as_ref()
+                .and_then(|r| r.get(crate::store::META_ATTRIBUTE))
+                .and_then(|m| m.get("revision"))
+                .and_then(Value::as_u64);
+            let outcome = if stored.is_some() {
+                "found"
+            } else {
+                "not-found"
+            };
+            let mut record = Record::new(Action::Read, &self.pipeline.name, outcome);
+            record.principal = principal.as_ref().map(|p| p.name.as_str());
+            record.key = Some(&key);
+            record.revision = revision;
+            record.request_id = Some(request_id);
+            if let Err(problem) = self.audited(&record).await {
+                return problem.into_response();
+            }
+        }
+        match found {
             Ok(Some(record)) => Response::builder()
                 .content_type("application/json")
                 .body(Value::Object(record).to_string()),

@@ -66,8 +66,10 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
             .unwrap_or_default(),
     );
     let policy = PolicyHandle::new(Arc::new(SexIsText));
+    let mut pipeline = crate::testing::pipeline("p");
+    pipeline.audit_topic = Some("p.audit".into());
     let api = Arc::new(PipelineApi {
-        pipeline: Arc::new(crate::testing::pipeline("p")),
+        pipeline: Arc::new(pipeline),
         policy: policy.clone(),
         publisher: Arc::new(bus.clone()),
         store: store.clone(),
@@ -166,6 +168,54 @@ async fn answers_have_the_documented_shapes_and_only_202_produces() {
         assert_eq!(problem["field"].as_str(), field, "{body}: {problem}");
     }
     assert_eq!(bus.published("p.events").len(), 2, "no event for any 4xx");
+}
+
+#[tokio::test]
+async fn every_answer_is_audited_and_nothing_succeeds_unrecorded() {
+    let Fixture { cli, bus, .. } = fixture(8, None);
+    let ok = cli
+        .post("/p")
+        .content_type("application/json")
+        .header("x-request-id", "req-1")
+        .body(r#"{"PatientId":"1"}"#)
+        .send()
+        .await;
+    ok.assert_status(StatusCode::ACCEPTED);
+    ok.assert_header("x-request-id", "req-1");
+    let events = bus.published("p.events");
+    assert_eq!(events[0].header("ordo-request-id"), Some("req-1"));
+    cli.get("/p/1").send().await.assert_status_is_ok();
+    let trail: Vec<Value> = bus
+        .published("p.audit")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).expect("JSON"))
+        .collect();
+    assert_eq!(trail.len(), 2, "{trail:?}");
+    assert_eq!(
+        (trail[0]["action"].as_str(), trail[0]["outcome"].as_str()),
+        (Some("ingest"), Some("accepted"))
+    );
+    assert_eq!(trail[0]["request_id"], "req-1");
+    assert_eq!(
+        (trail[1]["action"].as_str(), trail[1]["key"].as_str()),
+        (Some("read"), Some("1"))
+    );
+
+    // The audit topic down: the write and the read are refused, not done unrecorded.
+    bus.set_topic_down("p.audit");
+    let refused = cli
+        .post("/p")
+        .content_type("application/json")
+        .body(r#"{"PatientId":"2"}"#)
+        .send()
+        .await;
+    refused.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = refused.json().await.value().deserialize();
+    assert_eq!(problem["title"], "Audit unavailable", "{problem}");
+    cli.get("/p/1")
+        .send()
+        .await
+        .assert_status(StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]

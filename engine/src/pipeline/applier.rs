@@ -115,6 +115,11 @@ impl<S: Store> Applier<S> {
         self
     }
 
+    /// The id of the plugin in force (`sha256:` of its file).
+    pub fn plugin(&self) -> String {
+        self.policy.current().id().to_string()
+    }
+
     /// Applies one event. `message_key` is the Kafka key, when the message has one.
     pub async fn apply(
         &self,

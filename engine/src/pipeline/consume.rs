@@ -277,6 +277,7 @@ mod tests {
         let mut p = pipeline("t");
         p.key_field = "k".into();
         p.max_attempts = max_attempts;
+        p.audit_topic = Some("t.audit".into());
         let (consumer, revoked) = bus.consumer(&p.topic);
         let applier = Applier::new(store.clone(), PolicyHandle::new(policy), "k");
         let metrics = ConsumerMetrics::default();
@@ -347,6 +348,18 @@ mod tests {
             letters[0].header("ordo-original-offset"),
             Some(&*o.to_string())
         );
+        // Each event has its audit record: what became of it, under which plugin.
+        until(|| bus.published("t.audit").len() >= 7).await;
+        let trail: Vec<serde_json::Value> = bus
+            .published("t.audit")
+            .iter()
+            .map(|r| serde_json::from_slice(&r.payload).expect("JSON"))
+            .collect();
+        let count = |action: &str| trail.iter().filter(|r| r["action"] == action).count();
+        assert_eq!(trail.len(), 7, "{trail:?}");
+        assert_eq!(count("dead-letter"), 1);
+        assert_eq!(count("apply") + count("skip"), 6);
+        assert!(trail.iter().all(|r| r["plugin"] == "native:maxv"));
         // Every partition's commit point is one past its last event.
         until(|| {
             last.iter()

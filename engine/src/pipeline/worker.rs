@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, error, warn};
 
 use super::{Applier, Event, Outcome};
+use crate::audit::{self, Action};
 use crate::bus::{BusError, Message, Publisher};
 use crate::config::Pipeline;
 use crate::metrics::ConsumerMetrics;
@@ -126,22 +127,58 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             }
             delay = (delay * 2).min(BACKOFF_CAP);
         };
+        let plugin = self.applier.plugin();
         for (message, outcome) in messages.iter().zip(outcomes) {
-            match outcome {
-                Outcome::Written => self.metrics.applied.inc(),
+            let (action, done) = match outcome {
+                Outcome::Written => {
+                    self.metrics.applied.inc();
+                    (Action::Apply, "written")
+                }
                 Outcome::Skipped(why) => {
                     debug!(pipeline = %self.pipeline.name, offset = message.offset, reason = %why, "Stale event skipped.");
                     self.metrics.skipped.inc();
+                    (Action::Skip, "skipped")
                 }
                 Outcome::Rejected(reason) => {
                     if !self.dead_letter(message, &reason).await {
                         return false;
                     }
                     self.metrics.dead_lettered.inc();
+                    (Action::DeadLetter, "dead-lettered")
                 }
+            };
+            if !self.audit(message, action, done, &plugin).await {
+                return false;
             }
         }
         true
+    }
+
+    /// Records what became of `message` in the audit trail, retrying until it is written or
+    /// shutdown (the commit point does not move past an event whose record is missing).
+    async fn audit(&self, message: &Message, action: Action, outcome: &str, plugin: &str) -> bool {
+        let Some(topic) = self.pipeline.audit_topic.as_deref() else {
+            return true;
+        };
+        let key = message.key.as_deref().map(String::from_utf8_lossy);
+        let mut record = audit::Record::new(action, &self.pipeline.name, outcome);
+        record.key = key.as_deref();
+        record.plugin = Some(plugin);
+        record.principal = message.header(audit::PRINCIPAL_KAFKA_HEADER);
+        record.request_id = message.header(audit::REQUEST_ID_KAFKA_HEADER);
+        let mut delay = BACKOFF_START;
+        loop {
+            match audit::write(self.dead_letters.as_ref(), topic, &record).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, error = %e, retry_in = ?delay, "Audit record not written; retrying before the event counts as done.");
+                }
+            }
+            if !self.pause(delay).await {
+                return false;
+            }
+            delay = (delay * 2).min(BACKOFF_CAP);
+        }
     }
 
     /// Sends `message` to the dead-letter topic, retrying until acknowledged or shutdown. A

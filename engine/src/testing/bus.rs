@@ -53,6 +53,8 @@ struct Inner {
     down: Mutex<bool>,
     /// Messages (payload and headers) larger than this are refused, as a broker would.
     max_message_bytes: Mutex<Option<usize>>,
+    /// Topics that acknowledge nothing.
+    down_topics: Mutex<Vec<String>>,
     /// Woken on every publish.
     arrived: Notify,
 }
@@ -72,6 +74,7 @@ impl MemoryBus {
                 topics: Mutex::new(HashMap::new()),
                 down: Mutex::new(false),
                 max_message_bytes: Mutex::new(None),
+                down_topics: Mutex::new(Vec::new()),
                 arrived: Notify::new(),
             }),
         }
@@ -101,6 +104,15 @@ impl MemoryBus {
             .max_message_bytes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(bytes);
+    }
+
+    /// Makes `topic` acknowledge nothing (the rest of the broker stays up).
+    pub fn set_topic_down(&self, topic: &str) {
+        self.inner
+            .down_topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(topic.to_string());
     }
 
     fn is_down(&self) -> bool {
@@ -165,7 +177,14 @@ impl Publisher for MemoryBus {
         payload: &[u8],
         headers: &[(&str, &str)],
     ) -> Result<Delivery, BusError> {
-        if self.is_down() {
+        let topic_down = self
+            .inner
+            .down_topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|t| t == topic);
+        if self.is_down() || topic_down {
             return Err(BusError::NotAcknowledged {
                 topic: topic.to_string(),
                 reason: "the in-memory broker is down".into(),
@@ -316,6 +335,7 @@ impl Consumer for MemoryConsumer {
                     key: Some(published.key.into_bytes()),
                     payload: Some(published.payload),
                     timestamp: Some(published.timestamp),
+                    headers: published.headers,
                 });
             }
             arrived.await;

@@ -203,3 +203,32 @@ pub async fn read_dead_letters(engine: &Engine, n: usize) -> Vec<Letter> {
     letters.sort();
     letters
 }
+
+/// Reads JSON messages of `topic` from its start until `enough` holds for what was read
+/// (within 30 s).
+pub async fn read_json_until(
+    brokers: &str,
+    topic: &str,
+    enough: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    use rdkafka::consumer::StreamConsumer;
+    use rdkafka::message::Message;
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-reader-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    reader.subscribe(&[topic]).expect("subscribe");
+    let mut read = Vec::new();
+    while !enough(&read) {
+        let message = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{topic}: not enough after 30 s: {read:#?}"))
+            .expect("readable");
+        if let Some(payload) = message.payload() {
+            read.push(serde_json::from_slice(payload).expect("JSON"));
+        }
+    }
+    read
+}

@@ -14,7 +14,9 @@ pub mod workload;
 
 pub use dynamo::{dynamodb, dynamodb_at, get_item, s, wait_item, PrivateDynamo};
 pub use engine::{Engine, EngineBuilder, Names, EFFECT_TIMEOUT};
-pub use kafka::{brokers, produce_raw, read_dead_letters, topic_size, Letter, PrivateBroker};
+pub use kafka::{
+    brokers, produce_raw, read_dead_letters, read_json_until, topic_size, Letter, PrivateBroker,
+};
 pub use stack::{
     built_plugin, cache_dir, field_merge_plugin, free_port, hostile_plugin, lww_plugin,
     ordo_command, pipelines_file, send_signal,

@@ -15,7 +15,7 @@ pub use reader::{From, KafkaReader, ToEnd};
 
 /// A message as the bus seam carries it.
 fn message_of(m: &rdkafka::message::BorrowedMessage<'_>) -> crate::bus::Message {
-    use rdkafka::message::Message as _;
+    use rdkafka::message::{Headers as _, Message as _};
     crate::bus::Message {
         topic: m.topic().to_string(),
         partition: m.partition(),
@@ -23,6 +23,17 @@ fn message_of(m: &rdkafka::message::BorrowedMessage<'_>) -> crate::bus::Message 
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
         timestamp: m.timestamp().to_millis(),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|x| {
+                        let value = std::str::from_utf8(x.value?).ok()?;
+                        Some((x.key.to_string(), value.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
