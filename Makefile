@@ -5,6 +5,9 @@ SHELL := /bin/bash
 # Caches live outside the checkout, so a fresh clone reuses them.
 export ORDO_CACHE ?= $(HOME)/.cache/ordo
 export CARGO_TARGET_DIR ?= $(ORDO_CACHE)/target
+# No incremental artefacts in the shared target dir: each clone's path would add gigabytes
+# that no later build reads (and a clean build is what CI does anyway).
+export CARGO_INCREMENTAL ?= 0
 # Local endpoints and credentials, unless the environment already says otherwise.
 export AWS_ACCESS_KEY_ID ?= test
 export AWS_SECRET_ACCESS_KEY ?= test

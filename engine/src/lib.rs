@@ -66,6 +66,8 @@ pub struct Settings {
     pub insecure_no_auth: bool,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<serve::Tls>,
+    /// Serve `/admin/*` and `/metrics` here instead of on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// Kafka bootstrap brokers.
     pub brokers: String,
     /// How long ingest waits for the broker's ack before answering 503.
@@ -185,8 +187,36 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         auth,
     };
     let publisher = Arc::clone(&shared.publisher);
-    let app = ingest::app(apis, Arc::clone(&publisher), shared.metrics, admin);
-    let served = serve::serve(listen, settings.tls.clone(), app, shutdown).await;
+    let app = ingest::app(
+        apis.clone(),
+        Arc::clone(&publisher),
+        shared.metrics.clone(),
+        admin.clone(),
+    );
+    let served = match settings.admin_listen {
+        None => serve::serve(listen, settings.tls.clone(), app, "Ordo", shutdown).await,
+        Some(admin_listen) => {
+            // The operator's side on an address of its own; the public one no longer has it.
+            let side = ingest::app(apis, Arc::clone(&publisher), shared.metrics, admin);
+            let (public, operator) = tokio::join!(
+                serve::serve(
+                    listen,
+                    settings.tls.clone(),
+                    ingest::without_operator(app),
+                    "Ordo",
+                    shutdown.clone()
+                ),
+                serve::serve(
+                    admin_listen,
+                    settings.tls.clone(),
+                    ingest::operator_only(side),
+                    "Ordo admin",
+                    shutdown
+                ),
+            );
+            public.and(operator)
+        }
+    };
     for apply in applying {
         let _ = apply.await;
     }
@@ -204,11 +234,13 @@ fn listen_address(settings: &Settings, authenticated: bool) -> Result<SocketAddr
     } else {
         SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))
     });
-    if !authenticated && !addr.ip().is_loopback() {
-        if !settings.insecure_no_auth {
-            return Err(Error::Unauthenticated { addr });
+    for addr in std::iter::once(addr).chain(settings.admin_listen) {
+        if !authenticated && !addr.ip().is_loopback() {
+            if !settings.insecure_no_auth {
+                return Err(Error::Unauthenticated { addr });
+            }
+            warn!(%addr, "Serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach it may write and read every record.");
         }
-        warn!(%addr, "Serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach it may write and read every record.");
     }
     Ok(addr)
 }

@@ -70,11 +70,12 @@ impl Tls {
 }
 
 /// Serves `app` on `listen` (with `tls` when given) until `shutdown`, then lets requests in
-/// flight finish. Prints `Ordo listening on http(s)://ADDR` once it serves.
+/// flight finish. Prints `<name> listening on http(s)://ADDR` once it serves.
 pub async fn serve(
     listen: SocketAddr,
     tls: Option<Tls>,
     app: poem::endpoint::BoxEndpoint<'static>,
+    name: &str,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
     let http_error = |addr, source| Error::Http { addr, source };
@@ -84,7 +85,7 @@ pub async fn serve(
                 .into_acceptor()
                 .await
                 .map_err(|e| http_error(listen, e))?;
-            run(acceptor, "http", listen, app, shutdown).await
+            run(acceptor, "http", name, listen, app, shutdown).await
         }
         Some(tls) => {
             let first = tls.config()?;
@@ -93,7 +94,7 @@ pub async fn serve(
                 .into_acceptor()
                 .await
                 .map_err(|e| http_error(listen, e))?;
-            run(acceptor, "https", listen, app, shutdown).await
+            run(acceptor, "https", name, listen, app, shutdown).await
         }
     }
 }
@@ -130,6 +131,7 @@ fn configs(
 async fn run<A: Acceptor + 'static>(
     acceptor: A,
     scheme: &str,
+    name: &str,
     listen: SocketAddr,
     app: poem::endpoint::BoxEndpoint<'static>,
     mut shutdown: Shutdown,
@@ -139,8 +141,8 @@ async fn run<A: Acceptor + 'static>(
         .first()
         .and_then(|a| a.as_socket_addr().copied())
         .unwrap_or(listen);
-    info!(addr = %local, scheme, "HTTP server started.");
-    println!("Ordo listening on {scheme}://{local}");
+    info!(addr = %local, scheme, server = name, "HTTP server started.");
+    println!("{name} listening on {scheme}://{local}");
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             app,

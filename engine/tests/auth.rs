@@ -569,3 +569,64 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
         "{trail:#?}"
     );
 }
+
+#[tokio::test]
+async fn the_operators_side_can_have_a_listener_of_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jwks = dir.path().join("jwks.json");
+    write_jwks(&jwks, &[&SigningKey::new("k1")]);
+    let port = common::free_port();
+    let operator = format!("http://127.0.0.1:{port}");
+    let engine = Engine::builder(Names::unique("auth-admin-listen"))
+        .extra(&auth_table(&jwks))
+        .args(&["--admin-listen", &format!("127.0.0.1:{port}")])
+        .start();
+    let get = |base: String, path: &'static str, bearer: Option<&'static str>| async move {
+        let mut request = reqwest::Client::new().get(format!("{base}{path}"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send().await.map(|r| r.status().as_u16())
+    };
+    // The public listener no longer serves the operator's side ...
+    assert_eq!(
+        get(engine.url.clone(), "/metrics", None).await.ok(),
+        Some(404)
+    );
+    assert_eq!(
+        get(engine.url.clone(), "/admin/pipelines", Some("admin-key"))
+            .await
+            .ok(),
+        Some(404)
+    );
+    // ... the operator's listener does, with the same rules, and nothing else.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get(operator.clone(), "/healthz", None).await.ok() != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator's listener never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        get(operator.clone(), "/metrics", None).await.ok(),
+        Some(200)
+    );
+    assert_eq!(
+        get(operator.clone(), "/admin/pipelines", None).await.ok(),
+        Some(401)
+    );
+    assert_eq!(
+        get(operator.clone(), "/admin/pipelines", Some("admin-key"))
+            .await
+            .ok(),
+        Some(200)
+    );
+    assert_eq!(
+        get(operator.clone(), "/patientprofile/1", Some("reader-key"))
+            .await
+            .ok(),
+        Some(404)
+    );
+    assert!(engine.log().contains("server=Ordo admin") || engine.log().contains("Ordo admin"));
+}

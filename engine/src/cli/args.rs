@@ -131,6 +131,10 @@ pub struct RunArgs {
     /// table, else 127.0.0.1:3000 (without authentication the engine serves loopback only).
     #[arg(long, env = "ORDO_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve the operator's side (/admin/..., /metrics, with /healthz and /readyz) on this
+    /// address instead of the public one, which then answers 404 there.
+    #[arg(long, env = "ORDO_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. The files
     /// are re-read when they change.
     #[arg(long, env = "ORDO_TLS_CERT", requires = "tls_key")]

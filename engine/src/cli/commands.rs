@@ -142,6 +142,7 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
         config: cli.config,
         listen: cli.listen,
         insecure_no_auth: cli.insecure_no_auth,
+        admin_listen: cli.admin_listen,
         tls: cli
             .tls_cert
             .zip(cli.tls_key)

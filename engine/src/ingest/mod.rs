@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use poem::endpoint::{make_sync, BoxEndpoint};
 use poem::web::Html;
-use poem::{get, post, EndpointExt, Route};
+use poem::{get, post, Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 mod allow;
@@ -149,4 +149,40 @@ pub fn app<P: Publisher, S: Store>(
         );
     }
     route.nest("/", service).with(allowed).boxed()
+}
+
+/// Whether `path` belongs to the operator's side: `/admin/*` and `/metrics`.
+fn operator_path(path: &str) -> bool {
+    path == METRICS_PATH || path == ADMIN_PATH || path.starts_with("/admin/")
+}
+
+/// `app` without the operator's side (`/admin/*`, `/metrics` answer 404), for the public
+/// listener when `--admin-listen` serves that side.
+pub fn without_operator(app: BoxEndpoint<'static>) -> BoxEndpoint<'static> {
+    only(app, |path| !operator_path(path))
+}
+
+/// `app` with only the operator's side (`/admin/*`, `/metrics`) and the liveness and
+/// readiness checks; everything else answers 404.
+pub fn operator_only(app: BoxEndpoint<'static>) -> BoxEndpoint<'static> {
+    only(app, |path| {
+        operator_path(path) || path == HEALTH_PATH || path == READY_PATH
+    })
+}
+
+/// `app`, answering 404 to every path `serves` refuses.
+fn only(app: BoxEndpoint<'static>, serves: fn(&str) -> bool) -> BoxEndpoint<'static> {
+    app.around(move |inner, request| async move {
+        if serves(request.uri().path()) {
+            inner.call(request).await
+        } else {
+            Ok(problem::Problem::new(
+                poem::http::StatusCode::NOT_FOUND,
+                "Not found",
+                "nothing is served at this path on this listener",
+            )
+            .into_response())
+        }
+    })
+    .boxed()
 }
