@@ -164,12 +164,10 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     if let Some(tls) = &settings.tls {
         tls.check()?;
     }
-    let auth = config
-        .auth
-        .as_ref()
-        .map(auth::Auth::new)
-        .transpose()?
-        .map(Arc::new);
+    let auth = match &config.auth {
+        Some(auth) => Some(Arc::new(auth::Auth::new(auth).await?)),
+        None => None,
+    };
     let pipelines = config.pipelines;
     let shared = build::Shared::new(&settings, auth.clone()).await?;
     let (mut slots, mut apis, mut applying) = (Vec::new(), Vec::new(), Vec::new());

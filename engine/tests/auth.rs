@@ -630,3 +630,93 @@ async fn the_operators_side_can_have_a_listener_of_its_own() {
     );
     assert!(engine.log().contains("server=Ordo admin") || engine.log().contains("Ordo admin"));
 }
+
+// Multi-threaded: the issuer's server runs on this runtime while the engine starts, which
+// blocks the test's thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_at_an_https_url_is_fetched_and_followed_when_it_rotates() {
+    use poem::listener::{Acceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener};
+    use std::sync::{Arc, Mutex};
+    // The issuer: an HTTPS server (its CA made here) serving the key set it holds now.
+    let issuer_pki = common::pki("issuer");
+    let served = Arc::new(Mutex::new(String::new()));
+    let set = |keys: &[&SigningKey]| {
+        json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string()
+    };
+    let first = SigningKey::new("url-first");
+    *served.lock().expect("lock") = set(&[&first]);
+    let app = {
+        let served = Arc::clone(&served);
+        poem::Route::new().at(
+            "/jwks.json",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                served.lock().map(|s| s.clone()).unwrap_or_default()
+            })),
+        )
+    };
+    let tls = RustlsConfig::new().fallback(
+        RustlsCertificate::new()
+            .cert(issuer_pki.cert_pem.clone())
+            .key(issuer_pki.key_pem.clone()),
+    );
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .rustls(tls)
+        .into_acceptor()
+        .await
+        .expect("issuer listens");
+    let port = acceptor.local_addr()[0]
+        .as_socket_addr()
+        .expect("an address")
+        .port();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("issuer-ca.pem");
+    std::fs::write(&ca, &issuer_pki.ca_pem).expect("write CA");
+    let table = format!(
+        r#"
+[auth]
+[auth.jwt]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+jwks = "https://127.0.0.1:{port}/jwks.json"
+jwks_ca = "{}"
+"#,
+        ca.display()
+    );
+    let engine = Engine::builder(Names::unique("auth-jwks-url"))
+        .extra(&table)
+        .start();
+    let post = |token: String| {
+        let engine = &engine;
+        async move {
+            call(
+                engine,
+                reqwest::Method::POST,
+                "/patientprofile",
+                Some(&token),
+                Some(&body("u1")),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(
+        post(first.token(json!({}))).await,
+        202,
+        "a key fetched at start"
+    );
+
+    // The issuer rotates: a token of the new key makes the engine fetch the set again.
+    let second = SigningKey::new("url-second");
+    *served.lock().expect("lock") = set(&[&second]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while post(second.token(json!({}))).await != 202 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated key set was never fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(post(first.token(json!({}))).await, 401, "the retired key");
+}

@@ -1,11 +1,13 @@
 //! JWTs from the configured OIDC issuer: signature (RSA, RSA-PSS, ECDSA or EdDSA; never an
 //! HMAC, which a public key set would turn into a forgery), `exp` and `nbf` with a small
 //! leeway, `iss` and `aud`, all checked by `jsonwebtoken`. The signing keys are a JWKS file,
-//! re-read when it changes, so keys rotate without a restart.
+//! re-read when it changes, or an `https://` URL, fetched at start, every
+//! [`REFRESH_EVERY`] and (at most every [`REFETCH_AT_MOST`]) when a token names a key the set
+//! does not hold; either way keys rotate without a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
-use std::time::SystemTime;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -13,7 +15,14 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::{Denied, Principal};
-use crate::config::auth::JwtConfig;
+use crate::config::auth::{JwksSource, JwtConfig};
+
+/// How often a key set at a URL is fetched again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// Least time between two fetches asked for by tokens naming an unknown key.
+pub const REFETCH_AT_MOST: Duration = Duration::from_secs(5);
+/// How long a fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Signature algorithms accepted.
 const ALGORITHMS: [Algorithm; 9] = [
@@ -47,6 +56,14 @@ pub enum JwksError {
         /// What is wrong.
         problem: String,
     },
+    /// The key set could not be fetched or used.
+    #[error("the JWKS at {url}: {reason}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One signing key.
@@ -65,12 +82,24 @@ struct Keys {
     keys: Vec<Key>,
 }
 
+/// Fetches a key set from its URL.
+struct Fetcher {
+    /// The URL.
+    url: String,
+    /// An HTTPS client trusting the system's roots and the configured CA.
+    client: reqwest::Client,
+    /// Woken when a token names an unknown key.
+    wake: tokio::sync::Notify,
+}
+
 /// Verifies the configured issuer's tokens.
 pub struct JwtVerifier {
-    /// Issuer, audience, key file, scopes claim, leeway.
+    /// Issuer, audience, key set, scopes claim, leeway.
     config: JwtConfig,
     /// The keys in force.
     keys: RwLock<Keys>,
+    /// The fetcher, for a key set at a URL.
+    fetcher: Option<Fetcher>,
 }
 
 /// Whether `token` has the shape of a JWS compact serialisation.
@@ -79,14 +108,25 @@ pub fn looks_like_jwt(token: &str) -> bool {
 }
 
 impl JwtVerifier {
-    /// A verifier for `config`; reads its key set now.
-    pub fn new(config: JwtConfig) -> Result<Self, JwksError> {
-        let stamp = stamp(&config.jwks);
-        let keys = read_keys(&config.jwks)?;
-        Ok(Self {
+    /// A verifier for `config`; reads (or fetches) its key set now, and for a URL keeps
+    /// fetching it in the background.
+    pub async fn new(config: JwtConfig) -> Result<Arc<Self>, JwksError> {
+        let (keys, stamp, fetcher) = match &config.jwks {
+            JwksSource::File(path) => (read_keys(path)?, stamp(path), None),
+            JwksSource::Url { url, ca } => {
+                let fetcher = Fetcher::new(url, ca.as_deref())?;
+                (fetcher.fetch().await?, None, Some(fetcher))
+            }
+        };
+        let verifier = Arc::new(Self {
             config,
             keys: RwLock::new(Keys { stamp, keys }),
-        })
+            fetcher,
+        });
+        if verifier.fetcher.is_some() {
+            tokio::spawn(refetching(Arc::downgrade(&verifier)));
+        }
+        Ok(verifier)
     }
 
     /// The principal `token` names, if it is valid.
@@ -116,6 +156,9 @@ impl JwtVerifier {
             None => keys.keys.iter().collect(),
         };
         if candidates.is_empty() {
+            if let Some(fetcher) = &self.fetcher {
+                fetcher.wake.notify_one();
+            }
             return Err(Denied::Invalid(format!(
                 "JWT signed by key {:?}, which the key set does not hold",
                 header.kid.unwrap_or_default()
@@ -155,7 +198,10 @@ impl JwtVerifier {
     /// Re-reads the key file when it changed since it was last read; a file that no longer
     /// reads leaves the keys in force and is logged once per change.
     fn refresh(&self) {
-        let now = stamp(&self.config.jwks);
+        let JwksSource::File(path) = &self.config.jwks else {
+            return;
+        };
+        let now = stamp(path);
         if now == self.keys.read().unwrap_or_else(|p| p.into_inner()).stamp {
             return;
         }
@@ -164,7 +210,7 @@ impl JwtVerifier {
             return;
         }
         keys.stamp = now;
-        match read_keys(&self.config.jwks) {
+        match read_keys(path) {
             Ok(fresh) => keys.keys = fresh,
             Err(e) => {
                 warn!(error = %e, "JWKS file changed but cannot be used; the keys read before stay in force.");
@@ -193,12 +239,87 @@ fn read_keys(path: &Path) -> Result<Vec<Key>, JwksError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let invalid = |problem: String| JwksError::Invalid {
+    parse_keys(&text, |problem| JwksError::Invalid {
         path: path.to_path_buf(),
         problem,
-    };
+    })
+}
+
+/// Keeps fetching the key set of `verifier` (while it lives): every [`REFRESH_EVERY`], and
+/// when woken by a token naming an unknown key, at most every [`REFETCH_AT_MOST`]. A fetch
+/// that fails leaves the keys in force, logged.
+async fn refetching(verifier: std::sync::Weak<JwtVerifier>) {
+    let mut last = Instant::now();
+    loop {
+        let Some(strong) = verifier.upgrade() else {
+            return;
+        };
+        let Some(fetcher) = &strong.fetcher else {
+            return;
+        };
+        let woken = tokio::select! {
+            () = fetcher.wake.notified() => true,
+            () = tokio::time::sleep(REFRESH_EVERY) => false,
+        };
+        if woken {
+            let since = last.elapsed();
+            if since < REFETCH_AT_MOST {
+                tokio::time::sleep(REFETCH_AT_MOST - since).await;
+            }
+        }
+        last = Instant::now();
+        match fetcher.fetch().await {
+            Ok(keys) => {
+                strong.keys.write().unwrap_or_else(|p| p.into_inner()).keys = keys;
+            }
+            Err(e) => warn!(error = %e, "JWKS fetch failed; the keys read before stay in force."),
+        }
+    }
+}
+
+impl Fetcher {
+    fn new(url: &str, ca: Option<&Path>) -> Result<Self, JwksError> {
+        let error = |reason: String| JwksError::Fetch {
+            url: url.to_string(),
+            reason,
+        };
+        let mut client = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .https_only(true);
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).map_err(|e| error(format!("{}: {e}", ca.display())))?;
+            let certificate = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| error(format!("{}: {e}", ca.display())))?;
+            client = client.add_root_certificate(certificate);
+        }
+        Ok(Self {
+            url: url.to_string(),
+            client: client.build().map_err(|e| error(e.to_string()))?,
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    async fn fetch(&self) -> Result<Vec<Key>, JwksError> {
+        let error = |reason: String| JwksError::Fetch {
+            url: self.url.clone(),
+            reason,
+        };
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| error(causes(&e)))?;
+        let text = response.text().await.map_err(|e| error(e.to_string()))?;
+        parse_keys(&text, error)
+    }
+}
+
+/// The signing keys in the JWK set `text`; `invalid` turns a problem into the error.
+fn parse_keys(text: &str, invalid: impl Fn(String) -> JwksError) -> Result<Vec<Key>, JwksError> {
     let set: JwkSet =
-        serde_json::from_str(&text).map_err(|e| invalid(format!("is not a JWK set: {e}")))?;
+        serde_json::from_str(text).map_err(|e| invalid(format!("is not a JWK set: {e}")))?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
         let key = DecodingKey::from_jwk(jwk).map_err(|e| {
@@ -216,4 +337,17 @@ fn read_keys(path: &Path) -> Result<Vec<Key>, JwksError> {
         return Err(invalid("holds no key".into()));
     }
     Ok(keys)
+}
+
+/// `e`'s message and its sources', joined by `: ` (reqwest's own says only "error sending
+/// request").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

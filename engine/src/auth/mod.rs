@@ -56,15 +56,19 @@ pub struct Auth {
     /// Named API keys.
     keys: keys::ApiKeys,
     /// JWTs of the configured issuer.
-    jwt: Option<jwt::JwtVerifier>,
+    jwt: Option<std::sync::Arc<jwt::JwtVerifier>>,
 }
 
 impl Auth {
     /// The authenticator `config` describes.
-    pub fn new(config: &AuthConfig) -> Result<Self, jwt::JwksError> {
+    pub async fn new(config: &AuthConfig) -> Result<Self, jwt::JwksError> {
+        let jwt = match config.jwt.clone() {
+            Some(jwt) => Some(jwt::JwtVerifier::new(jwt).await?),
+            None => None,
+        };
         Ok(Self {
             keys: keys::ApiKeys::new(&config.api_keys),
-            jwt: config.jwt.clone().map(jwt::JwtVerifier::new).transpose()?,
+            jwt,
         })
     }
 
@@ -111,7 +115,7 @@ mod tests {
     use crate::config::auth::ApiKey;
     use sha2::{Digest, Sha256};
 
-    fn auth() -> Auth {
+    async fn auth() -> Auth {
         Auth::new(&AuthConfig {
             api_keys: vec![ApiKey {
                 name: "svc".into(),
@@ -120,12 +124,13 @@ mod tests {
             }],
             jwt: None,
         })
+        .await
         .expect("no JWKS to read")
     }
 
-    #[test]
-    fn a_key_is_its_principal_and_scopes_decide() {
-        let auth = auth();
+    #[tokio::test]
+    async fn a_key_is_its_principal_and_scopes_decide() {
+        let auth = auth().await;
         assert_eq!(
             auth.authorize(Some("Bearer s3cret"), "p:write")
                 .map(|p| p.name),

@@ -58,6 +58,8 @@ struct JwtFile {
     issuer: String,
     audience: String,
     jwks: String,
+    /// A CA (PEM file) trusted for an `https://` key set besides the system's roots.
+    jwks_ca: Option<PathBuf>,
     #[serde(default = "default_scopes_claim")]
     scopes_claim: String,
     #[serde(default = "default_leeway")]
@@ -108,12 +110,27 @@ pub struct JwtConfig {
     pub issuer: String,
     /// `aud` a token must carry (one of its audiences).
     pub audience: String,
-    /// The JWKS file, resolved against the pipelines file's folder.
-    pub jwks: PathBuf,
+    /// Where the signing keys are.
+    pub jwks: JwksSource,
     /// The claim holding the scopes (space-separated text, or a list).
     pub scopes_claim: String,
     /// Seconds of clock difference allowed on `exp` and `nbf`.
     pub leeway_seconds: u64,
+}
+
+/// Where a key set is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A file (resolved against the pipelines file's folder), re-read when it changes.
+    File(PathBuf),
+    /// An `https://` URL, fetched at start and every few minutes, and again (at most every
+    /// few seconds) when a token names a key the set does not hold.
+    Url {
+        /// The URL.
+        url: String,
+        /// A CA (PEM) to trust besides the system's roots.
+        ca: Option<PathBuf>,
+    },
 }
 
 /// Checks `[auth]` against the pipelines' names; every problem is named.
@@ -189,21 +206,32 @@ pub(super) fn check(
                 format!("must be at most {MAX_LEEWAY_SECONDS}"),
             );
         }
-        if jwt.jwks.contains("://") {
+        let jwks = if jwt.jwks.starts_with("https://") {
+            let ca = jwt.jwks_ca.as_ref().map(|c| base.join(c));
+            if let Some(ca) = ca.as_ref().filter(|c| !c.is_file()) {
+                problem(
+                    "jwt.jwks_ca".into(),
+                    format!("cannot read {}", ca.display()),
+                );
+            }
+            JwksSource::Url {
+                url: jwt.jwks.clone(),
+                ca,
+            }
+        } else if jwt.jwks.contains("://") {
             problem(
                 "jwt.jwks".into(),
-                "must be a file (a URL is not supported yet: fetch the issuer's JWKS into a file, which the engine re-reads when it changes)".into(),
+                "must be a file or an https:// URL (a key set is never fetched in the clear)"
+                    .into(),
             );
-        }
-        let jwks = base.join(&jwt.jwks);
-        if jwt.jwks.contains("://") {
-            // Named above.
-        } else if !jwks.is_file() {
-            problem(
-                "jwt.jwks".into(),
-                format!("cannot read {}", jwks.display()),
-            );
-        }
+            JwksSource::File(PathBuf::new())
+        } else {
+            let path = base.join(&jwt.jwks);
+            if !path.is_file() {
+                problem("jwt.jwks".into(), format!("cannot read {}", path.display()));
+            }
+            JwksSource::File(path)
+        };
         JwtConfig {
             issuer: jwt.issuer,
             audience: jwt.audience,
@@ -272,7 +300,7 @@ scopes = []
 [jwt]
 issuer = ""
 audience = "ordo"
-jwks = "https://login.example.org/jwks"
+jwks = "http://login.example.org/jwks"
 "#,
             ),
             &["p".into()],
@@ -285,7 +313,7 @@ jwks = "https://login.example.org/jwks"
             "`auth.api_keys[0].scopes` `p:delete` is not a scope",
             "`auth.api_keys[1].name` `a` names another key already",
             "`auth.jwt.issuer` must not be empty",
-            "`auth.jwt.jwks` must be a file",
+            "`auth.jwt.jwks` must be a file or an https:// URL",
         ] {
             assert!(
                 text.iter().any(|t| t.starts_with(expected)),

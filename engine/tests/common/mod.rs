@@ -10,6 +10,7 @@ pub mod engine;
 pub mod hostile;
 pub mod kafka;
 pub mod stack;
+pub mod tls;
 pub mod workload;
 
 pub use dynamo::{dynamodb, dynamodb_at, get_item, s, wait_item, PrivateDynamo};
@@ -21,4 +22,5 @@ pub use stack::{
     built_plugin, cache_dir, field_merge_plugin, free_port, hostile_plugin, lww_plugin,
     ordo_command, pipelines_file, send_signal,
 };
+pub use tls::{pki, Pki};
 pub use workload::{assert_newest, Rng, Workload};
