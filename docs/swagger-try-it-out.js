@@ -15,7 +15,10 @@ const { chromium } = require('playwright-core');
     await dialog.locator('.auth-btn-wrapper .authorize').click();
     await dialog.locator('.auth-btn-wrapper .btn-done').click();
   }
-  const op = page.locator('.opblock-post').first();
+  // The pipeline route's POST, whatever else the document lists before it.
+  const op = page.locator('.opblock-post')
+    .filter({ has: page.locator('.opblock-summary-path', { hasText: /^\/patientprofile$/ }) })
+    .first();
   await op.locator('.opblock-summary').click();
   await op.locator('.try-out__btn').click();
   await op.locator('.execute').click();
