@@ -44,8 +44,12 @@ pub struct Shared {
 
 impl Shared {
     /// The clients and budgets `settings` describe (creating clients does not connect).
-    pub async fn new(settings: &Settings, auth: Option<Arc<Auth>>) -> Result<Self, Error> {
-        let kafka = KafkaConfig::new(&settings.brokers);
+    pub async fn new(
+        settings: &Settings,
+        kafka: &crate::config::kafka::KafkaProperties,
+        auth: Option<Arc<Auth>>,
+    ) -> Result<Self, Error> {
+        let kafka = KafkaConfig::new(&settings.brokers).with_properties(kafka);
         let publisher = kafka
             .producer(kafka::DEFAULT_DELIVERY_TIMEOUT)
             .map_err(|source| Error::bus("*", &kafka, source))?;

@@ -169,7 +169,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         None => None,
     };
     let pipelines = config.pipelines;
-    let shared = build::Shared::new(&settings, auth.clone()).await?;
+    let shared = build::Shared::new(&settings, &config.kafka, auth.clone()).await?;
     let (mut slots, mut apis, mut applying) = (Vec::new(), Vec::new(), Vec::new());
     for pipeline in pipelines {
         let built = build::build(pipeline, &shared, &shutdown).await?;

@@ -527,9 +527,9 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
 
     let has = |trail: &[Value], action: &str| trail.iter().any(|r| r["action"] == action);
     let trail = common::read_json_until(&engine.brokers, &audit_topic, |t| {
-        ["ingest", "apply", "read", "denied"]
-            .iter()
-            .all(|a| has(t, a))
+        ["ingest", "apply", "denied"].iter().all(|a| has(t, a))
+            && t.iter()
+                .any(|r| r["action"] == "read" && r["outcome"] == "found")
     })
     .await;
     let find = |action: &str| {

@@ -146,7 +146,7 @@ pub(super) fn check(
         } else {
             format!("auth.{key}")
         };
-        problems.push(ConfigError::Auth { key, problem: text })
+        problems.push(ConfigError::Setting { key, problem: text })
     };
     if file.api_keys.is_empty() && file.jwt.is_none() {
         problem(

@@ -20,12 +20,14 @@ pub(super) struct Document {
     pub auth: Option<AuthFile>,
     /// The `[audit]` table, or its defaults.
     pub audit: AuditFile,
+    /// The `[kafka]` table as written.
+    pub kafka: Option<toml::Table>,
     /// Syntax errors, unknown keys and ill-typed values, in file order.
     pub problems: Vec<ConfigError>,
 }
 
 /// The top-level keys a pipelines file may have.
-const TOP_LEVEL: [&str; 3] = ["pipelines", "auth", "audit"];
+const TOP_LEVEL: [&str; 4] = ["pipelines", "auth", "audit", "kafka"];
 
 /// Reads `text`, naming every problem it can find without the file's meaning.
 pub(super) fn read(text: &str) -> Document {
@@ -88,6 +90,19 @@ pub(super) fn read(text: &str) -> Document {
                         path: "<string>".into(),
                         pipeline: None,
                         key: "audit".into(),
+                        line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
+                        problem: error.message().trim().to_string(),
+                    }),
+                }
+            }
+            ("kafka", body @ DeValue::Table(_)) => {
+                let value = Spanned::new(value.span(), body.clone());
+                match toml::Table::deserialize(ValueDeserializer::from(value)) {
+                    Ok(table) => document.kafka = Some(table),
+                    Err(error) => document.problems.push(ConfigError::Key {
+                        path: "<string>".into(),
+                        pipeline: None,
+                        key: "kafka".into(),
                         line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
                         problem: error.message().trim().to_string(),
                     }),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub mod auth;
 mod document;
 mod file;
+pub mod kafka;
 pub mod rules;
 
 pub use file::{
@@ -70,9 +71,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
-    /// A value of `[auth]` is wrong.
+    /// A value of a top-level table (`[auth]`, `[audit]`, `[kafka]`) is wrong.
     #[error("`{key}` {problem}")]
-    Auth {
+    Setting {
         /// The key at fault: `auth` or a key under it.
         key: String,
         /// What is wrong with it.
@@ -206,6 +207,8 @@ pub struct Checked {
     pub pipelines: Vec<Pipeline>,
     /// Who may call the engine; `None` without an `[auth]` table.
     pub auth: Option<auth::AuthConfig>,
+    /// librdkafka properties of `[kafka]`, secrets resolved.
+    pub kafka: kafka::KafkaProperties,
     /// Every problem of the file; empty when the file is right.
     pub problems: Vec<ConfigError>,
 }
@@ -222,6 +225,7 @@ impl Checked {
             Ok(Config {
                 pipelines: self.pipelines,
                 auth: self.auth,
+                kafka: self.kafka,
             })
         } else {
             Err(Problems(self.problems))
@@ -236,6 +240,8 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
     /// Who may call the engine; `None` without an `[auth]` table (loopback only).
     pub auth: Option<auth::AuthConfig>,
+    /// librdkafka properties every Kafka client gets (`[kafka]`).
+    pub kafka: kafka::KafkaProperties,
 }
 
 /// Reads and checks `path`; plugin paths are resolved against its folder.
@@ -261,6 +267,7 @@ pub fn check_file(path: &Path) -> Checked {
             return Checked {
                 pipelines: Vec::new(),
                 auth: None,
+                kafka: Default::default(),
                 problems: vec![ConfigError::Read {
                     path: path.to_path_buf(),
                     source,
@@ -300,9 +307,14 @@ pub fn check_str(text: &str, base: &Path) -> Checked {
         checked.auth = auth;
         checked.problems.extend(problems);
     }
+    if let Some(table) = &document.kafka {
+        let (properties, problems) = kafka::check(table, base);
+        checked.kafka = properties;
+        checked.problems.extend(problems);
+    }
     let audit_topic = document.audit.enabled.then(|| document.audit.topic.clone());
     if let Some(problem) = audit_topic.as_deref().and_then(rules::kafka_name_problem) {
-        checked.problems.push(ConfigError::Auth {
+        checked.problems.push(ConfigError::Setting {
             key: "audit.topic".into(),
             problem,
         });

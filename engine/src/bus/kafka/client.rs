@@ -38,6 +38,14 @@ impl KafkaConfig {
         }
     }
 
+    /// Adds the properties of a pipelines file's `[kafka]` table.
+    pub fn with_properties(mut self, properties: &crate::config::kafka::KafkaProperties) -> Self {
+        for (name, value) in properties.iter() {
+            self.properties.insert(name.to_string(), value.to_string());
+        }
+        self
+    }
+
     /// Adds a librdkafka property every client gets.
     pub fn with(mut self, name: &str, value: &str) -> Self {
         self.properties.insert(name.to_string(), value.to_string());

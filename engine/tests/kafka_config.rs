@@ -1,0 +1,65 @@
+//! The `[kafka]` table: librdkafka properties every client gets, secrets from the environment
+//! or a file, and every wrong property named by `ordo validate` without its value.
+
+mod common;
+
+use common::{Engine, Names};
+
+#[tokio::test]
+async fn properties_and_secrets_reach_every_client_and_the_seed_round_trips() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("rack"), "rack-from-file\n").expect("write");
+    let engine = Engine::builder(Names::unique("kafka-props"))
+        .env("ORDO_TEST_KAFKA_TIMEOUT", "45000")
+        .extra(&format!(
+            r#"
+[kafka]
+"socket.keepalive.enable" = true
+"socket.timeout.ms" = "${{env:ORDO_TEST_KAFKA_TIMEOUT}}"
+"client.rack" = "${{file:{}}}"
+"#,
+            dir.path().join("rack").display()
+        ))
+        .start();
+    let written = engine
+        .post_accepted(r#"{ "PatientId": "k1", "FirstName": "John", "LastName": "Doe", "IsPregnant": "False", "Sex": "Female"}"#)
+        .await;
+    engine.wait_all_committed(&[written]).await;
+    let (status, record) = engine.get_json("/patientprofile/k1").await;
+    assert_eq!(status, 200, "{record}");
+    assert!(
+        !engine.log().contains("rack-from-file"),
+        "no property value in the log"
+    );
+}
+
+#[test]
+fn validate_names_each_wrong_property_and_never_its_value() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = common::pipelines_file(
+        dir.path(),
+        &common::lww_plugin(),
+        r#"
+[kafka]
+"sasl.password" = "${env:ORDO_TEST_KAFKA_NOT_SET}"
+"sasl.mechanisms" = "PLAIN"
+"bootstrap.servers" = "elsewhere:9092"
+"not.a.property" = "top-secret-value"
+"#,
+    );
+    let out = common::ordo_command()
+        .args(["validate", "--no-environment"])
+        .arg(&config)
+        .output()
+        .expect("run ordo validate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    for expected in [
+        "`kafka.\"sasl.password\"` names the environment variable `ORDO_TEST_KAFKA_NOT_SET`, which is not set",
+        "`kafka.\"bootstrap.servers\"` cannot be set here: it is set by --brokers or KAFKA_BROKERS",
+        "`kafka.\"not.a.property\"` is not a librdkafka property",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    assert!(!text.contains("top-secret-value"), "{text}");
+}
