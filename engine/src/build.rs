@@ -107,7 +107,12 @@ pub async fn build(
         .map_err(bus_error)?;
     let store = DynamoStore::new(shared.dynamodb.clone(), &p.table, &p.key_field)
         .with_metrics(metrics.store(&p.name));
-    store.ensure_table().await.map_err(|source| Error::Store {
+    let table = if p.create_tables {
+        store.ensure_table().await
+    } else {
+        store.require_table().await
+    };
+    table.map_err(|source| Error::Store {
         pipeline: p.name.clone(),
         source,
     })?;

@@ -129,3 +129,86 @@ async fn a_table_with_another_key_schema_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn with_create_tables_off_a_missing_table_stops_the_start_and_an_existing_one_serves() {
+    use aws_sdk_dynamodb::types::BillingMode;
+    let names = common::Names::unique("no-create");
+    // Missing: the engine says so and which key it would need.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("pipelines.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[pipelines.patient-profile]
+route = "/patientprofile"
+topic = "{topic}"
+key_field = "PatientId"
+version_field = "UpdatedAt"
+table = "{table}"
+plugin = "{plugin}"
+create_tables = false
+"#,
+            topic = names.topic,
+            table = names.table,
+            plugin = common::lww_plugin().display()
+        ),
+    )
+    .expect("write config");
+    let out = common::ordo_command()
+        .args(["run", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("KAFKA_BROKERS", common::brokers())
+        .output()
+        .expect("run ordo");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("table `{}` does not exist", names.table))
+            && err.contains("create_tables = false")
+            && err.contains("partition key `PatientId`"),
+        "{err}"
+    );
+    let dynamo = common::dynamodb().await;
+    assert!(
+        dynamo
+            .describe_table()
+            .table_name(&names.table)
+            .send()
+            .await
+            .is_err(),
+        "nothing was created"
+    );
+
+    // Made by someone else: the engine uses it.
+    dynamo
+        .create_table()
+        .table_name(&names.table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("PatientId")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("PatientId")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .send()
+        .await
+        .expect("table created");
+    let engine = common::Engine::builder(names)
+        .extra("create_tables = false")
+        .start();
+    let written = engine
+        .post_accepted(r#"{"PatientId":"nc1","FirstName":"John"}"#)
+        .await;
+    engine.wait_all_committed(&[written]).await;
+    let (status, record) = engine.get_json("/patientprofile/nc1").await;
+    assert_eq!(status, 200, "{record}");
+}

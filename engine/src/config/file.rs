@@ -73,6 +73,9 @@ pub(super) struct PipelineFile {
     /// How far ahead of its receipt time an event's version may be: seconds, or text with a
     /// unit (`"5m"`).
     pub max_version_skew: Option<DurationText>,
+    /// Whether Ordo creates the table when it is missing (else it only checks it exists).
+    #[serde(default = "default_true")]
+    pub create_tables: bool,
 }
 
 /// A duration as written: seconds, or text with a unit (`"90s"`, `"5m"`, `"2h"`, `"1d"`).

@@ -184,6 +184,9 @@ pub struct Pipeline {
     pub max_version_skew: std::time::Duration,
     /// The audit trail's topic (`[audit]`, engine-wide); `None` when auditing is off.
     pub audit_topic: Option<String>,
+    /// Whether Ordo creates the table when missing; `false` needs only `DescribeTable`,
+    /// `GetItem` and `PutItem` on it.
+    pub create_tables: bool,
 }
 
 impl Pipeline {

@@ -232,6 +232,7 @@ pub(super) fn build(
         plugin_self_test: p.plugin_self_test.map(|t| base.join(t)),
         max_version_skew,
         audit_topic: None,
+        create_tables: p.create_tables,
     };
     (Some(pipeline), found)
 }

@@ -101,6 +101,19 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Checks that the table exists with the pipeline's key schema, creating nothing: what
+    /// `create_tables = false` asks (only `DescribeTable` is needed).
+    pub async fn require_table(&self) -> Result<(), StoreError> {
+        if self.inspect().await? {
+            Ok(())
+        } else {
+            Err(StoreError::Missing {
+                table: self.table.clone(),
+                key: self.key_field.clone(),
+            })
+        }
+    }
+
     /// Whether the table exists; an error when it exists with a key schema other than the
     /// pipeline's, or when DynamoDB does not answer. Changes nothing.
     pub async fn inspect(&self) -> Result<bool, StoreError> {

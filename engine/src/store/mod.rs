@@ -94,6 +94,14 @@ pub enum StoreError {
         /// What does not convert.
         reason: String,
     },
+    /// The table is missing and the pipeline may not create it.
+    #[error("table `{table}` does not exist, and the pipeline has `create_tables = false`: create it (partition key `{key}`, string) or let Ordo create it")]
+    Missing {
+        /// The table.
+        table: String,
+        /// The pipeline's key field.
+        key: String,
+    },
     /// The table exists with a key schema other than the pipeline's.
     #[error("table `{table}` has key schema {found}, but the pipeline needs `{expected}` (string) as its only key")]
     KeySchema {

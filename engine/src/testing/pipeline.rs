@@ -28,5 +28,6 @@ pub fn pipeline(name: &str) -> Pipeline {
         plugin_self_test: None,
         max_version_skew: crate::version::DEFAULT_MAX_SKEW,
         audit_topic: None,
+        create_tables: true,
     }
 }
