@@ -88,3 +88,45 @@ fn an_unreachable_broker_is_a_problem_naming_the_pipeline() {
         "{out}"
     );
 }
+
+#[test]
+fn a_missing_table_is_a_problem_when_the_engine_may_not_create_it() {
+    let names = common::Names::unique("validate-no-create");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("pipelines.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[pipelines.patient-profile]
+route = "/patientprofile"
+topic = "{topic}"
+key_field = "PatientId"
+version_field = "UpdatedAt"
+table = "{table}"
+plugin = "{plugin}"
+create_tables = false
+"#,
+            topic = names.topic,
+            table = names.table,
+            plugin = common::lww_plugin().display()
+        ),
+    )
+    .expect("write config");
+    let (ok, out) = validate(&[
+        &config.display().to_string(),
+        "--brokers",
+        &common::brokers(),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "pipeline `patient-profile`: `table` {:?} does not exist, and `create_tables = false`",
+            names.table
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains("replication_factor"),
+        "one broker here: {out}"
+    );
+}

@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::bus::kafka::KafkaConfig;
-use crate::bus::Publisher as _;
 use crate::config::{self, Pipeline};
 use crate::plugin::reload::load_checked;
 use crate::plugin::Policy;
@@ -109,9 +108,29 @@ fn check_plugin(p: &Pipeline, report: &mut Report) {
     }
 }
 
+/// A warning for a pipeline whose topics would have one replica on a cluster of `brokers`.
+fn replication_note(p: &Pipeline, brokers: usize) -> Option<String> {
+    (p.replication_factor == 1 && brokers > 1).then(|| {
+        format!(
+            "pipeline `{}`: `replication_factor` is 1 on a cluster of {brokers} brokers: losing one broker loses its partitions' events; 3 is usual (with min.insync.replicas = 2)",
+            p.name
+        )
+    })
+}
+
 async fn check_environment(pipelines: &[Pipeline], options: &Options, report: &mut Report) {
     let broker = match options.kafka.producer(ENVIRONMENT_TIMEOUT) {
-        Ok(publisher) => publisher.check(ENVIRONMENT_TIMEOUT).await.err(),
+        Ok(publisher) => match publisher.broker_count(ENVIRONMENT_TIMEOUT).await {
+            Ok(brokers) => {
+                report.notes.extend(
+                    pipelines
+                        .iter()
+                        .filter_map(|p| replication_note(p, brokers)),
+                );
+                None
+            }
+            Err(e) => Some(e),
+        },
         Err(e) => Some(e),
     };
     if let Some(e) = broker {
@@ -129,6 +148,10 @@ async fn check_environment(pipelines: &[Pipeline], options: &Options, report: &m
         let store = DynamoStore::new(client.clone(), &p.table, &p.key_field);
         match tokio::time::timeout(ENVIRONMENT_TIMEOUT, store.inspect()).await {
             Ok(Ok(true)) => {}
+            Ok(Ok(false)) if !p.create_tables => report.problems.push(format!(
+                "pipeline `{}`: `table` {:?} does not exist, and `create_tables = false`: create it (partition key {:?}, string)",
+                p.name, p.table, p.key_field
+            )),
             Ok(Ok(false)) => report.notes.push(format!(
                 "pipeline `{}`: table {:?} does not exist yet; `ordo run` creates it",
                 p.name, p.table
@@ -153,5 +176,20 @@ fn shorten(text: &str) -> String {
     match text.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_replica_on_several_brokers_is_warned_about() {
+        let mut p = crate::testing::pipeline("p");
+        assert!(replication_note(&p, 1).is_none());
+        let note = replication_note(&p, 3).expect("a warning");
+        assert!(note.contains("cluster of 3 brokers"), "{note}");
+        p.replication_factor = 3;
+        assert!(replication_note(&p, 3).is_none());
     }
 }

@@ -54,6 +54,20 @@ pub struct KafkaPublisher {
 }
 
 impl KafkaPublisher {
+    /// How many brokers the cluster has, as its metadata says.
+    pub async fn broker_count(&self, timeout: Duration) -> Result<usize, BusError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map(|m| m.brokers().len())
+                .map_err(|e| BusError::Unreachable(e.to_string()))
+        })
+        .await
+        .map_err(|e| BusError::Client(format!("metadata task: {e}")))?
+    }
+
     /// A producer from `config` (see [`super::KafkaConfig::producer`]); messages not
     /// acknowledged within `delivery_timeout` fail.
     pub(super) fn new(
