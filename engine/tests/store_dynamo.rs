@@ -136,25 +136,13 @@ async fn with_create_tables_off_a_missing_table_stops_the_start_and_an_existing_
     let names = common::Names::unique("no-create");
     // Missing: the engine says so and which key it would need.
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("pipelines.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[pipelines.patient-profile]
-route = "/patientprofile"
-topic = "{topic}"
-key_field = "PatientId"
-version_field = "UpdatedAt"
-table = "{table}"
-plugin = "{plugin}"
-create_tables = false
-"#,
-            topic = names.topic,
-            table = names.table,
-            plugin = common::lww_plugin().display()
-        ),
-    )
-    .expect("write config");
+    let config = common::pipelines_file_of(
+        dir.path(),
+        &names.topic,
+        &names.table,
+        &common::lww_plugin(),
+        "create_tables = false",
+    );
     let out = common::ordo_command()
         .args(["run", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)

@@ -93,25 +93,13 @@ fn an_unreachable_broker_is_a_problem_naming_the_pipeline() {
 fn a_missing_table_is_a_problem_when_the_engine_may_not_create_it() {
     let names = common::Names::unique("validate-no-create");
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("pipelines.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[pipelines.patient-profile]
-route = "/patientprofile"
-topic = "{topic}"
-key_field = "PatientId"
-version_field = "UpdatedAt"
-table = "{table}"
-plugin = "{plugin}"
-create_tables = false
-"#,
-            topic = names.topic,
-            table = names.table,
-            plugin = common::lww_plugin().display()
-        ),
-    )
-    .expect("write config");
+    let config = common::pipelines_file_of(
+        dir.path(),
+        &names.topic,
+        &names.table,
+        &common::lww_plugin(),
+        "create_tables = false",
+    );
     let (ok, out) = validate(&[
         &config.display().to_string(),
         "--brokers",

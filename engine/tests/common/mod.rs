@@ -20,7 +20,7 @@ pub use kafka::{
 };
 pub use stack::{
     built_plugin, cache_dir, field_merge_plugin, free_port, hostile_plugin, lww_plugin,
-    ordo_command, pipelines_file, send_signal,
+    ordo_command, pipelines_file, pipelines_file_of, send_signal,
 };
 pub use tls::{pki, Pki};
 pub use workload::{assert_newest, Rng, Workload};

@@ -89,14 +89,26 @@ pub fn ordo_command() -> Command {
 /// A pipelines file in `dir` with one pipeline running `plugin` (topic and table `unused`),
 /// plus `extra` lines.
 pub fn pipelines_file(dir: &Path, plugin: &Path, extra: &str) -> PathBuf {
+    pipelines_file_of(dir, "unused", "unused", plugin, extra)
+}
+
+/// A pipelines file in `dir` with one pipeline on `topic` and `table` running `plugin`, plus
+/// `extra` lines.
+pub fn pipelines_file_of(
+    dir: &Path,
+    topic: &str,
+    table: &str,
+    plugin: &Path,
+    extra: &str,
+) -> PathBuf {
     let config = dir.join("pipelines.toml");
     let text = format!(
         r#"[pipelines.patient-profile]
 route = "/patientprofile"
-topic = "unused"
+topic = "{topic}"
 key_field = "PatientId"
 version_field = "UpdatedAt"
-table = "unused"
+table = "{table}"
 plugin = "{}"
 {extra}
 "#,
