@@ -224,6 +224,24 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     served
 }
 
+/// The messages of `e` and its sources, joined by `: ` (a message already ending the text is
+/// not repeated). Not the AWS SDK's `DisplayErrorContext`, which also prints the debug form
+/// (the raw HTTP response, and so a record), nor reqwest's own text, which is only "error
+/// sending request".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Where to listen: the address asked for, or port 3000 on every address with `[auth]` and on
 /// loopback without. Without `[auth]`, a non-loopback address needs `--insecure-no-auth`.
 fn listen_address(settings: &Settings, authenticated: bool) -> Result<SocketAddr, Error> {

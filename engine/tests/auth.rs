@@ -138,6 +138,23 @@ async fn call(
     (status, headers, response.json().await.unwrap_or_default())
 }
 
+/// The record at `path`, read with `bearer` once the engine has applied it (200).
+async fn read_once_applied(engine: &Engine, path: &str, bearer: &str) -> Value {
+    let deadline = std::time::Instant::now() + common::EFFECT_TIMEOUT;
+    loop {
+        let (status, _, record) =
+            call(engine, reqwest::Method::GET, path, Some(bearer), None).await;
+        if status == 200 {
+            return record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never applied: {status} {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn body(key: &str) -> String {
     format!(r#"{{"PatientId":"{key}","FirstName":"Ada","UpdatedAt":"2006-01-02T15:00:00Z"}}"#)
 }
@@ -237,26 +254,8 @@ async fn keys_and_scopes_decide_who_may_write_read_and_administer() {
     )
     .await;
     assert_eq!(status, 404);
-    let deadline = std::time::Instant::now() + common::EFFECT_TIMEOUT;
-    loop {
-        let (status, _, record) = call(
-            &engine,
-            get.clone(),
-            &format!("{route}/a1"),
-            Some("reader-key"),
-            None,
-        )
-        .await;
-        if status == 200 {
-            assert_eq!(record["FirstName"], "Ada");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never applied: {status} {record}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let record = read_once_applied(&engine, &format!("{route}/a1"), "reader-key").await;
+    assert_eq!(record["FirstName"], "Ada");
 
     // The admin endpoints need admin.
     assert_refused(
@@ -501,20 +500,7 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
         .expect("a request id comes back")
         .to_string();
     // A read once applied, and a denied read.
-    let deadline = std::time::Instant::now() + common::EFFECT_TIMEOUT;
-    while call(
-        &engine,
-        reqwest::Method::GET,
-        "/patientprofile/audited",
-        Some("reader-key"),
-        None,
-    )
-    .await
-    .0 != 200
-    {
-        assert!(std::time::Instant::now() < deadline, "never applied");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    read_once_applied(&engine, "/patientprofile/audited", "reader-key").await;
     let (status, _, _) = call(
         &engine,
         reqwest::Method::GET,

@@ -310,7 +310,7 @@ impl Fetcher {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| error(causes(&e)))?;
+            .map_err(|e| error(crate::error_chain(&e)))?;
         let text = response.text().await.map_err(|e| error(e.to_string()))?;
         parse_keys(&text, error)
     }
@@ -337,17 +337,4 @@ fn parse_keys(text: &str, invalid: impl Fn(String) -> JwksError) -> Result<Vec<K
         return Err(invalid("holds no key".into()));
     }
     Ok(keys)
-}
-
-/// `e`'s message and its sources', joined by `: ` (reqwest's own says only "error sending
-/// request").
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

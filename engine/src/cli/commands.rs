@@ -37,8 +37,7 @@ pub fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
 
 /// The pipeline `args` names, from its file, and how to reach its brokers.
 fn pipeline_of(args: &PipelineArgs) -> anyhow::Result<(ordo::config::Pipeline, KafkaConfig)> {
-    let pipeline = ordo::ops::pipeline_named(&args.config, &args.pipeline)?;
-    let properties = ordo::config::load(&args.config)?.kafka;
+    let (pipeline, properties) = ordo::ops::pipeline_named(&args.config, &args.pipeline)?;
     Ok((
         pipeline,
         KafkaConfig::new(&args.brokers).with_properties(&properties),
@@ -106,8 +105,7 @@ pub async fn redrive(args: PipelineArgs) -> anyhow::Result<ExitCode> {
 pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let options = ordo::ops::validate::Options {
         environment: !args.no_environment,
-        kafka: KafkaConfig::new(&args.brokers)
-            .with_properties(&ordo::config::check_file(&args.config).kafka),
+        kafka: KafkaConfig::new(&args.brokers),
     };
     let report = ordo::ops::validate::validate(&args.config, &options).await;
     let file = args.config.display();

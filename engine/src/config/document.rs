@@ -69,43 +69,19 @@ pub(super) fn read(text: &str) -> Document {
                 line,
                 problem: "must hold tables such as [pipelines.patient-profile]".into(),
             }),
-            ("auth", body @ DeValue::Table(_)) => {
-                let value = Spanned::new(value.span(), body.clone());
-                match AuthFile::deserialize(ValueDeserializer::from(value)) {
-                    Ok(auth) => document.auth = Some(auth),
-                    Err(error) => document.problems.push(ConfigError::Key {
-                        path: "<string>".into(),
-                        pipeline: None,
-                        key: "auth".into(),
-                        line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
-                        problem: error.message().trim().to_string(),
-                    }),
+            ("auth", DeValue::Table(_)) => {
+                if let Some(auth) = top_table::<AuthFile>(text, key, value, &mut document) {
+                    document.auth = Some(auth);
                 }
             }
-            ("audit", body @ DeValue::Table(_)) => {
-                let value = Spanned::new(value.span(), body.clone());
-                match AuditFile::deserialize(ValueDeserializer::from(value)) {
-                    Ok(audit) => document.audit = audit,
-                    Err(error) => document.problems.push(ConfigError::Key {
-                        path: "<string>".into(),
-                        pipeline: None,
-                        key: "audit".into(),
-                        line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
-                        problem: error.message().trim().to_string(),
-                    }),
+            ("audit", DeValue::Table(_)) => {
+                if let Some(audit) = top_table::<AuditFile>(text, key, value, &mut document) {
+                    document.audit = audit;
                 }
             }
-            ("kafka", body @ DeValue::Table(_)) => {
-                let value = Spanned::new(value.span(), body.clone());
-                match toml::Table::deserialize(ValueDeserializer::from(value)) {
-                    Ok(table) => document.kafka = Some(table),
-                    Err(error) => document.problems.push(ConfigError::Key {
-                        path: "<string>".into(),
-                        pipeline: None,
-                        key: "kafka".into(),
-                        line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
-                        problem: error.message().trim().to_string(),
-                    }),
+            ("kafka", DeValue::Table(_)) => {
+                if let Some(table) = top_table::<toml::Table>(text, key, value, &mut document) {
+                    document.kafka = Some(table);
                 }
             }
             ("auth", _) => document.problems.push(ConfigError::Key {
@@ -125,6 +101,29 @@ pub(super) fn read(text: &str) -> Document {
         }
     }
     document
+}
+
+/// Reads the top-level table `key` as a `T`; a table that does not read is named as a
+/// problem (with the line of the fault) and gives `None`.
+fn top_table<T: serde::de::DeserializeOwned>(
+    text: &str,
+    key: &Spanned<std::borrow::Cow<'_, str>>,
+    value: &Spanned<DeValue<'_>>,
+    document: &mut Document,
+) -> Option<T> {
+    match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(table) => Some(table),
+        Err(error) => {
+            document.problems.push(ConfigError::Key {
+                path: "<string>".into(),
+                pipeline: None,
+                key: key.get_ref().to_string(),
+                line: line_of(text, error.span().map_or(key.span().start, |s| s.start)),
+                problem: error.message().trim().to_string(),
+            });
+            None
+        }
+    }
 }
 
 /// Reads one pipeline's table. A key that is unknown or has a value of the wrong type is

@@ -58,8 +58,13 @@ pub async fn plugin_and_table(
 }
 
 /// The pipeline named `name` in the file at `path`.
-pub fn pipeline_named(path: &Path, name: &str) -> Result<Pipeline, PipelineError> {
-    let pipelines = config::from_file(path)?;
+pub fn pipeline_named(
+    path: &Path,
+    name: &str,
+) -> Result<(Pipeline, config::kafka::KafkaProperties), PipelineError> {
+    let config::Config {
+        pipelines, kafka, ..
+    } = config::load(path)?;
     let known = pipelines
         .iter()
         .map(|p| p.name.as_str())
@@ -68,6 +73,7 @@ pub fn pipeline_named(path: &Path, name: &str) -> Result<Pipeline, PipelineError
     pipelines
         .into_iter()
         .find(|p| p.name == name)
+        .map(|p| (p, kafka))
         .ok_or_else(|| PipelineError::Unknown {
             file: path.display().to_string(),
             name: name.to_string(),

@@ -20,7 +20,7 @@ const ENVIRONMENT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Options {
     /// Also check that the broker answers and each table has the right key schema.
     pub environment: bool,
-    /// How to reach the brokers.
+    /// How to reach the brokers (the file's `[kafka]` properties are added to it).
     pub kafka: KafkaConfig,
 }
 
@@ -60,7 +60,8 @@ pub async fn validate(path: &Path, options: &Options) -> Report {
             })
             .cloned()
             .collect();
-        check_environment(&right, options, &mut report).await;
+        let kafka = options.kafka.clone().with_properties(&checked.kafka);
+        check_environment(&right, &kafka, &mut report).await;
     }
     report
 }
@@ -118,8 +119,8 @@ fn replication_note(p: &Pipeline, brokers: usize) -> Option<String> {
     })
 }
 
-async fn check_environment(pipelines: &[Pipeline], options: &Options, report: &mut Report) {
-    let broker = match options.kafka.producer(ENVIRONMENT_TIMEOUT) {
+async fn check_environment(pipelines: &[Pipeline], kafka: &KafkaConfig, report: &mut Report) {
+    let broker = match kafka.producer(ENVIRONMENT_TIMEOUT) {
         Ok(publisher) => match publisher.broker_count(ENVIRONMENT_TIMEOUT).await {
             Ok(brokers) => {
                 report.notes.extend(
@@ -139,7 +140,7 @@ async fn check_environment(pipelines: &[Pipeline], options: &Options, report: &m
                 "pipeline `{}`: `topic` {:?} cannot be reached: the brokers at {} do not answer ({e})",
                 p.name,
                 p.topic,
-                options.kafka.brokers()
+                kafka.brokers()
             ));
         }
     }

@@ -77,7 +77,7 @@ impl DynamoStore {
         StoreError::Request {
             operation,
             table: self.table.clone(),
-            reason: error_chain(&e),
+            reason: crate::error_chain(&e),
         }
     }
 
@@ -96,7 +96,7 @@ impl DynamoStore {
             .map_err(|e| StoreError::Request {
                 operation: "DescribeTable (waiting for ACTIVE)",
                 table: self.table.clone(),
-                reason: error_chain(&e),
+                reason: crate::error_chain(&e),
             })?;
         Ok(())
     }
@@ -264,21 +264,4 @@ impl Store for DynamoStore {
             .map(|_| ())
             .map_err(|e| self.request_error("DescribeTable", e))
     }
-}
-
-/// The messages of `e` and its sources, joined by `: `. Not the SDK's `DisplayErrorContext`,
-/// which also prints the error's debug form: that holds the raw HTTP response, and so the
-/// record, which must not reach a log line or an HTTP answer.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.ends_with(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
 }
