@@ -52,6 +52,8 @@ run-engine: local-dev-stack build ## Start the stack if needed, build, and run t
 	cargo run -p ordo -- --config pipelines.toml
 
 test: local-dev-stack plugins ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
+	@# The Kubernetes manifests against the Kubernetes schemas and the engine's own constants.
+	deploy/check.sh
 	cargo test --workspace --no-fail-fast -- --skip chaos_
 	@# The same package set as above, so nothing is built again.
 	cargo test --workspace --test faults -- --nocapture --test-threads=1

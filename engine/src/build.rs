@@ -100,13 +100,24 @@ pub async fn build(
         }
     })?;
     let bus_error = |source| Error::bus(&p.name, &shared.kafka, source);
-    let mut topics = vec![p.topic.as_str(), p.dead_letter_topic.as_str()];
+    // The event topic with the pipeline's topic_config; the others as the cluster defaults.
+    kafka::ensure_topic_with(
+        &shared.kafka,
+        &p.topic,
+        p.partitions,
+        p.replication_factor,
+        &p.topic_config,
+    )
+    .await
+    .map_err(bus_error)?;
+    let mut topics = vec![p.dead_letter_topic.as_str()];
     topics.extend(p.audit_topic.as_deref());
     kafka::ensure_topics(&shared.kafka, &topics, p.partitions, p.replication_factor)
         .await
         .map_err(bus_error)?;
     let store = DynamoStore::new(shared.dynamodb.clone(), &p.table, &p.key_field)
-        .with_metrics(metrics.store(&p.name));
+        .with_metrics(metrics.store(&p.name))
+        .with_table_options(p.table_options.clone());
     let table = if p.create_tables {
         store.ensure_table().await
     } else {

@@ -42,6 +42,7 @@ pub mod redact;
 pub mod serve;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
 pub mod version;
 

@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 mod cli;
 
@@ -22,14 +24,29 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_env("ORDO_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        logs.json().init();
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if cli.log_format == "json" {
+        logs.json().boxed()
     } else {
-        logs.init();
-    }
+        logs.boxed()
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(logs);
+    // Traces only for the engine, and only when OTEL_EXPORTER_OTLP_ENDPOINT asks for them.
+    let serving = matches!(cli.command, None | Some(Command::Run(_)));
+    let _exporter = match ordo::telemetry::layer() {
+        Ok(Some((traces, exporter))) if serving => {
+            registry.with(traces).init();
+            Some(exporter)
+        }
+        Ok(_) => {
+            registry.init();
+            None
+        }
+        Err(e) => {
+            eprintln!("ordo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = match cli.command {
         None => commands::serve(cli.run),
         Some(Command::Run(run)) => commands::serve(run),

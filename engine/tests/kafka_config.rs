@@ -63,3 +63,38 @@ fn validate_names_each_wrong_property_and_never_its_value() {
     }
     assert!(!text.contains("top-secret-value"), "{text}");
 }
+
+#[tokio::test]
+async fn topic_config_is_set_at_creation_and_an_existing_topics_difference_is_warned_about() {
+    use ordo::bus::kafka::{topic_config_differences, KafkaConfig};
+    let names = Names::unique("topic-config");
+    let engine = Engine::builder(names.clone())
+        .extra(r#"topic_config = { "retention.ms" = "3600000", "max.message.bytes" = 2000000 }"#)
+        .start();
+    let kafka = KafkaConfig::new(&common::brokers());
+    let wanted = |retention: &str| {
+        vec![
+            ("retention.ms".to_string(), retention.to_string()),
+            ("max.message.bytes".to_string(), "2000000".to_string()),
+        ]
+    };
+    let created = topic_config_differences(&kafka, &names.topic, &wanted("3600000"))
+        .await
+        .expect("describe configs");
+    assert!(created.is_empty(), "set at creation: {created:?}");
+    drop(engine);
+
+    // The topic exists: another value is checked against it, warned about, not applied.
+    let again = Engine::builder(names.clone())
+        .extra(r#"topic_config = { "retention.ms" = "7200000" }"#)
+        .start();
+    let log = again.log();
+    assert!(
+        log.contains("topic_config `retention.ms` is \"7200000\" in the pipelines file but \"3600000\" on the topic"),
+        "{log}"
+    );
+    let kept = topic_config_differences(&kafka, &names.topic, &wanted("3600000"))
+        .await
+        .expect("describe configs");
+    assert!(kept.is_empty(), "unchanged: {kept:?}");
+}

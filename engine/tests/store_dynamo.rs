@@ -200,3 +200,111 @@ async fn with_create_tables_off_a_missing_table_stops_the_start_and_an_existing_
     let (status, record) = engine.get_json("/patientprofile/nc1").await;
     assert_eq!(status, 200, "{record}");
 }
+
+#[tokio::test]
+async fn table_options_shape_a_table_ordo_creates() {
+    use ordo::store::{Billing, TableOptions};
+    let names = Names::unique("table-options");
+    let dynamo = common::dynamodb().await;
+    // A key of the local KMS (moto's), as a customer-managed key would be.
+    let kms = aws_sdk_kms_free_key(&names.table).await;
+    let options = TableOptions {
+        billing: Billing::Provisioned { read: 5, write: 7 },
+        point_in_time_recovery: true,
+        kms_key_id: Some(kms.clone()),
+        deletion_protection: true,
+        tags: vec![
+            ("owner".into(), "consultation".into()),
+            ("data".into(), "phi".into()),
+        ],
+    };
+    let store =
+        DynamoStore::new(dynamo.clone(), &names.table, "PatientId").with_table_options(options);
+    store.ensure_table().await.expect("table created");
+
+    let table = dynamo
+        .describe_table()
+        .table_name(&names.table)
+        .send()
+        .await
+        .expect("DescribeTable")
+        .table
+        .expect("table");
+    let throughput = table
+        .provisioned_throughput
+        .expect("provisioned throughput");
+    assert_eq!(throughput.read_capacity_units, Some(5));
+    assert_eq!(throughput.write_capacity_units, Some(7));
+    assert_eq!(table.deletion_protection_enabled, Some(true));
+    let sse = table.sse_description.expect("encryption described");
+    assert_eq!(sse.sse_type.as_ref().map(|t| t.as_str()), Some("KMS"));
+    assert!(
+        sse.kms_master_key_arn
+            .as_deref()
+            .is_some_and(|arn| arn.contains(&kms)),
+        "{sse:?} names the key {kms}"
+    );
+    let arn = table.table_arn.expect("arn");
+    let tags = dynamo
+        .list_tags_of_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .expect("ListTagsOfResource")
+        .tags
+        .unwrap_or_default();
+    let tags: Vec<(String, String)> = tags.into_iter().map(|t| (t.key, t.value)).collect();
+    assert!(tags.contains(&("data".into(), "phi".into())), "{tags:?}");
+    assert!(
+        tags.contains(&("owner".into(), "consultation".into())),
+        "{tags:?}"
+    );
+    let backups = dynamo
+        .describe_continuous_backups()
+        .table_name(&names.table)
+        .send()
+        .await
+        .expect("DescribeContinuousBackups")
+        .continuous_backups_description
+        .expect("backups");
+    let pitr = backups
+        .point_in_time_recovery_description
+        .and_then(|d| d.point_in_time_recovery_status);
+    assert_eq!(pitr.as_ref().map(|s| s.as_str()), Some("ENABLED"));
+
+    // Deletion protection holds: the table cannot be deleted until it is turned off.
+    assert!(dynamo
+        .delete_table()
+        .table_name(&names.table)
+        .send()
+        .await
+        .is_err());
+}
+
+/// A KMS key id on the local stack's KMS API (moto serves it on the same endpoint).
+async fn aws_sdk_kms_free_key(label: &str) -> String {
+    let out = std::process::Command::new(common::cache_dir().join("venv/bin/aws"))
+        .args([
+            "kms",
+            "create-key",
+            "--description",
+            label,
+            "--query",
+            "KeyMetadata.KeyId",
+            "--output",
+            "text",
+        ])
+        .envs(common::stack::aws_env())
+        .env(
+            "AWS_DEFAULT_REGION",
+            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        )
+        .output()
+        .expect("aws kms create-key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

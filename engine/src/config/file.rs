@@ -4,6 +4,7 @@
 //! one named ([`super::rules`] says which are required), and a key with a value of the wrong
 //! type is dropped and named on its own without hiding the others ([`super::document`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -76,6 +77,58 @@ pub(super) struct PipelineFile {
     /// Whether Ordo creates the table when it is missing (else it only checks it exists).
     #[serde(default = "default_true")]
     pub create_tables: bool,
+    /// Topic configuration (`min.insync.replicas`, `retention.ms`, …) set when Ordo creates
+    /// the topic and checked, never changed, when it exists.
+    #[serde(default)]
+    pub topic_config: BTreeMap<String, Scalar>,
+    /// How Ordo creates the table (billing, recovery, encryption, protection, tags).
+    #[serde(default)]
+    pub table_options: TableOptionsFile,
+}
+
+/// A configuration value as written: text, a whole number or a boolean.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Scalar {
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Integer(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(t) => f.write_str(t),
+            Self::Integer(n) => write!(f, "{n}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// `[pipelines.<name>.table_options]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TableOptionsFile {
+    /// `PAY_PER_REQUEST` (the default) or `PROVISIONED`.
+    pub billing_mode: Option<String>,
+    /// Read capacity units, with `PROVISIONED`.
+    pub read_capacity: Option<i64>,
+    /// Write capacity units, with `PROVISIONED`.
+    pub write_capacity: Option<i64>,
+    /// Continuous backups with point-in-time recovery.
+    #[serde(default)]
+    pub point_in_time_recovery: bool,
+    /// Server-side encryption with this KMS key (id, ARN or alias) instead of an AWS-owned key.
+    pub kms_key_id: Option<String>,
+    /// Refuse DeleteTable until turned off.
+    #[serde(default)]
+    pub deletion_protection: bool,
+    /// Tags of the table.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A duration as written: seconds, or text with a unit (`"90s"`, `"5m"`, `"2h"`, `"1d"`).

@@ -47,25 +47,41 @@ const OWNED: [(&str, &str); 10] = [
     ("partitioner", "is `murmur2_random`, as the Java client's"),
 ];
 
+/// The sub-table that turns on Amazon MSK's IAM access control.
+const MSK_IAM: &str = "aws_msk_iam";
+
 /// librdkafka properties, with secrets resolved. Its debug form shows names only.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct KafkaProperties(BTreeMap<String, String>);
+pub struct KafkaProperties {
+    /// Each property and its value.
+    values: BTreeMap<String, String>,
+    /// The AWS region whose MSK IAM tokens the clients sign, when `[kafka.aws_msk_iam]` is set.
+    msk_iam_region: Option<String>,
+}
 
 impl KafkaProperties {
     /// Each property and its value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.values.is_empty() && self.msk_iam_region.is_none()
+    }
+
+    /// The region of `[kafka.aws_msk_iam]`, when clients authenticate with MSK IAM.
+    pub fn msk_iam_region(&self) -> Option<&str> {
+        self.msk_iam_region.as_deref()
     }
 }
 
 impl std::fmt::Debug for KafkaProperties {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
+        f.debug_struct("KafkaProperties")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .field("msk_iam_region", &self.msk_iam_region)
+            .finish()
     }
 }
 
@@ -80,7 +96,15 @@ pub(super) fn check(table: &toml::Table, base: &Path) -> (KafkaProperties, Vec<C
             problem: text,
         })
     };
+    let mut msk_iam_region = None;
     for (name, value) in table {
+        if name == MSK_IAM {
+            match msk_iam(value) {
+                Ok(region) => msk_iam_region = Some(region),
+                Err(why) => problem(name, why),
+            }
+            continue;
+        }
         if let Some((_, why)) = OWNED.iter().find(|(owned, _)| owned == name) {
             problem(name, format!("cannot be set here: it {why}"));
             continue;
@@ -118,7 +142,61 @@ pub(super) fn check(table: &toml::Table, base: &Path) -> (KafkaProperties, Vec<C
         }
         properties.insert(name.clone(), resolved);
     }
-    (KafkaProperties(properties), problems)
+    if let Some((name, why)) = oauth_problem(&mut properties, msk_iam_region.is_some()) {
+        problem(name, why);
+    }
+    let properties = KafkaProperties {
+        values: properties,
+        msk_iam_region,
+    };
+    (properties, problems)
+}
+
+/// The region of a `[kafka.aws_msk_iam]` table: its `region`, else `AWS_REGION` or
+/// `AWS_DEFAULT_REGION`.
+fn msk_iam(value: &Value) -> Result<String, String> {
+    let Value::Table(table) = value else {
+        return Err("must be a table: `[kafka.aws_msk_iam]`".into());
+    };
+    if let Some(other) = table.keys().find(|k| k.as_str() != "region") {
+        return Err(format!("has no setting `{other}` (only `region`)"));
+    }
+    match table.get("region") {
+        Some(Value::String(region)) if !region.trim().is_empty() => Ok(region.clone()),
+        Some(_) => Err("`region` must be an AWS region name, e.g. \"eu-west-1\"".into()),
+        None => ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|r| !r.is_empty()))
+            .ok_or_else(|| "needs `region` (or AWS_REGION in the environment)".into()),
+    }
+}
+
+/// With MSK IAM, SASL/OAUTHBEARER over TLS is what the clients speak: set when absent, a
+/// problem when set otherwise. OAUTHBEARER without it is a problem too: the only token source
+/// built in is MSK IAM's (librdkafka's OIDC needs libcurl, which is not).
+fn oauth_problem(
+    properties: &mut BTreeMap<String, String>,
+    msk_iam: bool,
+) -> Option<(&'static str, String)> {
+    let mechanism = properties.get("sasl.mechanisms").map(String::as_str);
+    let oauth = mechanism.is_some_and(|m| m.eq_ignore_ascii_case("OAUTHBEARER"));
+    if !msk_iam {
+        return oauth.then(|| {
+            let why = "is OAUTHBEARER, whose tokens Ordo signs only for Amazon MSK IAM: add \
+             `[kafka.aws_msk_iam]` (OIDC token endpoints are not built in)";
+            ("sasl.mechanisms", why.to_string())
+        });
+    }
+    if mechanism.is_some() && !oauth {
+        let why = "must be OAUTHBEARER (or left out) with `[kafka.aws_msk_iam]`";
+        return Some(("sasl.mechanisms", why.into()));
+    }
+    properties.insert("sasl.mechanisms".into(), "OAUTHBEARER".into());
+    let protocol = properties
+        .entry("security.protocol".into())
+        .or_insert_with(|| "SASL_SSL".into());
+    let why = "must be SASL_SSL (or left out) with `[kafka.aws_msk_iam]`";
+    (!protocol.eq_ignore_ascii_case("SASL_SSL")).then(|| ("security.protocol", why.into()))
 }
 
 /// `written` with a `${env:NAME}` or `${file:PATH}` reference replaced by what it names.
@@ -194,5 +272,53 @@ mod tests {
             );
         }
         assert_eq!(text.len(), 4, "{text:#?}");
+    }
+
+    #[test]
+    fn msk_iam_sets_oauthbearer_over_tls_and_refuses_what_contradicts_it() {
+        let (props, problems) = check(
+            &table("[aws_msk_iam]\nregion = \"eu-west-1\"\n"),
+            Path::new("."),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(props.msk_iam_region(), Some("eu-west-1"));
+        let values: BTreeMap<&str, &str> = props.iter().collect();
+        assert_eq!(values.get("sasl.mechanisms"), Some(&"OAUTHBEARER"));
+        assert_eq!(values.get("security.protocol"), Some(&"SASL_SSL"));
+
+        let named = |text: &str| -> Vec<String> {
+            let (_, problems) = check(&table(text), Path::new("."));
+            problems.iter().map(ToString::to_string).collect()
+        };
+        let scram = named(
+            "\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n[aws_msk_iam]\nregion = \"eu-west-1\"\n",
+        );
+        assert!(scram[0].starts_with("`kafka.\"sasl.mechanisms\"` must be OAUTHBEARER"));
+        let plaintext = named(
+            "\"security.protocol\" = \"SASL_PLAINTEXT\"\n[aws_msk_iam]\nregion = \"eu-west-1\"\n",
+        );
+        assert!(plaintext[0].starts_with("`kafka.\"security.protocol\"` must be SASL_SSL"));
+        let bare_oauth = named("\"sasl.mechanisms\" = \"OAUTHBEARER\"\n");
+        assert!(
+            bare_oauth[0].contains("add `[kafka.aws_msk_iam]`"),
+            "{bare_oauth:?}"
+        );
+        let typo = named("[aws_msk_iam]\nregoin = \"eu-west-1\"\n");
+        assert!(typo[0].contains("has no setting `regoin`"), "{typo:?}");
+    }
+
+    #[test]
+    fn tls_and_sasl_properties_are_built_in() {
+        let (_, problems) = check(
+            &table(
+                r#"
+"security.protocol" = "SASL_SSL"
+"sasl.mechanisms" = "SCRAM-SHA-256"
+"ssl.endpoint.identification.algorithm" = "https"
+"#,
+            ),
+            Path::new("."),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

@@ -187,6 +187,10 @@ pub struct Pipeline {
     /// Whether Ordo creates the table when missing; `false` needs only `DescribeTable`,
     /// `GetItem` and `PutItem` on it.
     pub create_tables: bool,
+    /// Topic configuration set when Ordo creates the topic, checked when it exists.
+    pub topic_config: Vec<(String, String)>,
+    /// How Ordo creates the table.
+    pub table_options: crate::store::TableOptions,
 }
 
 impl Pipeline {
@@ -428,6 +432,73 @@ plugin = "plugins/build/patient_profile_lww.wasm"
             msg.contains("pipeline `nested`") && msg.contains("nest"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn topic_config_and_table_options_are_read_and_checked() {
+        let text = format!(
+            "{MINIMAL}topic_config = {{ \"min.insync.replicas\" = 2, \"retention.ms\" = \"86400000\" }}\n\
+             [pipelines.patient-profile.table_options]\n\
+             billing_mode = \"PROVISIONED\"\nread_capacity = 5\nwrite_capacity = 5\n\
+             point_in_time_recovery = true\nkms_key_id = \"alias/ordo\"\n\
+             deletion_protection = true\ntags = {{ owner = \"consultation\" }}\n"
+        );
+        let p = &from_str(&text, Path::new(".")).expect("valid")[0];
+        assert_eq!(
+            p.topic_config,
+            vec![
+                ("min.insync.replicas".to_string(), "2".to_string()),
+                ("retention.ms".to_string(), "86400000".to_string())
+            ]
+        );
+        let o = &p.table_options;
+        assert_eq!(
+            o.billing,
+            crate::store::Billing::Provisioned { read: 5, write: 5 }
+        );
+        assert!(o.point_in_time_recovery && o.deletion_protection);
+        assert_eq!(o.kms_key_id.as_deref(), Some("alias/ordo"));
+        assert_eq!(o.tags, vec![("owner".into(), "consultation".into())]);
+
+        for (bad, says) in [
+            (
+                "topic_config = { \"cleanup.policy\" = \"compact\" }",
+                "`cleanup.policy` cannot be set",
+            ),
+            (
+                "topic_config = { \"Retention MS\" = 1 }",
+                "not a topic configuration name",
+            ),
+            (
+                "[pipelines.patient-profile.table_options]\nbilling_mode = \"PROVISIONED\"",
+                "needs `read_capacity`",
+            ),
+            (
+                "[pipelines.patient-profile.table_options]\nread_capacity = 5",
+                "go with `billing_mode",
+            ),
+            (
+                "[pipelines.patient-profile.table_options]\nbilling_mode = \"FREE\"",
+                "must be \"PAY_PER_REQUEST\"",
+            ),
+            (
+                "[pipelines.patient-profile.table_options]\nkms_key_id = \" \"",
+                "`kms_key_id` must not be empty",
+            ),
+            (
+                "[pipelines.patient-profile.table_options]\ntags = { \"aws:x\" = \"y\" }",
+                "reserved",
+            ),
+            (
+                "[pipelines.patient-profile.table_options]\npitr = true",
+                "pitr",
+            ),
+        ] {
+            let msg = from_str(&format!("{MINIMAL}{bad}\n"), Path::new("."))
+                .expect_err(bad)
+                .to_string();
+            assert!(msg.contains(says), "{bad}: {msg}");
+        }
     }
 
     #[test]

@@ -200,6 +200,8 @@ pub(super) fn build(
             }
         }
     };
+    let topic_config = topic_config(&p.topic_config, &mut problems);
+    let table_options = table_options(&p.table_options, &mut problems);
     let found = problems.found;
     let (Some(route), Some(topic), Some(key_field), Some(version_field), Some(table), Some(plugin)) =
         (route, topic, key_field, version_field, table, plugin)
@@ -233,8 +235,129 @@ pub(super) fn build(
         max_version_skew,
         audit_topic: None,
         create_tables: p.create_tables,
+        topic_config,
+        table_options,
     };
     (Some(pipeline), found)
+}
+
+/// Properties Ordo sets on a topic itself, and why.
+const TOPIC_OWNED: [(&str, &str); 2] = [
+    (
+        "cleanup.policy",
+        "must stay `delete`: a compacted topic loses the updates a merge needs",
+    ),
+    ("num.partitions", "is the pipeline's `partitions`"),
+];
+
+/// `topic_config`: names shaped like Kafka's (`min.insync.replicas`), values non-empty.
+fn topic_config(
+    written: &std::collections::BTreeMap<String, file::Scalar>,
+    problems: &mut Problems<'_>,
+) -> Vec<(String, String)> {
+    let mut config = Vec::new();
+    for (name, value) in written {
+        let value = value.to_string();
+        if let Some((_, why)) = TOPIC_OWNED.iter().find(|(owned, _)| owned == name) {
+            problems.add(
+                "topic_config",
+                format!("`{name}` cannot be set here: it {why}"),
+            );
+        } else if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.')
+        {
+            problems.add(
+                "topic_config",
+                format!("`{name}` is not a topic configuration name (e.g. `retention.ms`)"),
+            );
+        } else if value.trim().is_empty() {
+            problems.add("topic_config", format!("`{name}` must not be empty"));
+        } else {
+            config.push((name.clone(), value));
+        }
+    }
+    config
+}
+
+/// `table_options`: a known billing mode with capacities only when provisioned, a KMS key
+/// that is not blank, tags within DynamoDB's limits.
+fn table_options(
+    written: &file::TableOptionsFile,
+    problems: &mut Problems<'_>,
+) -> crate::store::TableOptions {
+    use crate::store::Billing;
+    let capacity = |value: Option<i64>| value.filter(|v| (1..=40_000).contains(v));
+    let billing = match written.billing_mode.as_deref() {
+        None | Some("PAY_PER_REQUEST") => {
+            if written.read_capacity.is_some() || written.write_capacity.is_some() {
+                problems.add(
+                    "table_options",
+                    "`read_capacity` and `write_capacity` go with `billing_mode = \"PROVISIONED\"`",
+                );
+            }
+            Billing::OnDemand
+        }
+        Some("PROVISIONED") => {
+            match (
+                capacity(written.read_capacity),
+                capacity(written.write_capacity),
+            ) {
+                (Some(read), Some(write)) => Billing::Provisioned { read, write },
+                _ => {
+                    problems.add(
+                        "table_options",
+                        "`billing_mode = \"PROVISIONED\"` needs `read_capacity` and `write_capacity`, each 1 to 40000",
+                    );
+                    Billing::OnDemand
+                }
+            }
+        }
+        Some(other) => {
+            problems.add(
+                "table_options",
+                format!("`billing_mode` {other:?} must be \"PAY_PER_REQUEST\" or \"PROVISIONED\""),
+            );
+            Billing::OnDemand
+        }
+    };
+    if written
+        .kms_key_id
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        problems.add(
+            "table_options",
+            "`kms_key_id` must not be empty (leave it out for an AWS-owned key)",
+        );
+    }
+    let mut tags = Vec::new();
+    for (key, value) in &written.tags {
+        if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+            problems.add(
+                "table_options",
+                format!("tag `{key}`: keys are 1 to 128 characters, values at most 256"),
+            );
+        } else if key.starts_with("aws:") {
+            problems.add(
+                "table_options",
+                format!("tag `{key}`: the `aws:` prefix is reserved"),
+            );
+        } else {
+            tags.push((key.clone(), value.clone()));
+        }
+    }
+    if tags.len() > 50 {
+        problems.add("table_options", "at most 50 tags");
+    }
+    crate::store::TableOptions {
+        billing,
+        point_in_time_recovery: written.point_in_time_recovery,
+        kms_key_id: written.kms_key_id.clone().filter(|k| !k.trim().is_empty()),
+        deletion_protection: written.deletion_protection,
+        tags,
+    }
 }
 
 /// Why `route` cannot be a pipeline's route: it must be `/` and segments of URL-safe

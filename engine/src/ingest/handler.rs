@@ -11,12 +11,13 @@ use serde_json::Value;
 use sha2::Digest as _;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tracing::warn;
+use tracing::{warn, Instrument as _};
 
 use super::problem::Problem;
 use super::PipelineApi;
 use crate::audit;
 use crate::bus::{BusError, Publisher};
+use crate::telemetry;
 
 /// Largest body accepted, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -50,8 +51,16 @@ impl<P: Publisher, S> PipelineApi<P, S> {
     /// Handles one `POST {route}`.
     pub async fn ingest(&self, mut request: Request) -> Response {
         let id = request_id(&request);
+        let span = tracing::info_span!("ingest", otel.kind = "server", pipeline = %self.pipeline.name, http.route = %self.pipeline.route);
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let incoming = [telemetry::TRACEPARENT, telemetry::TRACESTATE]
+            .into_iter()
+            .filter_map(|name| header(name).map(|value| (name, value)));
+        telemetry::continue_from(&span, incoming);
+        let trace = telemetry::traceparent(&span, header(telemetry::TRACEPARENT));
         let mut response = self
-            .accept(&mut request, &id)
+            .accept(&mut request, &id, trace.as_deref())
+            .instrument(span)
             .await
             .unwrap_or_else(Problem::into_response);
         self.metrics.answered(response.status().as_u16());
@@ -63,7 +72,12 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         response
     }
 
-    async fn accept(&self, request: &mut Request, request_id: &str) -> Result<Response, Problem> {
+    async fn accept(
+        &self,
+        request: &mut Request,
+        request_id: &str,
+        trace: Option<&str>,
+    ) -> Result<Response, Problem> {
         let scope = crate::auth::write_scope(&self.pipeline.name);
         let principal = self.authorized(request, &scope, request_id).await?;
         let caller = principal.as_ref().map(|p| p.name.as_str());
@@ -175,7 +189,7 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                 let hash: [u8; 32] = sha2::Sha256::digest(&body).into();
                 self.idempotency
                     .once(caller.unwrap_or(""), &id, hash, || {
-                        self.produce(&key, &text, &updated_at, caller, request_id)
+                        self.produce(&key, &text, &updated_at, caller, request_id, trace)
                     })
                     .await
                     .map_err(|refused| match refused {
@@ -187,7 +201,7 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                     })?
             }
             None => (
-                self.produce(&key, &text, &updated_at, caller, request_id)
+                self.produce(&key, &text, &updated_at, caller, request_id, trace)
                     .await?,
                 false,
             ),
@@ -223,12 +237,16 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         updated_at: &Value,
         principal: Option<&str>,
         request_id: &str,
+        trace: Option<&str>,
     ) -> Result<String, Problem> {
         let started = std::time::Instant::now();
         let (topic, timeout) = (&self.pipeline.topic, self.limits.produce_timeout);
         let mut headers = vec![(audit::REQUEST_ID_KAFKA_HEADER, request_id)];
         if let Some(name) = principal {
             headers.push((audit::PRINCIPAL_KAFKA_HEADER, name));
+        }
+        if let Some(trace) = trace {
+            headers.push((telemetry::TRACEPARENT, trace));
         }
         let delivery = tokio::time::timeout(
             timeout,

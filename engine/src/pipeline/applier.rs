@@ -200,8 +200,13 @@ impl<S: Store> Applier<S> {
             let mut merged: Option<Record> = None;
             let mut results = Vec::with_capacity(group.len());
             for &(i, text) in group {
+                let merged_by_plugin = {
+                    let _call =
+                        tracing::info_span!("plugin.merge", plugin = %policy.id()).entered();
+                    policy.merge(text, state.as_deref())
+                };
                 let outcome =
-                    match policy.merge(text, state.as_deref()) {
+                    match merged_by_plugin {
                         Ok(Decision::Write(record)) => match self
                             .checked_record(&record, key)
                             .and_then(|checked| match self.store.refuses(&checked) {

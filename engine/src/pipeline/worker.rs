@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument as _};
 
 use super::{Applier, Event, Outcome};
 use crate::audit::{self, Action};
@@ -82,7 +82,11 @@ impl<S: Store, P: Publisher> Shared<S, P> {
     pub async fn apply(&self, key: KeyId, epoch: u64, messages: Vec<Message>) -> Done {
         let offsets = messages.iter().map(|m| m.offset).collect();
         let finished = match self.permits.acquire().await {
-            Ok(_permit) => self.settle(&messages).await,
+            Ok(_permit) => {
+                self.settle(&messages)
+                    .instrument(self.span_of(&messages))
+                    .await
+            }
             Err(_) => false,
         };
         Done {
@@ -91,6 +95,24 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             offsets,
             finished,
         }
+    }
+
+    /// The span of applying `messages` (one key's, in offset order): a consumer span whose
+    /// parent is the newest message's producer (its `traceparent` header). The batch's other
+    /// messages were produced under traces of their own; the span counts them.
+    fn span_of(&self, messages: &[Message]) -> tracing::Span {
+        let span = tracing::info_span!(
+            "apply",
+            otel.kind = "consumer",
+            pipeline = %self.pipeline.name,
+            partition = messages.first().map(|m| m.partition),
+            events = messages.len(),
+        );
+        if let Some(newest) = messages.last() {
+            let headers = newest.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            crate::telemetry::continue_from(&span, headers);
+        }
+        span
     }
 
     /// Applies, retrying with backoff; dead-letters rejected events, and all of them after

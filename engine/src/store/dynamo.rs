@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
+    AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_dynamodb::Client;
-use tracing::info;
+use tracing::{info, Instrument as _};
 
 use super::item::{from_item, to_item};
+use super::table::TableOptions;
 use super::{Precondition, PutOutcome, Record, Store, StoreError, META_ATTRIBUTE, META_REVISION};
 use crate::metrics::StoreMetrics;
 
@@ -49,6 +49,8 @@ pub struct DynamoStore {
     key_field: String,
     /// Seconds per conditional write.
     metrics: StoreMetrics,
+    /// How the table is created when missing.
+    options: TableOptions,
 }
 
 impl DynamoStore {
@@ -60,7 +62,14 @@ impl DynamoStore {
             table: table.to_string(),
             key_field: key_field.to_string(),
             metrics: StoreMetrics::default(),
+            options: TableOptions::default(),
         }
+    }
+
+    /// Creates the table, when missing, with `options`.
+    pub fn with_table_options(mut self, options: TableOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Counts conditional-write latency into `metrics` instead of a registry of its own.
@@ -98,7 +107,14 @@ impl DynamoStore {
                 table: self.table.clone(),
                 reason: crate::error_chain(&e),
             })?;
-        Ok(())
+        self.options
+            .after_creation(&self.client, &self.table)
+            .await
+            .map_err(|reason| StoreError::Request {
+                operation: "UpdateContinuousBackups",
+                table: self.table.clone(),
+                reason,
+            })
     }
 
     /// Checks that the table exists with the pipeline's key schema, creating nothing: what
@@ -159,11 +175,11 @@ impl DynamoStore {
             table: self.table.clone(),
             reason: e.to_string(),
         };
+        let create = self.client.create_table().table_name(&self.table);
         let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
+            .options
+            .apply(create)
+            .map_err(shape)?
             .attribute_definitions(
                 AttributeDefinition::builder()
                     .attribute_name(&self.key_field)
@@ -182,7 +198,7 @@ impl DynamoStore {
             .await;
         match created {
             Ok(_) => {
-                info!(table = %self.table, key = %self.key_field, "Table created.");
+                info!(table = %self.table, key = %self.key_field, options = ?self.options, "Table created.");
                 Ok(())
             }
             // Another engine created it at the same moment.
@@ -197,6 +213,20 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// The span of one request: a client span naming the table and operation, never the key.
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "dynamodb",
+            otel.kind = "client",
+            otel.name = %format!("DynamoDB.{operation}"),
+            db.system = "dynamodb",
+            db.operation = operation,
+            aws.dynamodb.table_names = %self.table,
+        )
+    }
+}
+
 impl Store for DynamoStore {
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let out = self
@@ -206,6 +236,7 @@ impl Store for DynamoStore {
             .key(&self.key_field, AttributeValue::S(key.to_string()))
             .consistent_read(true)
             .send()
+            .instrument(self.span("GetItem"))
             .await
             .map_err(|e| self.request_error("GetItem", e))?;
         out.item
@@ -240,7 +271,7 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":r", AttributeValue::N(n.to_string())),
         };
         let started = Instant::now();
-        let sent = request.send().await;
+        let sent = request.send().instrument(self.span("PutItem")).await;
         self.metrics.writes.observe(started.elapsed().as_secs_f64());
         match sent {
             Ok(_) => Ok(PutOutcome::Written),

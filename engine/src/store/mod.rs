@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 pub mod cache;
 pub mod dynamo;
 pub mod item;
+mod table;
+
+pub use table::{Billing, TableOptions};
 
 /// A record: a JSON object.
 pub type Record = Map<String, Value>;

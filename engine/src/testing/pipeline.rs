@@ -29,5 +29,7 @@ pub fn pipeline(name: &str) -> Pipeline {
         max_version_skew: crate::version::DEFAULT_MAX_SKEW,
         audit_topic: None,
         create_tables: true,
+        topic_config: Vec::new(),
+        table_options: Default::default(),
     }
 }

@@ -58,7 +58,12 @@ pub async fn produce_raw(topic: &str, key: &str, payload: &str) -> (i32, i64) {
 /// A broker of the test's own (tansu from the stack's cache), to stop without disturbing the
 /// tests that share the stack's broker. Killed when dropped.
 pub struct PrivateBroker {
+    /// Where it listens (plain Kafka).
     pub address: String,
+    /// Where it tells clients to connect (its metadata): `address`, or a TLS front's.
+    pub advertised: String,
+    /// Extra arguments of `tansu broker` (e.g. `--authentication`).
+    args: Vec<String>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -66,13 +71,35 @@ pub struct PrivateBroker {
 impl PrivateBroker {
     pub fn start() -> Self {
         let address = format!("127.0.0.1:{}", free_port());
+        Self::start_advertising(&address.clone(), &address, &[])
+    }
+
+    /// A broker listening on `address` whose metadata sends clients to `advertised` (a TLS
+    /// front's address, say), run with the extra `args`.
+    pub fn start_advertising(address: &str, advertised: &str, args: &[&str]) -> Self {
         let mut broker = Self {
-            address,
+            address: address.to_string(),
+            advertised: advertised.to_string(),
+            args: args.iter().map(ToString::to_string).collect(),
             child: None,
             _dir: tempfile::tempdir().expect("temp dir"),
         };
         broker.restart();
         broker
+    }
+
+    /// Runs `tansu` with `args` beside the broker (its `user` and `topic` commands).
+    pub fn tansu(&self, args: &[&str]) -> std::process::Output {
+        Command::new(cache_dir().join("tansu/bin/tansu"))
+            .args(args)
+            .current_dir(self._dir.path())
+            .output()
+            .expect("run tansu")
+    }
+
+    /// The extra arguments of the next (re)start.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(ToString::to_string).collect();
     }
 
     /// Starts the broker (again) on the same address with the same storage, and waits until
@@ -86,30 +113,39 @@ impl PrivateBroker {
         );
         let child = Command::new(tansu)
             .arg("broker")
+            .args(&self.args)
             .current_dir(self._dir.path())
             .env("STORAGE_ENGINE", "sqlite://tansu.db")
             .env("LISTENER_URL", format!("tcp://{}", self.address))
-            .env("ADVERTISED_LISTENER_URL", format!("tcp://{}", self.address))
+            .env(
+                "ADVERTISED_LISTENER_URL",
+                format!("tcp://{}", self.advertised),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
         self.child = Some(child);
         let broker = &*self;
+        let deadline = Instant::now() + EFFECT_TIMEOUT;
+        let never = || format!("private broker at {} never answered", broker.address);
+        if broker.args.iter().any(|a| a == "--authentication") {
+            // Metadata needs credentials there: listening is what can be awaited.
+            while std::net::TcpStream::connect(&broker.address).is_err() {
+                assert!(Instant::now() < deadline, "{}", never());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
         let probe: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &broker.address)
             .create()
             .expect("metadata client");
-        let deadline = Instant::now() + EFFECT_TIMEOUT;
         while probe
             .fetch_metadata(None, Timeout::After(Duration::from_secs(1)))
             .is_err()
         {
-            assert!(
-                Instant::now() < deadline,
-                "private broker at {} never answered",
-                broker.address
-            );
+            assert!(Instant::now() < deadline, "{}", never());
         }
     }
 

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::KafkaConfig;
 use crate::bus::BusError;
@@ -20,31 +20,122 @@ pub async fn ensure_topics(
     partitions: i32,
     replication_factor: i32,
 ) -> Result<(), BusError> {
+    create(kafka, topics, partitions, replication_factor, &[])
+        .await
+        .map(|_| ())
+}
+
+/// Creates `topic` with `partitions`, `replication_factor` and the topic configuration
+/// `config` unless it exists; when it exists, its configuration is checked against `config`
+/// and each difference logged as a warning (an existing topic is never changed).
+pub async fn ensure_topic_with(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    config: &[(String, String)],
+) -> Result<(), BusError> {
+    let created = create(kafka, &[topic], partitions, replication_factor, config).await?;
+    if created.is_empty() && !config.is_empty() {
+        for difference in topic_config_differences(kafka, topic, config).await? {
+            warn!(
+                topic,
+                "{difference}; Ordo does not change an existing topic's configuration."
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How `topic`'s configuration, as the brokers describe it, differs from `wanted`: one
+/// sentence per property whose value differs or that the brokers do not report.
+pub async fn topic_config_differences(
+    kafka: &KafkaConfig,
+    topic: &str,
+    wanted: &[(String, String)],
+) -> Result<Vec<String>, BusError> {
+    let admin = kafka.admin()?;
+    let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+    let failed = |reason: String| BusError::Admin {
+        topic: topic.to_string(),
+        reason: explained(format!("describe configs failed: {reason}"), kafka),
+    };
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &options)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let resource = match described.into_iter().next() {
+        Some(Ok(resource)) => resource,
+        Some(Err(code)) => return Err(failed(code.to_string())),
+        None => return Err(failed("no answer for the topic".into())),
+    };
+    Ok(wanted
+        .iter()
+        .filter_map(|(name, value)| match resource.get(name).and_then(|e| e.value.as_deref()) {
+            Some(actual) if actual == value => None,
+            Some(actual) => Some(format!(
+                "topic_config `{name}` is {value:?} in the pipelines file but {actual:?} on the topic"
+            )),
+            None => Some(format!(
+                "topic_config `{name}` cannot be checked: the brokers do not report it for the topic"
+            )),
+        })
+        .collect())
+}
+
+/// Creates those of `topics` that do not exist, each with `config`; returns those created.
+async fn create(
+    kafka: &KafkaConfig,
+    topics: &[&str],
+    partitions: i32,
+    replication_factor: i32,
+    config: &[(String, String)],
+) -> Result<Vec<String>, BusError> {
     let named = topics.join(", ");
     let admin = kafka.admin()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)))
+        .map(|t| {
+            config.iter().fold(
+                NewTopic::new(t, partitions, TopicReplication::Fixed(replication_factor)),
+                |topic, (name, value)| topic.set(name, value),
+            )
+        })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(ADMIN_TIMEOUT))
+        .request_timeout(Some(ADMIN_TIMEOUT));
     let results = admin
         .create_topics(&new, &options)
         .await
         .map_err(|e| BusError::Admin {
             topic: named.clone(),
-            reason: e.to_string(),
+            reason: explained(e.to_string(), kafka),
         })?;
+    let mut created = Vec::new();
     for result in results {
         match result {
-            Ok(topic) => info!(topic, partitions, "Topic created."),
+            Ok(topic) => {
+                info!(topic, partitions, config = ?config, "Topic created.");
+                created.push(topic);
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
                 return Err(BusError::Admin {
                     topic,
-                    reason: format!("create failed: {code}"),
+                    reason: explained(format!("create failed: {code}"), kafka),
                 })
             }
         }
     }
-    Ok(())
+    Ok(created)
+}
+
+/// `reason`, and why the brokers last refused a connection when they did: a request to a
+/// broker whose TLS certificate or SASL password is wrong only times out.
+fn explained(reason: String, kafka: &KafkaConfig) -> String {
+    match kafka.context().refusal() {
+        Some(refused) => format!("{reason}; the brokers refused the connection: {refused}"),
+        None => reason,
+    }
 }

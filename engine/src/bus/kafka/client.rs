@@ -5,10 +5,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::ClientConfig;
+
+use super::context::{MskIam, OrdoContext};
 
 use super::producer::KafkaPublisher;
 use super::reader::KafkaReader;
@@ -27,6 +30,8 @@ pub struct KafkaConfig {
     brokers: String,
     /// librdkafka properties every client gets on top of Ordo's own.
     properties: BTreeMap<String, String>,
+    /// What every client runs with (the MSK IAM signer, when set).
+    context: OrdoContext,
 }
 
 impl KafkaConfig {
@@ -35,6 +40,7 @@ impl KafkaConfig {
         Self {
             brokers: brokers.to_string(),
             properties: BTreeMap::new(),
+            context: OrdoContext::default(),
         }
     }
 
@@ -43,7 +49,15 @@ impl KafkaConfig {
         for (name, value) in properties.iter() {
             self.properties.insert(name.to_string(), value.to_string());
         }
+        if let Some(region) = properties.msk_iam_region() {
+            self.context.iam = Some(Arc::new(MskIam::new(region)));
+        }
         self
+    }
+
+    /// The context every client is created with.
+    pub fn context(&self) -> OrdoContext {
+        self.context.clone()
     }
 
     /// Adds a librdkafka property every client gets.
@@ -76,25 +90,25 @@ impl KafkaConfig {
     /// The idempotent, keyed producer; messages not acknowledged within `delivery_timeout`
     /// fail.
     pub fn producer(&self, delivery_timeout: Duration) -> Result<KafkaPublisher, BusError> {
-        KafkaPublisher::new(self.client("ordo"), delivery_timeout)
+        KafkaPublisher::new(self.client("ordo"), self.context(), delivery_timeout)
     }
 
     /// An admin client, for topic creation.
-    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
+    pub fn admin(&self) -> Result<AdminClient<OrdoContext>, BusError> {
         self.client("ordo-admin")
-            .create()
+            .create_with_context(self.context())
             .map_err(|e| BusError::Client(e.to_string()))
     }
 
     /// A consumer that reads partitions it assigns itself, outside any group's assignment;
     /// it commits only when asked, to `group`.
     pub fn reader(&self, group: &str) -> Result<KafkaReader, BusError> {
-        let consumer: StreamConsumer = self
+        let consumer: StreamConsumer<OrdoContext> = self
             .client("ordo-reader")
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .create()
+            .create_with_context(self.context())
             .map_err(|e| BusError::Client(e.to_string()))?;
         Ok(KafkaReader::new(consumer))
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use super::context::OrdoContext;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -35,6 +37,8 @@ pub struct GroupSettings {
 
 /// Logs assignments (one line per change), reports revocations, keeps the lag.
 struct GroupContext {
+    /// What every client of the engine runs with (the MSK IAM signer).
+    base: OrdoContext,
     /// The pipeline, for the log lines.
     pipeline: String,
     /// To the apply loop.
@@ -46,6 +50,20 @@ struct GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.base.oauth_token()
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.base.note(&error, reason);
+        tracing::error!(target: "librdkafka", %error, reason, "Kafka client error.");
+    }
+
     /// librdkafka's periodic statistics: keeps each assigned partition's consumer lag.
     fn stats(&self, statistics: rdkafka::Statistics) {
         if let Some(topic) = statistics.topics.get(&self.topic) {
@@ -100,6 +118,7 @@ impl KafkaGroup {
     /// returned receiver, lag goes to `lag`.
     pub(super) fn subscribe(
         mut config: ClientConfig,
+        base: OrdoContext,
         settings: &GroupSettings,
         lag: Lag,
     ) -> Result<(Self, Revocations), BusError> {
@@ -120,6 +139,7 @@ impl KafkaGroup {
             .set("heartbeat.interval.ms", "3000")
             .set("statistics.interval.ms", "5000")
             .create_with_context(GroupContext {
+                base,
                 pipeline: settings.pipeline.clone(),
                 revoked,
                 topic: settings.topic.clone(),

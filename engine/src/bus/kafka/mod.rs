@@ -3,12 +3,14 @@
 
 mod admin;
 mod client;
+mod context;
 mod group;
 mod producer;
 mod reader;
 
-pub use admin::ensure_topics;
+pub use admin::{ensure_topic_with, ensure_topics, topic_config_differences};
 pub use client::{KafkaConfig, DEBUG_ENV, RECONNECT_BACKOFF_MAX_MS};
+pub use context::{MskIam, OrdoContext};
 pub use group::{GroupSettings, KafkaGroup, DEFAULT_FETCH_WAIT};
 pub use producer::{KafkaPublisher, DEFAULT_DELIVERY_TIMEOUT, DEFAULT_PRODUCE_TIMEOUT, LINGER_MS};
 pub use reader::{From, KafkaReader, ToEnd};
@@ -44,6 +46,6 @@ impl KafkaConfig {
         settings: &GroupSettings,
         lag: crate::metrics::Lag,
     ) -> Result<(KafkaGroup, crate::bus::Revocations), crate::bus::BusError> {
-        KafkaGroup::subscribe(self.client("ordo"), settings, lag)
+        KafkaGroup::subscribe(self.client("ordo"), self.context(), settings, lag)
     }
 }

@@ -9,6 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
+use super::context::OrdoContext;
 use crate::bus::{BusError, Delivery, Publisher};
 
 /// How long the producer keeps retrying one message before it reports failure: librdkafka's
@@ -50,7 +51,7 @@ fn refused(error: &KafkaError) -> bool {
 #[derive(Clone)]
 pub struct KafkaPublisher {
     /// rdkafka's producer; cloning shares one librdkafka client.
-    producer: FutureProducer,
+    producer: FutureProducer<OrdoContext>,
 }
 
 impl KafkaPublisher {
@@ -72,6 +73,7 @@ impl KafkaPublisher {
     /// acknowledged within `delivery_timeout` fail.
     pub(super) fn new(
         mut config: ClientConfig,
+        context: OrdoContext,
         delivery_timeout: Duration,
     ) -> Result<Self, BusError> {
         let producer = config
@@ -84,7 +86,7 @@ impl KafkaPublisher {
                 delivery_timeout.as_millis().to_string(),
             )
             .set("linger.ms", LINGER_MS)
-            .create()
+            .create_with_context(context)
             .map_err(|e| BusError::Client(e.to_string()))?;
         Ok(Self { producer })
     }

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+
+use super::context::OrdoContext;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::bus::{BusError, Message};
@@ -29,7 +31,7 @@ pub enum From {
 /// A consumer that assigns itself partitions (see [`super::KafkaConfig::reader`]).
 pub struct KafkaReader {
     /// rdkafka's consumer; never subscribed, so it joins no group's assignment.
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<OrdoContext>,
 }
 
 /// A read in progress up to each partition's end as it was when the read began.
@@ -45,7 +47,7 @@ pub struct ToEnd<'a> {
 }
 
 impl KafkaReader {
-    pub(super) fn new(consumer: StreamConsumer) -> Self {
+    pub(super) fn new(consumer: StreamConsumer<OrdoContext>) -> Self {
         Self { consumer }
     }
 

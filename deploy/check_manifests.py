@@ -1,0 +1,672 @@
+"""Offline checks of the Kubernetes manifests in deploy/kubernetes (deploy/check.sh runs this).
+
+No cluster and no network: what kustomize would build from kustomization.yaml (its resources
+and its configMapGenerator; anything else in it is refused rather than ignored) is
+
+1. validated against the Kubernetes JSON schemas that the PyPI package kubernetes-validate
+   bundles, strict (an unknown or misspelt field is an error), for the oldest and the newest
+   Kubernetes versions in K8S_VERSIONS; the KEDA ScaledObject (a CRD, not in those schemas)
+   against deploy/kubernetes/schemas/scaledobject-keda-v1alpha1.json;
+2. checked for Ordo's own invariants (selectors, probes, shutdown grace against the engine's
+   drain timeouts read from its source, security context, the pipelines file against the keys
+   the engine knows and against the ScaledObject, secrets only by reference, ...).
+
+Every problem is printed as `FILE: KIND/NAME: what is wrong`; the exit status is 1 if there is
+any, 2 if the check itself cannot run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+# The oldest Kubernetes the manifests claim to work on, and the newest the validator bundles.
+K8S_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+# The schema of the one custom resource used.
+SCALEDOBJECT_SCHEMA = "schemas/scaledobject-keda-v1alpha1.json"
+# The container that runs the engine, and the Secret it reads.
+ENGINE_CONTAINER = "engine"
+# Environment variables that must come from a Secret, and names that look like secrets.
+SECRET_ENV = ("ORDO_ADMIN_TOKEN", "ORDO_LOG_KEY_SECRET")
+SECRET_LOOKING = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|_KEY|CREDENTIALS)$")
+# kustomization.yaml keys this script models; any other is refused so none is silently ignored.
+KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "resources", "configMapGenerator"}
+CLUSTER_SCOPED = {"Namespace"}
+# What one ConfigMap may hold, data and binaryData together.
+CONFIGMAP_LIMIT = 1024 * 1024
+
+
+class Source:
+    """Constants read from the engine's source, so the manifests follow the code."""
+
+    def __init__(self, repo: Path, report: Callable[[str, str], None]):
+        self.repo = repo
+        self.report = report
+
+    def _text(self, rel: str) -> str:
+        try:
+            return (self.repo / rel).read_text()
+        except OSError as e:
+            self.report(rel, f"cannot read it ({e}); deploy/check_manifests.py reads constants from it")
+            return ""
+
+    def find(self, rel: str, pattern: str, what: str) -> str | None:
+        match = re.search(pattern, self._text(rel), re.M | re.S)
+        if match is None:
+            self.report(rel, f"no longer has {what} (pattern {pattern!r}); update deploy/check_manifests.py")
+            return None
+        return match.group(1)
+
+    def seconds(self, rel: str, name: str) -> int | None:
+        found = self.find(rel, rf"const {name}: Duration = Duration::from_secs\((\d+)\);", f"`const {name}` in whole seconds")
+        return None if found is None else int(found)
+
+    def pipeline_keys(self) -> tuple[set[str], set[str]]:
+        """Every key of a `[pipelines.<name>]` table, and the required ones (by their doc comment)."""
+        rel = "engine/src/config/file.rs"
+        block = self.find(rel, r"struct PipelineFile \{\n(.*?)\n\}", "`struct PipelineFile`")
+        known, required, comment = set(), set(), []
+        for line in (block or "").splitlines():
+            line = line.strip()
+            if line.startswith("///"):
+                comment.append(line)
+            elif (field := re.match(r"pub (\w+):", line)) is not None:
+                known.add(field.group(1))
+                if "(required)" in " ".join(comment):
+                    required.add(field.group(1))
+                comment = []
+        return known, required
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (the API server would too)."""
+
+
+def _mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+class Checker:
+    def __init__(self, kdir: Path):
+        self.kdir = kdir
+        self.repo = kdir.resolve().parent.parent
+        self.problems: list[str] = []
+        self.results: list[tuple[str, int]] = []
+        self.objects: list[tuple[str, dict]] = []  # (file, object)
+        self.generated: dict[str, dict] = {}  # ConfigMap name -> object
+        self.src = Source(self.repo, lambda f, m: self.problem(f, None, m))
+        self.namespace: str | None = None
+        self.generated_files: dict[tuple[str, str], str] = {}  # (ConfigMap, key) -> file
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def rel(self, path: Path | str) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.repo))
+        except ValueError:
+            return str(path)
+
+    def problem(self, file: str, obj: dict | None, message: str) -> None:
+        where = f"{file}: "
+        if obj is not None:
+            where += f"{obj.get('kind', '?')}/{(obj.get('metadata') or {}).get('name', '?')}: "
+        self.problems.append(where + message)
+
+    def run(self, name: str, check: Callable[[], None]) -> None:
+        before = len(self.problems)
+        try:
+            check()
+        except Exception as e:  # a manifest shaped unlike what a check expects
+            self.problems.append(f"{self.rel(self.kdir)}: check `{name}` could not finish: {type(e).__name__}: {e}")
+        self.results.append((name, len(self.problems) - before))
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def of_kind(self, kind: str) -> list[tuple[str, dict]]:
+        return [(f, o) for f, o in self.objects if o.get("kind") == kind]
+
+    def one(self, kind: str) -> tuple[str, dict]:
+        found = self.of_kind(kind)
+        if len(found) != 1:
+            raise LookupError(f"expected exactly one {kind}, found {len(found)}")
+        return found[0]
+
+    def pod(self) -> tuple[str, dict, dict]:
+        file, deploy = self.one("Deployment")
+        return file, deploy, deploy["spec"]["template"]
+
+    def engine(self) -> dict:
+        _, _, template = self.pod()
+        for c in template["spec"]["containers"]:
+            if c.get("name") == ENGINE_CONTAINER:
+                return c
+        raise LookupError(f"the Deployment has no container named `{ENGINE_CONTAINER}`")
+
+    def env(self, container: dict) -> dict[str, dict]:
+        return {e["name"]: e for e in container.get("env") or []}
+
+    def config_source(self) -> str:
+        """Where the pipelines file the engine reads comes from, for messages."""
+        config = self.env(self.engine()).get("ORDO_CONFIG", {}).get("value", "")
+        key = config.rsplit("/", 1)[-1]
+        for (name, k), file in self.generated_files.items():
+            if k == key:
+                return f"{file} (ConfigMap {name}, read as ORDO_CONFIG={config})"
+        return f"ORDO_CONFIG={config}"
+
+    def pipelines_file(self, strict: bool = False) -> tuple[str, dict] | None:
+        """The pipelines file the engine reads: the ConfigMap key ORDO_CONFIG points at. A file
+        that does not parse is `None`, unless `strict` (its own check names the error)."""
+        file, _, template = self.pod()
+        config = self.env(self.engine()).get("ORDO_CONFIG", {}).get("value")
+        if not config:
+            return None
+        for mount in self.engine().get("volumeMounts") or []:
+            prefix = mount["mountPath"].rstrip("/") + "/"
+            if not config.startswith(prefix):
+                continue
+            volume = next((v for v in template["spec"].get("volumes") or [] if v["name"] == mount["name"]), None)
+            if volume is None or "configMap" not in volume:
+                continue
+            name, key = volume["configMap"]["name"], config[len(prefix):]
+            cm = self.generated.get(name) or next(
+                (o for _, o in self.of_kind("ConfigMap") if o["metadata"]["name"] == name), None)
+            if cm is None or key not in (cm.get("data") or {}):
+                return None
+            try:
+                return key, tomllib.loads(cm["data"][key])
+            except tomllib.TOMLDecodeError:
+                if strict:
+                    raise
+                return None
+        return None
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        kfile = self.kdir / "kustomization.yaml"
+        krel = self.rel(kfile)
+        try:
+            with kfile.open() as stream:
+                kust = yaml.load(stream, Loader=UniqueKeyLoader)
+        except (OSError, yaml.YAMLError) as e:
+            self.problem(krel, None, f"cannot be read: {e}")
+            return False
+        unknown = set(kust) - KUSTOMIZATION_KEYS
+        if unknown:
+            self.problem(krel, None, f"uses {', '.join(sorted(unknown))}, which deploy/check_manifests.py does not model (it models {', '.join(sorted(KUSTOMIZATION_KEYS))}): teach it before relying on it")
+        if kust.get("apiVersion") != "kustomize.config.k8s.io/v1beta1" or kust.get("kind") != "Kustomization":
+            self.problem(krel, None, "must be apiVersion kustomize.config.k8s.io/v1beta1, kind Kustomization")
+        self.namespace = kust.get("namespace")
+        listed = list(kust.get("resources") or [])
+        for name in listed:
+            path = self.kdir / name
+            if not path.is_file():
+                self.problem(krel, None, f"lists `{name}`, which does not exist")
+                continue
+            try:
+                with path.open() as stream:
+                    docs = [d for d in yaml.load_all(stream, Loader=UniqueKeyLoader) if d is not None]
+            except yaml.YAMLError as e:
+                self.problem(self.rel(path), None, f"is not valid YAML: {e}")
+                continue
+            for doc in docs:
+                if not isinstance(doc, dict):
+                    self.problem(self.rel(path), None, "holds a document that is not a mapping")
+                    continue
+                if self.namespace and doc.get("kind") not in CLUSTER_SCOPED:
+                    doc.setdefault("metadata", {})["namespace"] = self.namespace
+                self.objects.append((self.rel(path), doc))
+        for path in sorted(self.kdir.glob("*.y*ml")):
+            if path.name != "kustomization.yaml" and path.name not in listed:
+                self.problem(self.rel(path), None, "is not listed in kustomization.yaml `resources`, so `kubectl apply -k` would leave it out")
+        for gen in kust.get("configMapGenerator") or []:
+            data, binary, size = {}, {}, 0
+            for entry in gen.get("files") or []:
+                key, _, name = entry.rpartition("=") if "=" in entry else (Path(entry).name, "", entry)
+                try:
+                    raw = (self.kdir / name).read_bytes()
+                except OSError as e:
+                    self.problem(krel, None, f"configMapGenerator `{gen.get('name')}`: cannot read `{name}`: {e}")
+                    continue
+                size += len(raw)
+                self.generated_files[(gen.get("name"), key)] = self.rel(self.kdir / name)
+                try:
+                    data[key] = raw.decode("utf-8")
+                except UnicodeDecodeError:  # kustomize puts such a file in binaryData
+                    binary[key] = base64.b64encode(raw).decode()
+            if size > CONFIGMAP_LIMIT:
+                self.problem(krel, None, f"configMapGenerator `{gen.get('name')}` holds {size} bytes, above the {CONFIGMAP_LIMIT} bytes (1 MiB) a ConfigMap may hold")
+            unknown = set(gen) - {"name", "files", "options"}
+            if unknown:
+                self.problem(krel, None, f"configMapGenerator `{gen.get('name')}` uses {', '.join(sorted(unknown))}, not modelled here")
+            cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gen.get("name")}, "data": data}
+            if binary:
+                cm["binaryData"] = binary
+            if self.namespace:
+                cm["metadata"]["namespace"] = self.namespace
+            self.generated[gen.get("name")] = cm
+            self.objects.append((krel + f" (configMapGenerator {gen.get('name')})", cm))
+        return True
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def check_schemas(self) -> None:
+        schema_path = self.kdir / SCALEDOBJECT_SCHEMA
+        so_schema = json.loads(schema_path.read_text())
+        jsonschema.Draft202012Validator.check_schema(so_schema)
+        so_validator = jsonschema.Draft202012Validator(so_schema)
+        for file, obj in self.objects:
+            if obj.get("kind") == "ScaledObject":
+                for error in sorted(so_validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
+                    path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+                    self.problem(file, obj, f"{path}: {error.message} (against {self.rel(schema_path)})")
+                continue
+            for version in K8S_VERSIONS:
+                try:
+                    kubernetes_validate.validate(obj, version, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    path = ".".join(str(p) for p in e.path) or "(top level)"
+                    self.problem(file, obj, f"{path}: {e.message} (Kubernetes {e.version} schema, strict)")
+                    break
+                except kubernetes_validate.SchemaNotFoundError as e:
+                    self.problem(file, obj, f"no schema: {e.message}")
+                    break
+
+    def check_selectors(self) -> None:
+        file, deploy, template = self.pod()
+        labels = template.get("metadata", {}).get("labels") or {}
+
+        def matches(where: str, obj: dict, ofile: str, selector: dict | None) -> None:
+            if not selector:
+                self.problem(ofile, obj, f"{where} is empty: it would select every pod, or none")
+                return
+            wrong = {k: v for k, v in selector.items() if labels.get(k) != v}
+            if wrong:
+                self.problem(ofile, obj, f"{where} {wrong} does not match the pod labels {labels} of Deployment/{deploy['metadata']['name']}")
+
+        matches("spec.selector.matchLabels", deploy, file, deploy["spec"]["selector"].get("matchLabels"))
+        if deploy["spec"]["selector"].get("matchExpressions"):
+            self.problem(file, deploy, "spec.selector.matchExpressions is not checked here: use matchLabels")
+        for i, tsc in enumerate(template["spec"].get("topologySpreadConstraints") or []):
+            matches(f"spec.template.spec.topologySpreadConstraints[{i}].labelSelector.matchLabels", deploy, file,
+                    (tsc.get("labelSelector") or {}).get("matchLabels"))
+        for sfile, svc in self.of_kind("Service"):
+            matches("spec.selector", svc, sfile, svc["spec"].get("selector"))
+        pdbs = self.of_kind("PodDisruptionBudget")
+        if not pdbs:
+            self.problem(self.rel(self.kdir), None, "has no PodDisruptionBudget")
+        for pfile, pdb in pdbs:
+            matches("spec.selector.matchLabels", pdb, pfile, pdb["spec"]["selector"].get("matchLabels"))
+
+    def check_scale_target(self) -> None:
+        _, deploy, _ = self.pod()
+        found = self.of_kind("ScaledObject")
+        if not found:
+            self.problem(self.rel(self.kdir), None, "has no ScaledObject")
+        for file, so in found:
+            ref = so["spec"]["scaleTargetRef"]
+            if ref.get("name") != deploy["metadata"]["name"]:
+                self.problem(file, so, f"spec.scaleTargetRef.name is `{ref.get('name')}`, but the Deployment is `{deploy['metadata']['name']}`")
+            if ref.get("kind", "Deployment") != "Deployment" or ref.get("apiVersion", "apps/v1") != "apps/v1":
+                self.problem(file, so, f"spec.scaleTargetRef must be an apps/v1 Deployment (is {ref.get('apiVersion')} {ref.get('kind')})")
+
+    def check_grace(self) -> None:
+        file, deploy, template = self.pod()
+        http = self.src.seconds("engine/src/serve.rs", "DRAIN_TIMEOUT")
+        workers = self.src.seconds("engine/src/pipeline/consume.rs", "DRAIN_TIMEOUT")
+        flush = self.src.seconds("engine/src/lib.rs", "DRAIN_TIMEOUT")
+        if None in (http, workers, flush):
+            return
+        pre_stop = 0
+        hook = (self.engine().get("lifecycle") or {}).get("preStop")
+        if hook:
+            command = (hook.get("exec") or {}).get("command") or []
+            if len(command) == 2 and command[0] == "sleep" and command[1].isdigit():
+                pre_stop = int(command[1])
+            elif "sleep" in hook:
+                pre_stop = int(hook["sleep"]["seconds"])
+            else:
+                self.problem(file, deploy, f"the engine's preStop hook {hook} is not a plain sleep: its length cannot be counted in the grace period")
+        # HTTP and the consumers drain side by side; the producer flushes after both.
+        budget = pre_stop + max(http, workers) + flush
+        grace = template["spec"].get("terminationGracePeriodSeconds", 30)
+        if grace <= budget:
+            self.problem(file, deploy, (
+                f"spec.template.spec.terminationGracePeriodSeconds is {grace}, not more than the engine's shutdown: "
+                f"preStop {pre_stop} s + max(HTTP drain {http} s, consumer drain {workers} s) + producer flush {flush} s = {budget} s "
+                "(engine/src/serve.rs, pipeline/consume.rs, lib.rs)"))
+
+    def check_probes(self) -> None:
+        file, deploy, _ = self.pod()
+        engine = self.engine()
+        ports = {p.get("name"): p["containerPort"] for p in engine.get("ports") or []}
+        numbers = set(ports.values())
+        listen = self.env(engine).get("ORDO_LISTEN", {}).get("value", "127.0.0.1:3000")
+        listen_port = int(listen.rsplit(":", 1)[1])
+        check_timeout = self.src.seconds("engine/src/ingest/api.rs", "CHECK_TIMEOUT")
+        loaded = self.pipelines_file()
+        pipelines = len((loaded[1] if loaded else {}).get("pipelines") or {}) or 1
+        want = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
+        for probe, path in want.items():
+            spec = engine.get(probe)
+            if spec is None:
+                if probe != "startupProbe":
+                    self.problem(file, deploy, f"container `{ENGINE_CONTAINER}` has no {probe} (it should GET {path})")
+                continue
+            get = spec.get("httpGet")
+            if not get:
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}`: {probe} must be an httpGet of {path}")
+                continue
+            if get.get("path") != path:
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}`: {probe}.httpGet.path is `{get.get('path')}`, must be `{path}`")
+            port = get.get("port")
+            number = ports.get(port) if isinstance(port, str) else port
+            if number is None or number not in numbers:
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}`: {probe}.httpGet.port `{port}` is not a declared containerPort ({ports})")
+            elif number != listen_port:
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}`: {probe} probes port {number}, but the engine listens on {listen} (ORDO_LISTEN)")
+        ready = engine.get("readinessProbe") or {}
+        if check_timeout is not None and ready:
+            need = check_timeout * (1 + pipelines)
+            if ready.get("timeoutSeconds", 1) < need:
+                self.problem(file, deploy, (
+                    f"container `{ENGINE_CONTAINER}`: readinessProbe.timeoutSeconds is {ready.get('timeoutSeconds', 1)}, but /readyz may take "
+                    f"{need} s ({check_timeout} s for the broker and {check_timeout} s for each of {pipelines} pipeline tables, one after the other)"))
+
+    def check_listeners(self) -> None:
+        file, deploy, template = self.pod()
+        engine = self.engine()
+        env = self.env(engine)
+        ports = {p.get("name"): p["containerPort"] for p in engine.get("ports") or []}
+        for var, name in (("ORDO_LISTEN", "http"), ("ORDO_ADMIN_LISTEN", "admin")):
+            value = env.get(var, {}).get("value")
+            if value is None:
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}` does not set {var}")
+                continue
+            host, _, port = value.rpartition(":")
+            if host in ("127.0.0.1", "localhost", "[::1]"):
+                self.problem(file, deploy, f"{var}={value} is loopback: nothing outside the pod could reach it")
+            if ports.get(name) != int(port):
+                self.problem(file, deploy, f"{var}={value}, but the containerPort named `{name}` is {ports.get(name)}")
+        annotations = template.get("metadata", {}).get("annotations") or {}
+        scrape = annotations.get("prometheus.io/port")
+        if scrape is not None and ports.get("admin") != int(scrape):
+            self.problem(file, deploy, f"the annotation prometheus.io/port is {scrape}, but /metrics is on the admin port {ports.get('admin')}")
+        for sfile, svc in self.of_kind("Service"):
+            for p in svc["spec"].get("ports") or []:
+                target = p.get("targetPort", p.get("port"))
+                number = ports.get(target) if isinstance(target, str) else target
+                if number not in ports.values():
+                    self.problem(sfile, svc, f"port `{p.get('name')}` targets `{target}`, which no containerPort of `{ENGINE_CONTAINER}` declares ({ports})")
+
+    def check_security(self) -> None:
+        file, deploy, template = self.pod()
+        pod_sc = template["spec"].get("securityContext") or {}
+        containers = [("initContainers", c) for c in template["spec"].get("initContainers") or []]
+        containers += [("containers", c) for c in template["spec"]["containers"]]
+        for group, c in containers:
+            sc = c.get("securityContext") or {}
+            where = f"{group}[{c.get('name')}].securityContext"
+
+            def effective(key: str) -> Any:
+                return sc.get(key, pod_sc.get(key))
+
+            if effective("runAsNonRoot") is not True:
+                self.problem(file, deploy, f"{where}.runAsNonRoot must be true (here or in the pod's securityContext), is {shown(effective('runAsNonRoot'))}")
+            uid = effective("runAsUser")
+            if not isinstance(uid, int) or uid == 0:
+                self.problem(file, deploy, f"{where}.runAsUser must be a non-root uid (the image's is 10001), is {shown(uid)}")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                self.problem(file, deploy, f"{where}.readOnlyRootFilesystem must be true, is {shown(sc.get('readOnlyRootFilesystem'))}")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                self.problem(file, deploy, f"{where}.allowPrivilegeEscalation must be false, is {shown(sc.get('allowPrivilegeEscalation'))}")
+            if sc.get("privileged"):
+                self.problem(file, deploy, f"{where}.privileged must not be set")
+            caps = sc.get("capabilities") or {}
+            if "ALL" not in (caps.get("drop") or []):
+                self.problem(file, deploy, f"{where}.capabilities.drop must hold ALL, is {shown(caps.get('drop'))}")
+            if caps.get("add"):
+                self.problem(file, deploy, f"{where}.capabilities.add must be empty, is {shown(caps.get('add'))}")
+            seccomp = (effective("seccompProfile") or {}).get("type")
+            if seccomp != "RuntimeDefault":
+                self.problem(file, deploy, f"{where}.seccompProfile.type must be RuntimeDefault (here or in the pod's), is {shown(seccomp)}")
+            image = c.get("image", "")
+            if "@sha256:" not in image and (":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")):
+                self.problem(file, deploy, f"{group}[{c.get('name')}].image `{image}` must name a tag (not latest) or a digest")
+            resources = c.get("resources") or {}
+            for kind in ("requests", "limits"):
+                for res in ("cpu", "memory"):
+                    if res not in (resources.get(kind) or {}):
+                        self.problem(file, deploy, f"{group}[{c.get('name')}].resources.{kind}.{res} is not set")
+            for res in ("cpu", "memory"):
+                req, lim = (resources.get("requests") or {}).get(res), (resources.get("limits") or {}).get(res)
+                if req is not None and lim is not None and quantity(req) > quantity(lim):
+                    self.problem(file, deploy, f"{group}[{c.get('name')}].resources: the {res} request {req} is above the limit {lim}")
+        for nfile, ns in self.of_kind("Namespace"):
+            if self.namespace and ns["metadata"]["name"] != self.namespace:
+                self.problem(nfile, ns, f"is not the kustomization's namespace `{self.namespace}`")
+
+    def check_secrets(self) -> None:
+        file, deploy, template = self.pod()
+        for file_, obj in self.objects:
+            if obj.get("kind") == "Secret" and (obj.get("data") or obj.get("stringData")):
+                self.problem(file_, obj, "holds secret values in the repository; make the Secret outside it (docs/deploy.md, Kubernetes)")
+        containers = (template["spec"].get("initContainers") or []) + template["spec"]["containers"]
+        for c in containers:
+            env = self.env(c)
+            for name, entry in env.items():
+                if "value" in entry and SECRET_LOOKING.search(name):
+                    self.problem(file, deploy, f"container `{c['name']}`: env {name} has a literal value; take it from a Secret (valueFrom.secretKeyRef)")
+            for ref in c.get("envFrom") or []:
+                if "configMapRef" in ref:
+                    self.problem(file, deploy, f"container `{c['name']}`: envFrom a ConfigMap is not checked for secrets here; use env")
+        engine = self.env(self.engine())
+        for name in SECRET_ENV:
+            ref = (engine.get(name, {}).get("valueFrom") or {}).get("secretKeyRef")
+            if not ref and "value" not in engine.get(name, {}):  # a literal one is named above
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}`: env {name} must come from a Secret (valueFrom.secretKeyRef)")
+
+    def check_identity_and_env(self) -> None:
+        file, deploy, template = self.pod()
+        name = template["spec"].get("serviceAccountName")
+        accounts = {o["metadata"]["name"]: (f, o) for f, o in self.of_kind("ServiceAccount")}
+        if name not in accounts:
+            self.problem(file, deploy, f"serviceAccountName `{name}` is not a ServiceAccount of this directory ({', '.join(accounts) or 'none'})")
+        else:
+            afile, account = accounts[name]
+            arn = (account["metadata"].get("annotations") or {}).get("eks.amazonaws.com/role-arn", "")
+            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+                self.problem(afile, account, f"annotation eks.amazonaws.com/role-arn must be an IAM role ARN (IRSA), is {arn!r}")
+        env = self.env(self.engine())
+        for var in ("KAFKA_BROKERS", "AWS_REGION", "ORDO_CONFIG"):
+            if var not in env:
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}` does not set {var}")
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+            if var in env:
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}` sets {var}: credentials come from IRSA, the endpoint from the region")
+
+    def check_pipelines_file(self) -> None:
+        file, deploy, template = self.pod()
+        engine = self.engine()
+        config = self.env(engine).get("ORDO_CONFIG", {}).get("value")
+        try:
+            loaded = self.pipelines_file(strict=True)
+        except tomllib.TOMLDecodeError as e:
+            self.problem(self.config_source(), None, f"does not parse as TOML: {e}")
+            return
+        if loaded is None:
+            self.problem(file, deploy, f"ORDO_CONFIG={config} is not a key of a ConfigMap mounted in container `{ENGINE_CONTAINER}`")
+            return
+        _, doc = loaded
+        where = self.config_source()
+        unknown = set(doc) - {"pipelines", "auth", "audit", "kafka"}
+        if unknown:
+            self.problem(where, None, f"unknown top-level keys {sorted(unknown)} (the engine refuses them)")
+        if "auth" not in doc and self.env(engine).get("ORDO_INSECURE_NO_AUTH", {}).get("value") not in ("true", "1"):
+            self.problem(where, None, "has no [auth] table: the engine refuses to listen beyond loopback without one")
+        known, required = self.src.pipeline_keys()
+        pipelines = doc.get("pipelines") or {}
+        if not pipelines:
+            self.problem(where, None, "has no [pipelines.<name>] table")
+        mounts = {m["mountPath"].rstrip("/"): m["name"] for m in engine.get("volumeMounts") or []}
+        volumes = {v["name"]: v for v in template["spec"].get("volumes") or []}
+        filled = {m["name"] for c in template["spec"].get("initContainers") or [] for m in c.get("volumeMounts") or []}
+        for name, p in pipelines.items():
+            if known and set(p) - known:
+                self.problem(where, None, f"pipeline `{name}`: unknown keys {sorted(set(p) - known)} (known: engine/src/config/file.rs)")
+            if required - set(p):
+                self.problem(where, None, f"pipeline `{name}`: missing required keys {sorted(required - set(p))}")
+            for field in ("plugin", "plugin_self_test"):
+                path = p.get(field)
+                if path is None:
+                    continue
+                if not path.startswith("/"):
+                    self.problem(where, None, f"pipeline `{name}`: `{field}` {path!r} is relative, so it would be read beside the mounted pipelines file; use a path in the plugins volume")
+                    continue
+                mount = max((m for m in mounts if path.startswith(m + "/")), key=len, default=None)
+                if mount is None:
+                    self.problem(where, None, f"pipeline `{name}`: `{field}` {path!r} is under no volume mounted in container `{ENGINE_CONTAINER}` ({sorted(mounts)})")
+                    continue
+                volume = volumes.get(mounts[mount], {})
+                if "emptyDir" in volume and mounts[mount] not in filled:
+                    self.problem(where, None, f"pipeline `{name}`: `{field}` {path!r} is in the emptyDir `{mounts[mount]}`, which no init container fills")
+                elif "configMap" in volume:
+                    cm_name, key = volume["configMap"]["name"], path[len(mount) + 1:]
+                    cm = self.generated.get(cm_name) or next(
+                        (o for _, o in self.of_kind("ConfigMap") if o["metadata"]["name"] == cm_name), {})
+                    if key not in (cm.get("data") or {}) and key not in (cm.get("binaryData") or {}):
+                        self.problem(where, None, f"pipeline `{name}`: `{field}` {path!r} is not a key of the ConfigMap `{cm_name}` mounted at {mount}")
+
+    def check_scaling(self) -> None:
+        file, deploy, _ = self.pod()
+        loaded = self.pipelines_file()
+        if loaded is None:
+            return  # named by check_pipelines_file
+        pipelines = loaded[1].get("pipelines") or {}
+        default_partitions = self.src.find("engine/src/config/file.rs", r"const DEFAULT_PARTITIONS: i32 = (\d+);", "`const DEFAULT_PARTITIONS`")
+        group_format = self.src.find("engine/src/config/rules.rs", r'consumer_group\.unwrap_or_else\(\|\| format!\("([^"]*)"', "the default consumer group's format")
+        offset_reset = self.src.find("engine/src/bus/kafka/group.rs", r'"auto\.offset\.reset", "(\w+)"', "the consumer's auto.offset.reset")
+        brokers = self.env(self.engine()).get("KAFKA_BROKERS", {}).get("value")
+        replicas = deploy["spec"].get("replicas", 1)
+        for sfile, so in self.of_kind("ScaledObject"):
+            spec = so["spec"]
+            lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+            if not lo <= replicas <= hi:
+                self.problem(sfile, so, f"the Deployment's replicas ({replicas}) is outside minReplicaCount..maxReplicaCount ({lo}..{hi})")
+            if lo < 1:
+                self.problem(sfile, so, "minReplicaCount must be at least 1: the same pods serve HTTP ingest, which lag does not measure")
+            triggers = [t for t in spec.get("triggers") or [] if t.get("type") == "kafka"]
+            for name, p in pipelines.items():
+                group = p.get("consumer_group") or (group_format or "ordo.{name}").replace("{name}", name)
+                topic = p.get("topic")
+                partitions = p.get("partitions", int(default_partitions or 6))
+                mine = [t for t in triggers if t["metadata"].get("topic") == topic]
+                if len(mine) != 1:
+                    self.problem(sfile, so, f"needs exactly one kafka trigger on pipeline `{name}`'s topic `{topic}`, has {len(mine)}")
+                    continue
+                meta = mine[0]["metadata"]
+                if meta.get("consumerGroup") != group:
+                    self.problem(sfile, so, f"trigger on `{topic}`: consumerGroup is `{meta.get('consumerGroup')}`, but pipeline `{name}`'s engines join `{group}`")
+                if brokers is not None and meta.get("bootstrapServers") != brokers:
+                    self.problem(sfile, so, f"trigger on `{topic}`: bootstrapServers `{meta.get('bootstrapServers')}` differs from the Deployment's KAFKA_BROKERS `{brokers}`")
+                if offset_reset and meta.get("offsetResetPolicy", "latest") != offset_reset:
+                    self.problem(sfile, so, f"trigger on `{topic}`: offsetResetPolicy is `{meta.get('offsetResetPolicy', 'latest')}`, the engine's consumer uses `{offset_reset}`")
+                if meta.get("allowIdleConsumers") == "true":
+                    self.problem(sfile, so, f"trigger on `{topic}`: allowIdleConsumers must stay false: a member beyond the partition count consumes nothing")
+                if hi > partitions:
+                    self.problem(sfile, so, f"maxReplicaCount {hi} is above pipeline `{name}`'s {partitions} partitions: Kafka gives each partition to one member of `{group}`, so replicas beyond {partitions} would sit idle")
+            for t in triggers:
+                if t["metadata"].get("topic") not in {p.get("topic") for p in pipelines.values()}:
+                    self.problem(sfile, so, f"a kafka trigger reads topic `{t['metadata'].get('topic')}`, which no pipeline consumes")
+        for pfile, pdb in self.of_kind("PodDisruptionBudget"):
+            spec = pdb["spec"]
+            floor = min([so["spec"].get("minReplicaCount", replicas) for _, so in self.of_kind("ScaledObject")] + [replicas])
+            if "maxUnavailable" in spec and spec["maxUnavailable"] in (0, "0%"):
+                self.problem(pfile, pdb, "maxUnavailable 0 blocks every node drain")
+            if isinstance(spec.get("minAvailable"), int) and spec["minAvailable"] >= floor:
+                self.problem(pfile, pdb, f"minAvailable {spec['minAvailable']} leaves no disruption at {floor} replicas: node drains would block")
+
+
+def shown(value: Any) -> str:
+    """A value as a message shows it: `unset` for a missing one."""
+    return "unset" if value is None else repr(value)
+
+
+def quantity(text: str | int | float) -> float:
+    """A Kubernetes quantity as a number (cpu in cores, memory in bytes)."""
+    text = str(text)
+    units = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", text)
+    if match is None or match.group(2) not in units and match.group(2) != "":
+        raise ValueError(f"not a quantity: {text!r}")
+    return float(match.group(1)) * units.get(match.group(2), 1)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} DIR (the kustomization directory)", file=sys.stderr)
+        return 2
+    checker = Checker(Path(argv[1]))
+    if not checker.load():
+        for p in checker.problems:
+            print(f"FAIL {p}", file=sys.stderr)
+        return 1
+    checks = [
+        ("kustomization", lambda: None),  # its problems were found while loading
+        ("schemas", checker.check_schemas),
+        ("selectors", checker.check_selectors),
+        ("scale target", checker.check_scale_target),
+        ("grace period", checker.check_grace),
+        ("probes", checker.check_probes),
+        ("listeners and ports", checker.check_listeners),
+        ("security context and resources", checker.check_security),
+        ("secrets by reference", checker.check_secrets),
+        ("identity and environment", checker.check_identity_and_env),
+        ("pipelines file", checker.check_pipelines_file),
+        ("scaling on lag", checker.check_scaling),
+    ]
+    loading_problems = len(checker.problems)
+    for name, check in checks:
+        checker.run(name, check)
+    # Problems found while loading count against the first check.
+    checker.results[0] = ("kustomization", loading_problems)
+    for problem in checker.problems:
+        print(f"FAIL {problem}", file=sys.stderr)
+    failed = sum(1 for _, n in checker.results if n)
+    names = ", ".join(name for name, _ in checker.results)
+    kinds = ", ".join(sorted({f"{o['kind']}/{o['metadata']['name']}" for _, o in checker.objects}))
+    print(f"deploy/kubernetes: {len(checker.objects)} objects ({kinds}); Kubernetes {' and '.join(K8S_VERSIONS)} schemas (strict), "
+          f"{SCALEDOBJECT_SCHEMA}; checks: {names}")
+    sys.stderr.flush()
+    if failed:
+        print(f"failed checks: {', '.join(name for name, n in checker.results if n)}")
+    print(f"deploy: {len(checks) - failed} passed, {failed} failed")
+    return 1 if checker.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

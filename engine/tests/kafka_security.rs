@@ -1,0 +1,177 @@
+//! Kafka over TLS and SASL for real: the engine against a broker of the test's own, reached
+//! through a TLS terminator whose certificate a CA made here signed (tansu 0.6 speaks plain
+//! Kafka only, so the broker advertises the terminator's address, as a cluster behind a TLS
+//! load balancer does), and against the same broker requiring SASL/SCRAM.
+
+mod common;
+
+use common::tls::TlsFront;
+use common::{free_port, pki, s, wait_item, Engine, Names, PrivateBroker};
+
+const SEED: &str = r#"{ "PatientId": "1", "FirstName": "John", "LastName": "Doe", "IsPregnant": "False", "Sex": "Female"}"#;
+
+/// A broker behind a TLS front (the front first: the broker advertises its address).
+fn broker_behind_tls(pki: &common::Pki) -> (PrivateBroker, TlsFront) {
+    let broker_address = format!("127.0.0.1:{}", free_port());
+    let front = TlsFront::start(&broker_address, pki);
+    let broker = PrivateBroker::start_advertising(&broker_address, &front.address, &[]);
+    (broker, front)
+}
+
+#[tokio::test]
+async fn the_seed_round_trips_over_tls_with_the_ca_from_a_file() {
+    let pki = pki("kafka-tls");
+    let (_broker, front) = broker_behind_tls(&pki);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("write CA");
+    let engine = Engine::builder(Names::unique("kafka-tls"))
+        .brokers(&front.address)
+        .extra(&format!(
+            r#"
+[kafka]
+"security.protocol" = "SSL"
+"ssl.ca.location" = "{}"
+"#,
+            ca.display()
+        ))
+        .start();
+    let (status, body) = engine.post(SEED).await;
+    assert_eq!(status, 202, "{body}");
+    let item = wait_item(&engine, "1", |_| true).await;
+    assert_eq!(s(&item, "FirstName"), "John");
+    assert_eq!(s(&item, "IsPregnant"), "False");
+}
+
+#[test]
+fn a_wrong_ca_stops_the_engine_naming_the_tls_failure() {
+    let pki_broker = pki("kafka-tls-right");
+    let other = pki("kafka-tls-wrong");
+    let (_broker, front) = broker_behind_tls(&pki_broker);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("other-ca.pem");
+    std::fs::write(&ca, &other.ca_pem).expect("write CA");
+    let names = Names::unique("kafka-tls-wrong");
+    let config = common::pipelines_file_of(
+        dir.path(),
+        &names.topic,
+        &names.table,
+        &common::lww_plugin(),
+        &format!(
+            r#"
+[kafka]
+"security.protocol" = "SSL"
+"ssl.ca.location" = "{}"
+"#,
+            ca.display()
+        ),
+    );
+    let out = common::ordo_command()
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("KAFKA_BROKERS", &front.address)
+        .output()
+        .expect("run the engine");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the engine must stop:\n{stderr}");
+    assert!(
+        stderr.contains("certificate verify failed"),
+        "the TLS failure is named:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the brokers refused the connection"),
+        "the startup error explains itself:\n{stderr}"
+    );
+}
+
+/// A broker requiring SASL with a SCRAM-SHA-256 user `ordo`: the user is created while the
+/// broker is open, then it restarts with `--authentication` on the same storage.
+fn broker_with_scram_user(password: &str) -> PrivateBroker {
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut broker = PrivateBroker::start_advertising(&address, &address, &[]);
+    let created = broker.tansu(&[
+        "user",
+        "create",
+        "--broker",
+        &format!("tcp://{address}"),
+        "--mechanism",
+        "scram256",
+        "ordo",
+        password,
+    ]);
+    assert!(
+        created.status.success(),
+        "tansu user create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    broker.stop();
+    broker.set_args(&["--authentication"]);
+    broker.restart();
+    broker
+}
+
+fn scram_table(password_env: &str) -> String {
+    format!(
+        r#"
+[kafka]
+"security.protocol" = "SASL_PLAINTEXT"
+"sasl.mechanisms" = "SCRAM-SHA-256"
+"sasl.username" = "ordo"
+"sasl.password" = "${{env:{password_env}}}"
+"#
+    )
+}
+
+#[tokio::test]
+async fn the_seed_round_trips_with_sasl_scram_and_the_password_from_the_environment() {
+    let broker = broker_with_scram_user("scram-secret-1");
+    let engine = Engine::builder(Names::unique("kafka-scram"))
+        .brokers(&broker.address)
+        .env("ORDO_TEST_SCRAM_PASSWORD", "scram-secret-1")
+        .extra(&scram_table("ORDO_TEST_SCRAM_PASSWORD"))
+        .start();
+    let (status, body) = engine.post(SEED).await;
+    assert_eq!(status, 202, "{body}");
+    let item = wait_item(&engine, "1", |_| true).await;
+    assert_eq!(s(&item, "LastName"), "Doe");
+    assert!(
+        !engine.log().contains("scram-secret-1"),
+        "no password in the log"
+    );
+}
+
+#[test]
+fn a_wrong_scram_password_stops_the_engine_naming_the_authentication_failure() {
+    let broker = broker_with_scram_user("scram-secret-2");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names = Names::unique("kafka-scram-wrong");
+    let config = common::pipelines_file_of(
+        dir.path(),
+        &names.topic,
+        &names.table,
+        &common::lww_plugin(),
+        &scram_table("ORDO_TEST_SCRAM_WRONG"),
+    );
+    let out = common::ordo_command()
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("KAFKA_BROKERS", &broker.address)
+        .env("ORDO_TEST_SCRAM_WRONG", "not-the-password")
+        .output()
+        .expect("run the engine");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the engine must stop:\n{stderr}");
+    assert!(
+        stderr.contains("the brokers refused the connection") && stderr.contains("SASL"),
+        "the authentication failure is named:\n{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+}
