@@ -137,14 +137,19 @@ impl PrivateBroker {
             }
             return;
         }
-        let probe: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &broker.address)
-            .create()
-            .expect("metadata client");
-        while probe
-            .fetch_metadata(None, Timeout::After(Duration::from_secs(1)))
-            .is_err()
-        {
+        // A client per attempt: one whose late answer taught it the advertised address (a TLS
+        // front's, say) would ask there afterwards, in plain Kafka, forever.
+        loop {
+            let probe: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &broker.address)
+                .create()
+                .expect("metadata client");
+            if probe
+                .fetch_metadata(None, Timeout::After(Duration::from_secs(1)))
+                .is_ok()
+            {
+                return;
+            }
             assert!(Instant::now() < deadline, "{}", never());
         }
     }
