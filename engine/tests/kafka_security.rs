@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::tls::TlsFront;
 use common::{free_port, pki, s, wait_item, Engine, Names, PrivateBroker};
 
@@ -18,22 +20,47 @@ fn broker_behind_tls(pki: &common::Pki) -> (PrivateBroker, TlsFront) {
     (broker, front)
 }
 
+/// `ca`'s certificate written into `dir`, as the `[kafka]` lines that trust it (`ssl.ca.location`).
+fn trusting(dir: &Path, ca: &common::Pki) -> String {
+    let file = dir.join("ca.pem");
+    std::fs::write(&file, &ca.ca_pem).expect("write CA");
+    format!("\"ssl.ca.location\" = \"{}\"\n", file.display())
+}
+
+/// Runs the engine on `brokers` with `extra` pipelines-file lines and `env`, expects it to
+/// stop at start, and returns what it wrote to stderr.
+fn failed_start(label: &str, brokers: &str, extra: &str, env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names = Names::unique(label);
+    let config = common::pipelines_file_of(
+        dir.path(),
+        &names.topic,
+        &names.table,
+        &common::lww_plugin(),
+        extra,
+    );
+    let out = common::ordo_command()
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("KAFKA_BROKERS", brokers)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the engine");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "the engine must stop:\n{stderr}");
+    stderr
+}
+
 #[tokio::test]
 async fn the_seed_round_trips_over_tls_with_the_ca_from_a_file() {
     let pki = pki("kafka-tls");
     let (_broker, front) = broker_behind_tls(&pki);
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).expect("write CA");
     let engine = Engine::builder(Names::unique("kafka-tls"))
         .brokers(&front.address)
         .extra(&format!(
-            r#"
-[kafka]
-"security.protocol" = "SSL"
-"ssl.ca.location" = "{}"
-"#,
-            ca.display()
+            "\n[kafka]\n\"security.protocol\" = \"SSL\"\n{}",
+            trusting(dir.path(), &pki)
         ))
         .start();
     let (status, body) = engine.post(SEED).await;
@@ -45,39 +72,13 @@ async fn the_seed_round_trips_over_tls_with_the_ca_from_a_file() {
 
 #[test]
 fn a_wrong_ca_stops_the_engine_naming_the_tls_failure() {
-    let pki_broker = pki("kafka-tls-right");
-    let other = pki("kafka-tls-wrong");
-    let (_broker, front) = broker_behind_tls(&pki_broker);
+    let (_broker, front) = broker_behind_tls(&pki("kafka-tls-right"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = dir.path().join("other-ca.pem");
-    std::fs::write(&ca, &other.ca_pem).expect("write CA");
-    let names = Names::unique("kafka-tls-wrong");
-    let config = common::pipelines_file_of(
-        dir.path(),
-        &names.topic,
-        &names.table,
-        &common::lww_plugin(),
-        &format!(
-            r#"
-[kafka]
-"security.protocol" = "SSL"
-"ssl.ca.location" = "{}"
-"#,
-            ca.display()
-        ),
+    let extra = format!(
+        "\n[kafka]\n\"security.protocol\" = \"SSL\"\n{}",
+        trusting(dir.path(), &pki("kafka-tls-wrong"))
     );
-    let out = common::ordo_command()
-        .args([
-            "--config",
-            &config.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("KAFKA_BROKERS", &front.address)
-        .output()
-        .expect("run the engine");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the engine must stop:\n{stderr}");
+    let stderr = failed_start("kafka-tls-wrong", &front.address, &extra, &[]);
     assert!(
         stderr.contains("certificate verify failed"),
         "the TLS failure is named:\n{stderr}"
@@ -147,28 +148,12 @@ async fn the_seed_round_trips_with_sasl_scram_and_the_password_from_the_environm
 #[test]
 fn a_wrong_scram_password_stops_the_engine_naming_the_authentication_failure() {
     let broker = broker_with_scram_user("scram-secret-2");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let names = Names::unique("kafka-scram-wrong");
-    let config = common::pipelines_file_of(
-        dir.path(),
-        &names.topic,
-        &names.table,
-        &common::lww_plugin(),
+    let stderr = failed_start(
+        "kafka-scram-wrong",
+        &broker.address,
         &scram_table("ORDO_TEST_SCRAM_WRONG"),
+        &[("ORDO_TEST_SCRAM_WRONG", "not-the-password")],
     );
-    let out = common::ordo_command()
-        .args([
-            "--config",
-            &config.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("KAFKA_BROKERS", &broker.address)
-        .env("ORDO_TEST_SCRAM_WRONG", "not-the-password")
-        .output()
-        .expect("run the engine");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the engine must stop:\n{stderr}");
     assert!(
         stderr.contains("the brokers refused the connection") && stderr.contains("SASL"),
         "the authentication failure is named:\n{stderr}"
@@ -185,34 +170,15 @@ fn msk_iam_signs_a_token_and_offers_it_over_tls() {
     let pki = pki("kafka-msk-iam");
     let (_broker, front) = broker_behind_tls(&pki);
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).expect("write CA");
-    let names = Names::unique("kafka-msk-iam");
-    let config = common::pipelines_file_of(
-        dir.path(),
-        &names.topic,
-        &names.table,
-        &common::lww_plugin(),
-        &format!(
-            "\n[kafka]\n\"ssl.ca.location\" = \"{}\"\n[kafka.aws_msk_iam]\nregion = \"eu-west-1\"\n",
-            ca.display()
-        ),
+    let extra = format!(
+        "\n[kafka]\n{}[kafka.aws_msk_iam]\nregion = \"eu-west-1\"\n",
+        trusting(dir.path(), &pki)
     );
-    let out = common::ordo_command()
-        .args([
-            "--config",
-            &config.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("KAFKA_BROKERS", &front.address)
-        .env("ORDO_KAFKA_DEBUG", "security")
-        .output()
-        .expect("run the engine");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "no OAUTHBEARER on the local broker:\n{stderr}"
+    let stderr = failed_start(
+        "kafka-msk-iam",
+        &front.address,
+        &extra,
+        &[("ORDO_KAFKA_DEBUG", "security")],
     );
     assert!(
         !stderr.contains("No MSK IAM token"),

@@ -6,8 +6,12 @@ use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication
 use rdkafka::types::RDKafkaErrorCode;
 use tracing::{info, warn};
 
+use super::context::OrdoContext;
 use super::KafkaConfig;
 use crate::bus::BusError;
+
+/// The engine's admin client.
+type Admin = rdkafka::admin::AdminClient<OrdoContext>;
 
 /// How long one admin request may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,7 +24,8 @@ pub async fn ensure_topics(
     partitions: i32,
     replication_factor: i32,
 ) -> Result<(), BusError> {
-    create(kafka, topics, partitions, replication_factor, &[])
+    let admin = kafka.admin()?;
+    create(&admin, kafka, topics, partitions, replication_factor, &[])
         .await
         .map(|_| ())
 }
@@ -35,9 +40,18 @@ pub async fn ensure_topic_with(
     replication_factor: i32,
     config: &[(String, String)],
 ) -> Result<(), BusError> {
-    let created = create(kafka, &[topic], partitions, replication_factor, config).await?;
+    let admin = kafka.admin()?;
+    let created = create(
+        &admin,
+        kafka,
+        &[topic],
+        partitions,
+        replication_factor,
+        config,
+    )
+    .await?;
     if created.is_empty() && !config.is_empty() {
-        for difference in topic_config_differences(kafka, topic, config).await? {
+        for difference in differences(&admin, kafka, topic, config).await? {
             warn!(
                 topic,
                 "{difference}; Ordo does not change an existing topic's configuration."
@@ -54,7 +68,16 @@ pub async fn topic_config_differences(
     topic: &str,
     wanted: &[(String, String)],
 ) -> Result<Vec<String>, BusError> {
-    let admin = kafka.admin()?;
+    differences(&kafka.admin()?, kafka, topic, wanted).await
+}
+
+/// [`topic_config_differences`] with an admin client at hand.
+async fn differences(
+    admin: &Admin,
+    kafka: &KafkaConfig,
+    topic: &str,
+    wanted: &[(String, String)],
+) -> Result<Vec<String>, BusError> {
     let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
     let failed = |reason: String| BusError::Admin {
         topic: topic.to_string(),
@@ -85,6 +108,7 @@ pub async fn topic_config_differences(
 
 /// Creates those of `topics` that do not exist, each with `config`; returns those created.
 async fn create(
+    admin: &Admin,
     kafka: &KafkaConfig,
     topics: &[&str],
     partitions: i32,
@@ -92,7 +116,6 @@ async fn create(
     config: &[(String, String)],
 ) -> Result<Vec<String>, BusError> {
     let named = topics.join(", ");
-    let admin = kafka.admin()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {

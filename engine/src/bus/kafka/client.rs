@@ -3,16 +3,14 @@
 //! reconnect backoff, librdkafka debug contexts, and later TLS or SASL) applies to all.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::ClientConfig;
 
 use super::context::{MskIam, OrdoContext};
-
 use super::producer::KafkaPublisher;
 use super::reader::KafkaReader;
 use crate::bus::BusError;

@@ -104,16 +104,15 @@ impl OrdoContext {
         self.refused.lock().ok().and_then(|r| r.clone())
     }
 
-    /// Keeps `reason` when `error` is a TLS or authentication failure.
-    pub(super) fn note(&self, error: &KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
+    /// What every client does with an error librdkafka reports: logs it, and keeps its
+    /// reason when it is a TLS or authentication failure.
+    pub(super) fn report(&self, error: &KafkaError, reason: &str) {
         let security = matches!(
-            code,
-            Some(RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication)
-        ) || matches!(
-            code,
+            error.rdkafka_error_code(),
             Some(
-                RDKafkaErrorCode::SaslAuthenticationFailed
+                RDKafkaErrorCode::SSL
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
                     | RDKafkaErrorCode::ClusterAuthorizationFailed
                     | RDKafkaErrorCode::TopicAuthorizationFailed
                     | RDKafkaErrorCode::GroupAuthorizationFailed
@@ -124,6 +123,7 @@ impl OrdoContext {
                 *last = Some(reason.to_string());
             }
         }
+        tracing::error!(target: "librdkafka", %error, reason, "Kafka client error.");
     }
 
     /// A token for librdkafka, when this client signs for MSK IAM.
@@ -143,8 +143,7 @@ impl ClientContext for OrdoContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.note(&error, reason);
-        tracing::error!(target: "librdkafka", %error, reason, "Kafka client error.");
+        self.report(&error, reason);
     }
 
     fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {

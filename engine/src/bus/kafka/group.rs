@@ -60,8 +60,7 @@ impl ClientContext for GroupContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.base.note(&error, reason);
-        tracing::error!(target: "librdkafka", %error, reason, "Kafka client error.");
+        self.base.report(&error, reason);
     }
 
     /// librdkafka's periodic statistics: keeps each assigned partition's consumer lag.
