@@ -142,6 +142,7 @@ pub async fn build(
         .kafka
         .group(&group, consumer_metrics.lag.clone())
         .map_err(bus_error)?;
+    let waits = pipeline::Waits::new(&p.name, consumer_metrics.clone());
     let apply = Box::pin(pipeline::consume::run(
         consumer,
         revoked,
@@ -149,6 +150,7 @@ pub async fn build(
         Arc::new(applier),
         Arc::clone(&shared.publisher),
         consumer_metrics,
+        waits.clone(),
         shutdown.clone(),
     ));
     let api = Arc::new(PipelineApi {
@@ -161,6 +163,7 @@ pub async fn build(
         in_flight: Arc::clone(&shared.in_flight),
         idempotency: ingest::idempotency::IdempotencyCache::default(),
         auth: shared.auth.clone(),
+        waits,
     });
     Ok(Built { slot, api, apply })
 }

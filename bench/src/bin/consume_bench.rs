@@ -444,6 +444,7 @@ async fn ordo_consumer<S: Store>(
         applier,
         publisher,
         metrics.clone(),
+        ordo::pipeline::Waits::new("bench", metrics.clone()),
         shutdown,
     ));
     // Time from the first settled event, as for the baseline (group join excluded).

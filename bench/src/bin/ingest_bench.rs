@@ -124,6 +124,7 @@ async fn serve_with<P: Publisher>(publisher: P, topic: &str) -> anyhow::Result<(
         idempotency: ingest::idempotency::IdempotencyCache::default(),
         metrics: IngestMetrics::default(),
         auth: None,
+        waits: Default::default(),
     });
     let admin = ingest::Admin {
         reloader: Arc::new(Reloader::new(Vec::new())),

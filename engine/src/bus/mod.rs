@@ -8,9 +8,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
+pub mod fence;
 pub mod kafka;
+
+pub use fence::{revocations, Fence, Lease, Revocations, Revoker};
 
 /// Where the broker stored a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +50,6 @@ impl Message {
             .map(|(_, v)| v.as_str())
     }
 }
-
-/// Partitions a consumer group took away from this member, as the bus reports them.
-pub type Revocations = mpsc::UnboundedReceiver<Vec<i32>>;
 
 /// Errors talking to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -128,4 +126,11 @@ pub trait Consumer: Send + Sync + 'static {
 
     /// Commits what was stored, now (at shutdown).
     fn commit(&self) -> Result<(), BusError>;
+
+    /// Stops fetching `partition` (messages already fetched may still come), so a partition
+    /// whose events wait does not fill memory.
+    fn pause(&self, partition: i32) -> Result<(), BusError>;
+
+    /// Fetches `partition` again.
+    fn resume(&self, partition: i32) -> Result<(), BusError>;
 }

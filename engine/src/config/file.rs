@@ -17,9 +17,10 @@ pub const DEFAULT_PARTITIONS: i32 = 6;
 pub const DEFAULT_REPLICATION_FACTOR: i32 = 1;
 /// Keys a consumer applies at once when the pipeline does not say.
 pub const DEFAULT_CONCURRENCY: usize = 64;
-/// Attempts before a failing event is dead-lettered when the pipeline does not say: with
-/// backoff capped at 5 s, about a minute and a half of outage.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
+/// Attempts before an event failing transiently (store away, host starved) is dead-lettered
+/// when the pipeline does not say: 0, never. A 202 promised the event would be applied, so
+/// an outage is waited out; throttling never counts as a failed attempt.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 0;
 
 /// One `[pipelines.<name>]` table as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,7 +52,8 @@ pub(super) struct PipelineFile {
     /// Keys applied at once by one engine.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Attempts before an event that keeps failing is dead-lettered; 0 retries forever.
+    /// Attempts before an event failing transiently is dead-lettered; 0 (the default)
+    /// waits as long as the failure lasts.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// Records written last kept in memory, so the next write of a key skips its read; 0: none.

@@ -170,7 +170,8 @@ pub struct Pipeline {
     pub dead_letter_topic: String,
     /// Keys applied at once by one engine.
     pub concurrency: usize,
-    /// Attempts before a failing event is dead-lettered; 0 retries forever.
+    /// Attempts before an event failing transiently is dead-lettered; 0 retries as long as
+    /// the failure lasts.
     pub max_attempts: u32,
     /// Records written last kept in memory per pipeline; 0: none.
     pub cache_records: usize,

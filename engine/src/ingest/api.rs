@@ -45,6 +45,10 @@ pub struct ReadyReport {
     pub checks: BTreeMap<String, String>,
     /// Each pipeline and the plugin in force (`sha256:` of its file).
     pub plugins: BTreeMap<String, String>,
+    /// Pipelines whose consumer holds events back on a transient failure (the store away or
+    /// throttling, the host starved), and why. The events wait, are not dead-lettered, and
+    /// apply once it passes; readiness is not failed by it, as ingest still accepts.
+    pub degraded: BTreeMap<String, String>,
 }
 
 /// A pipeline and the plugin it runs.
@@ -238,6 +242,11 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
             .iter()
             .map(|p| (p.pipeline.name.clone(), p.policy.current().id().to_string()))
             .collect();
+        let mut degraded: BTreeMap<String, String> = self
+            .pipelines
+            .iter()
+            .filter_map(|p| Some((p.pipeline.name.clone(), p.waits.degraded()?)))
+            .collect();
         let ready = checks.values().all(|c| c == "ok");
         let trusted = request
             .remote_addr()
@@ -250,11 +259,15 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
             for outcome in checks.values_mut().filter(|c| *c != "ok") {
                 *outcome = "failing".into();
             }
+            for why in degraded.values_mut() {
+                *why = "waiting".into();
+            }
         }
         let report = Json(ReadyReport {
             ready,
             checks,
             plugins,
+            degraded,
         });
         if ready {
             ReadyAnswer::Ready(report)

@@ -84,6 +84,8 @@ pub struct PipelineApi<P, S> {
     pub metrics: IngestMetrics,
     /// Who may call its routes; `None`: anyone who can reach the (loopback) listener.
     pub auth: Option<Arc<crate::auth::Auth>>,
+    /// Keys its consumer holds back on a transient failure, for `/readyz`.
+    pub waits: crate::pipeline::Waits,
 }
 
 /// The whole HTTP application: the engine's own endpoints and every pipeline's routes.

@@ -52,6 +52,8 @@ struct Fixture {
     store: MemoryStore,
     /// The pipeline's policy, to swap.
     policy: PolicyHandle,
+    /// Its consumer's waiting keys.
+    waits: crate::pipeline::Waits,
 }
 
 /// An application with pipeline `p` (route `/p`, topic `p.events`), whose ingest draws from
@@ -66,6 +68,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
             .unwrap_or_default(),
     );
     let policy = PolicyHandle::new(Arc::new(SexIsText));
+    let waits = crate::pipeline::Waits::default();
     let mut pipeline = crate::testing::pipeline("p");
     pipeline.audit_topic = Some("p.audit".into());
     let api = Arc::new(PipelineApi {
@@ -82,6 +85,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         idempotency: idempotency::IdempotencyCache::default(),
         metrics: IngestMetrics::default(),
         auth: None,
+        waits: waits.clone(),
     });
     let admin = Admin {
         reloader: Arc::new(Reloader::new(Vec::new())),
@@ -94,6 +98,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         bus,
         store,
         policy,
+        waits,
     }
 }
 
@@ -325,7 +330,11 @@ async fn read_back_and_405s_that_say_what_is_allowed() {
 #[tokio::test]
 async fn readiness_names_each_check_and_fails_when_a_seam_is_down() {
     let Fixture {
-        cli, bus, store, ..
+        cli,
+        bus,
+        store,
+        waits,
+        ..
     } = fixture(8, None);
     let ready = cli.get("/readyz").send().await;
     ready.assert_status_is_ok();
@@ -333,9 +342,19 @@ async fn readiness_names_each_check_and_fails_when_a_seam_is_down() {
         .assert_json(json!({
             "ready": true,
             "checks": {"kafka": "ok", "dynamodb:p": "ok"},
-            "plugins": {"p": "native:sex-is-text"}
+            "plugins": {"p": "native:sex-is-text"},
+            "degraded": {}
         }))
         .await;
+    // Keys waiting out a transient failure degrade the pipeline; ingest still accepts, so
+    // readiness holds. (The reason is shown on loopback or to admins, as for the checks.)
+    let wait = waits.start();
+    waits.failed("throttled", "PutItem throttled");
+    let degraded = cli.get("/readyz").send().await;
+    degraded.assert_status_is_ok();
+    let body: Value = degraded.json().await.value().deserialize();
+    assert_eq!(body["degraded"]["p"], "waiting", "{body}");
+    drop(wait);
     store.set_down(true);
     let down = cli.get("/readyz").send().await;
     down.assert_status(StatusCode::SERVICE_UNAVAILABLE);

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use super::Metrics;
 
@@ -57,11 +57,34 @@ pub struct ConsumerMetrics {
     pub writes: IntCounter,
     /// Conditional writes lost to another writer (then merged again).
     pub conflicts: IntCounter,
+    /// Retried attempts, by cause (one of [`super::RETRY_CAUSES`]).
+    pub(super) retries: Vec<(&'static str, IntCounter)>,
+    /// Keys waiting for a transient failure to pass.
+    pub waiting: IntGauge,
+    /// Keys that may be applied at once now.
+    pub concurrency: IntGauge,
+    /// Workers that panicked.
+    pub panics: IntCounter,
     /// Uncommitted messages per assigned partition.
     pub lag: Lag,
 }
 
 impl ConsumerMetrics {
+    /// Counts one retried attempt with `cause` (one of [`super::RETRY_CAUSES`]).
+    pub fn retried(&self, cause: &str) {
+        if let Some((_, counter)) = self.retries.iter().find(|(c, _)| *c == cause) {
+            counter.inc();
+        }
+    }
+
+    /// Attempts retried with `cause` so far.
+    pub fn retries(&self, cause: &str) -> u64 {
+        self.retries
+            .iter()
+            .find(|(c, _)| *c == cause)
+            .map_or(0, |(_, counter)| counter.get())
+    }
+
     /// Events taken from the topic and settled (applied, skipped or dead-lettered).
     pub fn settled(&self) -> u64 {
         self.applied.get() + self.skipped.get() + self.dead_lettered.get()

@@ -29,6 +29,8 @@ pub const SECONDS: &[f64] = &[
 pub const FUEL: &[f64] = &[1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
 /// The plugin exports whose calls are measured.
 pub const PLUGIN_CALLS: [&str; 3] = ["validate", "merge", "schema"];
+/// The causes of a retried attempt, as `ordo_apply_retries_total` labels them.
+pub const RETRY_CAUSES: [&str; 4] = ["unavailable", "throttled", "plugin_busy", "contended"];
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
@@ -65,6 +67,14 @@ struct Families {
     reloads: IntCounterVec,
     /// `ordo_plugin_info{pipeline, plugin}`.
     plugin_info: IntGaugeVec,
+    /// `ordo_apply_retries_total{pipeline, cause}`.
+    retries: IntCounterVec,
+    /// `ordo_keys_waiting{pipeline}`.
+    waiting: IntGaugeVec,
+    /// `ordo_apply_concurrency{pipeline}`.
+    concurrency: IntGaugeVec,
+    /// `ordo_worker_panics_total{pipeline}`.
+    panics: IntCounterVec,
 }
 
 fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -154,9 +164,29 @@ impl Metrics {
                 "The plugin in force for each pipeline (sha256 of its file).",
                 &["pipeline", "plugin"],
             ),
+            retries: counters(
+                "ordo_apply_retries_total",
+                "Failed attempts to apply events that are retried, not dead-lettered, by cause (unavailable, throttled, plugin_busy, contended).",
+                &["pipeline", "cause"],
+            ),
+            waiting: gauges(
+                "ordo_keys_waiting",
+                "Keys whose events wait for a transient failure to pass (store away, throttled, host starved).",
+                &["pipeline"],
+            ),
+            concurrency: gauges(
+                "ordo_apply_concurrency",
+                "Keys the consumer may apply at once now: the pipeline's concurrency, lowered while DynamoDB throttles.",
+                &["pipeline"],
+            ),
+            panics: counters(
+                "ordo_worker_panics_total",
+                "Workers that panicked; their events were retried.",
+                &["pipeline"],
+            ),
         };
         let f = &families;
-        let all: [Box<dyn prometheus::core::Collector>; 11] = [
+        let all: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(f.ingest_requests.clone()),
             Box::new(f.produce_seconds.clone()),
             Box::new(f.events.clone()),
@@ -168,6 +198,10 @@ impl Metrics {
             Box::new(f.plugin_fuel.clone()),
             Box::new(f.reloads.clone()),
             Box::new(f.plugin_info.clone()),
+            Box::new(f.retries.clone()),
+            Box::new(f.waiting.clone()),
+            Box::new(f.concurrency.clone()),
+            Box::new(f.panics.clone()),
         ];
         for collector in all {
             f.registry
@@ -214,6 +248,13 @@ impl Metrics {
             dead_lettered: outcome("dead_lettered"),
             writes: f.writes.with_label_values(&[pipeline]),
             conflicts: f.conflicts.with_label_values(&[pipeline]),
+            retries: RETRY_CAUSES
+                .iter()
+                .map(|cause| (*cause, f.retries.with_label_values(&[pipeline, cause])))
+                .collect(),
+            waiting: f.waiting.with_label_values(&[pipeline]),
+            concurrency: f.concurrency.with_label_values(&[pipeline]),
+            panics: f.panics.with_label_values(&[pipeline]),
             lag: Lag {
                 pipeline: pipeline.to_string(),
                 gauges: f.lag.clone(),
@@ -293,7 +334,7 @@ mod tests {
 
     /// Every family as `/metrics` names it, with its type and label names: dashboards and
     /// alert rules depend on these, so a change here must be deliberate.
-    const FAMILIES: [(&str, &str, &str); 11] = [
+    const FAMILIES: [(&str, &str, &str); 15] = [
         ("ordo_ingest_requests_total", "counter", "pipeline,status"),
         ("ordo_produce_seconds", "histogram", "pipeline"),
         ("ordo_events_total", "counter", "outcome,pipeline"),
@@ -309,6 +350,10 @@ mod tests {
         ("ordo_plugin_fuel", "histogram", "call,pipeline"),
         ("ordo_plugin_reloads_total", "counter", "outcome"),
         ("ordo_plugin_info", "gauge", "pipeline,plugin"),
+        ("ordo_apply_retries_total", "counter", "cause,pipeline"),
+        ("ordo_keys_waiting", "gauge", "pipeline"),
+        ("ordo_apply_concurrency", "gauge", "pipeline"),
+        ("ordo_worker_panics_total", "counter", "pipeline"),
     ];
 
     /// A metrics registry with one of everything counted for pipeline `p`.

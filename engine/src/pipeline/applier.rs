@@ -66,14 +66,39 @@ pub enum ApplyError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Other writers kept winning the conditional write.
-    #[error("key `{key}`: {MAX_CONFLICTS} conditional-write conflicts in a row")]
+    #[error("key {key}: {MAX_CONFLICTS} conditional-write conflicts in a row")]
     Contended {
-        /// The key fought over.
+        /// The key fought over, as logs may show it ([`crate::redact::key`]).
         key: String,
     },
     /// The plugin could not take the call for a reason of the host's, not the event's.
     #[error(transparent)]
     Plugin(PluginError),
+}
+
+/// What a failed attempt means for the events, as the worker treats them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No retry can help: the events are dead-lettered with the reason.
+    Permanent,
+    /// The host's or a dependency's state, not the events': wait and retry. The cause, as
+    /// `ordo_apply_retries_total` labels it (one of [`crate::metrics::RETRY_CAUSES`]).
+    Transient(&'static str),
+    /// DynamoDB asked to slow down: write less at once, and retry.
+    Throttled,
+}
+
+impl ApplyError {
+    /// Whether to dead-letter, wait or slow down.
+    pub fn failure(&self) -> Failure {
+        match self {
+            Self::Store(StoreError::Throttled { .. }) => Failure::Throttled,
+            Self::Store(e) if e.is_permanent() => Failure::Permanent,
+            Self::Store(_) => Failure::Transient("unavailable"),
+            Self::Contended { .. } => Failure::Transient("contended"),
+            Self::Plugin(_) => Failure::Transient("plugin_busy"),
+        }
+    }
 }
 
 /// Applies events of one pipeline to its store through its policy.
@@ -265,7 +290,7 @@ impl<S: Store> Applier<S> {
             }
         }
         Err(ApplyError::Contended {
-            key: key.to_string(),
+            key: crate::redact::key(key).to_string(),
         })
     }
 

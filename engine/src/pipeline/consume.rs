@@ -14,10 +14,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::offsets::PartitionOffsets;
+use super::pace::Pace;
+use super::waits::Waits;
 use super::worker::{self, Done, KeyId};
 use super::Applier;
 use crate::bus::{Consumer, Message, Publisher, Revocations};
@@ -28,17 +30,25 @@ use crate::store::Store;
 
 /// Messages held (queued or in a worker) before the dispatcher stops reading.
 const MAX_BUFFERED: usize = 10_000;
+/// Messages of one partition held before it is paused (it resumes at half): a partition
+/// whose events wait (a key retrying) does not take the whole buffer from the others.
+const PARTITION_HOLD: usize = 2_000;
 /// How long shutdown waits for running workers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A partition as the dispatcher tracks it.
 struct PartitionState {
-    /// Distinguishes this assignment from an earlier one of the same partition.
-    epoch: u64,
+    /// The partition's generation in the fence when its events started coming: a worker
+    /// applies them only while it holds.
+    generation: u64,
     /// Offsets in flight.
     offsets: PartitionOffsets,
     /// The last offset stored for commit.
     stored: Option<i64>,
+    /// Messages held, queued or in a worker.
+    held: usize,
+    /// Whether fetching it is paused.
+    paused: bool,
 }
 
 /// The events of one key waiting for, or held by, a worker.
@@ -66,12 +76,12 @@ struct Dispatcher<C, S, P> {
     buffered: usize,
     /// Workers running.
     busy_workers: usize,
-    /// The epoch the next new partition state gets.
-    next_epoch: u64,
 }
 
 /// Reads `pipeline`'s events from `consumer` until `shutdown`, applying them with `applier`;
-/// rejected events go to `dead_letters`; partitions in `revoked` are dropped from the loop.
+/// rejected events go to `dead_letters`; partitions in `revoked` are dropped from the loop,
+/// and their workers stop. `waits` shows keys waiting out a transient failure.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<C: Consumer, S: Store, P: Publisher>(
     consumer: C,
     mut revoked: Revocations,
@@ -79,6 +89,7 @@ pub async fn run<C: Consumer, S: Store, P: Publisher>(
     applier: Arc<Applier<S>>,
     dead_letters: Arc<P>,
     metrics: ConsumerMetrics,
+    waits: Waits,
     mut shutdown: Shutdown,
 ) {
     info!(pipeline = %pipeline.name, concurrency = pipeline.concurrency, "Consumer started.");
@@ -86,11 +97,13 @@ pub async fn run<C: Consumer, S: Store, P: Publisher>(
     let mut d = Dispatcher {
         consumer,
         work: worker::Shared {
-            permits: Arc::new(Semaphore::new(pipeline.concurrency.max(1))),
+            pace: Pace::new(pipeline.concurrency, metrics.concurrency.clone()),
             pipeline,
             applier,
             dead_letters,
             metrics: metrics.clone(),
+            waits,
+            fence: revoked.fence.clone(),
             shutdown: shutdown.clone(),
         },
         done,
@@ -98,10 +111,12 @@ pub async fn run<C: Consumer, S: Store, P: Publisher>(
         keys: HashMap::new(),
         buffered: 0,
         busy_workers: 0,
-        next_epoch: 0,
     };
     loop {
         tokio::select! {
+            // Revocations first: a message of a partition assigned again must not be taken
+            // under the generation it had before.
+            biased;
             _ = shutdown.wait() => break,
             Some(partitions) = revoked.recv() => d.revoke(&partitions),
             Some(finished) = done_rx.recv() => d.finished(finished),
@@ -136,53 +151,89 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
     /// Queues `message` under its key, and starts a worker if the key has none.
     fn take(&mut self, message: Message) {
         let partition = message.partition;
-        let next_epoch = &mut self.next_epoch;
-        let state = self.partitions.entry(partition).or_insert_with(|| {
-            *next_epoch += 1;
-            PartitionState {
-                epoch: *next_epoch,
+        let fence = &self.work.fence;
+        let state = self
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionState {
+                generation: fence.generation(partition),
                 offsets: PartitionOffsets::default(),
                 stored: None,
-            }
-        });
+                held: 0,
+                paused: false,
+            });
         state.offsets.start(message.offset);
-        let epoch = state.epoch;
+        state.held += 1;
+        if state.held >= PARTITION_HOLD && !state.paused {
+            state.paused = true;
+            if let Err(e) = self.consumer.pause(partition) {
+                debug!(pipeline = %self.work.pipeline.name, partition, error = %e, "Partition not paused.");
+            }
+        }
+        let generation = state.generation;
         let key = (partition, message.key.clone().unwrap_or_default());
         let queue = self.keys.entry(key.clone()).or_default();
         queue.queued.push(message);
         self.buffered += 1;
         if !queue.busy {
             self.busy_workers += 1;
-            dispatch(&self.work, &self.done, key, queue, epoch);
+            dispatch(&self.work, &self.done, key, queue, generation);
         }
     }
 
-    /// Records a worker's result and hands its key's newer events to a new worker.
-    fn finished(&mut self, done: Done) {
+    /// Records a worker's result and hands its key's newer events (or, after a panic, the
+    /// same ones again) to a new worker.
+    fn finished(&mut self, mut done: Done) {
         self.busy_workers -= 1;
-        self.buffered -= done.offsets.len();
-        self.record(&done);
+        let current = self
+            .partitions
+            .get(&done.key.0)
+            .filter(|s| s.generation == done.generation)
+            .is_some();
+        let retry = done.retry.take().filter(|_| current);
+        let released = if retry.is_some() {
+            0
+        } else {
+            done.offsets.len()
+        };
+        self.buffered -= released;
+        self.record(&done, released);
         let queue = self.keys.entry(done.key.clone()).or_default();
         queue.busy = false;
+        if let Some(mut again) = retry {
+            again.append(&mut queue.queued);
+            queue.queued = again;
+        }
         if queue.queued.is_empty() {
             self.keys.remove(&done.key);
-        } else if let Some(epoch) = self.partitions.get(&done.key.0).map(|s| s.epoch) {
+        } else if let Some(generation) = self.partitions.get(&done.key.0).map(|s| s.generation) {
             self.busy_workers += 1;
-            dispatch(&self.work, &self.done, done.key, queue, epoch);
+            dispatch(&self.work, &self.done, done.key, queue, generation);
         }
     }
 
     /// Marks a finished worker's offsets done, if they belong to the current assignment of
-    /// their partition, and stores the commit point if it moved.
-    fn record(&mut self, done: &Done) {
+    /// their partition, and stores the commit point if it moved; `released` of the
+    /// partition's held messages are gone (resuming it below half of its hold).
+    fn record(&mut self, done: &Done, released: usize) {
         let partition = done.key.0;
         let Some(state) = self
             .partitions
             .get_mut(&partition)
-            .filter(|s| s.epoch == done.epoch && done.finished)
+            .filter(|s| s.generation == done.generation)
         else {
             return;
         };
+        state.held = state.held.saturating_sub(released);
+        if state.paused && state.held <= PARTITION_HOLD / 2 {
+            state.paused = false;
+            if let Err(e) = self.consumer.resume(partition) {
+                debug!(pipeline = %self.work.pipeline.name, partition, error = %e, "Partition not resumed.");
+            }
+        }
+        if !done.finished {
+            return;
+        }
         for offset in &done.offsets {
             state.offsets.finish(*offset);
         }
@@ -209,7 +260,7 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
                 Ok(Some(done)) => {
                     self.busy_workers -= 1;
-                    self.record(&done);
+                    self.record(&done, 0);
                 }
                 _ => {
                     warn!(pipeline = %self.work.pipeline.name, workers = self.busy_workers, "Shutdown deadline passed with events in flight; they will be replayed.");
@@ -230,14 +281,14 @@ fn dispatch<S: Store, P: Publisher>(
     done: &mpsc::UnboundedSender<Done>,
     key: KeyId,
     queue: &mut KeyQueue,
-    epoch: u64,
+    generation: u64,
 ) {
     queue.busy = true;
     let messages = std::mem::take(&mut queue.queued);
     let work = work.clone();
     let done = done.clone();
     tokio::spawn(async move {
-        let result = work.apply(key, epoch, messages).await;
+        let result = work.run(key, generation, messages).await;
         let _ = done.send(result);
     });
 }
@@ -258,6 +309,8 @@ mod tests {
     struct Running {
         consumer: MemoryConsumer,
         metrics: ConsumerMetrics,
+        waits: Waits,
+        fence: crate::bus::Fence,
         stop: crate::shutdown::Trigger,
         task: tokio::task::JoinHandle<()>,
     }
@@ -279,8 +332,10 @@ mod tests {
         p.max_attempts = max_attempts;
         p.audit_topic = Some("t.audit".into());
         let (consumer, revoked) = bus.consumer(&p.topic);
+        let fence = revoked.fence.clone();
         let applier = Applier::new(store.clone(), PolicyHandle::new(policy), "k");
         let metrics = ConsumerMetrics::default();
+        let waits = Waits::new("t", metrics.clone());
         let (stop, shutdown) = crate::shutdown::channel();
         let task = tokio::spawn(run(
             consumer.clone(),
@@ -289,11 +344,14 @@ mod tests {
             Arc::new(applier),
             Arc::new(bus.clone()),
             metrics.clone(),
+            waits.clone(),
             shutdown,
         ));
         Running {
             consumer,
             metrics,
+            waits,
+            fence,
             stop,
             task,
         }
@@ -455,23 +513,114 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_revoked_partitions_queued_events_are_dropped_for_the_next_owner() {
+    async fn a_revoked_partitions_workers_stop_and_its_queued_events_are_left_to_the_next_owner() {
         let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
         store.set_down(true);
         let running = start(&bus, &store, 0);
         // v=1 is in a worker, retrying; v=2 waits behind it in the key's queue.
         send(&bus, "a", json!({"k": "a", "v": 1})).await;
         send(&bus, "a", json!({"k": "a", "v": 2})).await;
-        until(|| running.consumer.position(0) == 2).await;
+        until(|| running.consumer.position(0) == 2 && running.metrics.waiting.get() == 1).await;
+        let fence = running.fence.clone();
         running.consumer.revoke(&[0]);
+        // The retrying worker stops at once (it was in its backoff), so the revocation
+        // completes with nothing of the partition applied by this member any more.
+        until(|| fence.held(&[0]) == 0).await;
         store.set_down(false);
-        until(|| running.metrics.settled() == 1).await;
         running.stop.fire();
         running.task.await.expect("the loop ends");
-        // The worker finished what it held; the queued event was left to the next owner, and
-        // nothing was stored for a partition no longer ours.
-        assert_eq!(store.record("a").map(|r| r["v"].clone()), Some(json!(1)));
-        assert_eq!(running.metrics.settled(), 1);
+        assert_eq!(
+            store.record("a"),
+            None,
+            "nothing applied after the revocation"
+        );
+        assert_eq!(running.metrics.settled(), 0);
         assert_eq!(running.consumer.stored().get(&0), None);
+        assert_eq!(running.metrics.waiting.get(), 0, "its wait ended with it");
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_waited_out_by_default_and_shown_until_it_passes() {
+        let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
+        store.set_down(true);
+        let running = start(&bus, &store, crate::config::DEFAULT_MAX_ATTEMPTS);
+        send(&bus, "a", json!({"k": "a", "v": 1})).await;
+        send(&bus, "b", json!({"k": "b", "v": 1})).await;
+        // Several failed attempts each, and nothing dead-lettered meanwhile.
+        until(|| running.metrics.retries("unavailable") >= 6).await;
+        assert!(
+            running.waits.degraded().is_some_and(
+                |why| why.contains("2 key(s)") && why.contains("in-memory store is down")
+            )
+        );
+        assert_eq!(running.metrics.dead_lettered.get(), 0);
+        assert!(bus.published("t.events.dlq").is_empty());
+        assert_eq!(running.consumer.stored().get(&0), None, "nothing committed");
+        store.set_down(false);
+        until(|| running.metrics.applied.get() == 2).await;
+        until(|| running.consumer.stored().get(&0) == Some(&2)).await;
+        assert_eq!(running.waits.degraded(), None);
+        assert_eq!(running.metrics.waiting.get(), 0);
+        running.stop.fire();
+        running.task.await.expect("the loop ends");
+    }
+
+    #[tokio::test]
+    async fn throttling_slows_the_pace_and_never_dead_letters() {
+        let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
+        // One attempt would be all a failing event gets; throttling does not count.
+        let running = start(&bus, &store, 1);
+        store.throttle(8);
+        for key in ["a", "b", "c", "d"] {
+            send(&bus, key, json!({"k": key, "v": 1})).await;
+        }
+        until(|| running.metrics.applied.get() == 4).await;
+        assert_eq!(running.metrics.dead_lettered.get(), 0);
+        assert!(running.metrics.retries("throttled") >= 1);
+        let configured = crate::config::DEFAULT_CONCURRENCY as i64;
+        assert!(
+            running.metrics.concurrency.get() < configured,
+            "the pace was lowered: {}",
+            running.metrics.concurrency.get()
+        );
+        running.stop.fire();
+        running.task.await.expect("the loop ends");
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_panics_is_reported_and_its_events_applied_again() {
+        let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
+        let running = start_with(&bus, &store, 0, Arc::new(BusyFirst::panicking(1)));
+        send(&bus, "a", json!({"k": "a", "v": 1})).await;
+        send(&bus, "a", json!({"k": "a", "v": 2})).await;
+        until(|| running.metrics.settled() == 2).await;
+        assert_eq!(running.metrics.panics.get(), 1);
+        assert_eq!(store.record("a").map(|r| r["v"].clone()), Some(json!(2)));
+        until(|| running.consumer.stored().get(&0) == Some(&2)).await;
+        running.stop.fire();
+        running.task.await.expect("the loop ends");
+    }
+
+    #[tokio::test]
+    async fn a_partition_holding_too_many_waiting_events_is_paused_until_they_drain() {
+        let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
+        store.set_down(true);
+        let running = start(&bus, &store, 0);
+        let events = PARTITION_HOLD + 10;
+        for n in 0..events {
+            let key = format!("k{}", n % 50);
+            send(&bus, &key, json!({"k": key, "v": n})).await;
+        }
+        until(|| running.consumer.paused().contains(&0)).await;
+        let position = running.consumer.position(0);
+        assert!(
+            position <= PARTITION_HOLD as i64,
+            "fetching stopped at the hold: {position}"
+        );
+        store.set_down(false);
+        until(|| running.metrics.settled() == events as u64).await;
+        assert!(running.consumer.paused().is_empty(), "resumed");
+        running.stop.fire();
+        running.task.await.expect("the loop ends");
     }
 }

@@ -4,11 +4,15 @@
 //! [`consume::run`] is the apply loop over any [`crate::bus::Consumer`]: it keeps each key's
 //! events in order and runs keys in parallel ([`worker`]), and stores an offset only once it
 //! and every earlier one are durable ([`offsets`]). [`Applier`] applies a key's events to the
-//! store through the plugin, with writes conditioned on the revision merged against.
+//! store through the plugin, with writes conditioned on the revision merged against. A
+//! transient failure is waited out ([`waits`]); throttling lowers the pace ([`pace`]).
 
 mod applier;
 pub mod consume;
 mod offsets;
+mod pace;
+mod waits;
 mod worker;
 
-pub use applier::{Applied, Applier, ApplyError, Event, Outcome};
+pub use applier::{Applied, Applier, ApplyError, Event, Failure, Outcome};
+pub use waits::Waits;

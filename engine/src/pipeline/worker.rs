@@ -1,15 +1,16 @@
-//! A worker applies every queued event of one key, retrying failures with backoff, and
-//! dead-letters what cannot be applied.
+//! A worker applies every queued event of one key, retrying transient failures with backoff
+//! for as long as they last, and dead-letters what cannot be applied.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Semaphore;
 use tracing::{debug, error, warn, Instrument as _};
 
-use super::{Applier, Event, Outcome};
+use super::pace::Pace;
+use super::waits::{Wait, Waits};
+use super::{Applier, Event, Failure, Outcome};
 use crate::audit::{self, Action};
-use crate::bus::{BusError, Message, Publisher};
+use crate::bus::{BusError, Fence, Lease, Message, Publisher};
 use crate::config::Pipeline;
 use crate::metrics::ConsumerMetrics;
 use crate::plugin::{bounded, MAX_FIELD, MAX_REASON};
@@ -32,6 +33,8 @@ enum Letter {
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest retry delay.
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How long a panicked worker's events wait before they are retried.
+const AFTER_PANIC: Duration = Duration::from_secs(1);
 
 /// (partition, message key): the unit of ordering.
 pub type KeyId = (i32, Vec<u8>);
@@ -46,8 +49,12 @@ pub struct Shared<S, P> {
     pub dead_letters: Arc<P>,
     /// Counters.
     pub metrics: ConsumerMetrics,
-    /// Bounds how many keys are applied at once.
-    pub permits: Arc<Semaphore>,
+    /// Bounds how many keys are applied at once, lowered while the store throttles.
+    pub pace: Arc<Pace>,
+    /// Keys waiting out a transient failure.
+    pub waits: Waits,
+    /// Leases on partitions, lost when the group revokes them.
+    pub fence: Fence,
     /// Stops retries at shutdown.
     pub shutdown: Shutdown,
 }
@@ -59,7 +66,9 @@ impl<S, P> Clone for Shared<S, P> {
             applier: Arc::clone(&self.applier),
             dead_letters: Arc::clone(&self.dead_letters),
             metrics: self.metrics.clone(),
-            permits: Arc::clone(&self.permits),
+            pace: Arc::clone(&self.pace),
+            waits: self.waits.clone(),
+            fence: self.fence.clone(),
             shutdown: self.shutdown.clone(),
         }
     }
@@ -69,31 +78,65 @@ impl<S, P> Clone for Shared<S, P> {
 pub struct Done {
     /// The key worked on.
     pub key: KeyId,
-    /// The partition assignment the events came from.
-    pub epoch: u64,
+    /// The partition's generation the events came in (see [`Fence`]).
+    pub generation: u64,
     /// The offsets taken.
     pub offsets: Vec<i64>,
-    /// Whether every one of them is durable (false: abandoned at shutdown; they replay).
+    /// Whether every one of them is durable (false: abandoned at shutdown or revocation;
+    /// they replay).
     pub finished: bool,
+    /// The events, handed back to be applied again: the worker panicked.
+    pub retry: Option<Vec<Message>>,
 }
 
 impl<S: Store, P: Publisher> Shared<S, P> {
-    /// Applies `messages` (one key, offset order) until done or shutdown.
-    pub async fn apply(&self, key: KeyId, epoch: u64, messages: Vec<Message>) -> Done {
-        let offsets = messages.iter().map(|m| m.offset).collect();
-        let finished = match self.permits.acquire().await {
-            Ok(_permit) => {
-                self.settle(&messages)
-                    .instrument(self.span_of(&messages))
-                    .await
+    /// Applies `messages` (one key, offset order, of `generation`) on a task of its own, so a
+    /// panic is reported (its events handed back for a retry) instead of stalling the key.
+    pub async fn run(self, key: KeyId, generation: u64, messages: Vec<Message>) -> Done {
+        let messages = Arc::new(messages);
+        let worker = {
+            let (work, key, messages) = (self.clone(), key.clone(), Arc::clone(&messages));
+            tokio::spawn(async move { work.apply(key, generation, &messages).await })
+        };
+        match worker.await {
+            Ok(done) => done,
+            Err(panicked) => {
+                self.metrics.panics.inc();
+                let first = messages.first();
+                error!(pipeline = %self.pipeline.name, partition = first.map(|m| m.partition), offset = first.map(|m| m.offset), events = messages.len(), cancelled = panicked.is_cancelled(), retry_in = ?AFTER_PANIC, "A worker panicked; its events will be applied again.");
+                self.sleep(AFTER_PANIC, None).await;
+                let messages = Arc::try_unwrap(messages).unwrap_or_else(|shared| (*shared).clone());
+                Done {
+                    key,
+                    generation,
+                    offsets: messages.iter().map(|m| m.offset).collect(),
+                    finished: false,
+                    retry: Some(messages),
+                }
             }
-            Err(_) => false,
+        }
+    }
+
+    /// Applies `messages` (one key, offset order) until done, shutdown or revocation.
+    async fn apply(&self, key: KeyId, generation: u64, messages: &[Message]) -> Done {
+        let offsets = messages.iter().map(|m| m.offset).collect();
+        let finished = match self.pace.turn().await {
+            Some(_turn) => match self.fence.lease(key.0, generation) {
+                Some(lease) => {
+                    self.settle(&lease, messages)
+                        .instrument(self.span_of(messages))
+                        .await
+                }
+                None => false,
+            },
+            None => false,
         };
         Done {
             key,
-            epoch,
+            generation,
             offsets,
             finished,
+            retry: None,
         }
     }
 
@@ -115,9 +158,11 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         span
     }
 
-    /// Applies, retrying with backoff; dead-letters rejected events, and all of them after
-    /// `max_attempts` failures. `false` if shutdown interrupted.
-    async fn settle(&self, messages: &[Message]) -> bool {
+    /// Applies, retrying with backoff: a transient failure without limit (unless the
+    /// pipeline sets `max_attempts`), throttling without limit and at a lower pace. Events
+    /// rejected, or failing permanently, are dead-lettered. `false` if shutdown or a
+    /// revocation interrupted.
+    async fn settle(&self, lease: &Lease, messages: &[Message]) -> bool {
         let events: Vec<Event<'_>> = messages
             .iter()
             .map(|m| Event {
@@ -127,28 +172,47 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             })
             .collect();
         let mut delay = BACKOFF_START;
-        let mut attempts = 0u32;
+        let mut failures = 0u32;
+        let mut waiting: Option<Wait> = None;
         let outcomes = loop {
-            attempts += 1;
+            if !lease.holds() {
+                return false;
+            }
             let error = match self.applier.apply_batch(&events).await {
                 Ok(applied) => {
+                    self.pace.went_through();
                     self.metrics.writes.inc_by(applied.writes as u64);
                     self.metrics.conflicts.inc_by(applied.conflicts as u64);
                     break applied.outcomes;
                 }
-                Err(e) => e.to_string(),
+                Err(e) => e,
             };
-            let max = self.pipeline.max_attempts;
-            if max > 0 && attempts >= max {
-                let reason = format!("not applied after {attempts} attempts: {error}");
-                break vec![Outcome::Rejected(reason); messages.len()];
-            }
-            warn!(pipeline = %self.pipeline.name, partition = messages[0].partition, offset = messages[0].offset, attempts, error = %bounded(&error, MAX_REASON), retry_in = ?delay, "Events not applied yet; retrying.");
-            if !self.pause(delay).await {
+            let reason = error.to_string();
+            let cause = match error.failure() {
+                Failure::Permanent => break vec![Outcome::Rejected(reason); messages.len()],
+                Failure::Throttled => {
+                    self.pace.throttled();
+                    "throttled"
+                }
+                Failure::Transient(cause) => {
+                    failures += 1;
+                    let max = self.pipeline.max_attempts;
+                    if max > 0 && failures >= max {
+                        let reason = format!("not applied after {failures} attempts: {reason}");
+                        break vec![Outcome::Rejected(reason); messages.len()];
+                    }
+                    cause
+                }
+            };
+            waiting.get_or_insert_with(|| self.waits.start());
+            self.waits.failed(cause, &reason);
+            debug!(pipeline = %self.pipeline.name, partition = messages[0].partition, offset = messages[0].offset, cause, retry_in = ?delay, "Events not applied yet; retrying.");
+            if !self.sleep(delay, Some(lease)).await {
                 return false;
             }
             delay = (delay * 2).min(BACKOFF_CAP);
         };
+        drop(waiting);
         let plugin = self.applier.plugin();
         for (message, outcome) in messages.iter().zip(outcomes) {
             let (action, done) = match outcome {
@@ -162,14 +226,14 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     (Action::Skip, "skipped")
                 }
                 Outcome::Rejected(reason) => {
-                    if !self.dead_letter(message, &reason).await {
+                    if !self.dead_letter(lease, message, &reason).await {
                         return false;
                     }
                     self.metrics.dead_lettered.inc();
                     (Action::DeadLetter, "dead-lettered")
                 }
             };
-            if !self.audit(message, action, done, &plugin).await {
+            if !self.audit(lease, message, action, done, &plugin).await {
                 return false;
             }
         }
@@ -178,7 +242,14 @@ impl<S: Store, P: Publisher> Shared<S, P> {
 
     /// Records what became of `message` in the audit trail, retrying until it is written or
     /// shutdown (the commit point does not move past an event whose record is missing).
-    async fn audit(&self, message: &Message, action: Action, outcome: &str, plugin: &str) -> bool {
+    async fn audit(
+        &self,
+        lease: &Lease,
+        message: &Message,
+        action: Action,
+        outcome: &str,
+        plugin: &str,
+    ) -> bool {
         let Some(topic) = self.pipeline.audit_topic.as_deref() else {
             return true;
         };
@@ -196,7 +267,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, error = %e, retry_in = ?delay, "Audit record not written; retrying before the event counts as done.");
                 }
             }
-            if !self.pause(delay).await {
+            if !self.sleep(delay, Some(lease)).await {
                 return false;
             }
             delay = (delay * 2).min(BACKOFF_CAP);
@@ -208,7 +279,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
     /// the event, naming where the event lives; if even that is refused, the event is left
     /// where it is and logged, so the partition's commit point still moves past it. Only
     /// errors that can heal (the broker away, a timeout) are retried.
-    async fn dead_letter(&self, message: &Message, reason: &str) -> bool {
+    async fn dead_letter(&self, lease: &Lease, message: &Message, reason: &str) -> bool {
         let reason = bounded(reason, MAX_REASON);
         let mut letter = Letter::Whole;
         let mut delay = BACKOFF_START;
@@ -230,7 +301,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason = %reason, error = %e, retry_in = ?delay, "Dead-letter write failed; retrying.");
                 }
             }
-            if !self.pause(delay).await {
+            if !self.sleep(delay, Some(lease)).await {
                 return false;
             }
             delay = (delay * 2).min(BACKOFF_CAP);
@@ -272,11 +343,17 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         Ok(())
     }
 
-    /// Sleeps about `delay`; `false` if shutdown came first.
-    async fn pause(&self, delay: Duration) -> bool {
+    /// Sleeps about `delay`; `false` if shutdown came first, or `lease` was lost to a
+    /// revocation before or meanwhile.
+    async fn sleep(&self, delay: Duration, lease: Option<&Lease>) -> bool {
         let mut shutdown = self.shutdown.clone();
+        let revoked = self.fence.revocation();
+        if lease.is_some_and(|l| !l.holds()) {
+            return false;
+        }
         tokio::select! {
             _ = shutdown.wait() => false,
+            _ = revoked, if lease.is_some() => lease.is_some_and(Lease::holds),
             _ = tokio::time::sleep(jittered(delay)) => true,
         }
     }

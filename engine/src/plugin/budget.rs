@@ -32,6 +32,8 @@ pub(crate) struct CallBudget {
     last: Option<Duration>,
     /// CPU time counted so far.
     used: Duration,
+    /// The call was stopped at the wall-clock cap with CPU time left: the host starved it.
+    starved: bool,
 }
 
 impl CallBudget {
@@ -42,6 +44,7 @@ impl CallBudget {
             started: Instant::now(),
             last: None,
             used: Duration::ZERO,
+            starved: false,
         }
     }
 
@@ -50,6 +53,13 @@ impl CallBudget {
         self.started = Instant::now();
         self.last = None;
         self.used = Duration::ZERO;
+        self.starved = false;
+    }
+
+    /// Whether the last call was stopped by the wall-clock cap before it used its CPU limit:
+    /// the host's fault, not the event's.
+    pub(crate) fn starved(&self) -> bool {
+        self.starved
     }
 
     /// Called on the call's thread when it reaches an epoch deadline: go on for another tick,
@@ -64,6 +74,7 @@ impl CallBudget {
         };
         self.last = now;
         if self.used >= self.limit || wall >= self.limit * WALL_CAP_FACTOR {
+            self.starved = self.used < self.limit;
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Continue(1)
@@ -97,6 +108,7 @@ mod tests {
         assert!(!stops(&mut budget), "{budget:?}");
         spin(Duration::from_millis(25));
         assert!(stops(&mut budget), "{budget:?}");
+        assert!(!budget.starved(), "its own CPU use stopped it: {budget:?}");
     }
 
     #[test]
@@ -106,6 +118,7 @@ mod tests {
         assert!(!stops(&mut budget));
         std::thread::sleep(Duration::from_millis(2) * WALL_CAP_FACTOR);
         assert!(stops(&mut budget), "{budget:?}");
+        assert!(budget.starved(), "stopped with CPU time left: {budget:?}");
     }
 
     #[test]

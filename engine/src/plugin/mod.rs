@@ -98,13 +98,22 @@ pub enum PluginError {
         /// How long the call waited for one.
         waited: std::time::Duration,
     },
+    /// A call ran past its wall-clock cap before using its CPU limit: the host starved its
+    /// thread of CPU, so the event is not at fault. Worth retrying.
+    #[error("plugin call `{call}` stopped after {waited:?} on the wall clock with CPU time left: the host is starved")]
+    Starved {
+        /// The export called.
+        call: &'static str,
+        /// The wall-clock cap it ran into.
+        waited: std::time::Duration,
+    },
 }
 
 impl PluginError {
     /// Whether the failure is the host's state rather than the event's: worth a retry, not a
     /// dead letter or a 422.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Busy { .. })
+        matches!(self, Self::Busy { .. } | Self::Starved { .. })
     }
 }
 

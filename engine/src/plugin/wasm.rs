@@ -228,6 +228,7 @@ impl WasmPolicy {
         let started = Instant::now();
         let taken = self.take()?;
         let mut burnt = 0;
+        let mut starved = false;
         let run = |taken: Option<Instance>| -> wasmtime::Result<(R, Instance)> {
             let mut instance = match taken {
                 Some(i) => i,
@@ -239,6 +240,7 @@ impl WasmPolicy {
                 .limits
                 .fuel
                 .saturating_sub(instance.store.get_fuel().unwrap_or(0));
+            starved = instance.store.data().budget.starved();
             Ok((out?, instance))
         };
         let result = run(taken);
@@ -248,6 +250,13 @@ impl WasmPolicy {
                 instance.calls += 1;
                 self.give_back((instance.calls < RECYCLE_AFTER).then_some(instance));
                 Ok(out)
+            }
+            Err(e) if starved && matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+                self.give_back(None);
+                Err(PluginError::Starved {
+                    call: name,
+                    waited: self.limits.timeout * WALL_CAP_FACTOR,
+                })
             }
             Err(e) => {
                 self.give_back(None);

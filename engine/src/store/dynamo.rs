@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::client::Waiters as _;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType,
 };
@@ -12,7 +12,10 @@ use tracing::{info, Instrument as _};
 
 use super::item::{from_item, to_item};
 use super::table::TableOptions;
-use super::{Precondition, PutOutcome, Record, Store, StoreError, META_ATTRIBUTE, META_REVISION};
+use super::{
+    Precondition, PutOutcome, Record, Store, StoreError, META_ATTRIBUTE, META_REVISION,
+    THROTTLING_CODES,
+};
 use crate::metrics::StoreMetrics;
 
 /// How long start-up waits for a table it created to become active.
@@ -78,15 +81,25 @@ impl DynamoStore {
         self
     }
 
+    /// The error of a failed request; [`StoreError::Throttled`] when DynamoDB said to slow
+    /// down.
     fn request_error<E, R>(&self, operation: &'static str, e: SdkError<E, R>) -> StoreError
     where
-        E: std::error::Error + 'static,
+        E: std::error::Error + ProvideErrorMetadata + 'static,
         R: std::fmt::Debug,
     {
-        StoreError::Request {
-            operation,
-            table: self.table.clone(),
-            reason: crate::error_chain(&e),
+        let (table, reason) = (self.table.clone(), crate::error_chain(&e));
+        match e.code() {
+            Some(code) if THROTTLING_CODES.contains(&code) => StoreError::Throttled {
+                operation,
+                table,
+                reason,
+            },
+            _ => StoreError::Request {
+                operation,
+                table,
+                reason,
+            },
         }
     }
 

@@ -76,10 +76,18 @@ pub enum PutOutcome {
     Conflict,
 }
 
-/// Errors talking to the store. All are worth retrying unless the table is misconfigured.
+/// The error codes with which DynamoDB says "slow down" rather than "failed".
+pub const THROTTLING_CODES: [&str; 3] = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+];
+
+/// Errors talking to the store. All are worth retrying except [`StoreError::Shape`] (see
+/// [`StoreError::is_permanent`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The request failed (network, throttling, service error).
+    /// The request failed (network, timeout, service error).
     #[error("{operation} on table `{table}` failed: {reason}")]
     Request {
         /// The API operation.
@@ -87,6 +95,17 @@ pub enum StoreError {
         /// The table.
         table: String,
         /// The SDK's explanation, with its causes.
+        reason: String,
+    },
+    /// DynamoDB throttled the request (one of [`THROTTLING_CODES`]), after the SDK's own
+    /// retries: a signal to write more slowly, not a failure of the event.
+    #[error("{operation} on table `{table}` throttled: {reason}")]
+    Throttled {
+        /// The API operation.
+        operation: &'static str,
+        /// The table.
+        table: String,
+        /// The SDK's explanation.
         reason: String,
     },
     /// A stored item cannot be represented as JSON, or a record as an item.
@@ -115,6 +134,15 @@ pub enum StoreError {
         /// What the table has.
         found: String,
     },
+}
+
+impl StoreError {
+    /// Whether retrying cannot help the event: a stored item or a record that does not
+    /// convert. Everything else (the store away, slow, throttling, the table missing or
+    /// misshapen until an operator fixes it) passes, so it is waited out.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Shape { .. })
+    }
 }
 
 /// Reads records by key and writes them conditionally.

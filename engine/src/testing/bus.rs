@@ -6,9 +6,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
-use crate::bus::{BusError, Consumer, Delivery, Message, Publisher, Revocations};
+use crate::bus::{BusError, Consumer, Delivery, Message, Publisher, Revocations, Revoker};
 
 /// A message as published, with where it went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +140,7 @@ impl MemoryBus {
 
     /// A group member reading `topic` from the start, owning every partition.
     pub fn consumer(&self, topic: &str) -> (MemoryConsumer, Revocations) {
-        let (revoked, revocations) = mpsc::unbounded_channel();
+        let (revoker, revocations) = crate::bus::revocations();
         let consumer = MemoryConsumer {
             bus: self.clone(),
             topic: topic.to_string(),
@@ -148,7 +148,7 @@ impl MemoryBus {
                 owned: (0..self.inner.partitions).collect(),
                 ..Member::default()
             })),
-            revoked,
+            revoker: Arc::new(revoker),
         };
         (consumer, revocations)
     }
@@ -258,6 +258,10 @@ struct Member {
     stored: HashMap<i32, i64>,
     /// Offsets committed, per partition.
     committed: HashMap<i32, i64>,
+    /// Partitions paused.
+    paused: BTreeSet<i32>,
+    /// Pauses asked for so far.
+    pauses: usize,
 }
 
 /// A consumer-group member on a [`MemoryBus`] topic.
@@ -269,8 +273,8 @@ pub struct MemoryConsumer {
     topic: String,
     /// Positions and offsets, shared by clones.
     state: Arc<Mutex<Member>>,
-    /// Where revocations go.
-    revoked: mpsc::UnboundedSender<Vec<i32>>,
+    /// Fences revoked partitions and tells the apply loop.
+    revoker: Arc<Revoker>,
 }
 
 impl MemoryConsumer {
@@ -300,7 +304,8 @@ impl MemoryConsumer {
     }
 
     /// Takes `partitions` away, as a rebalance would: no more of their messages, no more
-    /// offsets stored for them, and the apply loop is told.
+    /// offsets stored for them, their workers fenced and the apply loop told (without
+    /// waiting for the workers: a test awaits [`crate::bus::Fence::held`] itself).
     pub fn revoke(&self, partitions: &[i32]) {
         {
             let mut member = self.member();
@@ -308,7 +313,17 @@ impl MemoryConsumer {
                 member.owned.remove(p);
             }
         }
-        let _ = self.revoked.send(partitions.to_vec());
+        self.revoker.revoke_now(partitions);
+    }
+
+    /// Partitions paused now.
+    pub fn paused(&self) -> BTreeSet<i32> {
+        self.member().paused.clone()
+    }
+
+    /// Pauses asked for so far.
+    pub fn pauses(&self) -> usize {
+        self.member().pauses
     }
 }
 
@@ -321,8 +336,9 @@ impl Consumer for MemoryConsumer {
             arrived.as_mut().enable();
             let next = {
                 let member = self.member();
+                let fetching = member.owned.difference(&member.paused).copied().collect();
                 self.bus
-                    .next_after(&self.topic, &member.owned, &member.positions)
+                    .next_after(&self.topic, &fetching, &member.positions)
             };
             if let Some(published) = next {
                 self.member()
@@ -356,6 +372,19 @@ impl Consumer for MemoryConsumer {
     fn commit(&self) -> Result<(), BusError> {
         let mut member = self.member();
         member.committed = member.stored.clone();
+        Ok(())
+    }
+
+    fn pause(&self, partition: i32) -> Result<(), BusError> {
+        let mut member = self.member();
+        member.paused.insert(partition);
+        member.pauses += 1;
+        Ok(())
+    }
+
+    fn resume(&self, partition: i32) -> Result<(), BusError> {
+        self.member().paused.remove(&partition);
+        self.bus.inner.arrived.notify_waiters();
         Ok(())
     }
 }

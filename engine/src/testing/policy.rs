@@ -42,10 +42,12 @@ impl Policy for MaxV {
 }
 
 /// [`MaxV`], but its first calls fail as a plugin at its cap of live instances does: the
-/// host's trouble, not the event's.
+/// host's trouble, not the event's. Or they panic, as a bug in the engine would.
 pub struct BusyFirst {
     /// Calls still to fail.
     left: AtomicUsize,
+    /// Whether a failing call panics.
+    panics: bool,
 }
 
 impl BusyFirst {
@@ -53,6 +55,15 @@ impl BusyFirst {
     pub fn new(calls: usize) -> Self {
         Self {
             left: AtomicUsize::new(calls),
+            panics: false,
+        }
+    }
+
+    /// Panics in the first `calls` calls.
+    pub fn panicking(calls: usize) -> Self {
+        Self {
+            panics: true,
+            ..Self::new(calls)
         }
     }
 
@@ -61,6 +72,7 @@ impl BusyFirst {
             .left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         {
+            Ok(_) if self.panics => panic!("a planned panic of a test policy"),
             Ok(_) => Err(PluginError::Busy {
                 live: 4,
                 waited: Duration::from_secs(1),

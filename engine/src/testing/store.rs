@@ -27,6 +27,8 @@ struct Inner {
     rival: Mutex<(usize, Option<Record>)>,
     /// Whether every call fails as an unreachable store would.
     down: AtomicBool,
+    /// Calls still to throttle, as DynamoDB does past a table's capacity.
+    throttled: AtomicUsize,
     /// `get` calls so far.
     reads: AtomicUsize,
 }
@@ -40,6 +42,7 @@ impl MemoryStore {
                 records: Mutex::new(HashMap::new()),
                 rival: Mutex::new((0, None)),
                 down: AtomicBool::new(false),
+                throttled: AtomicUsize::new(0),
                 reads: AtomicUsize::new(0),
             }),
         }
@@ -83,6 +86,11 @@ impl MemoryStore {
         self.inner.down.store(down, Ordering::SeqCst);
     }
 
+    /// Throttles the next `calls` calls.
+    pub fn throttle(&self, calls: usize) {
+        self.inner.throttled.store(calls, Ordering::SeqCst);
+    }
+
     /// `get` calls so far.
     pub fn reads(&self) -> usize {
         self.inner.reads.load(Ordering::SeqCst)
@@ -97,6 +105,17 @@ impl MemoryStore {
     }
 
     fn available(&self, operation: &'static str) -> Result<(), StoreError> {
+        let throttled =
+            self.inner
+                .throttled
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if throttled.is_ok() {
+            return Err(StoreError::Throttled {
+                operation,
+                table: "memory".into(),
+                reason: "ProvisionedThroughputExceededException".into(),
+            });
+        }
         if self.inner.down.load(Ordering::SeqCst) {
             Err(StoreError::Request {
                 operation,

@@ -8,10 +8,9 @@ use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, Rebalance, S
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::context::OrdoContext;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::bus::{BusError, Consumer, Message, Revocations};
+use crate::bus::{BusError, Consumer, Message, Revocations, Revoker};
 use crate::metrics::Lag;
 
 /// Longest a fetch waits for data, by default (`--fetch-wait-ms`). Apache Kafka answers a
@@ -21,6 +20,11 @@ use crate::metrics::Lag;
 /// 22/33 ms at 10 ms (5 ms gained nothing more), for 23% → 43% of a core in an idle tansu.
 /// librdkafka's 500 ms default read a third as fast from tansu as 25 ms.
 pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_millis(10);
+
+/// How long a revocation waits for the revoked partitions' workers to finish the write they
+/// are in: longer than one DynamoDB request may take with the SDK's retries
+/// ([`crate::store::dynamo::timeouts`]), well under librdkafka's `max.poll.interval.ms`.
+pub const REVOKE_WAIT: Duration = Duration::from_secs(20);
 
 /// What a group member reads.
 #[derive(Debug, Clone)]
@@ -41,8 +45,8 @@ struct GroupContext {
     base: OrdoContext,
     /// The pipeline, for the log lines.
     pipeline: String,
-    /// To the apply loop.
-    revoked: mpsc::UnboundedSender<Vec<i32>>,
+    /// Fences revoked partitions and tells the apply loop.
+    revoker: Revoker,
     /// The topic, whose partitions' lag is reported.
     topic: String,
     /// Where the lag goes.
@@ -77,9 +81,9 @@ impl ClientContext for GroupContext {
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            info!(pipeline = %self.pipeline, partitions = %describe(tpl), "Partitions revoked; abandoning their queued events (the next owner replays them).");
-            let partitions = tpl.elements().iter().map(|e| e.partition()).collect();
-            let _ = self.revoked.send(partitions);
+            info!(pipeline = %self.pipeline, partitions = %describe(tpl), "Partitions revoked; abandoning their queued events (the next owner replays them) once their workers stop.");
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            self.revoker.revoke(&partitions, REVOKE_WAIT);
         }
     }
 
@@ -121,7 +125,7 @@ impl KafkaGroup {
         settings: &GroupSettings,
         lag: Lag,
     ) -> Result<(Self, Revocations), BusError> {
-        let (revoked, revocations) = mpsc::unbounded_channel();
+        let (revoker, revocations) = crate::bus::revocations();
         let consumer: StreamConsumer<GroupContext> = config
             .set("group.id", &settings.group)
             .set("enable.auto.commit", "true")
@@ -140,7 +144,7 @@ impl KafkaGroup {
             .create_with_context(GroupContext {
                 base,
                 pipeline: settings.pipeline.clone(),
-                revoked,
+                revoker,
                 topic: settings.topic.clone(),
                 lag,
             })
@@ -156,6 +160,15 @@ impl KafkaGroup {
             },
             revocations,
         ))
+    }
+}
+
+impl KafkaGroup {
+    /// `partition` of the topic, as rdkafka names it.
+    fn partition(&self, partition: i32) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, partition);
+        tpl
     }
 }
 
@@ -181,5 +194,17 @@ impl Consumer for KafkaGroup {
         self.consumer
             .commit_consumer_state(CommitMode::Sync)
             .map_err(|e| BusError::Client(e.to_string()))
+    }
+
+    fn pause(&self, partition: i32) -> Result<(), BusError> {
+        self.consumer
+            .pause(&self.partition(partition))
+            .map_err(|e| BusError::Client(format!("pause partition {partition}: {e}")))
+    }
+
+    fn resume(&self, partition: i32) -> Result<(), BusError> {
+        self.consumer
+            .resume(&self.partition(partition))
+            .map_err(|e| BusError::Client(format!("resume partition {partition}: {e}")))
     }
 }
