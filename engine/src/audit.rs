@@ -117,11 +117,7 @@ pub fn request_id(given: Option<&str>) -> String {
         {
             id.to_string()
         }
-        _ => {
-            let mut bytes = [0u8; 16];
-            let _ = getrandom::fill(&mut bytes);
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
-        }
+        _ => crate::random_id(),
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use crate::auth::Auth;
 use crate::bus::kafka::{self, GroupSettings, KafkaConfig, KafkaPublisher};
 use crate::config::Pipeline;
+use crate::ingest::idempotency::{DynamoKeys, IdempotencyKeys};
 use crate::ingest::{self, PipelineApi};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Applier};
@@ -127,6 +128,18 @@ pub async fn build(
         pipeline: p.name.clone(),
         source,
     })?;
+    let keys = DynamoKeys::new(
+        shared.dynamodb.clone(),
+        &p.idempotency.table,
+        &p.name,
+        p.idempotency.window,
+    );
+    keys.prepare(p.create_tables)
+        .await
+        .map_err(|source| Error::Store {
+            pipeline: p.name.clone(),
+            source,
+        })?;
     let policy = slot.handle().clone();
     let applier = Applier::new(store.clone(), policy.clone(), &p.key_field)
         .with_cache(p.cache_records)
@@ -161,7 +174,7 @@ pub async fn build(
         store,
         limits: shared.limits,
         in_flight: Arc::clone(&shared.in_flight),
-        idempotency: ingest::idempotency::IdempotencyCache::default(),
+        idempotency: IdempotencyKeys::Dynamo(keys),
         auth: shared.auth.clone(),
         waits,
     });

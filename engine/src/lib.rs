@@ -225,6 +225,18 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     served
 }
 
+/// `bytes` as lowercase hexadecimal digits.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 16 random bytes in hexadecimal (fixed if the system has no randomness: an id, not a secret).
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    hex(&bytes)
+}
+
 /// The messages of `e` and its sources, joined by `: ` (a message already ending the text is
 /// not repeated). Not the AWS SDK's `DisplayErrorContext`, which also prints the debug form
 /// (the raw HTTP response, and so a record), nor reqwest's own text, which is only "error

@@ -121,7 +121,7 @@ async fn serve_with<P: Publisher>(publisher: P, topic: &str) -> anyhow::Result<(
             produce_timeout: Duration::from_secs(10),
         },
         in_flight: Arc::new(tokio::sync::Semaphore::new(ingest::DEFAULT_MAX_IN_FLIGHT)),
-        idempotency: ingest::idempotency::IdempotencyCache::default(),
+        idempotency: ingest::idempotency::IdempotencyKeys::default(),
         metrics: IngestMetrics::default(),
         auth: None,
         waits: Default::default(),

@@ -7,7 +7,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use super::auth::AuthFile;
-use super::file::{AuditFile, PipelineFile};
+use super::file::{AuditFile, IdempotencyFile, PipelineFile};
 use super::ConfigError;
 
 /// What the document holds.
@@ -20,6 +20,8 @@ pub(super) struct Document {
     pub auth: Option<AuthFile>,
     /// The `[audit]` table, or its defaults.
     pub audit: AuditFile,
+    /// The `[idempotency]` table, or its defaults.
+    pub idempotency: IdempotencyFile,
     /// The `[kafka]` table as written.
     pub kafka: Option<toml::Table>,
     /// Syntax errors, unknown keys and ill-typed values, in file order.
@@ -27,7 +29,7 @@ pub(super) struct Document {
 }
 
 /// The top-level keys a pipelines file may have.
-const TOP_LEVEL: [&str; 4] = ["pipelines", "auth", "audit", "kafka"];
+const TOP_LEVEL: [&str; 5] = ["pipelines", "auth", "audit", "idempotency", "kafka"];
 
 /// Reads `text`, naming every problem it can find without the file's meaning.
 pub(super) fn read(text: &str) -> Document {
@@ -77,6 +79,11 @@ pub(super) fn read(text: &str) -> Document {
             ("audit", DeValue::Table(_)) => {
                 if let Some(audit) = top_table::<AuditFile>(text, key, value, &mut document) {
                     document.audit = audit;
+                }
+            }
+            ("idempotency", DeValue::Table(_)) => {
+                if let Some(table) = top_table::<IdempotencyFile>(text, key, value, &mut document) {
+                    document.idempotency = table;
                 }
             }
             ("kafka", DeValue::Table(_)) => {

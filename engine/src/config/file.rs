@@ -204,6 +204,35 @@ impl Default for AuditFile {
     }
 }
 
+/// `[idempotency]` as written: where `Idempotency-Key`s are remembered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IdempotencyFile {
+    /// The DynamoDB table (created when missing, unless every pipeline says otherwise).
+    #[serde(default = "default_idempotency_table")]
+    pub table: String,
+    /// How long a key is remembered, in hours.
+    #[serde(default = "default_idempotency_hours")]
+    pub window_hours: u64,
+}
+
+impl Default for IdempotencyFile {
+    fn default() -> Self {
+        Self {
+            table: default_idempotency_table(),
+            window_hours: default_idempotency_hours(),
+        }
+    }
+}
+
+fn default_idempotency_table() -> String {
+    crate::ingest::idempotency::DEFAULT_TABLE.into()
+}
+
+fn default_idempotency_hours() -> u64 {
+    crate::ingest::idempotency::DEFAULT_WINDOW.as_secs() / 3600
+}
+
 fn default_true() -> bool {
     true
 }

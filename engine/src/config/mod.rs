@@ -143,6 +143,24 @@ impl std::fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+/// `[idempotency]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The DynamoDB table.
+    pub table: String,
+    /// How long a key is remembered.
+    pub window: std::time::Duration,
+}
+
+impl Default for Idempotency {
+    fn default() -> Self {
+        Self {
+            table: crate::ingest::idempotency::DEFAULT_TABLE.into(),
+            window: crate::ingest::idempotency::DEFAULT_WINDOW,
+        }
+    }
+}
+
 /// A checked pipeline, ready to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pipeline {
@@ -185,6 +203,9 @@ pub struct Pipeline {
     pub max_version_skew: std::time::Duration,
     /// The audit trail's topic (`[audit]`, engine-wide); `None` when auditing is off.
     pub audit_topic: Option<String>,
+    /// Where and how long `Idempotency-Key`s are remembered (`[idempotency]`, shared by
+    /// every pipeline).
+    pub idempotency: Idempotency,
     /// Whether Ordo creates the table when missing; `false` needs only `DescribeTable`,
     /// `GetItem` and `PutItem` on it.
     pub create_tables: bool,
@@ -327,11 +348,13 @@ pub fn check_str(text: &str, base: &Path) -> Checked {
             problem,
         });
     }
+    let idempotency = rules::idempotency(&document.idempotency, &mut checked.problems);
     for (name, p) in document.pipelines {
         let (pipeline, problems) = rules::build(&name, p, base, &ENGINE_PATHS);
         checked.problems.extend(problems);
         checked.pipelines.extend(pipeline.map(|mut p| {
             p.audit_topic = audit_topic.clone();
+            p.idempotency = idempotency.clone();
             p
         }));
     }

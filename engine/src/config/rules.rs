@@ -234,6 +234,7 @@ pub(super) fn build(
         plugin_self_test: p.plugin_self_test.map(|t| base.join(t)),
         max_version_skew,
         audit_topic: None,
+        idempotency: Default::default(),
         create_tables: p.create_tables,
         topic_config,
         table_options,
@@ -408,6 +409,41 @@ pub(super) fn pipeline_name_problem(name: &str) -> Option<String> {
 
 /// Why `name` cannot be a Kafka topic (1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`);
 /// `None` if it can. Empty names are reported on their own.
+/// Longest `[idempotency] window_hours`: 30 days.
+pub const IDEMPOTENCY_HOURS: RangeInclusive<u64> = 1..=720;
+
+/// `[idempotency]` checked; its problems go to `problems`.
+pub(super) fn idempotency(
+    file: &super::file::IdempotencyFile,
+    problems: &mut Vec<ConfigError>,
+) -> super::Idempotency {
+    if let Some(problem) = table_name_problem(&file.table) {
+        problems.push(ConfigError::Setting {
+            key: "idempotency.table".into(),
+            problem,
+        });
+    }
+    if !IDEMPOTENCY_HOURS.contains(&file.window_hours) {
+        problems.push(ConfigError::Setting {
+            key: "idempotency.window_hours".into(),
+            problem: format!(
+                "must be from {} to {} (hours), not {}",
+                IDEMPOTENCY_HOURS.start(),
+                IDEMPOTENCY_HOURS.end(),
+                file.window_hours
+            ),
+        });
+    }
+    super::Idempotency {
+        table: file.table.clone(),
+        window: std::time::Duration::from_secs(
+            file.window_hours
+                .clamp(*IDEMPOTENCY_HOURS.start(), *IDEMPOTENCY_HOURS.end())
+                * 3600,
+        ),
+    }
+}
+
 pub(super) fn kafka_name_problem(name: &str) -> Option<String> {
     if name == "." || name == ".." {
         return Some(format!("{name:?} is not a topic name Kafka accepts"));

@@ -78,12 +78,16 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
             "Content-Type is not application/json.",
         ),
         (
+            StatusCode::CONFLICT,
+            "A request with the same `Idempotency-Key` is being produced now (nothing was produced for this one). Retry after `Retry-After` to get its answer.",
+        ),
+        (
             StatusCode::UNPROCESSABLE_ENTITY,
-            "The event fails validation; `field` names the field.",
+            "The event fails validation, or its `Idempotency-Key` was used for another body; `field` names the field.",
         ),
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "Not taken: too many requests in flight or every instance of the plugin busy (nothing was produced), or the broker did not acknowledge in time (the event may or may not be stored). Retry after `Retry-After`; applying an event twice changes nothing.",
+            "Not taken: too many requests in flight, every instance of the plugin busy, or the Idempotency-Key table unreachable (nothing was produced), or the broker did not acknowledge in time (the event may or may not be stored). Retry after `Retry-After`; applying an event twice changes nothing.",
         ),
     ] {
         let (code, response) = problem_response(status, when);
@@ -102,7 +106,7 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
             "parameters": [{
                 "name": "Idempotency-Key", "in": "header", "required": false,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                "description": "A retry with the same key within 24 h gets the first 202 answer (header `Idempotency-Replayed: true`) and produces no second event. Remembered per engine process."
+                "description": "A retry with the same key within the window (24 h by default) gets the first 202 answer (header `Idempotency-Replayed: true`) and produces no second event, from any engine and after a restart: keys are kept in a DynamoDB table (`[idempotency]`). The same key with another body is refused (422); while the first request is in flight, 409."
             }],
             "requestBody": {
                 "required": true,
@@ -397,7 +401,7 @@ mod tests {
             post["requestBody"]["content"]["application/json"]["example"],
             json!({"PatientId": "1"})
         );
-        for code in ["202", "400", "413", "415", "422", "503"] {
+        for code in ["202", "400", "409", "413", "415", "422", "503"] {
             assert!(post["responses"].get(code).is_some(), "{code}");
         }
         assert!(spec["paths"].get("/healthz").is_some());

@@ -13,6 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tracing::{warn, Instrument as _};
 
+use super::idempotency::Refused;
 use super::problem::Problem;
 use super::PipelineApi;
 use crate::audit;
@@ -193,11 +194,26 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                     })
                     .await
                     .map_err(|refused| match refused {
-                        super::idempotency::Refused::Failed(problem) => problem,
-                        super::idempotency::Refused::OtherBody => unprocessable(
+                        Refused::Failed(problem) => problem,
+                        Refused::OtherBody => unprocessable(
                             "Idempotency-Key",
-                            "was used for another body within the last 24 h; a retry must send the same body, a new request a new key",
+                            "was used for another body within the key's window; a retry must send the same body, a new request a new key",
                         ),
+                        Refused::InProgress => Problem::new(
+                            StatusCode::CONFLICT,
+                            "Idempotency-Key in use",
+                            "a request with this Idempotency-Key is being produced now; retry shortly to get its answer",
+                        )
+                        .retry_after(1),
+                        Refused::Unavailable(why) => {
+                            warn!(pipeline = %p.name, error = %why, "Idempotency keys unavailable; request refused with 503.");
+                            Problem::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "Idempotency keys unavailable",
+                                "the table that remembers Idempotency-Keys did not answer, so the key could not be honoured; nothing was produced, retry later",
+                            )
+                            .retry_after(2)
+                        }
                     })?
             }
             None => (

@@ -79,7 +79,7 @@ pub struct PipelineApi<P, S> {
     /// memory rather than a route's share.
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Answers remembered by `Idempotency-Key`.
-    pub idempotency: idempotency::IdempotencyCache,
+    pub idempotency: idempotency::IdempotencyKeys,
     /// Answers by status and produce latency, for `/metrics`.
     pub metrics: IngestMetrics,
     /// Who may call its routes; `None`: anyone who can reach the (loopback) listener.

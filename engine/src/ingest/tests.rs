@@ -82,7 +82,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
             produce_timeout: std::time::Duration::from_secs(5),
         },
         in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
-        idempotency: idempotency::IdempotencyCache::default(),
+        idempotency: idempotency::IdempotencyKeys::default(),
         metrics: IngestMetrics::default(),
         auth: None,
         waits: waits.clone(),

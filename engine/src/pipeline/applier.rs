@@ -47,6 +47,9 @@ pub struct Applied {
     pub writes: usize,
     /// Conditional writes lost to another writer, each followed by a re-read and re-merge.
     pub conflicts: usize,
+    /// The id of the plugin that decided every outcome (the one in force when the batch
+    /// started, even if another was swapped in meanwhile).
+    pub plugin: String,
 }
 
 /// What became of one key's events.
@@ -198,6 +201,7 @@ impl<S: Store> Applier<S> {
                 .collect(),
             writes,
             conflicts,
+            plugin: policy.id().to_string(),
         })
     }
 

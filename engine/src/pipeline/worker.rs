@@ -174,7 +174,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         let mut delay = BACKOFF_START;
         let mut failures = 0u32;
         let mut waiting: Option<Wait> = None;
-        let outcomes = loop {
+        let (outcomes, plugin) = loop {
             if !lease.holds() {
                 return false;
             }
@@ -183,13 +183,17 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     self.pace.went_through();
                     self.metrics.writes.inc_by(applied.writes as u64);
                     self.metrics.conflicts.inc_by(applied.conflicts as u64);
-                    break applied.outcomes;
+                    break (applied.outcomes, applied.plugin);
                 }
                 Err(e) => e,
             };
             let reason = error.to_string();
+            let rejected = |reason: String| {
+                let plugin = self.applier.plugin();
+                (vec![Outcome::Rejected(reason); messages.len()], plugin)
+            };
             let cause = match error.failure() {
-                Failure::Permanent => break vec![Outcome::Rejected(reason); messages.len()],
+                Failure::Permanent => break rejected(reason),
                 Failure::Throttled => {
                     self.pace.throttled();
                     "throttled"
@@ -198,8 +202,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     failures += 1;
                     let max = self.pipeline.max_attempts;
                     if max > 0 && failures >= max {
-                        let reason = format!("not applied after {failures} attempts: {reason}");
-                        break vec![Outcome::Rejected(reason); messages.len()];
+                        break rejected(format!("not applied after {failures} attempts: {reason}"));
                     }
                     cause
                 }
@@ -213,7 +216,6 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             delay = (delay * 2).min(BACKOFF_CAP);
         };
         drop(waiting);
-        let plugin = self.applier.plugin();
         for (message, outcome) in messages.iter().zip(outcomes) {
             let (action, done) = match outcome {
                 Outcome::Written => {

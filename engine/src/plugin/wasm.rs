@@ -78,9 +78,7 @@ pub struct WasmPolicy {
 
 /// `sha256:<hex>` of `bytes`: the identity of a plugin file, written on each record.
 pub fn content_id(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::hex(&Sha256::digest(bytes)))
 }
 
 impl WasmPolicy {

@@ -28,6 +28,7 @@ pub fn pipeline(name: &str) -> Pipeline {
         plugin_self_test: None,
         max_version_skew: crate::version::DEFAULT_MAX_SKEW,
         audit_topic: None,
+        idempotency: Default::default(),
         create_tables: true,
         topic_config: Vec::new(),
         table_options: Default::default(),

@@ -97,7 +97,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Writes the pipelines file, starts the binary and waits until it serves.
+    /// Writes the pipelines file, starts the binary and waits until it serves. Engines of
+    /// the same [`Names`] share their Idempotency-Key table; others never see their keys.
     pub fn start(self) -> Engine {
         let names = self.names;
         let dir = tempfile::tempdir().expect("temp dir");
@@ -114,8 +115,10 @@ table = "{table}"
 plugin = "{plugin}"
 partitions = 3
 consumer_group = "{group}"
-max_attempts = 5
 {extra}
+
+[idempotency]
+table = "{table}-idempotency"
 "#,
                 pipeline = names.pipeline,
                 topic = names.topic,
