@@ -479,12 +479,8 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
     write_jwks(&jwks, &[&SigningKey::new("k1")]);
     let names = Names::unique("auth-audit");
     let audit_topic = format!("{}.audit", names.topic);
-    let engine = Engine::builder(names)
-        .extra(&format!(
-            "{}\n[audit]\ntopic = \"{audit_topic}\"\n",
-            auth_table(&jwks)
-        ))
-        .start();
+    // Engines of the harness record to `<topic>.audit`.
+    let engine = Engine::builder(names).extra(&auth_table(&jwks)).start();
     let (status, headers, _) = call(
         &engine,
         reqwest::Method::POST,

@@ -135,11 +135,8 @@ async fn a_consumer_killed_mid_stream_loses_nothing_after_restart() {
     for (id, body) in &workload.events[half..] {
         produced.push(produce_raw(&names.topic, id, body).await);
     }
-    // The local broker (tansu 0.6) never asks a member that joined while a dead member was
-    // still within its session to rejoin, so the restarted engine would sit with no
-    // partitions. Real Kafka rebalances; here we let the dead member's 10 s session lapse
-    // first. This is a broker-side timer, not a stand-in for an event we could await.
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    // Restarted at once, as a supervisor would: the new member gets the partitions once the
+    // dead one's session lapses.
     let engine = Engine::builder(names).start();
     engine.wait_all_committed(&produced).await;
     assert_newest(&engine, &workload.newest).await;

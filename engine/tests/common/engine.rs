@@ -98,7 +98,8 @@ impl EngineBuilder {
     }
 
     /// Writes the pipelines file, starts the binary and waits until it serves. Engines of
-    /// the same [`Names`] share their Idempotency-Key table; others never see their keys.
+    /// the same [`Names`] share their Idempotency-Key table and their audit topic
+    /// (`<topic>.audit`); others never see them.
     pub fn start(self) -> Engine {
         let names = self.names;
         let dir = tempfile::tempdir().expect("temp dir");
@@ -119,6 +120,9 @@ consumer_group = "{group}"
 
 [idempotency]
 table = "{table}-idempotency"
+
+[audit]
+topic = "{topic}.audit"
 "#,
                 pipeline = names.pipeline,
                 topic = names.topic,
@@ -243,6 +247,11 @@ impl Engine {
                 .unwrap_or_else(|| panic!("no {name} in {accepted}"))
         };
         (field("partition") as i32, field("offset"))
+    }
+
+    /// The audit topic the harness gives the engine.
+    pub fn audit_topic(&self) -> String {
+        format!("{}.audit", self.names.topic)
     }
 
     /// How many messages the pipeline's topic holds, over all partitions.

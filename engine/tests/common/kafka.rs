@@ -273,3 +273,48 @@ pub async fn read_json_until(
     }
     read
 }
+
+/// Every JSON message `topic` (3 partitions, as the harness creates them) holds now, from
+/// its start to its end as the broker reports it when called.
+pub fn read_all_json(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-all-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let mut ends = std::collections::HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Timeout::After(Duration::from_secs(10)))
+            .expect("watermarks from the broker");
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut read = Vec::new();
+    let deadline = Instant::now() + EFFECT_TIMEOUT;
+    while !ends.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: partitions {ends:?} not read to their end"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("readable");
+        if let Some(payload) = message.payload() {
+            read.push(serde_json::from_slice(payload).expect("JSON"));
+        }
+        if ends.get(&message.partition()) == Some(&(message.offset() + 1)) {
+            ends.remove(&message.partition());
+        }
+    }
+    read
+}

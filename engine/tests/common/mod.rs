@@ -1,14 +1,16 @@
 //! Harness for end-to-end tests, split by job: [`engine`] runs the `ordo` binary on a free
 //! port with a pipelines file of its own (unique topic, table and group), [`workload`] makes
 //! shuffled updates and checks the replica, [`kafka`] and [`dynamo`] talk to the local stack's
-//! real servers, [`stack`] finds the stack's cache and starts private servers to break, and
-//! [`hostile`] lists the hostile plugin's attacks.
+//! real servers, [`stack`] finds the stack's cache and starts private servers to break,
+//! [`proxy`] puts faults between the engine and DynamoDB, and [`hostile`] lists the hostile
+//! plugin's attacks.
 #![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 pub mod dynamo;
 pub mod engine;
 pub mod hostile;
 pub mod kafka;
+pub mod proxy;
 pub mod stack;
 pub mod tls;
 pub mod workload;
@@ -16,8 +18,10 @@ pub mod workload;
 pub use dynamo::{dynamodb, dynamodb_at, get_item, s, wait_item, PrivateDynamo};
 pub use engine::{Engine, EngineBuilder, Names, EFFECT_TIMEOUT};
 pub use kafka::{
-    brokers, produce_raw, read_dead_letters, read_json_until, topic_size, Letter, PrivateBroker,
+    brokers, produce_raw, read_all_json, read_dead_letters, read_json_until, topic_size, Letter,
+    PrivateBroker,
 };
+pub use proxy::FaultProxy;
 pub use stack::{
     built_plugin, cache_dir, field_merge_plugin, free_port, hostile_plugin, lww_plugin,
     ordo_command, pipelines_file, pipelines_file_of, send_signal,

@@ -75,6 +75,18 @@ impl Plugin for FieldMerge {
             Some(Value::Object(v)) => v,
             _ => Map::new(),
         };
+        // A field without a timestamp of its own (the record was written by the whole-record
+        // plugin, or before the field was kept) holds the record's instant as it is now,
+        // fixed before this event moves it: otherwise a field's standing would change with
+        // every other field's update, and the order of arrival would decide the result.
+        if let Some(Value::String(record_at_text)) = record.get(VERSION_FIELD) {
+            let record_at_text = record_at_text.clone();
+            for field in record.keys() {
+                if field != VERSION_FIELD && field != KEY_FIELD && !versions.contains_key(field) {
+                    versions.insert(field.clone(), Value::String(record_at_text.clone()));
+                }
+            }
+        }
         let mut changed = false;
         for (field, value) in incoming {
             if field == VERSION_FIELD || field == KEY_FIELD {
@@ -83,8 +95,7 @@ impl Plugin for FieldMerge {
             let held_at = versions
                 .get(&field)
                 .and_then(Value::as_str)
-                .and_then(parse_timestamp)
-                .or(record_at.filter(|_| record.contains_key(&field)));
+                .and_then(parse_timestamp);
             let wins = match (held_at, record.get(&field)) {
                 (Some(held), Some(held_value)) => {
                     at > held || (at == held && value_key(&value) > value_key(held_value))
@@ -180,6 +191,32 @@ mod tests {
         assert_eq!(one["IsPregnant"], "True");
         assert_eq!(one["FirstName"], "Jon");
         assert_eq!(one["UpdatedAt"], T3, "the newest instant any event brought");
+    }
+
+    #[test]
+    fn partial_updates_over_a_whole_record_converge_in_any_order() {
+        // As the whole-record plugin stores it: no per-field timestamps.
+        let whole =
+            json!({"PatientId": "1", "FirstName": "John", "Sex": "Female", "UpdatedAt": T1});
+        let renamed = json!({"PatientId": "1", "FirstName": "Jon", "UpdatedAt": T2});
+        let later = json!({"PatientId": "1", "Sex": "Male", "UpdatedAt": T3});
+        let over_whole = |events: &[&Value]| {
+            let mut record = whole.clone();
+            for e in events {
+                if let Wire::Write(r) = merge((*e).clone(), Some(&record)) {
+                    record = serde_json::from_str(&r).expect("JSON");
+                }
+            }
+            record
+        };
+        let one = over_whole(&[&renamed, &later]);
+        let two = over_whole(&[&later, &renamed]);
+        assert_eq!(one, two);
+        assert_eq!(
+            one["FirstName"], "Jon",
+            "newer than the whole record's instant"
+        );
+        assert_eq!(one["Sex"], "Male");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! A pipeline's member of its Kafka consumer group: cooperative-sticky assignment, offsets
 //! stored by the apply loop only when durable and committed by librdkafka in the background,
-//! revocations reported to the apply loop, and each partition's lag kept for `/metrics`.
+//! revocations fenced and reported to the apply loop, each partition's lag kept for
+//! `/metrics`, and a [`super::watchdog`] that rejoins when the group leaves this member idle
+//! while work stands still.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
@@ -40,7 +43,7 @@ pub struct GroupSettings {
 }
 
 /// Logs assignments (one line per change), reports revocations, keeps the lag.
-struct GroupContext {
+pub(super) struct GroupContext {
     /// What every client of the engine runs with (the MSK IAM signer).
     base: OrdoContext,
     /// The pipeline, for the log lines.
@@ -110,8 +113,8 @@ fn describe(tpl: &TopicPartitionList) -> String {
 
 /// A joined member of a pipeline's consumer group.
 pub struct KafkaGroup {
-    /// rdkafka's consumer, subscribed to the topic.
-    consumer: StreamConsumer<GroupContext>,
+    /// rdkafka's consumer, subscribed to the topic (shared with its watchdog).
+    consumer: Arc<StreamConsumer<GroupContext>>,
     /// The topic, for offsets.
     topic: String,
 }
@@ -153,6 +156,12 @@ impl KafkaGroup {
             .subscribe(&[&settings.topic])
             .map_err(|e| BusError::Client(format!("subscribe to `{}`: {e}", settings.topic)))?;
         info!(pipeline = %settings.pipeline, topic = %settings.topic, group = %settings.group, "Joined the consumer group.");
+        let consumer = Arc::new(consumer);
+        super::watchdog::watch(
+            Arc::downgrade(&consumer),
+            settings.pipeline.clone(),
+            settings.topic.clone(),
+        );
         Ok((
             Self {
                 consumer,

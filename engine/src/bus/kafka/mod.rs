@@ -7,6 +7,7 @@ mod context;
 mod group;
 mod producer;
 mod reader;
+mod watchdog;
 
 pub use admin::{ensure_topic_with, ensure_topics, topic_config_differences};
 pub use client::{KafkaConfig, DEBUG_ENV, RECONNECT_BACKOFF_MAX_MS};
