@@ -130,9 +130,35 @@ async fn a_table_with_another_key_schema_is_refused() {
     );
 }
 
+/// Creates `table` (on demand) with `key` as its string partition key, as infrastructure code
+/// would.
+async fn create_table(dynamo: &aws_sdk_dynamodb::Client, table: &str, key: &str) {
+    use aws_sdk_dynamodb::types::BillingMode;
+    dynamo
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .send()
+        .await
+        .expect("table created");
+}
+
 #[tokio::test]
 async fn with_create_tables_off_a_missing_table_stops_the_start_and_an_existing_one_serves() {
-    use aws_sdk_dynamodb::types::BillingMode;
     let names = common::Names::unique("no-create");
     // Missing: the engine says so and which key it would need.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -168,28 +194,9 @@ async fn with_create_tables_off_a_missing_table_stops_the_start_and_an_existing_
         "nothing was created"
     );
 
-    // Made by someone else: the engine uses it.
-    dynamo
-        .create_table()
-        .table_name(&names.table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("PatientId")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("PatientId")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .send()
-        .await
-        .expect("table created");
+    // Made by someone else, with the Idempotency-Key table: the engine uses them.
+    create_table(&dynamo, &names.table, "PatientId").await;
+    create_table(&dynamo, &format!("{}-idempotency", names.table), "id").await;
     let engine = common::Engine::builder(names)
         .extra("create_tables = false")
         .start();

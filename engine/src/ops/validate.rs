@@ -145,27 +145,40 @@ async fn check_environment(pipelines: &[Pipeline], kafka: &KafkaConfig, report: 
         }
     }
     let client = dynamo::client().await;
-    for p in pipelines {
-        let store = DynamoStore::new(client.clone(), &p.table, &p.key_field);
+    // Each pipeline's table, then the Idempotency-Key table they share.
+    let mut tables: Vec<(String, &str, &str, bool)> = pipelines
+        .iter()
+        .map(|p| {
+            let label = format!("pipeline `{}`: `table`", p.name);
+            (
+                label,
+                p.table.as_str(),
+                p.key_field.as_str(),
+                p.create_tables,
+            )
+        })
+        .collect();
+    if let Some(first) = pipelines.first() {
+        let create = pipelines.iter().all(|p| p.create_tables);
+        let label = "`[idempotency] table`".to_string();
+        tables.push((label, first.idempotency.table.as_str(), "id", create));
+    }
+    for (label, table, key, create) in tables {
+        let store = DynamoStore::new(client.clone(), table, key);
         match tokio::time::timeout(ENVIRONMENT_TIMEOUT, store.inspect()).await {
             Ok(Ok(true)) => {}
-            Ok(Ok(false)) if !p.create_tables => report.problems.push(format!(
-                "pipeline `{}`: `table` {:?} does not exist, and `create_tables = false`: create it (partition key {:?}, string)",
-                p.name, p.table, p.key_field
+            Ok(Ok(false)) if !create => report.problems.push(format!(
+                "{label} {table:?} does not exist, and `create_tables = false`: create it (partition key {key:?}, string)"
             )),
             Ok(Ok(false)) => report.notes.push(format!(
-                "pipeline `{}`: table {:?} does not exist yet; `ordo run` creates it",
-                p.name, p.table
+                "{label} {table:?} does not exist yet; `ordo run` creates it"
             )),
             Ok(Err(e)) => report.problems.push(format!(
-                "pipeline `{}`: `table` {} (is AWS_ENDPOINT_URL right? the local stack's is http://127.0.0.1:4566)",
-                p.name,
+                "{label} {} (is AWS_ENDPOINT_URL right? the local stack's is http://127.0.0.1:4566)",
                 shorten(&e.to_string())
             )),
             Err(_) => report.problems.push(format!(
-                "pipeline `{}`: `table` {:?}: DynamoDB did not answer within {} s (check AWS_ENDPOINT_URL and AWS_REGION)",
-                p.name,
-                p.table,
+                "{label} {table:?}: DynamoDB did not answer within {} s (check AWS_ENDPOINT_URL and AWS_REGION)",
                 ENVIRONMENT_TIMEOUT.as_secs()
             )),
         }
