@@ -135,7 +135,10 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
     /// them) and late results of their workers are ignored.
     fn revoke(&mut self, revoked: &[i32]) {
         for p in revoked {
-            self.partitions.remove(p);
+            if self.partitions.remove(p).is_some_and(|s| s.paused) {
+                // Not carried into a later assignment of the same partition.
+                let _ = self.consumer.resume(*p);
+            }
             let buffered = &mut self.buffered;
             self.keys.retain(|(kp, _), q| {
                 if kp != p {
