@@ -62,6 +62,8 @@ impl Shared {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             limits: ingest::Limits {
                 body_limit: settings.body_limit,
+                bulk_body_limit: settings.bulk_body_limit,
+                bulk_max_lines: settings.bulk_max_lines,
                 body_timeout: settings.body_timeout,
                 produce_timeout: settings.produce_timeout,
             },

@@ -75,6 +75,10 @@ pub struct Settings {
     pub produce_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Largest `application/x-ndjson` body accepted, in bytes.
+    pub bulk_body_limit: usize,
+    /// Most events (lines) one `application/x-ndjson` body may carry.
+    pub bulk_max_lines: usize,
     /// Longest a request body may take to arrive (then 408).
     pub body_timeout: Duration,
     /// Ingest requests handled at once; more get 503 rather than queueing without bound.

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => commands::replay(args),
         Some(Command::Dlq(DlqCommand::Replay(args))) => commands::redrive(args),
         Some(Command::Tap(args)) => commands::tap(args),
+        Some(Command::Load(args)) => commands::load(args),
     };
     match outcome {
         Ok(code) => code,

@@ -117,6 +117,8 @@ async fn serve_with<P: Publisher>(publisher: P, topic: &str) -> anyhow::Result<(
         store: MemoryStore::new("PatientId"),
         limits: ingest::Limits {
             body_limit: ingest::DEFAULT_BODY_LIMIT,
+            bulk_body_limit: ingest::DEFAULT_BULK_BODY_LIMIT,
+            bulk_max_lines: ingest::DEFAULT_BULK_MAX_LINES,
             body_timeout: ingest::DEFAULT_BODY_TIMEOUT,
             produce_timeout: Duration::from_secs(10),
         },

@@ -126,11 +126,4 @@ pub trait Consumer: Send + Sync + 'static {
 
     /// Commits what was stored, now (at shutdown).
     fn commit(&self) -> Result<(), BusError>;
-
-    /// Stops fetching `partition` (messages already fetched may still come), so a partition
-    /// whose events wait does not fill memory.
-    fn pause(&self, partition: i32) -> Result<(), BusError>;
-
-    /// Fetches `partition` again.
-    fn resume(&self, partition: i32) -> Result<(), BusError>;
 }

@@ -37,6 +37,30 @@ pub enum Command {
     /// Show a pipeline's events as they arrive and what its plugin decides for each (against
     /// the stored record; nothing is written). Ctrl-C stops it.
     Tap(TapArgs),
+    /// Backfill: load events (one JSON object per line) into a pipeline's topic, each checked
+    /// by its plugin and acknowledged by the broker; rejected lines go to a side file with
+    /// their reason. Ctrl-C stops it and says which line to resume from.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub target: PipelineArgs,
+    /// The events: a file of JSON lines, or `-` for standard input.
+    pub input: PathBuf,
+    /// Start at this line (1-based), as a stopped load said. Lines from there that were
+    /// produced before are produced again, which changes nothing in the replica.
+    #[arg(long, default_value_t = 1)]
+    pub from_line: u64,
+    /// Where rejected lines go, as JSON lines with their reason (created 0600, appended to
+    /// when resuming). Default: `<input>.rejected.jsonl`, or `ordo-load.rejected.jsonl` for
+    /// standard input.
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Events in flight at most.
+    #[arg(long, default_value_t = ordo::ops::load::DEFAULT_IN_FLIGHT)]
+    pub in_flight: usize,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +180,12 @@ pub struct RunArgs {
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, env = "ORDO_BODY_LIMIT", default_value_t = ordo::ingest::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
+    /// Largest `application/x-ndjson` (bulk) body accepted, in bytes (larger ones get 413).
+    #[arg(long, env = "ORDO_BULK_BODY_LIMIT", default_value_t = ordo::ingest::DEFAULT_BULK_BODY_LIMIT)]
+    pub bulk_body_limit: usize,
+    /// Most events (lines) one `application/x-ndjson` body may carry (more get 413).
+    #[arg(long, env = "ORDO_BULK_MAX_LINES", default_value_t = ordo::ingest::DEFAULT_BULK_MAX_LINES)]
+    pub bulk_max_lines: usize,
     /// Milliseconds a request body may take to arrive; a slower one gets 408.
     #[arg(long, env = "ORDO_BODY_TIMEOUT_MS", default_value_t = ordo::ingest::DEFAULT_BODY_TIMEOUT.as_millis() as u64)]
     pub body_timeout_ms: u64,

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use ordo::bus::kafka::KafkaConfig;
 
-use super::args::{PipelineArgs, PluginTestArgs, ReplayArgs, RunArgs, TapArgs, ValidateArgs};
+use super::args::{
+    LoadArgs, PipelineArgs, PluginTestArgs, ReplayArgs, RunArgs, TapArgs, ValidateArgs,
+};
 
 pub fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
@@ -88,6 +90,148 @@ pub async fn tap(args: TapArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[tokio::main]
+pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use anyhow::Context as _;
+    use ordo::ops::load::{self, LoadError, Options};
+
+    let (pipeline, kafka) = pipeline_of(&args.target)?;
+    let policy = ordo::plugin::reload::load_checked(&pipeline.plugin_spec())
+        .map_err(|e| anyhow::anyhow!("pipeline `{}`: {e}", pipeline.name))?;
+    let publisher = kafka.producer(load::DELIVERY_TIMEOUT)?;
+    let stdin = args.input.as_os_str() == "-";
+    let (input, size): (Box<dyn std::io::BufRead>, Option<u64>) = if stdin {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        let file = std::fs::File::open(&args.input)
+            .with_context(|| format!("cannot read {}", args.input.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (
+            Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+            size,
+        )
+    };
+    let rejects_path = args.rejects.clone().unwrap_or_else(|| {
+        if stdin {
+            "ordo-load.rejected.jsonl".into()
+        } else {
+            let mut name = args.input.clone().into_os_string();
+            name.push(".rejected.jsonl");
+            name.into()
+        }
+    });
+    let resuming = args.from_line > 1;
+    let reported = if resuming {
+        load::reported(&std::fs::read_to_string(&rejects_path).unwrap_or_default())
+    } else {
+        Default::default()
+    };
+    let mut rejects = side_file(&rejects_path, resuming)
+        .with_context(|| format!("cannot write {}", rejects_path.display()))?;
+    let bar = match size {
+        Some(bytes) => indicatif::ProgressBar::new(bytes).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = Arc::clone(&stop);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stopper.store(true, Ordering::SeqCst);
+        }
+    });
+    let options = Options {
+        from_line: args.from_line.max(1),
+        in_flight: args.in_flight.max(1),
+        run: format!("load-{}", std::process::id()),
+        reported,
+    };
+    let started = std::time::Instant::now();
+    eprintln!(
+        "loading {} into `{}` (topic {}) from line {}",
+        args.input.display(),
+        pipeline.name,
+        pipeline.topic,
+        options.from_line
+    );
+    let result = load::load(
+        &pipeline,
+        &policy,
+        &publisher,
+        input,
+        &mut rejects,
+        &options,
+        &stop,
+        |at| {
+            bar.set_position(at.bytes);
+            let rate = at.produced as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{} produced, {} rejected, {rate:.0} events/s",
+                at.produced, at.rejected
+            ));
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    let _ = ordo::bus::Publisher::flush(&publisher, std::time::Duration::from_secs(10));
+    match result {
+        Ok(summary) => {
+            let at = summary.progress;
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "load `{}`: {} lines read, {} events produced, {} rejected (in {}), {:.1} s, {:.0} events/s",
+                pipeline.name,
+                at.lines,
+                at.produced,
+                at.rejected,
+                rejects_path.display(),
+                seconds,
+                at.produced as f64 / seconds.max(1e-3)
+            );
+            match summary.resume_from {
+                Some(line) => {
+                    eprintln!("interrupted: resume with --from-line {line}");
+                    Ok(ExitCode::from(130))
+                }
+                None => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Err(e @ LoadError::Produce { .. }) => {
+            eprintln!("ordo load: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The side file of rejected lines: created readable by its owner only (the lines are
+/// records), appended to when a load resumes.
+fn side_file(
+    path: &std::path::Path,
+    append: bool,
+) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    if append {
+        options.append(true);
+    } else {
+        options.write(true).truncate(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path).map(std::io::BufWriter::new)
+}
+
+#[tokio::main]
 pub async fn redrive(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let (pipeline, kafka) = pipeline_of(&args)?;
     let done = ordo::ops::redrive::redrive(&pipeline, &kafka, |done, total| {
@@ -153,6 +297,8 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
         brokers: cli.brokers,
         produce_timeout: std::time::Duration::from_millis(cli.produce_timeout_ms),
         body_limit: cli.body_limit,
+        bulk_body_limit: cli.bulk_body_limit,
+        bulk_max_lines: cli.bulk_max_lines,
         body_timeout: std::time::Duration::from_millis(cli.body_timeout_ms),
         max_in_flight: cli.max_in_flight,
         admin_token: cli.admin_token.filter(|t| !t.is_empty()),

@@ -14,6 +14,7 @@ use poem_openapi::types::Type as _;
 use poem_openapi::OpenApiService;
 use serde_json::{json, Map, Value};
 
+use super::bulk::{BulkAnswer, NDJSON};
 use super::handler::Accepted;
 use super::problem::Problem;
 use crate::config::Pipeline;
@@ -64,6 +65,18 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}
         }),
     );
+    for (code, when) in [
+        ("200", "Bulk (`application/x-ndjson`): every line was accepted; `results` says where each was stored."),
+        ("207", "Bulk (`application/x-ndjson`): some lines were not accepted; `results` gives each line's outcome (`problem` names the field), and the accepted ones were stored."),
+    ] {
+        responses.insert(
+            code.into(),
+            json!({
+                "description": when,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BulkAnswer"}}}
+            }),
+        );
+    }
     for (status, when) in [
         (
             StatusCode::BAD_REQUEST,
@@ -99,7 +112,8 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
             "summary": format!("Publish a `{}` event", p.name),
             "description": format!(
                 "Validates the body with the pipeline's plugin, stamps `{}` with the receipt time when absent, \
-                 and produces it to `{}` keyed by `{}`. Answers 202 once the broker acknowledged.",
+                 and produces it to `{}` keyed by `{}`. Answers 202 once the broker acknowledged. \
+                 With `Content-Type: application/x-ndjson`, one event per line: 200 when every line was accepted, 207 when some were not.",
                 p.version_field, p.topic, p.key_field
             ),
             "operationId": format!("ingest_{}", p.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
@@ -110,7 +124,16 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
             }],
             "requestBody": {
                 "required": true,
-                "content": {"application/json": {"schema": doc.schema, "example": example(doc)}}
+                "content": {
+                    "application/json": {"schema": doc.schema, "example": example(doc)},
+                    NDJSON: {
+                        "schema": {
+                            "type": "string",
+                            "description": "Bulk: one event per line (each as the application/json body), at most `--bulk-max-lines` lines (10,000 by default). Every line is checked, the accepted ones are produced all in flight, and the answer (200 or 207) comes once each is acknowledged. An Idempotency-Key is refused here."
+                        },
+                        "example": format!("{}\n{}\n", example(doc), example(doc))
+                    }
+                }
             },
             "responses": responses
         }
@@ -261,6 +284,7 @@ fn shared_schemas() -> Map<String, Value> {
     let mut registry = Registry::new();
     Accepted::register(&mut registry);
     Problem::register(&mut registry);
+    BulkAnswer::register(&mut registry);
     registry
         .schemas
         .iter()
@@ -401,7 +425,9 @@ mod tests {
             post["requestBody"]["content"]["application/json"]["example"],
             json!({"PatientId": "1"})
         );
-        for code in ["202", "400", "409", "413", "415", "422", "503"] {
+        for code in [
+            "200", "202", "207", "400", "409", "413", "415", "422", "503",
+        ] {
             assert!(post["responses"].get(code).is_some(), "{code}");
         }
         assert!(spec["paths"].get("/healthz").is_some());

@@ -17,7 +17,9 @@ use super::idempotency::Refused;
 use super::problem::Problem;
 use super::PipelineApi;
 use crate::audit;
-use crate::bus::{BusError, Publisher};
+use crate::bus::{BusError, Delivery, Publisher};
+use crate::config::Pipeline;
+use crate::plugin::Policy;
 use crate::telemetry;
 
 /// Largest body accepted, in bytes.
@@ -46,6 +48,16 @@ pub struct Accepted {
     pub offset: i64,
     /// The version field's value as produced (stamped or the client's).
     pub updated_at: serde_json::Value,
+}
+
+/// One event, checked and ready to produce.
+pub struct Prepared {
+    /// Its key.
+    pub key: String,
+    /// The event as produced (version stamped).
+    pub text: String,
+    /// Its version field's value.
+    pub updated_at: Value,
 }
 
 impl<P: Publisher, S> PipelineApi<P, S> {
@@ -82,28 +94,12 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         let scope = crate::auth::write_scope(&self.pipeline.name);
         let principal = self.authorized(request, &scope, request_id).await?;
         let caller = principal.as_ref().map(|p| p.name.as_str());
+        if super::bulk::is_ndjson(request) {
+            return self.accept_bulk(request, request_id, trace, caller).await;
+        }
         check_content_type(request)?;
         let idempotency_key = idempotency_key(request)?;
-        // The body is read before a permit is taken, within a time limit, so a slow client
-        // holds no share of the in-flight budget (which bounds the work: plugin calls and
-        // events waiting for their ack).
-        let timeout = self.limits.body_timeout;
-        let body = tokio::time::timeout(
-            timeout,
-            request.take_body().into_bytes_limit(self.limits.body_limit),
-        )
-        .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "Body too slow",
-                format!(
-                    "the body did not arrive within {} ms; nothing was stored",
-                    timeout.as_millis()
-                ),
-            )
-        })?
-        .map_err(|e| self.read_error(e))?;
+        let body = self.read_body(request, self.limits.body_limit).await?;
         let _permit = self.in_flight.try_acquire().map_err(|_| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -122,72 +118,15 @@ impl<P: Publisher, S> PipelineApi<P, S> {
             p.column = u32::try_from(e.column()).ok();
             p
         })?;
-        let Value::Object(mut record) = value else {
-            return Err(unprocessable("", "the body must be a JSON object"));
-        };
+        let Prepared {
+            key,
+            text,
+            updated_at,
+        } = self.prepare(value)?;
         let p = &self.pipeline;
-        if !record.contains_key(&p.version_field) {
-            let now = OffsetDateTime::now_utc().format(&Rfc3339).map_err(|e| {
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Clock error",
-                    e.to_string(),
-                )
-            })?;
-            record.insert(p.version_field.clone(), Value::String(now));
-        }
-        if let Some(version) = record.get(&p.version_field) {
-            if let Some(why) = crate::version::too_far_ahead(
-                version,
-                OffsetDateTime::now_utc(),
-                p.max_version_skew,
-            ) {
-                return Err(unprocessable(
-                    &p.version_field,
-                    &format!("`{}` {why}", p.version_field),
-                ));
-            }
-        }
-        let key = match record.get(&p.key_field) {
-            Some(Value::String(k)) if !k.is_empty() => k.clone(),
-            Some(_) => return Err(unprocessable(&p.key_field, "must be a non-empty string")),
-            None => return Err(unprocessable(&p.key_field, "is required")),
-        };
-        let updated_at = record.get(&p.version_field).cloned().unwrap_or(Value::Null);
-        let text = Value::Object(record).to_string();
-        match self.policy.current().validate(&text) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let detail = if e.field.is_empty() {
-                    e.message
-                } else {
-                    format!("`{}` {}", e.field, e.message)
-                };
-                return Err(unprocessable(&e.field, &detail));
-            }
-            Err(e) if e.is_transient() => {
-                warn!(pipeline = %p.name, error = %e, "Plugin busy during validation; nothing produced.");
-                return Err(Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Plugin busy",
-                    format!("{e}; nothing was produced, retry later"),
-                )
-                .retry_after(1));
-            }
-            Err(e) => {
-                // A trap, fuel, time or memory limit on this body: the event is refused, and
-                // the engine keeps serving others.
-                warn!(pipeline = %p.name, error = %e, "Plugin failed during validation; event refused.");
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Plugin failed on this event",
-                    e.to_string(),
-                ));
-            }
-        }
         let (body, replayed) = match idempotency_key {
             Some(id) => {
-                let hash: [u8; 32] = sha2::Sha256::digest(&body).into();
+                let hash: [u8; 32] = sha2::Sha256::digest(&*body).into();
                 self.idempotency
                     .once(caller.unwrap_or(""), &id, hash, || {
                         self.produce(&key, &text, &updated_at, caller, request_id, trace)
@@ -244,6 +183,11 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         Ok(response)
     }
 
+    /// Checks one event as ingest takes it (see [`prepare`]) with the plugin in force.
+    pub(super) fn prepare(&self, value: Value) -> Result<Prepared, Problem> {
+        prepare(&self.pipeline, self.policy.current().as_ref(), value)
+    }
+
     /// Produces the event (with its request id and principal as headers) and waits for the
     /// ack; returns the 202 body.
     async fn produce(
@@ -255,6 +199,27 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         request_id: &str,
         trace: Option<&str>,
     ) -> Result<String, Problem> {
+        let delivery = self.send(key, text, principal, request_id, trace).await?;
+        let accepted = Accepted {
+            pipeline: self.pipeline.name.clone(),
+            key: key.to_string(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+            updated_at: updated_at.clone(),
+        };
+        Ok(serde_json::to_string(&accepted).unwrap_or_default())
+    }
+
+    /// Produces the event (with its request id and principal as headers) and waits, at most
+    /// the produce timeout, for the broker's ack.
+    pub(super) async fn send(
+        &self,
+        key: &str,
+        text: &str,
+        principal: Option<&str>,
+        request_id: &str,
+        trace: Option<&str>,
+    ) -> Result<Delivery, Problem> {
         let started = std::time::Instant::now();
         let (topic, timeout) = (&self.pipeline.topic, self.limits.produce_timeout);
         let mut headers = vec![(audit::REQUEST_ID_KAFKA_HEADER, request_id)];
@@ -279,7 +244,7 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         self.metrics
             .produce
             .observe(started.elapsed().as_secs_f64());
-        let delivery = delivery.map_err(|e| {
+        delivery.map_err(|e| {
             warn!(pipeline = %self.pipeline.name, error = %e, "Event not acknowledged by the broker.");
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -287,31 +252,125 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                 format!("{e}; the event may or may not be stored: retry it (applying an event twice changes nothing)"),
             )
             .retry_after(1)
-        })?;
-        let accepted = Accepted {
-            pipeline: self.pipeline.name.clone(),
-            key: key.to_string(),
-            partition: delivery.partition,
-            offset: delivery.offset,
-            updated_at: updated_at.clone(),
-        };
-        Ok(serde_json::to_string(&accepted).unwrap_or_default())
+        })
     }
 
-    fn read_error(&self, e: ReadBodyError) -> Problem {
-        match e {
-            ReadBodyError::PayloadTooLarge => Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Body too large",
-                format!("the body exceeds {} bytes", self.limits.body_limit),
-            ),
-            other => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "Unreadable body",
-                other.to_string(),
-            ),
+    /// The body, at most `limit` bytes. It is read before a permit is taken, within a time
+    /// limit, so a slow client holds no share of the in-flight budget (which bounds the
+    /// work: plugin calls and events waiting for their ack).
+    pub(super) async fn read_body(
+        &self,
+        request: &mut Request,
+        limit: usize,
+    ) -> Result<impl std::ops::Deref<Target = [u8]>, Problem> {
+        let timeout = self.limits.body_timeout;
+        tokio::time::timeout(timeout, request.take_body().into_bytes_limit(limit))
+            .await
+            .map_err(|_| {
+                Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "Body too slow",
+                    format!(
+                        "the body did not arrive within {} ms; nothing was stored",
+                        timeout.as_millis()
+                    ),
+                )
+            })?
+            .map_err(|e| read_error(e, limit))
+    }
+}
+
+/// The problem of a body that could not be read whole within `limit` bytes.
+fn read_error(e: ReadBodyError, limit: usize) -> Problem {
+    match e {
+        ReadBodyError::PayloadTooLarge => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Body too large",
+            format!("the body exceeds {limit} bytes"),
+        ),
+        other => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Unreadable body",
+            other.to_string(),
+        ),
+    }
+}
+
+/// Checks one event as ingest takes it (HTTP, bulk, `ordo load`): a JSON object, its
+/// version stamped with the time of receipt when absent and not too far ahead, a non-empty
+/// string key, and `policy`'s validation. Returns what to produce, or the problem naming the
+/// field.
+pub fn prepare(
+    pipeline: &Pipeline,
+    policy: &dyn Policy,
+    value: Value,
+) -> Result<Prepared, Problem> {
+    let Value::Object(mut record) = value else {
+        return Err(unprocessable("", "the body must be a JSON object"));
+    };
+    let p = pipeline;
+    if !record.contains_key(&p.version_field) {
+        let now = OffsetDateTime::now_utc().format(&Rfc3339).map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Clock error",
+                e.to_string(),
+            )
+        })?;
+        record.insert(p.version_field.clone(), Value::String(now));
+    }
+    if let Some(version) = record.get(&p.version_field) {
+        if let Some(why) =
+            crate::version::too_far_ahead(version, OffsetDateTime::now_utc(), p.max_version_skew)
+        {
+            return Err(unprocessable(
+                &p.version_field,
+                &format!("`{}` {why}", p.version_field),
+            ));
         }
     }
+    let key = match record.get(&p.key_field) {
+        Some(Value::String(k)) if !k.is_empty() => k.clone(),
+        Some(_) => return Err(unprocessable(&p.key_field, "must be a non-empty string")),
+        None => return Err(unprocessable(&p.key_field, "is required")),
+    };
+    let updated_at = record.get(&p.version_field).cloned().unwrap_or(Value::Null);
+    let text = Value::Object(record).to_string();
+    match policy.validate(&text) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let detail = if e.field.is_empty() {
+                e.message
+            } else {
+                format!("`{}` {}", e.field, e.message)
+            };
+            return Err(unprocessable(&e.field, &detail));
+        }
+        Err(e) if e.is_transient() => {
+            warn!(pipeline = %p.name, error = %e, "Plugin busy during validation; nothing produced.");
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Plugin busy",
+                format!("{e}; nothing was produced, retry later"),
+            )
+            .retry_after(1));
+        }
+        Err(e) => {
+            // A trap, fuel, time or memory limit on this body: the event is refused, and
+            // the engine keeps serving others.
+            warn!(pipeline = %p.name, error = %e, "Plugin failed during validation; event refused.");
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Plugin failed on this event",
+                e.to_string(),
+            ));
+        }
+    }
+    Ok(Prepared {
+        key,
+        text,
+        updated_at,
+    })
 }
 
 /// The `Idempotency-Key` header, when sent: 1 to 255 visible ASCII characters.

@@ -16,6 +16,7 @@ use poem_openapi::OpenApiService;
 
 mod allow;
 pub mod api;
+pub mod bulk;
 pub mod docs;
 pub mod guard;
 mod handler;
@@ -26,9 +27,10 @@ mod read;
 mod tests;
 
 pub use api::{Admin, SystemApi};
+pub use bulk::{DEFAULT_BULK_BODY_LIMIT, DEFAULT_BULK_MAX_LINES, NDJSON};
 pub use handler::{
-    DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, IDEMPOTENCY_HEADER,
-    REPLAYED_HEADER,
+    prepare, Prepared, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_IN_FLIGHT,
+    IDEMPOTENCY_HEADER, REPLAYED_HEADER,
 };
 
 use crate::bus::Publisher;
@@ -55,6 +57,10 @@ pub const ADMIN_PATH: &str = "/admin";
 pub struct Limits {
     /// Largest body accepted, in bytes.
     pub body_limit: usize,
+    /// Largest `application/x-ndjson` body accepted, in bytes.
+    pub bulk_body_limit: usize,
+    /// Most events (lines) one `application/x-ndjson` body may carry.
+    pub bulk_max_lines: usize,
     /// Longest the body may take to arrive (then 408).
     pub body_timeout: Duration,
     /// How long to wait for the broker's ack before answering 503 (the producer goes on

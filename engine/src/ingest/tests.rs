@@ -78,6 +78,8 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         store: store.clone(),
         limits: Limits {
             body_limit: 64,
+            bulk_body_limit: 4096,
+            bulk_max_lines: 5,
             body_timeout: std::time::Duration::from_secs(5),
             produce_timeout: std::time::Duration::from_secs(5),
         },
@@ -451,4 +453,99 @@ fn the_engines_own_paths_are_the_ones_config_reserves() {
         assert!(crate::config::ENGINE_PATHS.contains(&path), "{path}");
     }
     assert!(SPEC_PATH.starts_with(DOCS_PATH));
+}
+
+/// POSTs `body` as `application/x-ndjson`, with `headers`.
+async fn post_bulk(
+    cli: &TestClient<BoxEndpoint<'static>>,
+    body: &'static str,
+    headers: &[(&'static str, &'static str)],
+) -> poem::test::TestResponse {
+    let mut request = cli.post("/p").content_type(bulk::NDJSON).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await
+}
+
+#[tokio::test]
+async fn a_bulk_body_is_taken_line_by_line_and_a_bad_line_holds_back_no_other() {
+    let Fixture { cli, bus, .. } = fixture(8, None);
+    let body = concat!(
+        "{\"PatientId\":\"a\"}\n",
+        "{\"PatientId\":\n",
+        "\n",
+        "{\"FirstName\":\"no key\"}\r\n",
+        "{\"PatientId\":\"b\",\"Sex\":1}\n",
+        "{\"PatientId\":\"c\",\"UpdatedAt\":\"2006-01-02T15:00:00Z\"}",
+    );
+    let answer = post_bulk(&cli, body, &[("x-request-id", "bulk-1")]).await;
+    answer.assert_status(StatusCode::MULTI_STATUS);
+    let answer: Value = answer.json().await.value().deserialize();
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["rejected"].as_u64()),
+        (Some(2), Some(3)),
+        "{answer}"
+    );
+    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    let lines: Vec<u64> = results.iter().filter_map(|r| r["line"].as_u64()).collect();
+    assert_eq!(
+        lines,
+        [1, 2, 4, 5, 6],
+        "the blank line keeps its number: {answer}"
+    );
+    let status: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r["status"].as_u64())
+        .collect();
+    assert_eq!(status, [202, 400, 422, 422, 202], "{answer}");
+    assert_eq!(results[2]["problem"]["field"], "PatientId");
+    assert_eq!(results[3]["problem"]["field"], "Sex");
+    assert_eq!(results[4]["updatedAt"], "2006-01-02T15:00:00Z");
+    let events = bus.published("p.events");
+    let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["a", "c"], "the accepted lines, keyed");
+    assert_eq!(
+        events[1].header("ordo-request-id"),
+        Some("bulk-1.6"),
+        "one id per line"
+    );
+    for (result, event) in [&results[0], &results[4]].iter().zip(&events) {
+        assert_eq!(result["offset"], event.offset, "{answer}");
+    }
+    // Each accepted line is in the audit trail under its own request id.
+    let trail: Vec<Value> = bus
+        .published("p.audit")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).expect("JSON"))
+        .collect();
+    let ids: Vec<&str> = trail
+        .iter()
+        .filter_map(|r| r["request_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{trail:?}");
+    assert!(
+        ids.contains(&"bulk-1.1") && ids.contains(&"bulk-1.6"),
+        "{ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_body_all_accepted_is_200_and_its_limits_are_named() {
+    let Fixture { cli, bus, .. } = fixture(8, None);
+    let all = post_bulk(&cli, "{\"PatientId\":\"a\"}\n{\"PatientId\":\"b\"}\n", &[]).await;
+    all.assert_status_is_ok();
+    let all: Value = all.json().await.value().deserialize();
+    assert_eq!(all["accepted"], 2);
+    assert_eq!(bus.published("p.events").len(), 2);
+    // More lines than the limit (5 here): nothing is produced.
+    let many = post_bulk(&cli, "{}\n{}\n{}\n{}\n{}\n{}\n", &[]).await;
+    many.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+    let empty = post_bulk(&cli, "\n \n", &[]).await;
+    empty.assert_status(StatusCode::BAD_REQUEST);
+    let keyed = post_bulk(&cli, "{\"PatientId\":\"a\"}\n", &[("idempotency-key", "k")]).await;
+    keyed.assert_status(StatusCode::BAD_REQUEST);
+    let problem: Value = keyed.json().await.value().deserialize();
+    assert_eq!(problem["field"], "Idempotency-Key");
+    assert_eq!(bus.published("p.events").len(), 2, "nothing more produced");
 }

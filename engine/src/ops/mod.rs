@@ -1,6 +1,6 @@
 //! The one-shot commands, each doing one job against a pipeline and returning: check a file
 //! ([`validate`]), re-apply a topic's events ([`replay`]), re-drive dead letters
-//! ([`redrive`]), watch the plugin's decisions ([`tap`]). They build their Kafka clients with
+//! ([`redrive`]), watch the plugin's decisions ([`tap`]), backfill from a file ([`load`]). They build their Kafka clients with
 //! the engine's [`crate::bus::kafka::KafkaConfig`] and read with its bounded reader.
 
 use std::path::Path;
@@ -11,6 +11,7 @@ use crate::plugin::wasm::WasmPolicy;
 use crate::plugin::PluginError;
 use crate::store::dynamo::{self, DynamoStore};
 
+pub mod load;
 pub mod redrive;
 pub mod replay;
 pub mod tap;

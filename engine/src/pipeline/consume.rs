@@ -30,9 +30,6 @@ use crate::store::Store;
 
 /// Messages held (queued or in a worker) before the dispatcher stops reading.
 const MAX_BUFFERED: usize = 10_000;
-/// Messages of one partition held before it is paused (it resumes at half): a partition
-/// whose events wait (a key retrying) does not take the whole buffer from the others.
-const PARTITION_HOLD: usize = 2_000;
 /// How long shutdown waits for running workers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,10 +42,6 @@ struct PartitionState {
     offsets: PartitionOffsets,
     /// The last offset stored for commit.
     stored: Option<i64>,
-    /// Messages held, queued or in a worker.
-    held: usize,
-    /// Whether fetching it is paused.
-    paused: bool,
 }
 
 /// The events of one key waiting for, or held by, a worker.
@@ -135,10 +128,7 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
     /// them) and late results of their workers are ignored.
     fn revoke(&mut self, revoked: &[i32]) {
         for p in revoked {
-            if self.partitions.remove(p).is_some_and(|s| s.paused) {
-                // Not carried into a later assignment of the same partition.
-                let _ = self.consumer.resume(*p);
-            }
+            self.partitions.remove(p);
             let buffered = &mut self.buffered;
             self.keys.retain(|(kp, _), q| {
                 if kp != p {
@@ -162,17 +152,8 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
                 generation: fence.generation(partition),
                 offsets: PartitionOffsets::default(),
                 stored: None,
-                held: 0,
-                paused: false,
             });
         state.offsets.start(message.offset);
-        state.held += 1;
-        if state.held >= PARTITION_HOLD && !state.paused {
-            state.paused = true;
-            if let Err(e) = self.consumer.pause(partition) {
-                debug!(pipeline = %self.work.pipeline.name, partition, error = %e, "Partition not paused.");
-            }
-        }
         let generation = state.generation;
         let key = (partition, message.key.clone().unwrap_or_default());
         let queue = self.keys.entry(key.clone()).or_default();
@@ -200,7 +181,7 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
             done.offsets.len()
         };
         self.buffered -= released;
-        self.record(&done, released);
+        self.record(&done);
         let queue = self.keys.entry(done.key.clone()).or_default();
         queue.busy = false;
         if let Some(mut again) = retry {
@@ -216,27 +197,16 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
     }
 
     /// Marks a finished worker's offsets done, if they belong to the current assignment of
-    /// their partition, and stores the commit point if it moved; `released` of the
-    /// partition's held messages are gone (resuming it below half of its hold).
-    fn record(&mut self, done: &Done, released: usize) {
+    /// their partition, and stores the commit point if it moved.
+    fn record(&mut self, done: &Done) {
         let partition = done.key.0;
         let Some(state) = self
             .partitions
             .get_mut(&partition)
-            .filter(|s| s.generation == done.generation)
+            .filter(|s| s.generation == done.generation && done.finished)
         else {
             return;
         };
-        state.held = state.held.saturating_sub(released);
-        if state.paused && state.held <= PARTITION_HOLD / 2 {
-            state.paused = false;
-            if let Err(e) = self.consumer.resume(partition) {
-                debug!(pipeline = %self.work.pipeline.name, partition, error = %e, "Partition not resumed.");
-            }
-        }
-        if !done.finished {
-            return;
-        }
         for offset in &done.offsets {
             state.offsets.finish(*offset);
         }
@@ -263,7 +233,7 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
                 Ok(Some(done)) => {
                     self.busy_workers -= 1;
-                    self.record(&done, 0);
+                    self.record(&done);
                 }
                 _ => {
                     warn!(pipeline = %self.work.pipeline.name, workers = self.busy_workers, "Shutdown deadline passed with events in flight; they will be replayed.");
@@ -600,29 +570,6 @@ mod tests {
         assert_eq!(running.metrics.panics.get(), 1);
         assert_eq!(store.record("a").map(|r| r["v"].clone()), Some(json!(2)));
         until(|| running.consumer.stored().get(&0) == Some(&2)).await;
-        running.stop.fire();
-        running.task.await.expect("the loop ends");
-    }
-
-    #[tokio::test]
-    async fn a_partition_holding_too_many_waiting_events_is_paused_until_they_drain() {
-        let (bus, store) = (MemoryBus::new(1), MemoryStore::new("k"));
-        store.set_down(true);
-        let running = start(&bus, &store, 0);
-        let events = PARTITION_HOLD + 10;
-        for n in 0..events {
-            let key = format!("k{}", n % 50);
-            send(&bus, &key, json!({"k": key, "v": n})).await;
-        }
-        until(|| running.consumer.paused().contains(&0)).await;
-        let position = running.consumer.position(0);
-        assert!(
-            position <= PARTITION_HOLD as i64,
-            "fetching stopped at the hold: {position}"
-        );
-        store.set_down(false);
-        until(|| running.metrics.settled() == events as u64).await;
-        assert!(running.consumer.paused().is_empty(), "resumed");
         running.stop.fire();
         running.task.await.expect("the loop ends");
     }

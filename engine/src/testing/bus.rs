@@ -258,10 +258,6 @@ struct Member {
     stored: HashMap<i32, i64>,
     /// Offsets committed, per partition.
     committed: HashMap<i32, i64>,
-    /// Partitions paused.
-    paused: BTreeSet<i32>,
-    /// Pauses asked for so far.
-    pauses: usize,
 }
 
 /// A consumer-group member on a [`MemoryBus`] topic.
@@ -315,16 +311,6 @@ impl MemoryConsumer {
         }
         self.revoker.revoke_now(partitions);
     }
-
-    /// Partitions paused now.
-    pub fn paused(&self) -> BTreeSet<i32> {
-        self.member().paused.clone()
-    }
-
-    /// Pauses asked for so far.
-    pub fn pauses(&self) -> usize {
-        self.member().pauses
-    }
 }
 
 impl Consumer for MemoryConsumer {
@@ -336,9 +322,8 @@ impl Consumer for MemoryConsumer {
             arrived.as_mut().enable();
             let next = {
                 let member = self.member();
-                let fetching = member.owned.difference(&member.paused).copied().collect();
                 self.bus
-                    .next_after(&self.topic, &fetching, &member.positions)
+                    .next_after(&self.topic, &member.owned, &member.positions)
             };
             if let Some(published) = next {
                 self.member()
@@ -372,19 +357,6 @@ impl Consumer for MemoryConsumer {
     fn commit(&self) -> Result<(), BusError> {
         let mut member = self.member();
         member.committed = member.stored.clone();
-        Ok(())
-    }
-
-    fn pause(&self, partition: i32) -> Result<(), BusError> {
-        let mut member = self.member();
-        member.paused.insert(partition);
-        member.pauses += 1;
-        Ok(())
-    }
-
-    fn resume(&self, partition: i32) -> Result<(), BusError> {
-        self.member().paused.remove(&partition);
-        self.bus.inner.arrived.notify_waiters();
         Ok(())
     }
 }

@@ -172,15 +172,6 @@ impl KafkaGroup {
     }
 }
 
-impl KafkaGroup {
-    /// `partition` of the topic, as rdkafka names it.
-    fn partition(&self, partition: i32) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topic, partition);
-        tpl
-    }
-}
-
 impl Consumer for KafkaGroup {
     async fn recv(&self) -> Result<Message, BusError> {
         let message = self.consumer.recv().await.map_err(|e| BusError::Read {
@@ -203,17 +194,5 @@ impl Consumer for KafkaGroup {
         self.consumer
             .commit_consumer_state(CommitMode::Sync)
             .map_err(|e| BusError::Client(e.to_string()))
-    }
-
-    fn pause(&self, partition: i32) -> Result<(), BusError> {
-        self.consumer
-            .pause(&self.partition(partition))
-            .map_err(|e| BusError::Client(format!("pause partition {partition}: {e}")))
-    }
-
-    fn resume(&self, partition: i32) -> Result<(), BusError> {
-        self.consumer
-            .resume(&self.partition(partition))
-            .map_err(|e| BusError::Client(format!("resume partition {partition}: {e}")))
     }
 }

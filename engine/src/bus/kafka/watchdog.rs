@@ -10,7 +10,7 @@
 //! the coordinator assign every partition anew. On a healthy group this never fires (an idle
 //! member sees its peers' offsets move); each firing doubles the wait before the next one
 //! (up to [`LONGEST_WAIT`]), so a group whose every member is stuck (DynamoDB away) is not
-//! rebalanced over and over.
+//! rebalanced over and over, while a member the broker keeps idle still tries again.
 
 use std::collections::HashMap;
 use std::sync::Weak;
@@ -27,8 +27,10 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(3);
 /// How long a member holds no partition before it looks at the group's progress: past the
 /// session timeout (10 s), when a dead member's partitions should have moved.
 pub const IDLE_BEFORE_CHECKING: Duration = Duration::from_secs(12);
-/// The longest wait between two rejoins.
-pub const LONGEST_WAIT: Duration = Duration::from_secs(300);
+/// The longest wait between two rejoins: a group whose every member is stuck (DynamoDB away)
+/// is rebalanced at most this often, and a member the broker keeps leaving idle tries again
+/// at least this often.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(60);
 /// How long one broker request of a check may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 

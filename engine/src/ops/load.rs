@@ -1,0 +1,344 @@
+//! `ordo load <pipeline> <file|->`: a backfill. Reads events, one JSON object per line,
+//! checks each as ingest does (the pipeline's plugin validates it; the version is stamped
+//! when absent), and produces the good ones keyed by their key with every line in flight up
+//! to a window, acknowledged by the broker. A rejected line goes to a side file with its
+//! reason and never holds back the others.
+//!
+//! Resuming: the load reports the first line not yet acknowledged when it stops (an error,
+//! Ctrl-C); `--from-line N` starts there. Lines after it may have been produced already; a
+//! line produced twice is harmless, since the replica's writes are conditional and a merge
+//! of the same event changes nothing (the second copy is skipped as stale).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use serde_json::{json, Value};
+
+use crate::audit;
+use crate::bus::{BusError, Delivery, Publisher};
+use crate::config::Pipeline;
+use crate::plugin::Policy;
+
+/// Events in flight at most by default.
+pub const DEFAULT_IN_FLIGHT: usize = 1_000;
+/// How long the producer keeps trying one event before the load stops.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The principal named on the audit records of loaded events.
+pub const PRINCIPAL: &str = "ordo-load";
+
+/// How a load runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The first line to load (1-based); earlier lines are read and passed over.
+    pub from_line: u64,
+    /// Events in flight at most.
+    pub in_flight: usize,
+    /// Names this run in the events' request ids (`<run>.<line>`).
+    pub run: String,
+    /// Lines the side file lists already (a resumed load does not list them twice).
+    pub reported: BTreeSet<u64>,
+}
+
+/// Where a load stands, for a progress display.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Lines read (including passed-over and blank ones).
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Events acknowledged.
+    pub produced: u64,
+    /// Lines rejected.
+    pub rejected: u64,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary {
+    /// Where it ended.
+    pub progress: Progress,
+    /// The first line not acknowledged, when the load stopped before the end: resume there.
+    pub resume_from: Option<u64>,
+}
+
+/// Why a load stopped early; `resume_from` says where to start again.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The input or the side file failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The broker did not acknowledge an event within the delivery timeout.
+    #[error("line {line}: {source}; resume with --from-line {resume_from}")]
+    Produce {
+        /// The line not acknowledged.
+        line: u64,
+        /// Why.
+        source: BusError,
+        /// The first line not acknowledged.
+        resume_from: u64,
+    },
+}
+
+/// The acknowledged lines, as a resume point: the first line not acknowledged yet.
+#[derive(Debug)]
+struct Acknowledged {
+    /// Every line up to here (exclusive) is acknowledged or needs none.
+    next: u64,
+    /// Lines acknowledged beyond `next`.
+    beyond: BTreeSet<u64>,
+}
+
+impl Acknowledged {
+    fn done(&mut self, line: u64) {
+        self.beyond.insert(line);
+        while self.beyond.remove(&self.next) {
+            self.next += 1;
+        }
+    }
+}
+
+/// The lines a side file lists, to pass over when a load resumes into it.
+pub fn reported(side_file: &str) -> BTreeSet<u64> {
+    side_file
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["line"].as_u64())
+        .collect()
+}
+
+/// Loads `input` into `pipeline`'s topic through `publisher`, checking each line with
+/// `policy`; rejected lines go to `rejects` (as JSON lines: line, status, field, reason,
+/// event). Stops reading when `stop` is set, and reports through `progress`.
+#[allow(clippy::too_many_arguments)]
+pub async fn load<P: Publisher>(
+    pipeline: &Pipeline,
+    policy: &dyn Policy,
+    publisher: &P,
+    input: impl BufRead,
+    rejects: &mut impl Write,
+    options: &Options,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(Progress),
+) -> Result<Summary, LoadError> {
+    let mut at = Progress::default();
+    let mut acked = Acknowledged {
+        next: options.from_line.max(1),
+        beyond: BTreeSet::new(),
+    };
+    let mut flying = FuturesUnordered::new();
+    let mut failure: Option<(u64, BusError)> = None;
+    let mut lines = input.split(b'\n');
+    loop {
+        if stop.load(Ordering::SeqCst) || failure.is_some() {
+            break;
+        }
+        while flying.len() >= options.in_flight.max(1) {
+            if let Some(done) = flying.next().await {
+                settle(done, &mut acked, &mut at, &mut failure);
+            }
+        }
+        let Some(line) = lines.next() else {
+            break;
+        };
+        let mut text = line?;
+        at.lines += 1;
+        at.bytes += text.len() as u64 + 1;
+        let number = at.lines;
+        if number < options.from_line {
+            continue;
+        }
+        if text.last() == Some(&b'\r') {
+            text.pop();
+        }
+        if text.iter().all(u8::is_ascii_whitespace) {
+            acked.done(number);
+            continue;
+        }
+        let checked = serde_json::from_slice::<Value>(&text)
+            .map_err(|e| (400, String::new(), format!("not valid JSON: {e}")))
+            .and_then(|value| {
+                crate::ingest::prepare(pipeline, policy, value)
+                    .map_err(|p| (p.status, p.field.unwrap_or_default(), p.detail))
+            });
+        match checked {
+            Ok(event) => {
+                let id = format!("{}.{number}", options.run);
+                flying.push(async move {
+                    let headers = [
+                        (audit::REQUEST_ID_KAFKA_HEADER, id.as_str()),
+                        (audit::PRINCIPAL_KAFKA_HEADER, PRINCIPAL),
+                    ];
+                    let sent = publisher
+                        .publish(&pipeline.topic, &event.key, event.text.as_bytes(), &headers)
+                        .await;
+                    if let (Ok(_), Some(topic)) = (&sent, pipeline.audit_topic.as_deref()) {
+                        let mut record =
+                            audit::Record::new(audit::Action::Ingest, &pipeline.name, "accepted");
+                        record.principal = Some(PRINCIPAL);
+                        record.key = Some(&event.key);
+                        record.request_id = Some(&id);
+                        if let Err(e) = audit::write(publisher, topic, &record).await {
+                            return (number, Err(e));
+                        }
+                    }
+                    (number, sent)
+                });
+            }
+            Err(_) if options.reported.contains(&number) => {
+                at.rejected += 1;
+                acked.done(number);
+            }
+            Err((status, field, reason)) => {
+                let letter = json!({
+                    "line": number,
+                    "status": status,
+                    "field": field,
+                    "reason": reason,
+                    "event": String::from_utf8_lossy(&text),
+                });
+                writeln!(rejects, "{letter}")?;
+                at.rejected += 1;
+                acked.done(number);
+            }
+        }
+        if number % 1000 == 0 {
+            progress(at);
+        }
+    }
+    while let Some(done) = flying.next().await {
+        settle(done, &mut acked, &mut at, &mut failure);
+    }
+    rejects.flush()?;
+    progress(at);
+    if let Some((line, source)) = failure {
+        return Err(LoadError::Produce {
+            line,
+            source,
+            resume_from: acked.next,
+        });
+    }
+    let finished = !stop.load(Ordering::SeqCst);
+    Ok(Summary {
+        progress: at,
+        resume_from: (!finished).then_some(acked.next),
+    })
+}
+
+/// Records one event's acknowledgement, or the first failure.
+fn settle(
+    (line, sent): (u64, Result<Delivery, BusError>),
+    acked: &mut Acknowledged,
+    at: &mut Progress,
+    failure: &mut Option<(u64, BusError)>,
+) {
+    match sent {
+        Ok(_) => {
+            at.produced += 1;
+            acked.done(line);
+        }
+        Err(source) => {
+            if failure.is_none() {
+                *failure = Some((line, source));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::PolicyHandle;
+    use crate::testing::{pipeline, MaxV, MemoryBus};
+
+    fn options() -> Options {
+        Options {
+            from_line: 1,
+            in_flight: 3,
+            run: "t".into(),
+            reported: BTreeSet::new(),
+        }
+    }
+
+    async fn run(input: &str, options: &Options, bus: &MemoryBus) -> (Summary, String) {
+        let mut p = pipeline("p");
+        p.key_field = "k".into();
+        p.audit_topic = Some("p.audit".into());
+        let policy = PolicyHandle::new(std::sync::Arc::new(MaxV));
+        let mut rejects = Vec::new();
+        let summary = load(
+            &p,
+            policy.current().as_ref(),
+            bus,
+            input.as_bytes(),
+            &mut rejects,
+            options,
+            &AtomicBool::new(false),
+            |_| {},
+        )
+        .await
+        .expect("loaded");
+        (summary, String::from_utf8(rejects).expect("UTF-8"))
+    }
+
+    #[tokio::test]
+    async fn good_lines_are_produced_keyed_and_bad_ones_set_aside_with_their_reason() {
+        let bus = MemoryBus::new(2);
+        let input = "{\"k\":\"a\",\"v\":1}\nnot json\n\n{\"k\":\"b\"}\n{\"k\":\"c\",\"v\":3}\n";
+        let (summary, rejects) = run(input, &options(), &bus).await;
+        assert_eq!(summary.progress.produced, 2);
+        assert_eq!(summary.progress.rejected, 2);
+        assert_eq!(summary.resume_from, None, "it ran to the end");
+        let events = bus.published("p.events");
+        let mut keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["a", "c"]);
+        assert!(events
+            .iter()
+            .all(|e| e.header("ordo-principal") == Some(PRINCIPAL)));
+        let rejected: Vec<Value> = rejects
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        assert_eq!(rejected[0]["line"], 2);
+        assert!(rejected[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not valid JSON")));
+        assert_eq!(rejected[1]["line"], 4);
+        assert_eq!(rejected[1]["field"], "v");
+        assert_eq!(rejected[1]["event"], "{\"k\":\"b\"}");
+        assert_eq!(bus.published("p.audit").len(), 2, "one record per event");
+    }
+
+    #[tokio::test]
+    async fn a_resumed_load_starts_at_its_line() {
+        let bus = MemoryBus::new(1);
+        let input = "{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n{\"k\":\"c\",\"v\":3}\n";
+        let from_two = Options {
+            from_line: 2,
+            ..options()
+        };
+        let (summary, _) = run(input, &from_two, &bus).await;
+        assert_eq!(summary.progress.produced, 2);
+        let keys: Vec<String> = bus
+            .published("p.events")
+            .iter()
+            .map(|e| e.key.clone())
+            .collect();
+        assert_eq!(keys, ["b", "c"]);
+    }
+
+    #[test]
+    fn the_resume_point_is_the_first_line_not_acknowledged() {
+        let mut acked = Acknowledged {
+            next: 1,
+            beyond: BTreeSet::new(),
+        };
+        acked.done(2);
+        acked.done(3);
+        assert_eq!(acked.next, 1);
+        acked.done(1);
+        assert_eq!(acked.next, 4);
+    }
+}
