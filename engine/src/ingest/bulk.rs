@@ -105,7 +105,7 @@ impl<P: Publisher, S> PipelineApi<P, S> {
     ) -> Result<Response, Problem> {
         if request.headers().contains_key(super::IDEMPOTENCY_HEADER) {
             return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "Idempotency-Key not taken with application/x-ndjson",
                 "a bulk request is not remembered by key: retry the lines that were not accepted (applying an event twice changes nothing)",
             )

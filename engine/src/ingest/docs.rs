@@ -96,7 +96,7 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
         ),
         (
             StatusCode::UNPROCESSABLE_ENTITY,
-            "The event fails validation, or its `Idempotency-Key` was used for another body; `field` names the field.",
+            "The event fails validation, or its `Idempotency-Key` was used for another body (or sent with a bulk body); `field` names the field.",
         ),
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -129,7 +129,9 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
                     NDJSON: {
                         "schema": {
                             "type": "string",
-                            "description": "Bulk: one event per line (each as the application/json body), at most `--bulk-max-lines` lines (10,000 by default). Every line is checked, the accepted ones are produced all in flight, and the answer (200 or 207) comes once each is acknowledged. An Idempotency-Key is refused here."
+                            "minLength": 1,
+                            "pattern": "\\S",
+                            "description": "Bulk: one event per line (each as the application/json body), at most `--bulk-max-lines` lines (10,000 by default). Every line is checked, the accepted ones are produced all in flight, and the answer (200 or 207) comes once each is acknowledged. An Idempotency-Key is refused here (422)."
                         },
                         "example": format!("{}\n{}\n", example(doc), example(doc))
                     }

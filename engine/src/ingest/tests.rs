@@ -544,7 +544,7 @@ async fn a_bulk_body_all_accepted_is_200_and_its_limits_are_named() {
     let empty = post_bulk(&cli, "\n \n", &[]).await;
     empty.assert_status(StatusCode::BAD_REQUEST);
     let keyed = post_bulk(&cli, "{\"PatientId\":\"a\"}\n", &[("idempotency-key", "k")]).await;
-    keyed.assert_status(StatusCode::BAD_REQUEST);
+    keyed.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = keyed.json().await.value().deserialize();
     assert_eq!(problem["field"], "Idempotency-Key");
     assert_eq!(bus.published("p.events").len(), 2, "nothing more produced");
