@@ -234,8 +234,10 @@ mod tests {
         let holder = std::thread::spawn(move || {
             // The revocation below must still be waiting when this lease goes.
             std::thread::sleep(Duration::from_millis(100));
+            // Taken while the lease is still held: the revocation must return after it.
+            let still_held = Instant::now();
             drop(lease);
-            Instant::now()
+            still_held
         });
         revoker.revoke(&[0], Duration::from_secs(10));
         let returned = Instant::now();
