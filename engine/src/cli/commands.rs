@@ -91,9 +91,6 @@ pub async fn tap(args: TapArgs) -> anyhow::Result<ExitCode> {
 
 #[tokio::main]
 pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
     use anyhow::Context as _;
     use ordo::ops::load::{self, LoadError, Options};
 
@@ -102,8 +99,8 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("pipeline `{}`: {e}", pipeline.name))?;
     let publisher = kafka.producer(load::DELIVERY_TIMEOUT)?;
     let stdin = args.input.as_os_str() == "-";
-    let (input, size): (Box<dyn std::io::BufRead>, Option<u64>) = if stdin {
-        (Box::new(std::io::stdin().lock()), None)
+    let (input, size): (Box<dyn std::io::BufRead + Send>, Option<u64>) = if stdin {
+        (Box::new(std::io::BufReader::new(std::io::stdin())), None)
     } else {
         let file = std::fs::File::open(&args.input)
             .with_context(|| format!("cannot read {}", args.input.display()))?;
@@ -139,13 +136,11 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         ),
         None => indicatif::ProgressBar::new_spinner(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopper = Arc::clone(&stop);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stopper.store(true, Ordering::SeqCst);
+    let stop = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
         }
-    });
+    };
     let options = Options {
         from_line: args.from_line.max(1),
         in_flight: args.in_flight.max(1),
@@ -164,10 +159,10 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         &pipeline,
         &policy,
         &publisher,
-        input,
+        load::read_lines(input),
         &mut rejects,
         &options,
-        &stop,
+        stop,
         |at| {
             bar.set_position(at.bytes);
             let rate = at.produced as f64 / started.elapsed().as_secs_f64().max(1e-3);

@@ -10,12 +10,13 @@
 //! of the same event changes nothing (the second copy is skipped as stale).
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::io::{BufRead, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use crate::audit;
 use crate::bus::{BusError, Delivery, Publisher};
@@ -26,6 +27,8 @@ use crate::plugin::Policy;
 pub const DEFAULT_IN_FLIGHT: usize = 1_000;
 /// How long the producer keeps trying one event before the load stops.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines read ahead of the one being checked.
+const READ_AHEAD: usize = 4_096;
 /// The principal named on the audit records of loaded events.
 pub const PRINCIPAL: &str = "ordo-load";
 
@@ -108,18 +111,35 @@ pub fn reported(side_file: &str) -> BTreeSet<u64> {
         .collect()
 }
 
-/// Loads `input` into `pipeline`'s topic through `publisher`, checking each line with
-/// `policy`; rejected lines go to `rejects` (as JSON lines: line, status, field, reason,
-/// event). Stops reading when `stop` is set, and reports through `progress`.
+/// Reads `input` a line at a time on a thread of its own, so that a load can stop (Ctrl-C)
+/// while its input is silent, and acknowledgements are taken while a line is being read.
+pub fn read_lines(
+    input: impl BufRead + Send + 'static,
+) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (lines, rx) = mpsc::channel(READ_AHEAD);
+    std::thread::spawn(move || {
+        for line in input.split(b'\n') {
+            if lines.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Loads the `lines` (see [`read_lines`]) into `pipeline`'s topic through `publisher`,
+/// checking each with `policy`; rejected lines go to `rejects` (as JSON lines: line, status,
+/// field, reason, event). Stops reading when `stop` completes, waits for the events in flight,
+/// and reports through `progress`.
 #[allow(clippy::too_many_arguments)]
 pub async fn load<P: Publisher>(
     pipeline: &Pipeline,
     policy: &dyn Policy,
     publisher: &P,
-    input: impl BufRead,
+    mut lines: mpsc::Receiver<std::io::Result<Vec<u8>>>,
     rejects: &mut impl Write,
     options: &Options,
-    stop: &AtomicBool,
+    stop: impl Future<Output = ()>,
     mut progress: impl FnMut(Progress),
 ) -> Result<Summary, LoadError> {
     let mut at = Progress::default();
@@ -129,17 +149,23 @@ pub async fn load<P: Publisher>(
     };
     let mut flying = FuturesUnordered::new();
     let mut failure: Option<(u64, BusError)> = None;
-    let mut lines = input.split(b'\n');
-    loop {
-        if stop.load(Ordering::SeqCst) || failure.is_some() {
-            break;
-        }
-        while flying.len() >= options.in_flight.max(1) {
-            if let Some(done) = flying.next().await {
-                settle(done, &mut acked, &mut at, &mut failure);
+    let mut stop = std::pin::pin!(stop);
+    let mut stopped = false;
+    while failure.is_none() {
+        let room = flying.len() < options.in_flight.max(1);
+        let line = tokio::select! {
+            biased;
+            () = &mut stop => {
+                stopped = true;
+                break;
             }
-        }
-        let Some(line) = lines.next() else {
+            Some(done) = flying.next(), if !flying.is_empty() => {
+                settle(done, &mut acked, &mut at, &mut failure);
+                continue;
+            }
+            line = lines.recv(), if room => line,
+        };
+        let Some(line) = line else {
             break;
         };
         let mut text = line?;
@@ -219,10 +245,9 @@ pub async fn load<P: Publisher>(
             resume_from: acked.next,
         });
     }
-    let finished = !stop.load(Ordering::SeqCst);
     Ok(Summary {
         progress: at,
-        resume_from: (!finished).then_some(acked.next),
+        resume_from: stopped.then_some(acked.next),
     })
 }
 
@@ -271,10 +296,10 @@ mod tests {
             &p,
             policy.current().as_ref(),
             bus,
-            input.as_bytes(),
+            read_lines(std::io::Cursor::new(input.to_string())),
             &mut rejects,
             options,
-            &AtomicBool::new(false),
+            std::future::pending(),
             |_| {},
         )
         .await
@@ -327,6 +352,42 @@ mod tests {
             .map(|e| e.key.clone())
             .collect();
         assert_eq!(keys, ["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_load_stopped_while_its_input_is_silent_says_where_to_resume() {
+        let bus = MemoryBus::new(1);
+        let mut p = pipeline("p");
+        p.key_field = "k".into();
+        let policy = PolicyHandle::new(std::sync::Arc::new(MaxV));
+        let (input, lines) = mpsc::channel(8);
+        for line in ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"] {
+            input
+                .send(Ok(line.as_bytes().to_vec()))
+                .await
+                .expect("sent");
+        }
+        // Stop once both are produced; the input stays open and says nothing more.
+        let stop = async {
+            while bus.published("p.events").len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let summary = load(
+            &p,
+            policy.current().as_ref(),
+            &bus,
+            lines,
+            &mut Vec::new(),
+            &options(),
+            stop,
+            |_| {},
+        )
+        .await
+        .expect("stopped");
+        assert_eq!(summary.progress.produced, 2);
+        assert_eq!(summary.resume_from, Some(3));
+        drop(input);
     }
 
     #[test]

@@ -343,6 +343,30 @@ impl Engine {
         }
     }
 
+    /// Waits until the group committed everything the pipeline's topic holds now.
+    pub async fn wait_caught_up(&self) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+            .expect("watermark reader");
+        let metadata = consumer
+            .fetch_metadata(Some(&self.names.topic), Duration::from_secs(10))
+            .expect("topic metadata");
+        let partitions = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or_default();
+        for p in 0..partitions as i32 {
+            let (_, high) = consumer
+                .fetch_watermarks(&self.names.topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            if high > 0 {
+                self.wait_committed_past(p, high - 1).await;
+            }
+        }
+    }
+
     /// Waits until the group committed past every `(partition, offset)`.
     pub async fn wait_all_committed(&self, produced: &[(i32, i64)]) {
         let mut highest: HashMap<i32, i64> = HashMap::new();

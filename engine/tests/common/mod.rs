@@ -27,4 +27,4 @@ pub use stack::{
     ordo_command, pipelines_file, pipelines_file_of, send_signal,
 };
 pub use tls::{pki, Pki};
-pub use workload::{assert_newest, Rng, Workload};
+pub use workload::{assert_newest, ndjson_with_bad_lines, Rng, Workload};

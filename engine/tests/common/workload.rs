@@ -92,6 +92,38 @@ impl Workload {
     }
 }
 
+/// Every 500th line is bad, in one of three ways.
+fn bad_line(n: usize) -> Option<&'static str> {
+    match n % 1500 {
+        0 => Some("{not json"),
+        500 => Some(r#"{"FirstName":"no key","UpdatedAt":"2006-01-02T15:00:00Z"}"#),
+        1000 => Some(r#"{"PatientId":"bad","IsPregnant":true}"#),
+        _ => None,
+    }
+}
+
+/// `events` as NDJSON with a bad line every 500th, and the bad lines' numbers (1-based).
+pub fn ndjson_with_bad_lines(events: &[(String, String)]) -> (String, Vec<usize>) {
+    let mut text = String::new();
+    let mut bad = Vec::new();
+    let mut events = events.iter();
+    let mut n = 0;
+    loop {
+        n += 1;
+        if let Some(line) = bad_line(n) {
+            text.push_str(line);
+            bad.push(n);
+        } else {
+            let Some((_, body)) = events.next() else {
+                break;
+            };
+            text.push_str(body);
+        }
+        text.push('\n');
+    }
+    (text, bad)
+}
+
 /// Asserts the table holds each patient's newest update.
 pub async fn assert_newest(engine: &Engine, newest: &HashMap<String, String>) {
     let client = dynamodb().await;
