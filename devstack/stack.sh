@@ -97,6 +97,12 @@ start_native() {
   if probe kafka "$kafka_addr" >/dev/null; then
     say "broker already answering at $kafka_addr"
   else
+    if alive tansu; then
+      # Running but not answering: tansu 0.6 can panic in its storage task and then refuse
+      # every request while its process lives on. Restart it on the same data.
+      say "tansu (pid $(cat "$run/tansu.pid")) answers nothing; restarting it"
+      stop_one tansu
+    fi
     say "starting tansu (log: $logs/tansu.log)"
     # A relative sqlite:// path: tansu doubles an absolute one. The data dir is the cwd.
     launch tansu "$cache/data/tansu" env STORAGE_ENGINE=sqlite://tansu.db \
@@ -126,17 +132,23 @@ stop() {
   if docker_answers && docker compose -f "$root/localstack-compose.yml" ps -q 2>/dev/null | grep -q .; then
     docker compose -f "$root/localstack-compose.yml" down
   fi
-  local name pid
+  local name
   for name in tansu moto; do
-    if alive "$name"; then
-      pid=$(cat "$run/$name.pid")
-      say "stopping $name (pid $pid)"
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
-    rm -f "$run/$name.pid"
+    stop_one "$name"
   done
+}
+
+# stop_one NAME: stop what this script started as NAME, if it runs.
+stop_one() {
+  local name=$1 pid
+  if alive "$name"; then
+    pid=$(cat "$run/$name.pid")
+    say "stopping $name (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$run/$name.pid"
 }
 
 status() {

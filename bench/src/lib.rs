@@ -4,6 +4,9 @@
 //! unit and end-to-end run. This library is what the benchmark programs in `examples/` share:
 //! settings from the environment, medians with their range, and a process's peak memory.
 
+pub mod engine;
+pub mod model;
+
 /// `name` from the environment as a number, or `default`; at least 1.
 pub fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -65,4 +68,64 @@ pub fn process_peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU use over a window: this process's, in cores, and the whole machine's busy share.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    at: std::time::Instant,
+    process_ticks: u64,
+    machine: (u64, u64),
+}
+
+/// (this process's user + system ticks, (machine busy ticks, machine total ticks)).
+fn cpu_ticks() -> (u64, u64, u64) {
+    let process = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    let (busy, total) = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let line = stat.lines().next()?;
+            let values: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let total: u64 = values.iter().take(8).sum();
+            // idle and iowait
+            let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+            Some((total - idle, total))
+        })
+        .unwrap_or((0, 0));
+    (process, busy, total)
+}
+
+impl CpuMeter {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        let (process_ticks, busy, total) = cpu_ticks();
+        Self {
+            at: std::time::Instant::now(),
+            process_ticks,
+            machine: (busy, total),
+        }
+    }
+
+    /// (cores this process used, share of the machine's CPU that was busy) since the start.
+    /// Assumes the usual 100 clock ticks a second.
+    pub fn read(&self) -> (f64, f64) {
+        let (process, busy, total) = cpu_ticks();
+        let seconds = self.at.elapsed().as_secs_f64().max(1e-9);
+        let cores = process.saturating_sub(self.process_ticks) as f64 / 100.0 / seconds;
+        let machine = busy.saturating_sub(self.machine.0) as f64
+            / total.saturating_sub(self.machine.1).max(1) as f64;
+        (cores, machine)
+    }
 }

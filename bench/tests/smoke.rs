@@ -49,11 +49,15 @@ fn consume_bench_runs() {
 }
 
 #[test]
-#[ignore = "needs the local stack; make test runs it"]
+#[ignore = "needs the local stack and the ordo binary beside it; make test runs it"]
 fn ingest_bench_runs() {
     let report = run(
         env!("CARGO_BIN_EXE_ingest_bench"),
-        &[("ORDO_BENCH_RUNS", "1"), ("ORDO_BENCH_SECONDS", "1")],
+        &[
+            ("ORDO_BENCH_RUNS", "1"),
+            ("ORDO_BENCH_SECONDS", "1"),
+            ("ORDO_BENCH_EVENTS", "2000"),
+        ],
     );
     assert_table(&report);
 }
@@ -68,6 +72,16 @@ fn system_bench_runs() {
             ("ORDO_BENCH_RUNS", "1"),
             ("ORDO_BENCH_SECONDS", "1"),
         ],
+    );
+    assert_table(&report);
+}
+
+#[test]
+#[ignore = "needs the local stack; make test runs it"]
+fn latency_bench_runs() {
+    let report = run(
+        env!("CARGO_BIN_EXE_latency_bench"),
+        &[("ORDO_BENCH_RUNS", "1"), ("ORDO_BENCH_SAMPLES", "300")],
     );
     assert_table(&report);
 }

@@ -1,20 +1,33 @@
-//! Consumer throughput and write cost on the local stack, against a sequential baseline
+//! Consumer throughput and write cost, against a sequential baseline and a no-op consumer
 //! measured in the same run.
 //!
 //! The baseline is the original Go service's design: one event at a time, read, merge, write,
 //! store the offset. Ordo is the real consumer (`ordo::pipeline::consume::run`, with its record
-//! cache). Both read the same topic, filled before either starts (a consumer catching up), in
-//! their own consumer groups and write their own tables, through the same plugin.
+//! cache). The ceiling is an rdkafka consumer that reads the same topic and does nothing with
+//! it: how fast the broker hands these events to one consumer, which no design can beat. All
+//! read the same topic, filled before any starts (a consumer catching up), in consumer groups
+//! of their own, through the same plugin.
 //!
-//! Three stores: the local DynamoDB API (moto: throughput-bound, about 430 writes/s here), a
+//! Two stores: the local DynamoDB API (moto: throughput-bound, about 430 writes/s here) and a
 //! latency **model** of real DynamoDB (every read and write takes `MODEL_LATENCY`, any number
-//! at once), and the model with no latency, which is the consumer's own ceiling.
+//! at once, the same conditional semantics).
+//!
+//! Two workload shapes, fixed here before any figure was read (issue 19), the same for every
+//! design: **uniform**, every key updated once (nothing to fold: every event costs a write, the
+//! worst case for Ordo and the steady state of a replica of many patients), and **bursty**,
+//! every key updated `BURST` times back to back (the case Ordo exists for: updates of one
+//! patient produced almost at once).
+//!
+//! Scaling: 1, 2 and 3 Ordo consumers in one consumer group (each with its own Kafka consumer,
+//! applier and record cache, as separate engines would have; they share this process's two
+//! cores, as engines on this machine would) on the model, uniform shape.
 //!
 //! `cargo run --release -p ordo-bench --bin consume_bench` (the local stack must be up: `make
-//! local-dev-stack`). `ORDO_BENCH_SCALE` sizes the workloads (default 10: 1,000 keys),
-//! `ORDO_BENCH_RUNS` repeats each measurement (default 5) and reports the median and range,
-//! `ORDO_BENCH_STORES` runs only some stores (`moto`, `model`, `ceiling`, comma-separated),
-//! `ORDO_BENCH_CONCURRENCY` overrides the pipeline default (64).
+//! local-dev-stack`). `ORDO_BENCH_SCALE` sizes the workloads (default 10: 20,000 events per
+//! shape on the model, 60,000 for scaling), `ORDO_BENCH_RUNS` repeats each measurement
+//! (default 3) and reports the median and range, `ORDO_BENCH_STORES` runs only some parts
+//! (`moto`, `model`, `scaling`, comma-separated), `ORDO_BENCH_CONCURRENCY` overrides the
+//! pipeline default (64).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,83 +39,32 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
-use ordo::bus::kafka::{GroupSettings, KafkaConfig};
-use ordo::metrics::ConsumerMetrics;
+use ordo::bus::kafka::KafkaConfig;
 use ordo::pipeline::{Applier, Outcome};
 use ordo::plugin::sandbox::{Capabilities, Limits};
 use ordo::plugin::wasm::WasmPolicy;
 use ordo::plugin::PolicyHandle;
 use ordo::store::dynamo::DynamoStore;
-use ordo::store::{Precondition, PutOutcome, Record, Store, StoreError, META_ATTRIBUTE};
+use ordo::store::Store;
+use ordo_bench::engine::{Member, Source};
+use ordo_bench::model::{ModelStore, MODEL_LATENCY};
+use ordo_bench::{setting, spread, CpuMeter, Spread};
 
 const PARTITIONS: i32 = 6;
-/// What one DynamoDB request costs in the model: a same-region round trip.
-const MODEL_LATENCY: Duration = Duration::from_millis(4);
 /// Events the baseline handles on a slow store (moto, the model): enough for a steady rate.
 const BASELINE_EVENTS: usize = 1_000;
-/// Updates per key on the model and the ceiling: enough events (50,000 at the default scale)
-/// for Ordo's rate to be a steady one rather than its start-up.
-const MODEL_UPDATES: usize = 50;
+/// Updates per key in the bursty shape, sent back to back.
+const BURST: usize = 20;
+/// Events per shape on the model, per unit of `ORDO_BENCH_SCALE` (20,000 at the default 10):
+/// several seconds of Ordo, so its rate is a steady one rather than its start-up.
+const MODEL_EVENTS: usize = 2_000;
+/// Events per shape on moto, per unit of scale: it takes about 430 writes/s.
+const MOTO_EVENTS: usize = 100;
+/// Events of the scaling workload, per unit of scale (60,000 at the default): long enough
+/// that the group's rebalances as members join take a small part of it.
+const SCALING_EVENTS: usize = 6_000;
 /// Longest one design may take over one workload before the benchmark fails.
 const DEADLINE: Duration = Duration::from_secs(300);
-
-/// A store that answers after `latency`, as many requests at once as asked: a model of a
-/// latency-bound DynamoDB, with the same conditional-write semantics (on the revision).
-#[derive(Clone, Default)]
-struct ModelStore {
-    latency: Duration,
-    records: Arc<std::sync::Mutex<std::collections::HashMap<String, Record>>>,
-}
-
-impl ModelStore {
-    fn new(latency: Duration) -> Self {
-        Self {
-            latency,
-            ..Self::default()
-        }
-    }
-
-    async fn wait(&self) {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-    }
-}
-
-impl Store for ModelStore {
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        self.wait().await;
-        Ok(self.records.lock().ok().and_then(|r| r.get(key).cloned()))
-    }
-
-    async fn put(
-        &self,
-        record: &Record,
-        precondition: &Precondition,
-    ) -> Result<PutOutcome, StoreError> {
-        self.wait().await;
-        let key = record["PatientId"].as_str().unwrap_or_default().to_string();
-        let Ok(mut records) = self.records.lock() else {
-            return Ok(PutOutcome::Conflict);
-        };
-        let revision = |r: &Record| r.get(META_ATTRIBUTE).and_then(|m| m["revision"].as_u64());
-        let holds = match (precondition, records.get(&key)) {
-            (Precondition::Absent, None) => true,
-            (Precondition::Unrevised, Some(r)) => revision(r).is_none(),
-            (Precondition::Revision(n), Some(r)) => revision(r) == Some(*n),
-            _ => false,
-        };
-        if !holds {
-            return Ok(PutOutcome::Conflict);
-        }
-        records.insert(key, record.clone());
-        Ok(PutOutcome::Written)
-    }
-
-    async fn check(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
 
 /// Keys applied at once: `ORDO_BENCH_CONCURRENCY`, else a pipeline's default.
 fn concurrency() -> usize {
@@ -112,45 +74,49 @@ fn concurrency() -> usize {
         .unwrap_or(ordo::config::DEFAULT_CONCURRENCY)
 }
 
-/// Median, min and max of `values`.
-fn spread(values: &mut [f64]) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    (
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    )
-}
-
-struct Workload {
-    name: &'static str,
-    events: Vec<(String, String)>,
-}
-
-/// `keys` patients × `updates` each; `bursty` sends a key's updates back to back (uniform
-/// spreads them: every key's first update, then every key's second, ...).
-fn workload(name: &'static str, keys: usize, updates: usize, bursty: bool) -> Workload {
-    let mut events = Vec::new();
-    for u in 0..updates {
-        for k in 0..keys {
+/// `events` updates in one of the two shapes: `uniform`, one update per key; `bursty`, `BURST`
+/// updates per key, a key's updates back to back and in order.
+fn workload(name: &str, events: usize) -> Vec<(String, String)> {
+    let updates = if name == "bursty" { BURST } else { 1 };
+    let keys = (events / updates).max(1);
+    let mut list = Vec::with_capacity(keys * updates);
+    for k in 0..keys {
+        for u in 0..updates {
             let body = serde_json::json!({
                 "PatientId": format!("p{k}"), "FirstName": format!("v{u}"), "LastName": "Doe",
                 "IsPregnant": "False", "Sex": "Female",
                 "UpdatedAt": format!("2006-01-02T15:00:{:02}.{:09}+10:00", u / 1000, (u % 1000) * 1_000_000),
             });
-            events.push((format!("p{k}"), body.to_string()));
+            list.push((format!("p{k}"), body.to_string()));
         }
     }
-    if bursty {
-        events.sort_by(|a, b| a.0.cmp(&b.0)); // stable: a key's updates stay in order, together
-    }
-    Workload { name, events }
+    list
 }
 
 fn env(k: &str, d: &str) {
     if std::env::var(k).is_err() {
         // Single-threaded start-up, before any client reads the environment.
         unsafe { std::env::set_var(k, d) };
+    }
+}
+
+/// One design's figures over the runs.
+#[derive(Default)]
+struct Figures {
+    events: usize,
+    rates: Vec<f64>,
+    writes_per_event: Vec<f64>,
+}
+
+impl Figures {
+    fn add(&mut self, events: usize, rate: f64, writes: usize) {
+        self.events = events;
+        self.rates.push(rate);
+        self.writes_per_event.push(writes as f64 / events as f64);
+    }
+
+    fn rate(&mut self) -> Spread {
+        spread(&mut self.rates)
     }
 }
 
@@ -163,10 +129,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let scale: usize = std::env::var("ORDO_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let scale = setting("ORDO_BENCH_SCALE", 10);
+    let runs = setting("ORDO_BENCH_RUNS", 3);
     env("AWS_ACCESS_KEY_ID", "test");
     env("AWS_SECRET_ACCESS_KEY", "test");
     env("AWS_REGION", "us-east-1");
@@ -182,71 +146,44 @@ async fn main() -> anyhow::Result<()> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let run_id = std::process::id();
-    let runs: usize = std::env::var("ORDO_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
-        .max(1);
-
-    println!("| store | workload | events | design | events/s, median (range) | writes/event | vs baseline |");
-    println!("|---|---|---|---|---|---|---|");
-    // `ORDO_BENCH_STORES` picks some of them by their first word, e.g. `model,ceiling`.
+    // `ORDO_BENCH_STORES` picks some parts by name, e.g. `model,scaling`.
     let only = std::env::var("ORDO_BENCH_STORES").unwrap_or_default();
-    // Ordo's median rate by (store, workload), for the goals' ratios at the end.
-    let mut ordo_medians = std::collections::HashMap::new();
-    for store_kind in [
-        "moto (local DynamoDB API)",
-        "model: 4 ms per request",
-        "ceiling: no store latency",
+    let wanted = |part: &str| only.is_empty() || only.split(',').any(|w| w == part);
+    let show = |s: Spread, decimals: usize| s.show(decimals);
+
+    println!("| store | workload | events | design | events/s, median (range) | writes/event, median (range) | vs baseline | vs no-op ceiling |");
+    println!("|---|---|---|---|---|---|---|---|");
+    // (store, shape) → (baseline, Ordo, ceiling) medians, for the goals.
+    let mut medians = std::collections::HashMap::new();
+    for (word, store_kind) in [
+        ("moto", "moto (local DynamoDB API)"),
+        ("model", "model: 4 ms per request"),
     ] {
-        let word = store_kind.split([' ', ':']).next().unwrap_or_default();
-        if !only.is_empty() && !only.split(',').any(|w| w == word) {
+        if !wanted(word) {
             continue;
         }
-        // moto takes about 430 writes/s, so its workloads are small; on the model and the
-        // ceiling the same 1,000 keys (at the default scale) get MODEL_UPDATES (50) each, so that a
-        // run lasts long enough to measure on a shared machine.
-        let (uniform, bursty) = if word == "moto" {
-            (
-                workload("uniform", 100 * scale, 3, false),
-                workload("bursty", 10 * scale, 20, true),
-            )
+        let per_scale = if word == "moto" {
+            MOTO_EVENTS
         } else {
-            (
-                workload("uniform", 100 * scale, MODEL_UPDATES, false),
-                workload("bursty", 100 * scale, MODEL_UPDATES, true),
-            )
+            MODEL_EVENTS
         };
-        // The baseline's rate is steady: on a slow store it is measured on the first events.
-        let baseline_events = if word == "ceiling" {
-            usize::MAX
-        } else {
-            BASELINE_EVENTS
-        };
-        for w in [uniform, bursty] {
-            let n = w.events.len();
-            let mut base_rates = Vec::new();
-            let mut ordo_rates = Vec::new();
-            let (mut base_writes, mut ordo_writes) = (0.0, 0.0);
-            let mut base_n = n;
+        for shape in ["uniform", "bursty"] {
+            let w = workload(shape, per_scale * scale);
+            let n = w.len();
             // One topic per workload, read by every run in consumer groups of its own.
-            let topic = format!("bench.{run_id}.{word}.{}", w.name);
-            let dlq = format!("{topic}.dlq");
-            ordo::bus::kafka::ensure_topics(
-                &ordo::bus::kafka::KafkaConfig::new(&brokers),
-                &[&topic, &dlq],
-                PARTITIONS,
-                1,
-            )
-            .await?;
-            produce(&brokers, &topic, &w.events).await?;
+            let topic = format!("bench.{run_id}.{word}.{shape}");
+            ensure_topics(&brokers, &topic).await?;
+            produce(&brokers, &topic, &w).await?;
+            let (mut base, mut ordo, mut noop) =
+                (Figures::default(), Figures::default(), Figures::default());
             for run in 0..runs {
                 let reader = Reader {
                     brokers: &brokers,
                     topic: &topic,
                     label: format!("{topic}.{run}"),
                 };
-                let ((b_rate, b_writes), (o_rate, o_writes)) = if store_kind.starts_with("moto") {
+                let events = n.min(BASELINE_EVENTS);
+                if word == "moto" {
                     let table = |design: &str| {
                         DynamoStore::new(
                             dynamodb.clone(),
@@ -254,65 +191,138 @@ async fn main() -> anyhow::Result<()> {
                             "PatientId",
                         )
                     };
-                    let (base, ordo_store) = (table("base"), table("ordo"));
-                    base.ensure_table().await?;
-                    ordo_store.ensure_table().await?;
-                    measure(&reader, &policy, base, ordo_store, n, baseline_events).await?
+                    let (b, o) = (table("base"), table("ordo"));
+                    b.ensure_table().await?;
+                    o.ensure_table().await?;
+                    let (rate, writes) = baseline(&reader, &policy, b, events).await?;
+                    base.add(events, rate, writes);
+                    let (rate, writes, _) = ordo_group(&reader, &policy, o, 1, n).await?;
+                    ordo.add(n, rate, writes);
                 } else {
-                    let latency = if store_kind.starts_with("model") {
-                        MODEL_LATENCY
-                    } else {
-                        Duration::ZERO
-                    };
-                    measure(
-                        &reader,
-                        &policy,
-                        ModelStore::new(latency),
-                        ModelStore::new(latency),
-                        n,
-                        baseline_events,
-                    )
-                    .await?
-                };
-                base_rates.push(b_rate);
-                ordo_rates.push(o_rate);
-                base_n = b_writes.1;
-                base_writes = b_writes.0 as f64 / b_writes.1 as f64;
-                ordo_writes = o_writes as f64 / n as f64;
+                    let (rate, writes) =
+                        baseline(&reader, &policy, ModelStore::new(MODEL_LATENCY), events).await?;
+                    base.add(events, rate, writes);
+                    noop.add(n, no_op(&reader, n).await?, 0);
+                    let store = ModelStore::new(MODEL_LATENCY);
+                    let (rate, writes, _) = ordo_group(&reader, &policy, store, 1, n).await?;
+                    ordo.add(n, rate, writes);
+                }
             }
-            let base = spread(&mut base_rates);
-            let ordo = spread(&mut ordo_rates);
-            ordo_medians.insert((word, w.name), (base.0, ordo.0));
-            let fmt = |(m, lo, hi): (f64, f64, f64)| format!("{m:.0} ({lo:.0}–{hi:.0})");
+            let (b, o) = (base.rate(), ordo.rate());
+            let c = (!noop.rates.is_empty()).then(|| noop.rate());
+            let vs_ceiling =
+                |x: f64| c.map_or("—".to_string(), |c| format!("{:.2}×", x / c.median));
             println!(
-                "| {store_kind} | {} | {base_n} | sequential baseline | {} | {base_writes:.2} | 1.0× |",
-                w.name,
-                fmt(base),
+                "| {store_kind} | {shape} | {} | sequential baseline | {} | {} | 1.0× | {} |",
+                base.events,
+                show(b, 0),
+                show(spread(&mut base.writes_per_event), 2),
+                vs_ceiling(b.median)
             );
             println!(
-                "| {store_kind} | {} | {n} | Ordo (concurrency {}) | {} | {:.2} | {:.1}× |",
-                w.name,
+                "| {store_kind} | {shape} | {n} | Ordo (concurrency {}) | {} | {} | {:.1}× | {} |",
                 concurrency(),
-                fmt(ordo),
-                ordo_writes,
-                ordo.0 / base.0
+                show(o, 0),
+                show(spread(&mut ordo.writes_per_event), 2),
+                o.median / b.median,
+                vs_ceiling(o.median)
             );
+            if let Some(c) = c {
+                println!(
+                    "| — (reads only) | {shape} | {n} | no-op rdkafka consumer (ceiling) | {} | — | {:.1}× | 1.00× |",
+                    show(c, 0),
+                    c.median / b.median
+                );
+            }
+            medians.insert((word, shape), (b.median, o.median, c.map(|c| c.median)));
         }
     }
-    println!("\nMedian of {runs} runs (range in brackets); rates from each design's first settled event.");
-    for workload in ["uniform", "bursty"] {
-        let (Some((base, model)), Some((_, ceiling))) = (
-            ordo_medians.get(&("model", workload)),
-            ordo_medians.get(&("ceiling", workload)),
-        ) else {
-            continue;
-        };
+    println!(
+        "\nMedian of {runs} runs (range in brackets); each rate from the design's first settled event (joining the group is not counted). Shapes: uniform is {} keys × 1 update on the model ({} on moto); bursty is {} keys × {BURST} updates back to back on the model ({} on moto). The baseline's rate is taken over the first {BASELINE_EVENTS} events (a steady rate: it has no start-up to amortise).",
+        MODEL_EVENTS * scale,
+        MOTO_EVENTS * scale,
+        MODEL_EVENTS * scale / BURST,
+        MOTO_EVENTS * scale / BURST,
+    );
+    if let (Some((ub, uo, _)), Some((bb, bo, Some(bc)))) = (
+        medians.get(&("model", "uniform")),
+        medians.get(&("model", "bursty")),
+    ) {
+        let met = |ok: bool| if ok { "met" } else { "NOT met" };
         println!(
-            "\nGoals on the model, {workload}: Ordo {:.1}× the sequential baseline (goal ≥ 10×) and {:.2}× its ceiling, Ordo on the no-latency store (goal ≥ 0.5×).",
-            model / base,
-            model / ceiling
+            "\nGoals on the model: Ordo {:.2}× the no-op ceiling on the bursty shape (goal ≥ 0.5×: {}); Ordo {:.1}× the sequential baseline on the uniform shape and {:.1}× on the bursty one (goal ≥ 10× on both: {}).",
+            bo / bc,
+            met(bo / bc >= 0.5),
+            uo / ub,
+            bo / bb,
+            met(uo / ub >= 10.0 && bo / bb >= 10.0),
         );
     }
+    if wanted("scaling") {
+        scaling(&brokers, &policy, scale, runs, run_id).await?;
+    }
+    Ok(())
+}
+
+/// 1, 2 and 3 Ordo consumers in one group on the model, uniform shape; prints a table.
+async fn scaling(
+    brokers: &str,
+    policy: &PolicyHandle,
+    scale: usize,
+    runs: usize,
+    run_id: u32,
+) -> anyhow::Result<()> {
+    let w = workload("uniform", SCALING_EVENTS * scale);
+    let n = w.len();
+    let topic = format!("bench.{run_id}.scaling");
+    ensure_topics(brokers, &topic).await?;
+    produce(brokers, &topic, &w).await?;
+    // Per engine count: rates, cores this process used, the machine's busy share.
+    let mut figures: Vec<[Vec<f64>; 3]> =
+        vec![Default::default(), Default::default(), Default::default()];
+    for run in 0..runs {
+        for members in 1..=3 {
+            let reader = Reader {
+                brokers,
+                topic: &topic,
+                label: format!("{topic}.{run}.{members}"),
+            };
+            let store = ModelStore::new(MODEL_LATENCY);
+            let (rate, _, (cores, busy)) = ordo_group(&reader, policy, store, members, n).await?;
+            let f = &mut figures[members - 1];
+            f[0].push(rate);
+            f[1].push(cores);
+            f[2].push(busy * 100.0);
+        }
+    }
+    let one = spread(&mut figures[0][0].clone()).median;
+    println!("\n| engines in one group | events/s, median (range) | vs one engine | CPU of the engines (cores) | machine CPU busy (%) |");
+    println!("|---|---|---|---|---|");
+    for (i, f) in figures.iter_mut().enumerate() {
+        let rate = spread(&mut f[0]);
+        println!(
+            "| {} | {} | {:.2}× | {} | {} |",
+            i + 1,
+            rate.show(0),
+            rate.median / one,
+            spread(&mut f[1]).show(2),
+            spread(&mut f[2]).show(0)
+        );
+    }
+    let three = spread(&mut figures[2][0]).median;
+    println!(
+        "\n{n} events, uniform shape (every event a write: the latency-bound case, where more engines are what a user adds), model store, {PARTITIONS} partitions, median of {runs} runs. Each engine is a full consumer of its own (Kafka consumer, applier, record cache, concurrency {}) in this process, sharing one model table; the rate is taken from the moment every member has settled an event (all have joined) to the last event, and the CPU figures over the same window (the broker, tansu, is the rest of the machine's load). Goal: 3 engines ≥ 2× one: {:.2}× ({}).",
+        concurrency(),
+        three / one,
+        if three / one >= 2.0 { "met" } else { "NOT met" }
+    );
+    Ok(())
+}
+
+async fn ensure_topics(brokers: &str, topic: &str) -> anyhow::Result<()> {
+    let dlq = format!("{topic}.dlq");
+    ordo::bus::kafka::ensure_topics(&KafkaConfig::new(brokers), &[topic, &dlq], PARTITIONS, 1)
+        .await?;
     Ok(())
 }
 
@@ -324,36 +334,55 @@ struct Reader<'a> {
     label: String,
 }
 
-/// Runs the baseline on `base` (over the first `baseline_events` events) and Ordo on
-/// `ordo_store` (over all `n`), both reading the same topic from its start. Returns (rate,
-/// (writes, events)) of the baseline and (rate, writes) of Ordo. A design that has not
-/// settled its events within `DEADLINE` fails the benchmark rather than hanging it.
-async fn measure<S: Store + Clone>(
+/// The sequential baseline on `store` over the first `events` events; (rate, writes). A
+/// design that has not settled its events within `DEADLINE` fails the benchmark rather than
+/// hanging it.
+async fn baseline<S: Store>(
     reader: &Reader<'_>,
     policy: &PolicyHandle,
-    base: S,
-    ordo_store: S,
-    n: usize,
-    baseline_events: usize,
-) -> anyhow::Result<((f64, (usize, usize)), (f64, usize))> {
-    let late = |design: &str, events: usize| {
-        anyhow::anyhow!(
-            "{design} did not settle {events} events of {} within {DEADLINE:?} (does the broker assign the group its partitions?)",
-            reader.topic
-        )
-    };
+    store: S,
+    events: usize,
+) -> anyhow::Result<(f64, usize)> {
     // The naive design reads before every write: no record cache.
-    let applier = Applier::new(base, policy.clone(), "PatientId").with_cache(0);
-    let events = n.min(baseline_events);
-    let (rate, writes) = tokio::time::timeout(DEADLINE, sequential(reader, &applier, events))
+    let applier = Applier::new(store, policy.clone(), "PatientId").with_cache(0);
+    tokio::time::timeout(DEADLINE, sequential(reader, &applier, events))
         .await
-        .map_err(|_| late("the sequential baseline", events))??;
-    let b = (rate, (writes, events));
-    let applier = Arc::new(Applier::new(ordo_store, policy.clone(), "PatientId"));
-    let o = tokio::time::timeout(DEADLINE, ordo_consumer(reader, applier, n))
+        .map_err(|_| late(reader, "the sequential baseline", events))?
+}
+
+fn late(reader: &Reader<'_>, design: &str, events: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{design} did not settle {events} events of {} within {DEADLINE:?} (does the broker assign the group its partitions?)",
+        reader.topic
+    )
+}
+
+/// An rdkafka consumer that reads `n` events and does nothing with them: the ceiling.
+async fn no_op(reader: &Reader<'_>, n: usize) -> anyhow::Result<f64> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", reader.brokers)
+        .set("group.id", format!("{}.noop", reader.label))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "fetch.wait.max.ms",
+            ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis().to_string(),
+        )
+        .create()?;
+    consumer.subscribe(&[reader.topic])?;
+    let read = async {
+        let first = consumer.recv().await?;
+        std::hint::black_box(first.payload());
+        let start = Instant::now();
+        for _ in 1..n {
+            let m = consumer.recv().await?;
+            std::hint::black_box(m.payload());
+        }
+        anyhow::Ok((n - 1) as f64 / start.elapsed().as_secs_f64())
+    };
+    tokio::time::timeout(DEADLINE, read)
         .await
-        .map_err(|_| late("Ordo", n))??;
-    Ok((b, o))
+        .map_err(|_| late(reader, "the no-op consumer", n))?
 }
 
 async fn produce(brokers: &str, topic: &str, events: &[(String, String)]) -> anyhow::Result<()> {
@@ -414,57 +443,59 @@ async fn sequential<S: Store>(
     Ok((rate, writes))
 }
 
-/// The real consumer, until it has settled `n` events.
-async fn ordo_consumer<S: Store>(
+/// `members` real consumers in one group, sharing `store` (each with its own applier and
+/// record cache), until together they have settled `n` events; (rate, writes, (cores this
+/// process used, the machine's busy share)). The rate is taken from the moment every member
+/// has settled an event.
+async fn ordo_group<S: Store + Clone>(
     reader: &Reader<'_>,
-    applier: Arc<Applier<S>>,
+    policy: &PolicyHandle,
+    store: S,
+    members: usize,
     n: usize,
-) -> anyhow::Result<(f64, usize)> {
-    let kafka = KafkaConfig::new(reader.brokers);
-    let mut pipeline = ordo::testing::pipeline("bench");
-    pipeline.topic = reader.topic.into();
-    pipeline.consumer_group = format!("{}.ordo", reader.label);
-    pipeline.dead_letter_topic = format!("{}.dlq", reader.topic);
-    pipeline.concurrency = concurrency();
-    pipeline.max_attempts = 20;
-    let metrics = ConsumerMetrics::default();
-    let group = GroupSettings {
-        pipeline: pipeline.name.clone(),
-        group: pipeline.consumer_group.clone(),
-        topic: pipeline.topic.clone(),
-        fetch_wait: ordo::bus::kafka::DEFAULT_FETCH_WAIT,
+) -> anyhow::Result<(f64, usize, (f64, f64))> {
+    let source = Source {
+        brokers: reader.brokers,
+        topic: reader.topic,
+        group: format!("{}.ordo", reader.label),
+        concurrency: concurrency(),
     };
-    let (consumer, revoked) = kafka.group(&group, metrics.lag.clone())?;
-    let (trigger, shutdown) = ordo::shutdown::channel();
-    let publisher = Arc::new(kafka.producer(Duration::from_secs(10))?);
-    let task = tokio::spawn(ordo::pipeline::consume::run(
-        consumer,
-        revoked,
-        Arc::new(pipeline),
-        applier,
-        publisher,
-        metrics.clone(),
-        ordo::pipeline::Waits::new("bench", metrics.clone()),
-        shutdown,
-    ));
-    // Time from the first settled event, as for the baseline (group join excluded).
-    while metrics.settled() == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    let running = (0..members)
+        .map(|_| Member::start(&source, policy, store.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let settled = |running: &[Member]| -> u64 { running.iter().map(|m| m.metrics.settled()).sum() };
+    let measured = async {
+        while running.iter().any(|m| m.metrics.settled() == 0) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let start = Instant::now();
+        let cpu = CpuMeter::start();
+        let first = settled(&running);
+        anyhow::ensure!(
+            (first as usize) < n,
+            "all {n} events were settled before every member of {} had joined",
+            reader.label
+        );
+        while (settled(&running) as usize) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let rate = (n as u64 - first) as f64 / start.elapsed().as_secs_f64();
+        anyhow::Ok((rate, cpu.read()))
+    };
+    let (rate, cpu) = tokio::time::timeout(DEADLINE, measured)
+        .await
+        .map_err(|_| late(reader, "Ordo", n))??;
+    let (mut writes, mut dead) = (0, 0);
+    for member in running {
+        let metrics = member.stop().await?;
+        writes += metrics.writes.get() as usize;
+        dead += metrics.dead_lettered.get();
     }
-    let start = Instant::now();
-    let first = metrics.settled();
-    while (metrics.settled() as usize) < n {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let rate = (n as u64 - first) as f64 / start.elapsed().as_secs_f64();
-    trigger.fire();
-    task.await?;
     // Every bench event is valid: one dead-lettered means the engine failed, not a result.
-    let dead = metrics.dead_lettered.get();
     anyhow::ensure!(
         dead == 0,
         "{dead} valid events were dead-lettered on {} (see the log for why)",
         reader.label
     );
-    Ok((rate, metrics.writes.get() as usize))
+    Ok((rate, writes, cpu))
 }

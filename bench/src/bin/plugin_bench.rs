@@ -2,6 +2,11 @@
 //! Ordo's host, against the same rule compiled natively and, for last-writer-wins, the same
 //! rule as an Extism plugin hosted by the `extism` crate, measured in one run.
 //!
+//! Ordo's call goes the way the consumer's does: the plugin loaded as the engine loads it
+//! (`plugin::reload::load_checked`), the policy in force taken from its `PolicyHandle` on every
+//! call, and `pipeline::merge_call` (the applier's own call, in its tracing span) with the
+//! engine's default `info` log filter installed.
+//!
 //! Both sandboxes get the same limits: fuel, a wall-clock timeout and a 16 MiB memory cap, and
 //! no WASI. `cargo run --release -p ordo-bench --features extism --bin plugin_bench` (part
 //! of `make bench`; the plugins must be built: `make plugins`). Without the `extism` feature
@@ -15,9 +20,10 @@ use std::time::Instant;
 
 #[cfg(feature = "extism")]
 use anyhow::Context;
+use ordo::pipeline::merge_call;
+use ordo::plugin::reload::{load_checked, PluginSpec};
 use ordo::plugin::sandbox::{Capabilities, Limits};
-use ordo::plugin::wasm::WasmPolicy;
-use ordo::plugin::Policy;
+use ordo::plugin::PolicyHandle;
 use ordo_plugin_sdk::run;
 use patient_profile_field_merge::policy::FieldMerge;
 use patient_profile_lww::policy::Lww;
@@ -75,11 +81,25 @@ fn extism_plugin(path: &Path, limits: Option<Limits>) -> anyhow::Result<extism::
 }
 
 fn main() -> anyhow::Result<()> {
+    // The engine's default log filter, so the applier's span costs what it costs there.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::stderr)
+        .init();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build");
     let limits = Limits::default();
-    let load = |name: &str| WasmPolicy::load(&root.join(name), limits, Capabilities::default());
-    let lww = Arc::new(load("patient_profile_lww.wasm")?);
-    let field_merge = Arc::new(load("patient_profile_field_merge.wasm")?);
+    let load = |name: &str| -> anyhow::Result<PolicyHandle> {
+        let spec = PluginSpec {
+            path: root.join(name),
+            limits,
+            capabilities: Capabilities::default(),
+            self_test: None,
+            key_field: "PatientId".into(),
+        };
+        Ok(PolicyHandle::new(Arc::new(load_checked(&spec)?)))
+    };
+    let lww = load("patient_profile_lww.wasm")?;
+    let field_merge = load("patient_profile_field_merge.wasm")?;
     #[cfg(feature = "extism")]
     let (mut extism, mut extism_bare, extism_input) = {
         let mut extism = extism_plugin(&root.join("extism_lww.wasm"), Some(limits))?;
@@ -87,7 +107,7 @@ fn main() -> anyhow::Result<()> {
         let extism_input = format!("{INCOMING}\0{STORED}");
         // The same decision both ways, or the comparison means nothing.
         let via_extism: Vec<u8> = extism.call("merge", extism_input.as_bytes())?;
-        match lww.merge(INCOMING, Some(STORED))? {
+        match merge_call(lww.current().as_ref(), INCOMING, Some(STORED))? {
             ordo::plugin::Decision::Write(record) => anyhow::ensure!(
                 via_extism.first() == Some(&b'W') && via_extism[1..] == *record.as_bytes(),
                 "Extism and Ordo disagree"
@@ -97,10 +117,10 @@ fn main() -> anyhow::Result<()> {
         (extism, extism_bare, extism_input)
     };
 
-    println!("| plugin | native Rust (µs) | Ordo component (µs) | Extism, same limits (µs) | Extism, no limits (µs) | Ordo / native | Extism (same limits) / native |");
+    println!("| plugin | native Rust (µs) | Ordo component, the consumer's call (µs) | Extism, same limits (µs) | Extism, no limits (µs) | Ordo / native | Extism (same limits) / native |");
     println!("|---|---|---|---|---|---|---|");
     type Native = fn(&str, Option<&str>) -> run::Wire;
-    let rows: [(&str, Arc<WasmPolicy>, Native, bool); 2] = [
+    let rows: [(&str, PolicyHandle, Native, bool); 2] = [
         ("patient-profile-lww", lww, run::merge::<Lww>, true),
         (
             "patient-profile-field-merge",
@@ -117,9 +137,12 @@ fn main() -> anyhow::Result<()> {
         };
         let mut call_component = || {
             black_box(
-                component
-                    .merge(black_box(INCOMING), black_box(Some(STORED)))
-                    .ok(),
+                merge_call(
+                    component.current().as_ref(),
+                    black_box(INCOMING),
+                    black_box(Some(STORED)),
+                )
+                .ok(),
             );
         };
         #[cfg(feature = "extism")]

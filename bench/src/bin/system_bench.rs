@@ -1,15 +1,14 @@
-//! The real `ordo` binary on the local stack: POST → item visible latency at a moderate rate,
-//! and the engine's peak memory while it consumes a backlog and while it takes ingest load.
+//! The real `ordo` binary on the local stack: the engine's peak memory while it consumes a
+//! backlog and while it takes ingest load, and what bursts of updates cost in DynamoDB writes.
+//! (POST → visible latency is `latency_bench`'s: at its rate moto would only measure itself.)
 //!
 //! Each run starts a fresh engine (its own topic, table and group) and goes through three
 //! phases, resetting the peak-RSS counter (`/proc/<pid>/clear_refs`) between them:
 //! 1. **consume**: a backlog of `200 × ORDO_BENCH_SCALE` keys × 10 updates, produced before the
 //!    engine starts, applied to the table;
-//! 2. **latency**: `RATE` POSTs per second, each a new key, each timed from just before the
-//!    POST to the first strongly consistent GetItem that returns it (polled back to back);
-//! 3. **ingest**: `CONNECTIONS` connections POSTing as fast as answered, for
+//! 2. **ingest**: `CONNECTIONS` connections POSTing as fast as answered, for
 //!    `ORDO_BENCH_SECONDS` (default 5), with the consumer applying behind them;
-//! 4. **bursts** (write cost): `100 × ORDO_BENCH_SCALE` keys, each sent 20 updates within
+//! 3. **bursts** (write cost): `100 × ORDO_BENCH_SCALE` keys, each sent 20 updates within
 //!    100 ms straight to the topic while the engine consumes; DynamoDB writes per event.
 //!
 //! `cargo run --release -p ordo-bench --bin system_bench` after `cargo build --release -p ordo` (the
@@ -23,16 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ordo::store::dynamo::DynamoStore;
-use ordo::store::Store;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
 use ordo_bench::{process_peak_rss_kib, setting, spread};
 
-/// POSTs per second in the latency phase.
-const RATE: u64 = 20;
 /// Connections in the ingest phase.
 const CONNECTIONS: usize = 64;
 /// Updates per key in the backlog.
@@ -229,44 +224,6 @@ async fn bursts(brokers: &str, topic: &str, run: usize, keys: usize) -> anyhow::
     Ok((BURST_UPDATES * keys) as u64)
 }
 
-/// POST → visible latencies (ms) of `RATE` requests a second for `seconds`.
-async fn latencies(
-    engine: &Engine,
-    store: &DynamoStore,
-    run: usize,
-    seconds: u64,
-) -> anyhow::Result<Vec<f64>> {
-    let http = reqwest::Client::new();
-    let mut tasks = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
-    for n in 0..RATE * seconds {
-        tick.tick().await;
-        let (http, url, store) = (http.clone(), engine.url.clone(), store.clone());
-        tasks.push(tokio::spawn(async move {
-            let key = format!("lat{run}-{n}");
-            let started = Instant::now();
-            if !post(&http, &url, body(&key, 0)).await {
-                return None;
-            }
-            let deadline = started + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = store.get(&key).await {
-                    return Some(started.elapsed().as_secs_f64() * 1e3);
-                }
-            }
-            None
-        }));
-    }
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(
-            t.await?
-                .context("a POST was refused or its item never appeared")?,
-        );
-    }
-    Ok(out)
-}
-
 /// Requests answered 202 in `seconds` from `CONNECTIONS` connections.
 async fn ingest_load(engine: &Engine, run: usize, seconds: u64) -> u64 {
     let http = reqwest::Client::new();
@@ -297,14 +254,12 @@ async fn main() -> anyhow::Result<()> {
     env_default("AWS_REGION", "us-east-1");
     env_default("AWS_ENDPOINT_URL", "http://127.0.0.1:4566");
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let runs = setting("ORDO_BENCH_RUNS", 5);
+    let runs = setting("ORDO_BENCH_RUNS", 3);
     let scale = setting("ORDO_BENCH_SCALE", 10);
     let seconds = setting("ORDO_BENCH_SECONDS", 5) as u64;
     let keys = 200 * scale;
-    let dynamodb = ordo::store::dynamo::client().await;
     let http = reqwest::Client::new();
-    let (mut p50, mut p99, mut idle, mut consume_peak, mut ingest_peak, mut rates) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut idle, mut consume_peak, mut ingest_peak, mut rates) = (vec![], vec![], vec![], vec![]);
     let mut burst_cost = vec![];
     for run in 0..runs {
         let id = format!("{}-{run}", std::process::id());
@@ -325,18 +280,12 @@ async fn main() -> anyhow::Result<()> {
         engine.wait_settled(&http, events).await?;
         consume_peak.push(engine.peak_mib());
 
-        let store = DynamoStore::new(dynamodb.clone(), &names.topic, "PatientId");
-        let mut lat = latencies(&engine, &store, run, seconds).await?;
-        lat.sort_by(f64::total_cmp);
-        p50.push(lat[lat.len() / 2]);
-        p99.push(lat[(lat.len() * 99 / 100).min(lat.len() - 1)]);
-
         engine.reset_peak();
         let started = Instant::now();
         let sent = ingest_load(&engine, run, seconds).await;
         rates.push(sent as f64 / started.elapsed().as_secs_f64());
         ingest_peak.push(engine.peak_mib());
-        let settled = events + RATE * seconds + sent;
+        let settled = events + sent;
         engine.wait_settled(&http, settled).await?;
 
         let writes_before = engine.metric(&http, "ordo_dynamodb_writes_total").await;
@@ -345,17 +294,8 @@ async fn main() -> anyhow::Result<()> {
         let writes = engine.metric(&http, "ordo_dynamodb_writes_total").await - writes_before;
         burst_cost.push(writes as f64 / burst_events as f64);
     }
-    let (p50, p99) = (spread(&mut p50), spread(&mut p99));
     println!("| figure | median (range) over {runs} runs |");
     println!("|---|---|");
-    println!(
-        "| POST → item visible, p50 (ms), at {RATE} requests/s | {} |",
-        p50.show(1)
-    );
-    println!(
-        "| POST → item visible, p99 (ms), at {RATE} requests/s | {} |",
-        p99.show(1)
-    );
     println!(
         "| engine RSS at start (MiB) | {} |",
         spread(&mut idle).show(0)
@@ -379,7 +319,7 @@ async fn main() -> anyhow::Result<()> {
         spread(&mut burst_cost).show(2)
     );
     println!(
-        "\nThe real `ordo` binary (release) on tansu and moto. \"Visible\" is the first strongly consistent GetItem that returns the new key, polled back to back, so a figure includes up to one GetItem ({seconds} s of POSTs per run)."
+        "\nThe real `ordo` binary (release) on tansu and moto, a fresh engine, topic and table per run; {seconds} s of ingest load per run."
     );
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! Every line is checked as a single event would be (JSON object, version stamped, key,
 //! plugin validation); the accepted ones are produced all at once, every one in flight, and
 //! the answer comes once the broker acknowledged (or refused) each: per line, where it was
-//! stored or the problem naming its field. `200` when every line was accepted, `207` when
+//! stored or the problem naming its field. `200` when every line was accepted, `503` (with
+//! `Retry-After`) when none was and each was refused for a 503 reason, `207` when
 //! some were not; a rejected line never holds back the others, and nothing accepted is lost.
 //! Blank lines are skipped (they keep their numbers). An `Idempotency-Key` is refused here:
 //! each line may be retried on its own, as applying an event twice changes nothing.
@@ -219,6 +220,28 @@ impl<P: Publisher, S> PipelineApi<P, S> {
             rejected: results.len() - accepted,
             results,
         };
+        // Nothing taken and every line refused for a 503 reason (broker or plugin pool
+        // away): the whole body is to be retried, so it is answered as a single request would.
+        let unavailable = answer
+            .results
+            .iter()
+            .map(|r| r.problem.as_ref().filter(|p| p.status == 503))
+            .collect::<Option<Vec<&Problem>>>()
+            .filter(|all| answer.accepted == 0 && !all.is_empty());
+        if let Some(all) = unavailable {
+            let first = all[0];
+            let mut problem = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &first.title,
+                format!(
+                    "none of the {} lines was taken ({}); retry the whole body",
+                    all.len(),
+                    first.detail
+                ),
+            );
+            problem.retry_after = Some(all.iter().filter_map(|p| p.retry_after).max().unwrap_or(1));
+            return Err(problem);
+        }
         let status = if answer.rejected == 0 {
             StatusCode::OK
         } else {

@@ -113,7 +113,7 @@ fn operation(doc: &PipelineDoc<'_>) -> Value {
             "description": format!(
                 "Validates the body with the pipeline's plugin, stamps `{}` with the receipt time when absent, \
                  and produces it to `{}` keyed by `{}`. Answers 202 once the broker acknowledged. \
-                 With `Content-Type: application/x-ndjson`, one event per line: 200 when every line was accepted, 207 when some were not.",
+                 With `Content-Type: application/x-ndjson`, one event per line: 200 when every line was accepted, 207 when some were not, 503 (retry the whole body) when the broker or the plugin pool took none.",
                 p.version_field, p.topic, p.key_field
             ),
             "operationId": format!("ingest_{}", p.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),

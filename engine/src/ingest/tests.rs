@@ -549,3 +549,23 @@ async fn a_bulk_body_all_accepted_is_200_and_its_limits_are_named() {
     assert_eq!(problem["field"], "Idempotency-Key");
     assert_eq!(bus.published("p.events").len(), 2, "nothing more produced");
 }
+
+#[tokio::test]
+async fn a_bulk_body_the_broker_takes_none_of_is_a_503_to_retry_whole() {
+    let Fixture { cli, bus, .. } = fixture(8, None);
+    bus.set_down(true);
+    let body = "{\"PatientId\":\"a\"}\n{\"PatientId\":\"b\"}\n";
+    let response = post_bulk(&cli, body, &[]).await;
+    response.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    response.assert_header("retry-after", "1");
+    let problem: Value = response.json().await.value().deserialize();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("none of the 2 lines") && d.contains("retry")),
+        "{problem}"
+    );
+    // A bad line among them is the caller's to fix: the answer stays per line.
+    let mixed = post_bulk(&cli, "{\"PatientId\":\"a\"}\nnot json\n", &[]).await;
+    mixed.assert_status(StatusCode::MULTI_STATUS);
+}

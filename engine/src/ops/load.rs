@@ -25,10 +25,15 @@ use crate::plugin::Policy;
 
 /// Events in flight at most by default.
 pub const DEFAULT_IN_FLIGHT: usize = 1_000;
-/// How long the producer keeps trying one event before the load stops.
-pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Lines read ahead of the one being checked.
-const READ_AHEAD: usize = 4_096;
+/// How long the producer keeps trying one event before the load stops: the engine's own
+/// (librdkafka's default). A shorter one expires batches while a slow broker catches up, and
+/// an expired batch makes librdkafka bump the idempotent producer's epoch, which tansu 0.6
+/// does not survive.
+pub const DELIVERY_TIMEOUT: Duration = crate::bus::kafka::DEFAULT_DELIVERY_TIMEOUT;
+/// Chunks of lines read ahead of the one being checked.
+const READ_AHEAD: usize = 16;
+/// Lines handed over from the reading thread at once (one wake-up per chunk, not per line).
+const CHUNK: usize = 256;
 /// The principal named on the audit records of loaded events.
 pub const PRINCIPAL: &str = "ordo-load";
 
@@ -111,17 +116,33 @@ pub fn reported(side_file: &str) -> BTreeSet<u64> {
         .collect()
 }
 
-/// Reads `input` a line at a time on a thread of its own, so that a load can stop (Ctrl-C)
-/// while its input is silent, and acknowledgements are taken while a line is being read.
-pub fn read_lines(
-    input: impl BufRead + Send + 'static,
-) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
-    let (lines, rx) = mpsc::channel(READ_AHEAD);
+/// Lines as [`read_lines`] hands them over: a chunk at a time, an error ending the input.
+pub type Lines = mpsc::Receiver<std::io::Result<Vec<Vec<u8>>>>;
+
+/// Reads `input` on a thread of its own, in chunks of lines, so that a load can stop (Ctrl-C)
+/// while its input is silent, and acknowledgements are taken while lines are being read.
+pub fn read_lines(input: impl BufRead + Send + 'static) -> Lines {
+    let (chunks, rx) = mpsc::channel(READ_AHEAD);
     std::thread::spawn(move || {
+        let mut chunk = Vec::with_capacity(CHUNK);
         for line in input.split(b'\n') {
-            if lines.blocking_send(line).is_err() {
-                break;
+            match line {
+                Ok(line) => chunk.push(line),
+                Err(e) => {
+                    let _ = chunks.blocking_send(Ok(std::mem::take(&mut chunk)));
+                    let _ = chunks.blocking_send(Err(e));
+                    return;
+                }
             }
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if chunks.blocking_send(Ok(full)).is_err() {
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = chunks.blocking_send(Ok(chunk));
         }
     });
     rx
@@ -136,7 +157,7 @@ pub async fn load<P: Publisher>(
     pipeline: &Pipeline,
     policy: &dyn Policy,
     publisher: &P,
-    mut lines: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    mut lines: Lines,
     rejects: &mut impl Write,
     options: &Options,
     stop: impl Future<Output = ()>,
@@ -151,24 +172,41 @@ pub async fn load<P: Publisher>(
     let mut failure: Option<(u64, BusError)> = None;
     let mut stop = std::pin::pin!(stop);
     let mut stopped = false;
+    let mut pending = std::collections::VecDeque::new();
+    let mut input_done = false;
     while failure.is_none() {
         let room = flying.len() < options.in_flight.max(1);
-        let line = tokio::select! {
-            biased;
-            () = &mut stop => {
-                stopped = true;
-                break;
+        if room && pending.is_empty() && !input_done {
+            tokio::select! {
+                biased;
+                () = &mut stop => {
+                    stopped = true;
+                    break;
+                }
+                Some(done) = flying.next(), if !flying.is_empty() => {
+                    settle(done, &mut acked, &mut at, &mut failure);
+                }
+                chunk = lines.recv() => match chunk {
+                    Some(chunk) => pending.extend(chunk?),
+                    None => input_done = true,
+                },
             }
-            Some(done) = flying.next(), if !flying.is_empty() => {
-                settle(done, &mut acked, &mut at, &mut failure);
-                continue;
+            continue;
+        }
+        if !room {
+            tokio::select! {
+                biased;
+                () = &mut stop => {
+                    stopped = true;
+                    break;
+                }
+                Some(done) = flying.next() => settle(done, &mut acked, &mut at, &mut failure),
             }
-            line = lines.recv(), if room => line,
-        };
-        let Some(line) = line else {
+            continue;
+        }
+        let Some(mut text) = pending.pop_front() else {
             break;
         };
-        let mut text = line?;
         at.lines += 1;
         at.bytes += text.len() as u64 + 1;
         let number = at.lines;
@@ -192,12 +230,18 @@ pub async fn load<P: Publisher>(
             Ok(event) => {
                 let id = format!("{}.{number}", options.run);
                 flying.push(async move {
-                    let headers = [
-                        (audit::REQUEST_ID_KAFKA_HEADER, id.as_str()),
-                        (audit::PRINCIPAL_KAFKA_HEADER, PRINCIPAL),
-                    ];
+                    // The principal is read only by the audit trail: without one it is left
+                    // out (each header costs the broker; the request id names the line).
+                    let principal = (audit::PRINCIPAL_KAFKA_HEADER, PRINCIPAL);
+                    let request = (audit::REQUEST_ID_KAFKA_HEADER, id.as_str());
+                    let audited = [request, principal];
+                    let headers = if pipeline.audit_topic.is_some() {
+                        &audited[..]
+                    } else {
+                        &audited[..1]
+                    };
                     let sent = publisher
-                        .publish(&pipeline.topic, &event.key, event.text.as_bytes(), &headers)
+                        .publish(&pipeline.topic, &event.key, event.text.as_bytes(), headers)
                         .await;
                     if let (Ok(_), Some(topic)) = (&sent, pipeline.audit_topic.as_deref()) {
                         let mut record =
@@ -361,12 +405,10 @@ mod tests {
         p.key_field = "k".into();
         let policy = PolicyHandle::new(std::sync::Arc::new(MaxV));
         let (input, lines) = mpsc::channel(8);
-        for line in ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"] {
-            input
-                .send(Ok(line.as_bytes().to_vec()))
-                .await
-                .expect("sent");
-        }
+        let chunk = ["{\"k\":\"a\",\"v\":1}", "{\"k\":\"b\",\"v\":2}"]
+            .map(|line| line.as_bytes().to_vec())
+            .to_vec();
+        input.send(Ok(chunk)).await.expect("sent");
         // Stop once both are produced; the input stays open and says nothing more.
         let stop = async {
             while bus.published("p.events").len() < 2 {

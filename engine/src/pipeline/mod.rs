@@ -14,5 +14,5 @@ mod pace;
 mod waits;
 mod worker;
 
-pub use applier::{Applied, Applier, ApplyError, Event, Failure, Outcome};
+pub use applier::{merge_call, Applied, Applier, ApplyError, Event, Failure, Outcome};
 pub use waits::Waits;

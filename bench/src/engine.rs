@@ -1,0 +1,143 @@
+//! Ordo's parts assembled in the benchmark's own process, the way the engine assembles them:
+//! the ingest app on a local port, and consumers of a topic on any store (the latency model,
+//! for one). Used where a figure needs a store the real binary cannot be pointed at.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ordo::bus::kafka::{GroupSettings, KafkaConfig};
+use ordo::bus::Publisher;
+use ordo::ingest::{self, PipelineApi};
+use ordo::metrics::{ConsumerMetrics, IngestMetrics, Metrics};
+use ordo::pipeline::Applier;
+use ordo::plugin::reload::{load_checked, PluginSpec, Reloader};
+use ordo::plugin::sandbox::{Capabilities, Limits};
+use ordo::plugin::PolicyHandle;
+use ordo::store::Store;
+use ordo::testing::MemoryStore;
+use poem::listener::{Acceptor, Listener, TcpListener};
+
+/// The route every benchmark pipeline serves.
+pub const ROUTE: &str = "/patientprofile";
+
+/// The built last-writer-wins plugin, loaded and checked as the engine loads it.
+pub fn lww_policy() -> anyhow::Result<PolicyHandle> {
+    let spec = PluginSpec {
+        path: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/build/patient_profile_lww.wasm"),
+        limits: Limits::default(),
+        capabilities: Capabilities::default(),
+        self_test: None,
+        key_field: "PatientId".into(),
+    };
+    Ok(PolicyHandle::new(Arc::new(load_checked(&spec)?)))
+}
+
+/// Serves the ingest route for `topic` through `publisher` on a free local port, with the
+/// engine's default limits; returns the route's URL. The server runs until the runtime ends.
+pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Result<String> {
+    let mut pipeline = ordo::testing::pipeline("patient-profile");
+    pipeline.route = ROUTE.into();
+    pipeline.topic = topic.into();
+    let publisher = Arc::new(publisher);
+    let api = Arc::new(PipelineApi {
+        pipeline: Arc::new(pipeline),
+        policy: lww_policy()?,
+        publisher: Arc::clone(&publisher),
+        store: MemoryStore::new("PatientId"),
+        limits: ingest::Limits {
+            body_limit: ingest::DEFAULT_BODY_LIMIT,
+            bulk_body_limit: ingest::DEFAULT_BULK_BODY_LIMIT,
+            bulk_max_lines: ingest::DEFAULT_BULK_MAX_LINES,
+            body_timeout: ingest::DEFAULT_BODY_TIMEOUT,
+            produce_timeout: Duration::from_secs(10),
+        },
+        in_flight: Arc::new(tokio::sync::Semaphore::new(ingest::DEFAULT_MAX_IN_FLIGHT)),
+        idempotency: ingest::idempotency::IdempotencyKeys::default(),
+        metrics: IngestMetrics::default(),
+        auth: None,
+        waits: Default::default(),
+    });
+    let admin = ingest::Admin {
+        reloader: Arc::new(Reloader::new(Vec::new())),
+        token: None,
+        auth: None,
+    };
+    let app = ingest::app(vec![api], publisher, Metrics::new(), admin);
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .context("no local address")?;
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    Ok(format!("http://{addr}{ROUTE}"))
+}
+
+/// Where a consumer reads: brokers, topic (its dead letters go to `<topic>.dlq`) and group.
+pub struct Source<'a> {
+    pub brokers: &'a str,
+    pub topic: &'a str,
+    pub group: String,
+    /// Keys applied at once.
+    pub concurrency: usize,
+}
+
+/// One running consumer (what one engine runs per pipeline); stopped by [`Member::stop`].
+pub struct Member {
+    pub metrics: ConsumerMetrics,
+    trigger: ordo::shutdown::Trigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Member {
+    /// Starts Ordo's consumer (`pipeline::consume::run`) on `source`, applying to `store`
+    /// through `policy` with an applier and record cache of its own.
+    pub fn start<S: Store>(
+        source: &Source<'_>,
+        policy: &PolicyHandle,
+        store: S,
+    ) -> anyhow::Result<Self> {
+        let kafka = KafkaConfig::new(source.brokers);
+        let mut pipeline = ordo::testing::pipeline("bench");
+        pipeline.topic = source.topic.into();
+        pipeline.consumer_group = source.group.clone();
+        pipeline.dead_letter_topic = format!("{}.dlq", source.topic);
+        pipeline.concurrency = source.concurrency;
+        pipeline.max_attempts = 20;
+        let group = GroupSettings {
+            pipeline: pipeline.name.clone(),
+            group: pipeline.consumer_group.clone(),
+            topic: pipeline.topic.clone(),
+            fetch_wait: ordo::bus::kafka::DEFAULT_FETCH_WAIT,
+        };
+        let metrics = ConsumerMetrics::default();
+        let (consumer, revoked) = kafka.group(&group, metrics.lag.clone())?;
+        let (trigger, shutdown) = ordo::shutdown::channel();
+        let applier = Arc::new(Applier::new(store, policy.clone(), "PatientId"));
+        let task = tokio::spawn(ordo::pipeline::consume::run(
+            consumer,
+            revoked,
+            Arc::new(pipeline),
+            applier,
+            Arc::new(kafka.producer(Duration::from_secs(10))?),
+            metrics.clone(),
+            ordo::pipeline::Waits::new("bench", metrics.clone()),
+            shutdown,
+        ));
+        Ok(Self {
+            metrics,
+            trigger,
+            task,
+        })
+    }
+
+    /// Stops the consumer and waits for it; its metrics stay readable.
+    pub async fn stop(self) -> anyhow::Result<ConsumerMetrics> {
+        self.trigger.fire();
+        self.task.await?;
+        Ok(self.metrics)
+    }
+}
