@@ -117,8 +117,8 @@ fn main() -> anyhow::Result<()> {
         (extism, extism_bare, extism_input)
     };
 
-    println!("| plugin | native Rust (µs) | Ordo component, the consumer's call (µs) | Extism, same limits (µs) | Extism, no limits (µs) | Ordo / native | Extism (same limits) / native |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| plugin | native Rust (µs) | Ordo component, the consumer's call (µs) | Ordo component, bare call (µs) | Extism, same limits (µs) | Extism, no limits (µs) | Ordo (consumer's call) / native | Ordo (bare) / native | Extism (same limits) / native |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     type Native = fn(&str, Option<&str>) -> run::Wire;
     let rows: [(&str, PolicyHandle, Native, bool); 2] = [
         ("patient-profile-lww", lww, run::merge::<Lww>, true),
@@ -145,6 +145,15 @@ fn main() -> anyhow::Result<()> {
                 .ok(),
             );
         };
+        // The same policy called directly: no handle, no tracing span.
+        let in_force = component.current();
+        let mut call_bare = || {
+            black_box(
+                in_force
+                    .merge(black_box(INCOMING), black_box(Some(STORED)))
+                    .ok(),
+            );
+        };
         #[cfg(feature = "extism")]
         let mut call_extism = || {
             let out: Result<Vec<u8>, _> = extism.call("merge", black_box(extism_input.as_bytes()));
@@ -159,7 +168,8 @@ fn main() -> anyhow::Result<()> {
         // Per round: (median ns, median ratio to native) of each design.
         let mut per_round: Vec<Vec<(f64, f64)>> = Vec::new();
         for _ in 0..setting("ORDO_BENCH_RUNS", 7) {
-            let mut fs: Vec<&mut dyn FnMut()> = vec![&mut call_native, &mut call_component];
+            let mut fs: Vec<&mut dyn FnMut()> =
+                vec![&mut call_native, &mut call_component, &mut call_bare];
             #[cfg(feature = "extism")]
             if with_extism {
                 fs.push(&mut call_extism);
@@ -176,18 +186,20 @@ fn main() -> anyhow::Result<()> {
         };
         let (e, bare, e_ratio) = if with_extism {
             (
-                column(2, false).show(2),
                 column(3, false).show(2),
-                format!("{:.1}×", column(2, true).median),
+                column(4, false).show(2),
+                format!("{:.1}×", column(3, true).median),
             )
         } else {
             ("—".into(), "—".into(), "—".into())
         };
         println!(
-            "| {name} | {} | {} | {e} | {bare} | {:.1}× | {e_ratio} |",
+            "| {name} | {} | {} | {} | {e} | {bare} | {:.1}× | {:.1}× | {e_ratio} |",
             column(0, false).show(2),
             column(1, false).show(2),
+            column(2, false).show(2),
             column(1, true).median,
+            column(2, true).median,
         );
     }
     if !cfg!(feature = "extism") {
@@ -196,7 +208,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "\nMedian of {} rounds of {} calls each (range of the rounds' medians in brackets); in a round the designs take turns call by call, and a ratio is the median of the per-turn ratios. Both sandboxes: fuel {} per call, {} ms timeout, {} MiB memory, no WASI (Extism enforces its timeout with a timer thread, told about every call); \"no limits\" is Extism without fuel, timeout or memory cap. The Extism plugin is the same Rust rule (`plugins/extism-lww`) behind Extism's one-buffer-in, one-buffer-out ABI.",
+        "\nMedian of {} rounds of {} calls each (range of the rounds' medians in brackets); in a round the designs take turns call by call, and a ratio is the median of the per-turn ratios. The consumer's call is `pipeline::merge_call` through the `PolicyHandle`, inside the applier's `plugin.merge` tracing span with the engine's default `info` filter; the bare call is the policy's `merge` alone. Both sandboxes: fuel {} per call, {} ms timeout, {} MiB memory, no WASI (Extism enforces its timeout with a timer thread, told about every call); \"no limits\" is Extism without fuel, timeout or memory cap. The Extism plugin is the same Rust rule (`plugins/extism-lww`) behind Extism's one-buffer-in, one-buffer-out ABI.",
         setting("ORDO_BENCH_RUNS", 7),
         setting("ORDO_BENCH_CALLS", 20_000),
         limits.fuel,
