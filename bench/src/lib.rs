@@ -7,6 +7,36 @@
 pub mod engine;
 pub mod model;
 
+/// Logs to standard error at `ORDO_LOG`'s filter, `warn` by default (stdout is the report).
+pub fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The `ordo` binary: `ORDO_BIN`, else the one built beside the running benchmark (the same
+/// target folder: `make bench` builds both).
+pub fn ordo_bin() -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context as _;
+    let bin = match std::env::var_os("ORDO_BIN") {
+        Some(bin) => std::path::PathBuf::from(bin),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("ordo"))
+            .context("the ordo binary's folder")?,
+    };
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: cargo build --release -p ordo --bins (or set ORDO_BIN)",
+        bin.display()
+    );
+    Ok(bin)
+}
+
 /// `name` from the environment as a number, or `default`; at least 1.
 pub fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)

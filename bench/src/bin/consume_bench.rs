@@ -60,9 +60,12 @@ const BURST: usize = 20;
 const MODEL_EVENTS: usize = 2_000;
 /// Events per shape on moto, per unit of scale: it takes about 430 writes/s.
 const MOTO_EVENTS: usize = 100;
-/// Events of the scaling workload, per unit of scale (60,000 at the default): long enough
-/// that the group's rebalances as members join take a small part of it.
+/// Events of the scaling workload, per unit of scale (60,000 at the default, and never
+/// fewer, even in `make test`'s small run): long enough that every member has joined while
+/// most of the events are still to come.
 const SCALING_EVENTS: usize = 6_000;
+/// The smallest scale the scaling workload runs at.
+const SCALING_MIN_SCALE: usize = 10;
 /// Longest one design may take over one workload before the benchmark fails.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -122,13 +125,7 @@ impl Figures {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ordo_bench::init_logs();
     let scale = setting("ORDO_BENCH_SCALE", 10);
     let runs = setting("ORDO_BENCH_RUNS", 3);
     env("AWS_ACCESS_KEY_ID", "test");
@@ -272,7 +269,7 @@ async fn scaling(
     runs: usize,
     run_id: u32,
 ) -> anyhow::Result<()> {
-    let w = workload("uniform", SCALING_EVENTS * scale);
+    let w = workload("uniform", SCALING_EVENTS * scale.max(SCALING_MIN_SCALE));
     let n = w.len();
     let topic = format!("bench.{run_id}.scaling");
     ensure_topics(brokers, &topic).await?;
@@ -334,6 +331,28 @@ struct Reader<'a> {
     label: String,
 }
 
+impl Reader<'_> {
+    /// An rdkafka consumer of the topic from its start, in a group of its own (`<label>.<design>`),
+    /// fetching as Ordo's does, with `extra` settings.
+    fn consumer(&self, design: &str, extra: &[(&str, &str)]) -> anyhow::Result<StreamConsumer> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.brokers)
+            .set("group.id", format!("{}.{design}", self.label))
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "fetch.wait.max.ms",
+                ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis().to_string(),
+            );
+        for (name, value) in extra {
+            config.set(*name, *value);
+        }
+        let consumer: StreamConsumer = config.create()?;
+        consumer.subscribe(&[self.topic])?;
+        Ok(consumer)
+    }
+}
+
 /// The sequential baseline on `store` over the first `events` events; (rate, writes). A
 /// design that has not settled its events within `DEADLINE` fails the benchmark rather than
 /// hanging it.
@@ -359,17 +378,7 @@ fn late(reader: &Reader<'_>, design: &str, events: usize) -> anyhow::Error {
 
 /// An rdkafka consumer that reads `n` events and does nothing with them: the ceiling.
 async fn no_op(reader: &Reader<'_>, n: usize) -> anyhow::Result<f64> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", reader.brokers)
-        .set("group.id", format!("{}.noop", reader.label))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "fetch.wait.max.ms",
-            ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis().to_string(),
-        )
-        .create()?;
-    consumer.subscribe(&[reader.topic])?;
+    let consumer = reader.consumer("noop", &[("enable.auto.commit", "false")])?;
     let read = async {
         let first = consumer.recv().await?;
         std::hint::black_box(first.payload());
@@ -407,17 +416,7 @@ async fn sequential<S: Store>(
     applier: &Applier<S>,
     n: usize,
 ) -> anyhow::Result<(f64, usize)> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", reader.brokers)
-        .set("group.id", format!("{}.base", reader.label))
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "fetch.wait.max.ms",
-            ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis().to_string(),
-        )
-        .create()?;
-    consumer.subscribe(&[reader.topic])?;
+    let consumer = reader.consumer("base", &[("enable.auto.offset.store", "false")])?;
     let mut writes = 0;
     let mut start = None;
     let (mut in_recv, mut in_apply) = (Duration::ZERO, Duration::ZERO);

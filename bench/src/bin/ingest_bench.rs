@@ -403,23 +403,6 @@ struct LoadRates {
     wall: f64,
 }
 
-/// The `ordo` binary: `ORDO_BIN`, else the one built beside this program (same target folder).
-fn ordo_bin() -> anyhow::Result<PathBuf> {
-    let bin = match std::env::var_os("ORDO_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("ordo"))
-            .context("the ordo binary's folder")?,
-    };
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: cargo build --release -p ordo --bins (or set ORDO_BIN)",
-        bin.display()
-    );
-    Ok(bin)
-}
-
 /// The number just before `marker` in `line` (`"... 50000 events produced"` → 50000).
 fn number_before(line: &str, marker: &str) -> anyhow::Result<f64> {
     let head = &line[..line
@@ -675,7 +658,7 @@ async fn compare() -> anyhow::Result<()> {
     let runs = setting("ORDO_BENCH_RUNS", 5);
     let seconds = setting("ORDO_BENCH_SECONDS", 5) as f64;
     let events = setting("ORDO_BENCH_EVENTS", 50_000) as u64;
-    let ordo = ordo_bin()?;
+    let ordo = ordo_bench::ordo_bin()?;
     plugin_path()?;
     let kafka = KafkaConfig::new(&brokers);
     // Every design writes to a fresh topic, so none writes into partitions another design

@@ -98,13 +98,7 @@ async fn visible(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    ordo_bench::init_logs();
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let rate = setting("ORDO_BENCH_RATE", 500);
     let samples = setting("ORDO_BENCH_SAMPLES", 2_500);

@@ -53,19 +53,7 @@ struct Engine {
 impl Engine {
     /// Starts the release binary next to this example on a pipelines file of its own.
     fn start(names: &Names, brokers: &str) -> anyhow::Result<Self> {
-        // `ORDO_BIN`, else the `ordo` binary built beside this one (same target folder).
-        let bin = match std::env::var_os("ORDO_BIN") {
-            Some(bin) => PathBuf::from(bin),
-            None => std::env::current_exe()?
-                .parent()
-                .map(|d| d.join("ordo"))
-                .context("the ordo binary's folder")?,
-        };
-        anyhow::ensure!(
-            bin.exists(),
-            "{} is missing: cargo build --release -p ordo",
-            bin.display()
-        );
+        let bin = ordo_bench::ordo_bin()?;
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
             .canonicalize()?;

@@ -120,16 +120,13 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     let publisher = kafka.producer(load::DELIVERY_TIMEOUT)?;
     let stdin = args.input.as_os_str() == "-";
-    let (input, size): (Box<dyn std::io::BufRead + Send>, Option<u64>) = if stdin {
-        (Box::new(std::io::BufReader::new(std::io::stdin())), None)
+    let (input, size): (Box<dyn std::io::Read + Send>, Option<u64>) = if stdin {
+        (Box::new(std::io::stdin()), None)
     } else {
         let file = std::fs::File::open(&args.input)
             .with_context(|| format!("cannot read {}", args.input.display()))?;
         let size = file.metadata().ok().map(|m| m.len());
-        (
-            Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
-            size,
-        )
+        (Box::new(file), size)
     };
     let rejects_path = args.rejects.clone().unwrap_or_else(|| {
         if stdin {

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::io::{BufRead, Write};
+use std::io::{BufRead as _, Read, Write};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt as _};
@@ -34,6 +34,8 @@ pub const DELIVERY_TIMEOUT: Duration = crate::bus::kafka::DEFAULT_DELIVERY_TIMEO
 const READ_AHEAD: usize = 16;
 /// Lines handed over from the reading thread at once (one wake-up per chunk, not per line).
 const CHUNK: usize = 256;
+/// The reading thread's buffer.
+const READ_BUFFER: usize = 1 << 20;
 /// The principal named on the audit records of loaded events.
 pub const PRINCIPAL: &str = "ordo-load";
 
@@ -120,21 +122,31 @@ pub fn reported(side_file: &str) -> BTreeSet<u64> {
 pub type Lines = mpsc::Receiver<std::io::Result<Vec<Vec<u8>>>>;
 
 /// Reads `input` on a thread of its own, in chunks of lines, so that a load can stop (Ctrl-C)
-/// while its input is silent, and acknowledgements are taken while lines are being read.
-pub fn read_lines(input: impl BufRead + Send + 'static) -> Lines {
+/// while its input is silent, and acknowledgements are taken while lines are being read. A
+/// chunk is handed over when it is full or when what was read is used up (the next read may
+/// wait for input that is not coming yet: a pipe left open must not hold lines back).
+pub fn read_lines(input: impl Read + Send + 'static) -> Lines {
     let (chunks, rx) = mpsc::channel(READ_AHEAD);
     std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, input);
         let mut chunk = Vec::with_capacity(CHUNK);
-        for line in input.split(b'\n') {
-            match line {
-                Ok(line) => chunk.push(line),
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    chunk.push(line);
+                }
                 Err(e) => {
                     let _ = chunks.blocking_send(Ok(std::mem::take(&mut chunk)));
                     let _ = chunks.blocking_send(Err(e));
                     return;
                 }
             }
-            if chunk.len() == CHUNK {
+            if chunk.len() == CHUNK || reader.buffer().is_empty() {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                 if chunks.blocking_send(Ok(full)).is_err() {
                     return;
@@ -430,6 +442,21 @@ mod tests {
         assert_eq!(summary.progress.produced, 2);
         assert_eq!(summary.resume_from, Some(3));
         drop(input);
+    }
+
+    #[tokio::test]
+    async fn lines_read_so_far_are_handed_over_while_the_input_stays_open() {
+        // A pipe whose writer sent three lines and then waits: a partial chunk must come out.
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        writer.write_all(b"a\nb\nc\n").expect("written");
+        let mut lines = read_lines(reader);
+        let chunk = lines.recv().await.expect("a chunk").expect("read");
+        assert_eq!(chunk, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        drop(writer);
+        assert!(
+            lines.recv().await.is_none(),
+            "the end of the input ends the lines"
+        );
     }
 
     #[test]
