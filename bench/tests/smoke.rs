@@ -43,7 +43,13 @@ fn plugin_bench_runs() {
 fn consume_bench_runs() {
     let report = run(
         env!("CARGO_BIN_EXE_consume_bench"),
-        &[("ORDO_BENCH_SCALE", "1"), ("ORDO_BENCH_RUNS", "1")],
+        // Not the scaling part: at a small scale the group is still rebalancing when a lone
+        // member has settled everything, and the unoptimised build takes minutes over it.
+        &[
+            ("ORDO_BENCH_SCALE", "1"),
+            ("ORDO_BENCH_RUNS", "1"),
+            ("ORDO_BENCH_STORES", "moto,model"),
+        ],
     );
     assert_table(&report);
 }

@@ -60,12 +60,9 @@ const BURST: usize = 20;
 const MODEL_EVENTS: usize = 2_000;
 /// Events per shape on moto, per unit of scale: it takes about 430 writes/s.
 const MOTO_EVENTS: usize = 100;
-/// Events of the scaling workload, per unit of scale (60,000 at the default, and never
-/// fewer, even in `make test`'s small run): long enough that every member has joined while
-/// most of the events are still to come.
+/// Events of the scaling workload, per unit of scale (60,000 at the default): long enough
+/// that every member has joined while most of the events are still to come.
 const SCALING_EVENTS: usize = 6_000;
-/// The smallest scale the scaling workload runs at.
-const SCALING_MIN_SCALE: usize = 10;
 /// Longest one design may take over one workload before the benchmark fails.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -269,7 +266,7 @@ async fn scaling(
     runs: usize,
     run_id: u32,
 ) -> anyhow::Result<()> {
-    let w = workload("uniform", SCALING_EVENTS * scale.max(SCALING_MIN_SCALE));
+    let w = workload("uniform", SCALING_EVENTS * scale);
     let n = w.len();
     let topic = format!("bench.{run_id}.scaling");
     ensure_topics(brokers, &topic).await?;
