@@ -76,6 +76,19 @@ pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Re
     Ok(format!("http://{addr}{ROUTE}"))
 }
 
+/// Creates `topic` with `partitions` and its dead-letter topic `<topic>.dlq` (what a
+/// [`Member`] reads and writes) when missing.
+pub async fn ensure_consumed_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let dlq = format!("{topic}.dlq");
+    ordo::bus::kafka::ensure_topics(&KafkaConfig::new(brokers), &[topic, &dlq], partitions, 1)
+        .await?;
+    Ok(())
+}
+
 /// Where a consumer reads: brokers, topic (its dead letters go to `<topic>.dlq`) and group.
 pub struct Source<'a> {
     pub brokers: &'a str,

@@ -39,14 +39,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
-use ordo::bus::kafka::KafkaConfig;
 use ordo::pipeline::{Applier, Outcome};
 use ordo::plugin::sandbox::{Capabilities, Limits};
 use ordo::plugin::wasm::WasmPolicy;
 use ordo::plugin::PolicyHandle;
 use ordo::store::dynamo::DynamoStore;
 use ordo::store::Store;
-use ordo_bench::engine::{Member, Source};
+use ordo_bench::engine::{ensure_consumed_topic, Member, Source};
 use ordo_bench::model::{ModelStore, MODEL_LATENCY};
 use ordo_bench::{setting, spread, CpuMeter, Spread};
 
@@ -166,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
             let n = w.len();
             // One topic per workload, read by every run in consumer groups of its own.
             let topic = format!("bench.{run_id}.{word}.{shape}");
-            ensure_topics(&brokers, &topic).await?;
+            ensure_consumed_topic(&brokers, &topic, PARTITIONS).await?;
             produce(&brokers, &topic, &w).await?;
             let (mut base, mut ordo, mut noop) =
                 (Figures::default(), Figures::default(), Figures::default());
@@ -269,7 +268,7 @@ async fn scaling(
     let w = workload("uniform", SCALING_EVENTS * scale);
     let n = w.len();
     let topic = format!("bench.{run_id}.scaling");
-    ensure_topics(brokers, &topic).await?;
+    ensure_consumed_topic(brokers, &topic, PARTITIONS).await?;
     produce(brokers, &topic, &w).await?;
     // Per engine count: rates, cores this process used, the machine's busy share.
     let mut figures: Vec<[Vec<f64>; 3]> =
@@ -310,13 +309,6 @@ async fn scaling(
         three / one,
         if three / one >= 2.0 { "met" } else { "NOT met" }
     );
-    Ok(())
-}
-
-async fn ensure_topics(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    let dlq = format!("{topic}.dlq");
-    ordo::bus::kafka::ensure_topics(&KafkaConfig::new(brokers), &[topic, &dlq], PARTITIONS, 1)
-        .await?;
     Ok(())
 }
 

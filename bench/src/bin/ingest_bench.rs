@@ -731,36 +731,17 @@ fn report(figures: &Figures, runs: usize, events: u64, seconds: f64) {
         ordo::bus::kafka::LINGER_MS,
         show(Design::Rdkafka)
     );
-    println!(
-        "| Ordo, one POST per event ({CONNECTIONS} connections, 202 after the broker's ack) | {} | {} |",
-        show(Design::Post),
-        f.ratio(Design::Post)
-    );
-    println!(
-        "| Ordo, bulk NDJSON ({BULK_LINES} lines a body, {BULK_CONNECTIONS} connections, 200 after every line's ack) | {} | {} |",
-        show(Design::Bulk),
-        f.ratio(Design::Bulk)
-    );
-    println!(
-        "| `ordo load` (its own figure: first line read to last ack) | {} | {} |",
-        show(Design::Load),
-        f.ratio(Design::Load)
-    );
-    println!(
-        "| context: rdkafka producer, every message in flight, each with a request-id header as Ordo's | {} | {} |",
-        show(Design::RdkafkaHeader),
-        f.ratio(Design::RdkafkaHeader)
-    );
-    println!(
-        "| context: HTTP ceiling, the same server answering 202 without producing ({CONNECTIONS} connections) | {} | {} |",
-        show(Design::Ceiling),
-        f.ratio(Design::Ceiling)
-    );
-    println!(
-        "| context: rdkafka producer, {CONNECTIONS} senders each waiting for its ack (ingest's shape without HTTP) | {} | {} |",
-        show(Design::Waiting),
-        f.ratio(Design::Waiting)
-    );
+    let rows = [
+        (Design::Post, format!("Ordo, one POST per event ({CONNECTIONS} connections, 202 after the broker's ack)")),
+        (Design::Bulk, format!("Ordo, bulk NDJSON ({BULK_LINES} lines a body, {BULK_CONNECTIONS} connections, 200 after every line's ack)")),
+        (Design::Load, "`ordo load` (its own figure: first line read to last ack)".to_string()),
+        (Design::RdkafkaHeader, "context: rdkafka producer, every message in flight, each with a request-id header as Ordo's".to_string()),
+        (Design::Ceiling, format!("context: HTTP ceiling, the same server answering 202 without producing ({CONNECTIONS} connections)")),
+        (Design::Waiting, format!("context: rdkafka producer, {CONNECTIONS} senders each waiting for its ack (ingest's shape without HTTP)")),
+    ];
+    for (design, label) in rows {
+        println!("| {label} | {} | {} |", show(design), f.ratio(design));
+    }
     let baseline = f.rates(Design::Rdkafka).median;
     let (bulk, load) = (
         f.rates(Design::Bulk).median / baseline,

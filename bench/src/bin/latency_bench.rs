@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ordo::bus::kafka::KafkaConfig;
-use ordo_bench::engine::{lww_policy, serve_ingest, Member, Source};
+use ordo_bench::engine::{ensure_consumed_topic, lww_policy, serve_ingest, Member, Source};
 use ordo_bench::model::{ModelStore, MODEL_LATENCY};
 use ordo_bench::{setting, spread};
 
@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         // A topic, group and table of its own per run.
         let topic = format!("bench.latency.{}.{run}", std::process::id());
         let kafka = KafkaConfig::new(&brokers);
-        ordo::bus::kafka::ensure_topics(&kafka, &[&topic, &format!("{topic}.dlq")], 6, 1).await?;
+        ensure_consumed_topic(&brokers, &topic, 6).await?;
         let url = serve_ingest(kafka.producer(Duration::from_secs(10))?, &topic).await?;
         let (watch, mut writes) = tokio::sync::mpsc::unbounded_channel();
         let source = Source {
