@@ -91,6 +91,15 @@ launch() {
   echo $! >"$run/$name.pid"
 }
 
+# tansu 0.6 has no index on its header table, so a broker slows down as it fills (see
+# tansu_index.py); add it to the local broker's database, whether just started or not.
+index_tansu() {
+  local db=$cache/data/tansu/tansu.db
+  if ! "$venv/bin/python" "$here/tansu_index.py" "$db" 2>>"$logs/tansu.log"; then
+    say "warning: could not index $db (see $logs/tansu.log); the broker slows down as it fills"
+  fi
+}
+
 start_native() {
   install_venv
   install_tansu
@@ -110,6 +119,7 @@ start_native() {
       CLUSTER_ID=ordo-local "$tansu" broker
     wait_ready tansu kafka "$kafka_addr"
   fi
+  index_tansu
   if probe dynamodb "$dynamodb_url" >/dev/null; then
     say "DynamoDB API already answering at $dynamodb_url"
   else
