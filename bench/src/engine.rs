@@ -2,7 +2,7 @@
 //! the ingest app on a local port, and consumers of a topic on any store (the latency model,
 //! for one). Used where a figure needs a store the real binary cannot be pointed at.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,17 +22,27 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 /// The route every benchmark pipeline serves.
 pub const ROUTE: &str = "/patientprofile";
 
-/// The built last-writer-wins plugin, loaded and checked as the engine loads it.
-pub fn lww_policy() -> anyhow::Result<PolicyHandle> {
+/// The built plugins' directory (`make plugins`).
+pub fn plugins_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build")
+}
+
+/// The built plugin `file` (in [`plugins_dir`]), loaded and checked as the engine loads it,
+/// with the engine's default limits.
+pub fn policy(file: &str) -> anyhow::Result<PolicyHandle> {
     let spec = PluginSpec {
-        path: Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../plugins/build/patient_profile_lww.wasm"),
+        path: plugins_dir().join(file),
         limits: Limits::default(),
         capabilities: Capabilities::default(),
         self_test: None,
         key_field: "PatientId".into(),
     };
     Ok(PolicyHandle::new(Arc::new(load_checked(&spec)?)))
+}
+
+/// The built last-writer-wins plugin, loaded as [`policy`] does.
+pub fn lww_policy() -> anyhow::Result<PolicyHandle> {
+    policy("patient_profile_lww.wasm")
 }
 
 /// Serves the ingest route for `topic` through `publisher` on a free local port, with the

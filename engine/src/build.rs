@@ -86,6 +86,32 @@ pub struct Built {
     pub apply: ApplyLoop,
 }
 
+/// Creates `pipeline`'s topics unless they exist: its event topic with its `topic_config`,
+/// its dead-letter and audit topics as the cluster's defaults. The engine does so at its
+/// start, and `ordo load` before loading (a backfill may come before any engine ran).
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    pipeline: &Pipeline,
+) -> Result<(), crate::bus::BusError> {
+    kafka::ensure_topic_with(
+        kafka,
+        &pipeline.topic,
+        pipeline.partitions,
+        pipeline.replication_factor,
+        &pipeline.topic_config,
+    )
+    .await?;
+    let mut topics = vec![pipeline.dead_letter_topic.as_str()];
+    topics.extend(pipeline.audit_topic.as_deref());
+    kafka::ensure_topics(
+        kafka,
+        &topics,
+        pipeline.partitions,
+        pipeline.replication_factor,
+    )
+    .await
+}
+
 /// Builds `pipeline`: loads and self-tests its plugin, creates its topics and table when
 /// missing, joins its consumer group. Nothing runs until the caller spawns [`Built::apply`]
 /// and serves [`Built::api`].
@@ -103,21 +129,7 @@ pub async fn build(
         }
     })?;
     let bus_error = |source| Error::bus(&p.name, &shared.kafka, source);
-    // The event topic with the pipeline's topic_config; the others as the cluster defaults.
-    kafka::ensure_topic_with(
-        &shared.kafka,
-        &p.topic,
-        p.partitions,
-        p.replication_factor,
-        &p.topic_config,
-    )
-    .await
-    .map_err(bus_error)?;
-    let mut topics = vec![p.dead_letter_topic.as_str()];
-    topics.extend(p.audit_topic.as_deref());
-    kafka::ensure_topics(&shared.kafka, &topics, p.partitions, p.replication_factor)
-        .await
-        .map_err(bus_error)?;
+    ensure_topics(&shared.kafka, &p).await.map_err(bus_error)?;
     let store = DynamoStore::new(shared.dynamodb.clone(), &p.table, &p.key_field)
         .with_metrics(metrics.store(&p.name))
         .with_table_options(p.table_options.clone());

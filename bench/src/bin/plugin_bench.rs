@@ -14,20 +14,20 @@
 //! each round's median call time, and the range of the rounds' medians.
 
 use std::hint::black_box;
+#[cfg(feature = "extism")]
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[cfg(feature = "extism")]
 use anyhow::Context;
 use ordo::pipeline::merge_call;
-use ordo::plugin::reload::{load_checked, PluginSpec};
-use ordo::plugin::sandbox::{Capabilities, Limits};
+use ordo::plugin::sandbox::Limits;
 use ordo::plugin::PolicyHandle;
 use ordo_plugin_sdk::run;
 use patient_profile_field_merge::policy::FieldMerge;
 use patient_profile_lww::policy::Lww;
 
+use ordo_bench::engine::{lww_policy, policy};
 use ordo_bench::{setting, spread};
 
 const STORED: &str = r#"{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"False","Sex":"Female","UpdatedAt":"2006-01-02T15:00:00+10:00"}"#;
@@ -86,24 +86,14 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_writer(std::io::stderr)
         .init();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build");
     let limits = Limits::default();
-    let load = |name: &str| -> anyhow::Result<PolicyHandle> {
-        let spec = PluginSpec {
-            path: root.join(name),
-            limits,
-            capabilities: Capabilities::default(),
-            self_test: None,
-            key_field: "PatientId".into(),
-        };
-        Ok(PolicyHandle::new(Arc::new(load_checked(&spec)?)))
-    };
-    let lww = load("patient_profile_lww.wasm")?;
-    let field_merge = load("patient_profile_field_merge.wasm")?;
+    let lww = lww_policy()?;
+    let field_merge = policy("patient_profile_field_merge.wasm")?;
     #[cfg(feature = "extism")]
     let (mut extism, mut extism_bare, extism_input) = {
-        let mut extism = extism_plugin(&root.join("extism_lww.wasm"), Some(limits))?;
-        let extism_bare = extism_plugin(&root.join("extism_lww.wasm"), None)?;
+        let file = ordo_bench::engine::plugins_dir().join("extism_lww.wasm");
+        let mut extism = extism_plugin(&file, Some(limits))?;
+        let extism_bare = extism_plugin(&file, None)?;
         let extism_input = format!("{INCOMING}\0{STORED}");
         // The same decision both ways, or the comparison means nothing.
         let via_extism: Vec<u8> = extism.call("merge", extism_input.as_bytes())?;

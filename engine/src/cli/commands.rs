@@ -99,25 +99,9 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("pipeline `{}`: {e}", pipeline.name))?;
     // The topics the engine creates at its start, so that a load may come first; a broker
     // that refuses is named now rather than after the delivery timeout.
-    ordo::bus::kafka::ensure_topic_with(
-        &kafka,
-        &pipeline.topic,
-        pipeline.partitions,
-        pipeline.replication_factor,
-        &pipeline.topic_config,
-    )
-    .await
-    .with_context(|| format!("topic {} on {}", pipeline.topic, kafka.brokers()))?;
-    if let Some(audit) = pipeline.audit_topic.as_deref() {
-        ordo::bus::kafka::ensure_topics(
-            &kafka,
-            &[audit],
-            pipeline.partitions,
-            pipeline.replication_factor,
-        )
+    ordo::build::ensure_topics(&kafka, &pipeline)
         .await
-        .with_context(|| format!("audit topic {audit} on {}", kafka.brokers()))?;
-    }
+        .with_context(|| format!("the topics of `{}` on {}", pipeline.name, kafka.brokers()))?;
     let publisher = kafka.producer(load::DELIVERY_TIMEOUT)?;
     let stdin = args.input.as_os_str() == "-";
     let (input, size): (Box<dyn std::io::Read + Send>, Option<u64>) = if stdin {
