@@ -134,7 +134,11 @@ impl Member {
             pipeline: pipeline.name.clone(),
             group: pipeline.consumer_group.clone(),
             topic: pipeline.topic.clone(),
-            fetch_wait: ordo::bus::kafka::DEFAULT_FETCH_WAIT,
+            // The engine's `--fetch-wait-ms`, as `ORDO_FETCH_WAIT_MS` sets it for a run.
+            fetch_wait: Duration::from_millis(crate::setting(
+                "ORDO_FETCH_WAIT_MS",
+                ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis() as usize,
+            ) as u64),
         };
         let metrics = ConsumerMetrics::default();
         let (consumer, revoked) = kafka.group(&group, metrics.lag.clone())?;
