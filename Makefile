@@ -19,8 +19,11 @@ export PATH := $(ORDO_CACHE)/venv/bin:$(PATH)
 
 PLUGINS := patient-profile-lww patient-profile-field-merge hostile backdoor
 PLUGIN_DIR := plugins/build
+# Plugins in Python: each folder plugins/<name>-py/ holds app.py (see plugins/README.md).
+PY_PLUGINS := patient-profile-lww
+PY_TOOLS := $(ORDO_CACHE)/py-plugins
 
-.PHONY: bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+.PHONY: py-tools bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,13 +40,26 @@ dev-stack-status: ## Say whether Kafka and DynamoDB answer.
 wasm-target: ## Add the wasm32-wasip2 target (plugins) and wasm32-unknown-unknown (the Extism benchmark plugin) when missing.
 	@for t in wasm32-wasip2 wasm32-unknown-unknown; do rustup target list --installed | grep -qx $$t || rustup target add $$t; done
 
-plugins: wasm-target ## Build every plugin into plugins/build/.
+plugins: wasm-target py-tools ## Build every plugin (Rust and Python) into plugins/build/.
 	@mkdir -p $(PLUGIN_DIR)
 	cargo build --profile plugin --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
 	cargo build --profile plugin --target wasm32-unknown-unknown -p extism-lww
 	@for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/wasm32-wasip2/plugin/$${p//-/_}.wasm" $(PLUGIN_DIR)/; done
 	@cp "$(CARGO_TARGET_DIR)/wasm32-unknown-unknown/plugin/extism_lww.wasm" $(PLUGIN_DIR)/
+	@for p in $(PY_PLUGINS); do \
+	  echo "componentize-py: plugins/$$p-py -> $(PLUGIN_DIR)/$${p//-/_}_py.wasm"; \
+	  "$(PY_TOOLS)/bin/componentize-py" -d plugins/wit -w policy-plugin componentize app \
+	    -p "plugins/$$p-py" -p plugins/sdk-py -o "$(PLUGIN_DIR)/$${p//-/_}_py.wasm" >/dev/null || exit 1; \
+	done
 	@ls -l $(PLUGIN_DIR)
+
+py-tools: ## Install the Python plugin toolchain (componentize-py, pinned) into $(ORDO_CACHE)/py-plugins, once.
+	@if ! cmp -s plugins/sdk-py/requirements.txt "$(PY_TOOLS)/.requirements"; then \
+	  echo "installing componentize-py into $(PY_TOOLS) (once)"; \
+	  python3 -m venv "$(PY_TOOLS)" || { echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	  "$(PY_TOOLS)/bin/pip" install --quiet --disable-pip-version-check -r plugins/sdk-py/requirements.txt && \
+	  cp plugins/sdk-py/requirements.txt "$(PY_TOOLS)/.requirements"; \
+	fi
 
 build: plugins ## Build the engine and the plugins.
 	cargo build -p ordo
@@ -54,6 +70,9 @@ run-engine: local-dev-stack build ## Start the stack if needed, build, and run t
 test: local-dev-stack plugins ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
 	@# The Kubernetes manifests against the Kubernetes schemas and the engine's own constants.
 	deploy/check.sh
+	@# The Python SDK and each Python plugin's rule, under a plain CPython.
+	python3 -m unittest discover -q -s plugins/sdk-py
+	@for p in $(PY_PLUGINS); do PYTHONPATH=plugins/sdk-py python3 -m unittest discover -q -s "plugins/$$p-py" || exit 1; done
 	cargo test --workspace --no-fail-fast -- --skip chaos_
 	@# The same package set as above, so nothing is built again.
 	cargo test --workspace --test faults -- --nocapture --test-threads=1

@@ -1,0 +1,228 @@
+//! One contract, several languages: the last-writer-wins policy written in Python
+//! (`plugins/patient-profile-lww-py`, built by componentize-py) must decide exactly as the
+//! Rust one over every kind of event, under the same sandbox with no extra capability, and
+//! pass the same self-test file.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{ordo_command, Rng};
+use ordo::plugin::sandbox::{Capabilities, Limits};
+use ordo::plugin::wasm::WasmPolicy;
+use ordo::plugin::{Decision, Policy};
+
+/// Events compared per run (each validated and merged against a generated stored record).
+const CASES: usize = 3_000;
+
+fn load(name: &str) -> WasmPolicy {
+    let started = Instant::now();
+    let policy = WasmPolicy::load(
+        &common::built_plugin(name),
+        Limits::default(),
+        Capabilities::default(),
+    )
+    .unwrap_or_else(|e| panic!("{name} loads under the default sandbox: {e}"));
+    println!("{name}: loaded in {:?}", started.elapsed());
+    policy
+}
+
+/// Timestamps of every kind: offsets, fractions, separators.
+const TIMES: &[&str] = &[
+    "2006-01-02T15:00:00+10:00",
+    "2006-01-02T05:00:00Z",
+    "2006-01-02T05:00:00.5Z",
+    "2006-01-02T15:00:00.5+10:00",
+    "2006-01-02T05:00:00.500000000Z",
+    "2006-01-01T23:00:00.5-06:00",
+    "2006-01-02T05:00:00.000000001z",
+    "2006-01-02t05:00:00Z",
+    "2006-01-02T05:00:00+00:00",
+    "2006-01-02T05:00:00-00:00",
+    "2006-01-02T05:30:00+00:30",
+    "1970-01-01T00:00:00Z",
+    "1969-12-31T23:59:59.999999999Z",
+    "9999-12-31T23:59:59Z",
+    "2024-02-29T00:00:00Z",
+    "2006-01-02 05:00:00Z",
+    "2006-01-02x05:00:00Z",
+    "2006-01-02T05:00:00.1234567891Z",
+    "0000-01-01T00:00:00Z",
+    "2016-12-31T23:59:60Z",
+    "2017-01-01T09:59:60+10:00",
+    "2006-01-02T05:00:00+23:59",
+];
+
+/// Text that is almost RFC 3339: refused by both.
+const NOT_TIMES: &[&str] = &[
+    "2023-02-29T00:00:00Z",
+    "2006-01-02",
+    "2006-01-02T05:00:00",
+    "2006-01-02é05:00:00Z",
+    "2016-12-30T23:59:60Z",
+    "٢٠٠٦-01-02T05:00:00Z",
+    "2006-01-02T05:00:00+05:60",
+    "2006-01-02T24:00:00Z",
+    "2006-01-02T05:60:00Z",
+    "2006-01-02T05:00:00.Z",
+    "2006-01-02T05:00:00+1000",
+    "yesterday",
+    "",
+];
+
+/// Field values, some of which need escaping or are not ASCII.
+const TEXTS: &[&str] = &[
+    "John",
+    "Doe",
+    "",
+    "é",
+    "Zoë",
+    "\"quoted\"",
+    "back\\slash",
+    "tab\there",
+    "line\nbreak",
+    "\u{1}",
+    "日本",
+    "😀",
+    "</script>",
+];
+
+fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
+    items[rng.below(items.len())]
+}
+
+/// One event as JSON text: usually a well-formed update of patient "1" or "2", sometimes
+/// with a field missing, not a string, or the body not an object at all.
+fn event(rng: &mut Rng) -> String {
+    match rng.below(60) {
+        0 => return "[]".into(),
+        1 => return "not json".into(),
+        2 => return "\"text\"".into(),
+        _ => {}
+    }
+    let mut fields = serde_json::Map::new();
+    match rng.below(24) {
+        0 => {}
+        1 => {
+            fields.insert("PatientId".into(), "".into());
+        }
+        2 => {
+            fields.insert("PatientId".into(), 1.into());
+        }
+        _ => {
+            fields.insert("PatientId".into(), ["1", "2"][rng.below(2)].into());
+        }
+    }
+    match rng.below(16) {
+        0 => {}
+        1 | 2 => {
+            fields.insert("UpdatedAt".into(), pick(rng, NOT_TIMES).into());
+        }
+        _ => {
+            fields.insert("UpdatedAt".into(), pick(rng, TIMES).into());
+        }
+    }
+    for name in ["FirstName", "LastName", "IsPregnant", "Sex", "Ünïcode"] {
+        match rng.below(40) {
+            0 => {}
+            1 => {
+                fields.insert(name.into(), serde_json::Value::Bool(false));
+            }
+            _ => {
+                fields.insert(name.into(), pick(rng, TEXTS).into());
+            }
+        }
+    }
+    serde_json::Value::Object(fields).to_string()
+}
+
+/// A refusal's message without the detail its language's parser adds ("not valid JSON: …",
+/// "must be an RFC 3339 timestamp … (the 'hour' component …)").
+fn stem(message: &str) -> &str {
+    let message = message.split(" (").next().unwrap_or(message);
+    message.split(": ").next().unwrap_or(message)
+}
+
+/// A decision reduced to what both languages must agree on: the kind, the record written,
+/// the reason of a skip. A reject's reason may quote a language's own parser.
+fn comparable(decision: Decision) -> (String, String) {
+    match decision {
+        Decision::Write(record) => ("write".into(), record),
+        Decision::Skip(reason) => ("skip".into(), reason),
+        Decision::Reject(_) => ("reject".into(), String::new()),
+    }
+}
+
+#[test]
+fn the_python_policy_decides_as_the_rust_one_over_every_kind_of_event() {
+    let rust = load("patient_profile_lww");
+    let python = load("patient_profile_lww_py");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&rust.schema().expect("schema")).ok(),
+        serde_json::from_str::<serde_json::Value>(&python.schema().expect("schema")).ok(),
+        "the same JSON Schema"
+    );
+    let mut rng = Rng::from_env();
+    let (mut writes, mut skips, mut rejects, mut invalid) = (0, 0, 0, 0);
+    let mut python_time = std::time::Duration::ZERO;
+    for case in 0..CASES {
+        let incoming = event(&mut rng);
+        let stored = (rng.below(4) != 0).then(|| event(&mut rng));
+        let context = format!("case {case}: incoming {incoming}, stored {stored:?}");
+
+        let expected = rust.validate(&incoming).expect("the Rust call");
+        let started = Instant::now();
+        let got = python
+            .validate(&incoming)
+            .unwrap_or_else(|e| panic!("{context}: {e}"));
+        python_time += started.elapsed();
+        match (&expected, &got) {
+            (Ok(()), Ok(())) => {}
+            (Err(r), Err(p)) => {
+                assert_eq!(r.field, p.field, "{context}");
+                assert_eq!(stem(&r.message), stem(&p.message), "{context}");
+                invalid += 1;
+            }
+            _ => panic!("{context}: Rust {expected:?}, Python {got:?}"),
+        }
+
+        let expected = comparable(rust.merge(&incoming, stored.as_deref()).expect("call"));
+        let started = Instant::now();
+        let got = python
+            .merge(&incoming, stored.as_deref())
+            .unwrap_or_else(|e| panic!("{context}: {e}"));
+        python_time += started.elapsed();
+        assert_eq!(expected, comparable(got), "{context}");
+        match expected.0.as_str() {
+            "write" => writes += 1,
+            "skip" => skips += 1,
+            _ => rejects += 1,
+        }
+    }
+    println!(
+        "{CASES} cases: {writes} writes, {skips} skips, {rejects} rejects, {invalid} invalid; \
+         Python {:?} a call on average",
+        python_time / (2 * CASES as u32)
+    );
+    // The generator reaches every outcome, or the comparison proves little.
+    assert!(writes > 100 && skips > 50 && rejects > 100 && invalid > 100);
+}
+
+#[test]
+fn the_python_policy_passes_the_rust_policys_self_test() {
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/samples/patient-profile.selftest.jsonl");
+    let output = ordo_command()
+        .args(["plugin", "test"])
+        .arg(common::built_plugin("patient_profile_lww_py"))
+        .arg(&samples)
+        .output()
+        .expect("ordo plugin test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("0 failed expectations"), "{stdout}");
+}
