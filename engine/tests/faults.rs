@@ -286,6 +286,24 @@ impl Run {
         }
     }
 
+    /// This stream and `next` (started after it) as one, to be finished and accounted for
+    /// together; `next` counts its progress.
+    fn then(self, next: Run) -> Run {
+        let first = self.task;
+        Run {
+            events: self.events.into_iter().chain(next.events).collect(),
+            done: next.done,
+            task: tokio::spawn(async move {
+                let sent = first.await.expect("the first stream ran");
+                let mut rest = next.task.await.expect("the next stream ran");
+                rest.acked.extend(sent.acked);
+                rest.retried += sent.retried;
+                rest
+            }),
+            started: next.started,
+        }
+    }
+
     /// Waits until `fraction` of the events are acknowledged.
     async fn reach(&self, fraction: f64) {
         let goal = (self.events.len() as f64 * fraction) as usize;
@@ -658,13 +676,51 @@ async fn wait_in_force(engine: &Engine, plugin: &Path) {
         if report["plugins"]["patient-profile"] == id.as_str() {
             return;
         }
+        // Generous: a component with an interpreter inside (a Python policy) compiles for
+        // tens of seconds in a debug build while the engine is busy.
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(120),
             "{} never in force: {report}",
             plugin.display()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn chaos_plugin_swapped_from_rust_to_python_mid_stream() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = dir.path().join("policy.wasm");
+    install(&common::lww_plugin(), &plugin);
+    let engine = Engine::builder(Names::unique("chaos-swap-py"))
+        .plugin(&plugin)
+        .start();
+    let target = target_of(&engine);
+    let mut rng = Rng::from_env();
+    let workload = Workload::new(&mut rng, "swap-py", PATIENTS, 10 * scale());
+    let mut events = events_of("swap-py", &workload);
+    // Each patient's updates, shuffled, straddle the swap: half before, half after.
+    let after = events.split_off(events.len() / 2);
+    let before = Run::start_events(&engine, &target, events);
+    before.reach(0.5).await;
+    // The same policy in Python, under the same sandbox, swapped in while the stream flows.
+    let python = common::built_plugin("patient_profile_lww_py");
+    install(&python, &plugin);
+    wait_in_force(&engine, &python).await;
+    let lifted = Instant::now();
+    let run = before.then(Run::start_events(&engine, &target, after));
+    let mut expect = Expect::one(&engine);
+    expect.plugins = vec![common::lww_plugin(), python.clone()];
+    run.finish("plugin swapped Rust LWW → Python LWW", lifted, expect)
+        .await;
+    // The Python policy did write: records name it as their writer.
+    let python_id = content_id(&std::fs::read(&python).expect("plugin file"));
+    let mut by_python = 0;
+    for id in workload.newest.keys() {
+        let (_, record) = engine.get_json(&format!("/patientprofile/{id}")).await;
+        by_python += usize::from(record["Ordo"]["plugin"] == python_id.as_str());
+    }
+    assert!(by_python > 0, "no record written by the Python policy");
 }
 
 #[tokio::test]
@@ -693,22 +749,7 @@ async fn chaos_plugin_swapped_between_policies_mid_stream_and_a_broken_file_refu
     install(&garbage, &plugin);
     let lifted = Instant::now();
     // One account of both streams: the oracle follows each event's plugin.
-    let sent = whole_run.task.await.expect("the whole updates ran");
-    let both = Run {
-        events: whole_run
-            .events
-            .into_iter()
-            .chain(partial_run.events)
-            .collect(),
-        done: partial_run.done,
-        task: tokio::spawn(async move {
-            let mut rest = partial_run.task.await.expect("the partial updates ran");
-            rest.acked.extend(sent.acked);
-            rest.retried += sent.retried;
-            rest
-        }),
-        started: partial_run.started,
-    };
+    let both = whole_run.then(partial_run);
     let mut expect = Expect::one(&engine);
     expect.plugins = vec![common::lww_plugin(), common::field_merge_plugin()];
     both.finish(
