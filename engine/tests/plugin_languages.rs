@@ -87,6 +87,21 @@ const TEXTS: &[&str] = &[
     "</script>",
 ];
 
+/// JSON values one parser might take and another refuse.
+const PARSER_EDGES: &[&str] = &[
+    "NaN",
+    "-Infinity",
+    r#""\ud800""#,
+    r#""\udc00x""#,
+    r#""\ud83d\ude00""#,
+    "1e400",
+    "-0",
+    "12345678901234567890123",
+    r#""\u0000""#,
+    "[1,]",
+    "tru",
+];
+
 fn pick<'a>(rng: &mut Rng, items: &[&'a str]) -> &'a str {
     items[rng.below(items.len())]
 }
@@ -98,6 +113,21 @@ fn event(rng: &mut Rng) -> String {
         0 => return "[]".into(),
         1 => return "not json".into(),
         2 => return "\"text\"".into(),
+        3 => {
+            return format!(
+                r#"{{"PatientId":"1","X":{}}}"#,
+                PARSER_EDGES[rng.below(PARSER_EDGES.len())]
+            )
+        }
+        4 => {
+            // Nesting around the Rust parser's limit (128).
+            let depth = 125 + rng.below(6);
+            return format!(
+                r#"{{"PatientId":"1","UpdatedAt":"2006-01-02T05:00:00Z","X":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+        }
         _ => {}
     }
     let mut fields = serde_json::Map::new();
@@ -153,6 +183,56 @@ fn comparable(decision: Decision) -> (String, String) {
     }
 }
 
+/// Outcomes seen, for the generator's coverage.
+#[derive(Default)]
+struct Tally {
+    writes: usize,
+    skips: usize,
+    rejects: usize,
+    invalid: usize,
+    python_time: std::time::Duration,
+    calls: u32,
+}
+
+/// Validates and merges one case with both policies; panics where they disagree.
+fn compare(
+    rust: &WasmPolicy,
+    python: &WasmPolicy,
+    incoming: &str,
+    stored: Option<&str>,
+    tally: &mut Tally,
+) {
+    let context = format!("incoming {incoming}, stored {stored:?}");
+    let expected = rust.validate(incoming).expect("the Rust call");
+    let started = Instant::now();
+    let got = python
+        .validate(incoming)
+        .unwrap_or_else(|e| panic!("{context}: {e}"));
+    tally.python_time += started.elapsed();
+    match (&expected, &got) {
+        (Ok(()), Ok(())) => {}
+        (Err(r), Err(p)) => {
+            assert_eq!(r.field, p.field, "{context}: {r:?} vs {p:?}");
+            assert_eq!(stem(&r.message), stem(&p.message), "{context}");
+            tally.invalid += 1;
+        }
+        _ => panic!("{context}: Rust {expected:?}, Python {got:?}"),
+    }
+    let expected = comparable(rust.merge(incoming, stored).expect("call"));
+    let started = Instant::now();
+    let got = python
+        .merge(incoming, stored)
+        .unwrap_or_else(|e| panic!("{context}: {e}"));
+    tally.python_time += started.elapsed();
+    tally.calls += 2;
+    assert_eq!(expected, comparable(got), "{context}");
+    match expected.0.as_str() {
+        "write" => tally.writes += 1,
+        "skip" => tally.skips += 1,
+        _ => tally.rejects += 1,
+    }
+}
+
 #[test]
 fn the_python_policy_decides_as_the_rust_one_over_every_kind_of_event() {
     let rust = load("patient_profile_lww");
@@ -162,47 +242,43 @@ fn the_python_policy_decides_as_the_rust_one_over_every_kind_of_event() {
         serde_json::from_str::<serde_json::Value>(&python.schema().expect("schema")).ok(),
         "the same JSON Schema"
     );
+    let mut tally = Tally::default();
+    // Every edge once, then generated cases.
+    let stored = r#"{"PatientId":"1","UpdatedAt":"2006-01-02T05:00:00Z"}"#;
+    for edge in PARSER_EDGES {
+        let event = format!(r#"{{"PatientId":"1","UpdatedAt":"2006-01-02T06:00:00Z","X":{edge}}}"#);
+        compare(&rust, &python, &event, Some(stored), &mut tally);
+        compare(&rust, &python, stored, Some(&event), &mut tally);
+    }
+    for depth in 125..=131 {
+        let event = format!(
+            r#"{{"PatientId":"1","UpdatedAt":"2006-01-02T06:00:00Z","X":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        compare(&rust, &python, &event, None, &mut tally);
+    }
+    for time in TIMES.iter().chain(NOT_TIMES) {
+        let event = format!(r#"{{"PatientId":"1","UpdatedAt":"{time}"}}"#);
+        compare(&rust, &python, &event, Some(stored), &mut tally);
+    }
     let mut rng = Rng::from_env();
-    let (mut writes, mut skips, mut rejects, mut invalid) = (0, 0, 0, 0);
-    let mut python_time = std::time::Duration::ZERO;
-    for case in 0..CASES {
+    for _ in 0..CASES {
         let incoming = event(&mut rng);
         let stored = (rng.below(4) != 0).then(|| event(&mut rng));
-        let context = format!("case {case}: incoming {incoming}, stored {stored:?}");
-
-        let expected = rust.validate(&incoming).expect("the Rust call");
-        let started = Instant::now();
-        let got = python
-            .validate(&incoming)
-            .unwrap_or_else(|e| panic!("{context}: {e}"));
-        python_time += started.elapsed();
-        match (&expected, &got) {
-            (Ok(()), Ok(())) => {}
-            (Err(r), Err(p)) => {
-                assert_eq!(r.field, p.field, "{context}");
-                assert_eq!(stem(&r.message), stem(&p.message), "{context}");
-                invalid += 1;
-            }
-            _ => panic!("{context}: Rust {expected:?}, Python {got:?}"),
-        }
-
-        let expected = comparable(rust.merge(&incoming, stored.as_deref()).expect("call"));
-        let started = Instant::now();
-        let got = python
-            .merge(&incoming, stored.as_deref())
-            .unwrap_or_else(|e| panic!("{context}: {e}"));
-        python_time += started.elapsed();
-        assert_eq!(expected, comparable(got), "{context}");
-        match expected.0.as_str() {
-            "write" => writes += 1,
-            "skip" => skips += 1,
-            _ => rejects += 1,
-        }
+        compare(&rust, &python, &incoming, stored.as_deref(), &mut tally);
     }
+    let Tally {
+        writes,
+        skips,
+        rejects,
+        invalid,
+        ..
+    } = tally;
     println!(
-        "{CASES} cases: {writes} writes, {skips} skips, {rejects} rejects, {invalid} invalid; \
-         Python {:?} a call on average",
-        python_time / (2 * CASES as u32)
+        "{CASES} cases and the edges: {writes} writes, {skips} skips, {rejects} rejects, \
+         {invalid} invalid; Python {:?} a call on average",
+        tally.python_time / tally.calls
     );
     // The generator reaches every outcome, or the comparison proves little.
     assert!(writes > 100 && skips > 50 && rejects > 100 && invalid > 100);

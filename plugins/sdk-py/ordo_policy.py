@@ -189,10 +189,54 @@ def canonical(record: dict) -> str:
     return json.dumps(record, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
+# What the Rust SDK's parser (serde_json) refuses and Python's json module would take:
+# NaN and Infinity, a number out of a double's range, a lone surrogate in a \u escape, nesting deeper than 127.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_MAX_DEPTH = 127
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+def _too_deep(text: str) -> bool:
+    if text.count("[") + text.count("{") <= _MAX_DEPTH:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
 def _object(text: str) -> dict:
+    if _too_deep(text):
+        raise Invalid.body("not valid JSON: recursion limit exceeded")
     try:
-        value = json.loads(text)
-    except ValueError as e:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        if _SURROGATE_ESCAPE.search(text):
+            canonical(value).encode("utf-8")  # a lone surrogate cannot be encoded
+    except (ValueError, UnicodeError) as e:
         raise Invalid.body(f"not valid JSON: {e}")
     if not isinstance(value, dict):
         raise Invalid.body("must be a JSON object")

@@ -47,7 +47,10 @@ class Validation(unittest.TestCase):
                 self.assertTrue(caught.exception.message.startswith(message))
 
     def test_a_body_that_is_not_an_object_is_refused_as_a_whole(self):
-        for text in ["[]", "\"x\"", "{", "null"]:
+        # Also what the Rust SDK's parser refuses and Python's would take.
+        deep = '{"a":' + "[" * 127 + "]" * 127 + "}"
+        for text in ["[]", "\"x\"", "{", "null", '{"a": NaN}', '{"a": -Infinity}',
+                     '{"a": "\\ud800"}', '{"a": 1e400}', '{"\\udc00": "x"}', deep]:
             with self.subTest(text=text):
                 with self.assertRaises(Invalid) as caught:
                     validate_text(_Keep, text)
@@ -69,6 +72,14 @@ class _Keep:
         if "odd" in incoming:
             return 42
         return Write(incoming) if stored is None else Skip("kept")
+
+
+class Parsing(unittest.TestCase):
+    def test_what_the_rust_sdk_takes_is_taken(self):
+        pair = '{"a": "\\ud83d\\ude00", "b": "[{\\"}]"}'
+        self.assertEqual(merge_text(_Keep, pair, None).record, '{"a":"😀","b":"[{\\"}]"}')
+        nested = '{"a":' + "[" * 126 + "]" * 126 + "}"
+        self.assertIsInstance(merge_text(_Keep, nested, None), Write)
 
 
 class Merging(unittest.TestCase):
