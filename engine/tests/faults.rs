@@ -668,13 +668,13 @@ fn install(source: &Path, target: &Path) {
 }
 
 /// Waits until `/readyz` names `plugin` (its file) as the one in force.
-async fn wait_in_force(engine: &Engine, plugin: &Path) {
+async fn wait_in_force(engine: &Engine, plugin: &Path) -> String {
     let id = content_id(&std::fs::read(plugin).expect("plugin file"));
     let started = Instant::now();
     loop {
         let (_, report) = engine.get_json("/readyz").await;
         if report["plugins"]["patient-profile"] == id.as_str() {
-            return;
+            return id;
         }
         // Generous: a component with an interpreter inside (a Python policy) compiles for
         // tens of seconds in a debug build while the engine is busy.
@@ -687,14 +687,21 @@ async fn wait_in_force(engine: &Engine, plugin: &Path) {
     }
 }
 
-#[tokio::test]
-async fn chaos_plugin_swapped_from_rust_to_python_mid_stream() {
+/// An engine whose plugin is a file of the test's own (in the returned dir), starting as the
+/// last-writer-wins plugin: `install` another over it to swap.
+fn swappable_engine(label: &str) -> (tempfile::TempDir, PathBuf, Engine) {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin = dir.path().join("policy.wasm");
     install(&common::lww_plugin(), &plugin);
-    let engine = Engine::builder(Names::unique("chaos-swap-py"))
+    let engine = Engine::builder(Names::unique(label))
         .plugin(&plugin)
         .start();
+    (dir, plugin, engine)
+}
+
+#[tokio::test]
+async fn chaos_plugin_swapped_from_rust_to_python_mid_stream() {
+    let (_dir, plugin, engine) = swappable_engine("chaos-swap-py");
     let target = target_of(&engine);
     let mut rng = Rng::from_env();
     let workload = Workload::new(&mut rng, "swap-py", PATIENTS, 10 * scale());
@@ -706,7 +713,7 @@ async fn chaos_plugin_swapped_from_rust_to_python_mid_stream() {
     // The same policy in Python, under the same sandbox, swapped in while the stream flows.
     let python = common::built_plugin("patient_profile_lww_py");
     install(&python, &plugin);
-    wait_in_force(&engine, &python).await;
+    let python_id = wait_in_force(&engine, &python).await;
     let lifted = Instant::now();
     let run = before.then(Run::start_events(&engine, &target, after));
     let mut expect = Expect::one(&engine);
@@ -714,7 +721,6 @@ async fn chaos_plugin_swapped_from_rust_to_python_mid_stream() {
     run.finish("plugin swapped Rust LWW → Python LWW", lifted, expect)
         .await;
     // The Python policy did write: records name it as their writer.
-    let python_id = content_id(&std::fs::read(&python).expect("plugin file"));
     let mut by_python = 0;
     for id in workload.newest.keys() {
         let (_, record) = engine.get_json(&format!("/patientprofile/{id}")).await;
@@ -725,12 +731,7 @@ async fn chaos_plugin_swapped_from_rust_to_python_mid_stream() {
 
 #[tokio::test]
 async fn chaos_plugin_swapped_between_policies_mid_stream_and_a_broken_file_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let plugin = dir.path().join("policy.wasm");
-    install(&common::lww_plugin(), &plugin);
-    let engine = Engine::builder(Names::unique("chaos-swap"))
-        .plugin(&plugin)
-        .start();
+    let (dir, plugin, engine) = swappable_engine("chaos-swap");
     let target = target_of(&engine);
     let mut rng = Rng::from_env();
     let workload = Workload::new(&mut rng, "swap", PATIENTS, 10 * scale());
