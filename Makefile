@@ -22,8 +22,11 @@ PLUGIN_DIR := plugins/build
 # Plugins in Python: each folder plugins/<name>-py/ holds app.py (see plugins/README.md).
 PY_PLUGINS := patient-profile-lww
 PY_TOOLS := $(ORDO_CACHE)/py-plugins
+# Plugins in JavaScript: each folder plugins/<name>-js/ holds app.js (see plugins/README.md).
+JS_PLUGINS := patient-profile-lww
+JS_TOOLS := $(ORDO_CACHE)/js-plugins
 
-.PHONY: py-tools bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+.PHONY: py-tools js-tools bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +43,7 @@ dev-stack-status: ## Say whether Kafka and DynamoDB answer.
 wasm-target: ## Add the wasm32-wasip2 target (plugins) and wasm32-unknown-unknown (the Extism benchmark plugin) when missing.
 	@for t in wasm32-wasip2 wasm32-unknown-unknown; do rustup target list --installed | grep -qx $$t || rustup target add $$t; done
 
-plugins: wasm-target py-tools ## Build every plugin (Rust and Python) into plugins/build/.
+plugins: wasm-target py-tools js-tools ## Build every plugin (Rust, Python, JavaScript) into plugins/build/; a failed build fails.
 	@mkdir -p $(PLUGIN_DIR)
 	cargo build --profile plugin --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS))
 	cargo build --profile plugin --target wasm32-unknown-unknown -p extism-lww
@@ -51,6 +54,13 @@ plugins: wasm-target py-tools ## Build every plugin (Rust and Python) into plugi
 	  "$(PY_TOOLS)/bin/componentize-py" -d plugins/wit -w policy-plugin componentize app \
 	    -p "plugins/$$p-py" -p plugins/sdk-py -o "$(PLUGIN_DIR)/$${p//-/_}_py.wasm" >/dev/null || exit 1; \
 	done
+	@# componentize-js resolves imports inside the working directory, so app.js may import
+	@# ../sdk-js/ordo_policy.js. No stdio, randomness, clocks or HTTP are compiled in.
+	@for p in $(JS_PLUGINS); do \
+	  echo "componentize-js: plugins/$$p-js -> $(PLUGIN_DIR)/$${p//-/_}_js.wasm"; \
+	  "$(JS_TOOLS)/node_modules/.bin/componentize-js" "plugins/$$p-js/app.js" -w plugins/wit -n policy-plugin \
+	    -d stdio random clocks http fetch-event -o "$(PLUGIN_DIR)/$${p//-/_}_js.wasm" || exit 1; \
+	done
 	@ls -l $(PLUGIN_DIR)
 
 py-tools: ## Install the Python plugin toolchain (componentize-py, pinned) into $(ORDO_CACHE)/py-plugins, once.
@@ -59,6 +69,14 @@ py-tools: ## Install the Python plugin toolchain (componentize-py, pinned) into 
 	  python3 -m venv "$(PY_TOOLS)" || { echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
 	  "$(PY_TOOLS)/bin/pip" install --quiet --disable-pip-version-check -r plugins/sdk-py/requirements.txt && \
 	  cp plugins/sdk-py/requirements.txt "$(PY_TOOLS)/.requirements"; \
+	fi
+
+js-tools: ## Install the JavaScript plugin toolchain (componentize-js, pinned by plugins/sdk-js/package-lock.json) into $(ORDO_CACHE)/js-plugins, once.
+	@if ! cmp -s plugins/sdk-js/package-lock.json "$(JS_TOOLS)/package-lock.json" || [ ! -x "$(JS_TOOLS)/node_modules/.bin/componentize-js" ]; then \
+	  echo "installing componentize-js into $(JS_TOOLS) (once)"; \
+	  command -v npm >/dev/null || { echo "npm is needed to build JavaScript plugins (Debian: apt-get install npm; or Node.js 20+)" >&2; exit 1; }; \
+	  mkdir -p "$(JS_TOOLS)" && cp plugins/sdk-js/package.json plugins/sdk-js/package-lock.json "$(JS_TOOLS)/" && \
+	  npm ci --prefix "$(JS_TOOLS)" --no-audit --no-fund --loglevel=error; \
 	fi
 
 build: plugins ## Build the engine and the plugins.
@@ -73,6 +91,8 @@ test: local-dev-stack plugins ## Start the stack if needed, build, and run every
 	@# The Python SDK and each Python plugin's rule, under a plain CPython.
 	python3 -m unittest discover -q -s plugins/sdk-py
 	@for p in $(PY_PLUGINS); do PYTHONPATH=plugins/sdk-py python3 -m unittest discover -q -s "plugins/$$p-py" || exit 1; done
+	@# The JavaScript SDK and each JavaScript plugin's rule, under a plain Node.
+	node --test --test-reporter=dot plugins/sdk-js/ $(addprefix plugins/,$(addsuffix -js/,$(JS_PLUGINS)))
 	cargo test --workspace --no-fail-fast -- --skip chaos_
 	@# The same package set as above, so nothing is built again.
 	cargo test --workspace --test faults -- --nocapture --test-threads=1

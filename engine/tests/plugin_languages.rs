@@ -1,7 +1,8 @@
 //! One contract, several languages: the last-writer-wins policy written in Python
-//! (`plugins/patient-profile-lww-py`, built by componentize-py) must decide exactly as the
-//! Rust one over every kind of event, under the same sandbox with no extra capability, and
-//! pass the same self-test file.
+//! (`plugins/patient-profile-lww-py`, built by componentize-py) and in JavaScript
+//! (`plugins/patient-profile-lww-js`, built by componentize-js) must each decide exactly as
+//! the Rust one over every kind of event, under the same sandbox with no extra capability,
+//! and pass the same self-test file.
 
 mod common;
 
@@ -190,14 +191,14 @@ struct Tally {
     skips: usize,
     rejects: usize,
     invalid: usize,
-    python_time: std::time::Duration,
+    other_time: std::time::Duration,
     calls: u32,
 }
 
 /// Validates and merges one case with both policies; panics where they disagree.
 fn compare(
     rust: &WasmPolicy,
-    python: &WasmPolicy,
+    other: &WasmPolicy,
     incoming: &str,
     stored: Option<&str>,
     tally: &mut Tally,
@@ -205,10 +206,10 @@ fn compare(
     let context = format!("incoming {incoming}, stored {stored:?}");
     let expected = rust.validate(incoming).expect("the Rust call");
     let started = Instant::now();
-    let got = python
+    let got = other
         .validate(incoming)
         .unwrap_or_else(|e| panic!("{context}: {e}"));
-    tally.python_time += started.elapsed();
+    tally.other_time += started.elapsed();
     match (&expected, &got) {
         (Ok(()), Ok(())) => {}
         (Err(r), Err(p)) => {
@@ -216,14 +217,14 @@ fn compare(
             assert_eq!(stem(&r.message), stem(&p.message), "{context}");
             tally.invalid += 1;
         }
-        _ => panic!("{context}: Rust {expected:?}, Python {got:?}"),
+        _ => panic!("{context}: Rust {expected:?}, the other {got:?}"),
     }
     let expected = comparable(rust.merge(incoming, stored).expect("call"));
     let started = Instant::now();
-    let got = python
+    let got = other
         .merge(incoming, stored)
         .unwrap_or_else(|e| panic!("{context}: {e}"));
-    tally.python_time += started.elapsed();
+    tally.other_time += started.elapsed();
     tally.calls += 2;
     assert_eq!(expected, comparable(got), "{context}");
     match expected.0.as_str() {
@@ -235,20 +236,29 @@ fn compare(
 
 #[test]
 fn the_python_policy_decides_as_the_rust_one_over_every_kind_of_event() {
+    decides_as_the_rust_policy("patient_profile_lww_py");
+}
+
+#[test]
+fn the_javascript_policy_decides_as_the_rust_one_over_every_kind_of_event() {
+    decides_as_the_rust_policy("patient_profile_lww_js");
+}
+
+/// Every edge once, then generated cases: the built plugin `name` against the Rust LWW.
+fn decides_as_the_rust_policy(name: &str) {
     let rust = load("patient_profile_lww");
-    let python = load("patient_profile_lww_py");
+    let other = load(name);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&rust.schema().expect("schema")).ok(),
-        serde_json::from_str::<serde_json::Value>(&python.schema().expect("schema")).ok(),
+        serde_json::from_str::<serde_json::Value>(&other.schema().expect("schema")).ok(),
         "the same JSON Schema"
     );
     let mut tally = Tally::default();
-    // Every edge once, then generated cases.
     let stored = r#"{"PatientId":"1","UpdatedAt":"2006-01-02T05:00:00Z"}"#;
     for edge in PARSER_EDGES {
         let event = format!(r#"{{"PatientId":"1","UpdatedAt":"2006-01-02T06:00:00Z","X":{edge}}}"#);
-        compare(&rust, &python, &event, Some(stored), &mut tally);
-        compare(&rust, &python, stored, Some(&event), &mut tally);
+        compare(&rust, &other, &event, Some(stored), &mut tally);
+        compare(&rust, &other, stored, Some(&event), &mut tally);
     }
     for depth in 125..=131 {
         let event = format!(
@@ -256,17 +266,17 @@ fn the_python_policy_decides_as_the_rust_one_over_every_kind_of_event() {
             "[".repeat(depth),
             "]".repeat(depth)
         );
-        compare(&rust, &python, &event, None, &mut tally);
+        compare(&rust, &other, &event, None, &mut tally);
     }
     for time in TIMES.iter().chain(NOT_TIMES) {
         let event = format!(r#"{{"PatientId":"1","UpdatedAt":"{time}"}}"#);
-        compare(&rust, &python, &event, Some(stored), &mut tally);
+        compare(&rust, &other, &event, Some(stored), &mut tally);
     }
     let mut rng = Rng::from_env();
     for _ in 0..CASES {
         let incoming = event(&mut rng);
         let stored = (rng.below(4) != 0).then(|| event(&mut rng));
-        compare(&rust, &python, &incoming, stored.as_deref(), &mut tally);
+        compare(&rust, &other, &incoming, stored.as_deref(), &mut tally);
     }
     let Tally {
         writes,
@@ -277,8 +287,8 @@ fn the_python_policy_decides_as_the_rust_one_over_every_kind_of_event() {
     } = tally;
     println!(
         "{CASES} cases and the edges: {writes} writes, {skips} skips, {rejects} rejects, \
-         {invalid} invalid; Python {:?} a call on average",
-        tally.python_time / tally.calls
+         {invalid} invalid; {name} {:?} a call on average",
+        tally.other_time / tally.calls
     );
     // The generator reaches every outcome, or the comparison proves little.
     assert!(writes > 100 && skips > 50 && rejects > 100 && invalid > 100);
@@ -286,11 +296,20 @@ fn the_python_policy_decides_as_the_rust_one_over_every_kind_of_event() {
 
 #[test]
 fn the_python_policy_passes_the_rust_policys_self_test() {
+    passes_the_rust_policys_self_test("patient_profile_lww_py");
+}
+
+#[test]
+fn the_javascript_policy_passes_the_rust_policys_self_test() {
+    passes_the_rust_policys_self_test("patient_profile_lww_js");
+}
+
+fn passes_the_rust_policys_self_test(name: &str) {
     let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../plugins/samples/patient-profile.selftest.jsonl");
     let output = ordo_command()
         .args(["plugin", "test"])
-        .arg(common::built_plugin("patient_profile_lww_py"))
+        .arg(common::built_plugin(name))
         .arg(&samples)
         .output()
         .expect("ordo plugin test");

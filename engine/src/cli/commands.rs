@@ -30,11 +30,26 @@ pub fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
     let report = ordo::plugin::selftest::run(&policy, &key_field, &input)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.events.display()))?;
     println!("{report}");
+    println!("{}", cost_line(policy.costliest(), limits));
     Ok(if report.failures().next().is_some() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What the costliest call needed against the limits it ran under: what to set
+/// `plugin_fuel` and `plugin_memory_mib` from.
+fn cost_line(cost: ordo::plugin::wasm::Cost, limits: ordo::plugin::sandbox::Limits) -> String {
+    let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
+    format!(
+        "costliest call: {} fuel of {} ({:.0}x headroom), {:.1} MiB of memory of {:.0} MiB",
+        cost.fuel,
+        limits.fuel,
+        limits.fuel as f64 / cost.fuel.max(1) as f64,
+        mib(cost.memory_bytes),
+        mib(limits.memory_bytes),
+    )
 }
 
 /// The pipeline `args` names, from its file, and how to reach its brokers.

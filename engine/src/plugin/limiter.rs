@@ -60,6 +60,13 @@ impl SandboxLimiter {
     }
 }
 
+impl SandboxLimiter {
+    /// Bytes the instance's linear memories hold now (they never shrink).
+    pub fn memory_used(&self) -> usize {
+        self.memory_used
+    }
+}
+
 /// The table element cap that follows from a memory budget.
 pub fn table_elements_for(memory_budget: usize) -> usize {
     (memory_budget / BYTES_PER_TABLE_ELEMENT).max(MIN_TABLE_ELEMENTS)

@@ -74,6 +74,17 @@ pub struct WasmPolicy {
     live_cap: usize,
     /// Where call latency and fuel are counted.
     metrics: PluginMetrics,
+    /// The costliest call so far, for `ordo plugin test`.
+    costliest: Mutex<Cost>,
+}
+
+/// What a plugin's calls needed at most: what its limits must leave room for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Fuel the costliest call burnt.
+    pub fuel: u64,
+    /// Linear memory an instance held after a call, at most (instantiation included).
+    pub memory_bytes: usize,
 }
 
 /// `sha256:<hex>` of `bytes`: the identity of a plugin file, written on each record.
@@ -128,6 +139,7 @@ impl WasmPolicy {
             returned: Condvar::new(),
             live_cap: live_cap(limits.memory_bytes),
             metrics: PluginMetrics::default(),
+            costliest: Mutex::new(Cost::default()),
         };
         let schema = policy.schema().map_err(|e| PluginError::Load {
             path: PathBuf::from(path),
@@ -155,6 +167,11 @@ impl WasmPolicy {
     pub fn with_metrics(mut self, metrics: PluginMetrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// The most fuel a call has burnt and the most memory an instance has held, since load.
+    pub fn costliest(&self) -> Cost {
+        self.costliest.lock().map(|c| *c).unwrap_or_default()
     }
 
     /// Instances waiting in the pool (for tests and metrics).
@@ -226,6 +243,7 @@ impl WasmPolicy {
         let started = Instant::now();
         let taken = self.take()?;
         let mut burnt = 0;
+        let mut memory = 0;
         let mut starved = false;
         let run = |taken: Option<Instance>| -> wasmtime::Result<(R, Instance)> {
             let mut instance = match taken {
@@ -238,11 +256,16 @@ impl WasmPolicy {
                 .limits
                 .fuel
                 .saturating_sub(instance.store.get_fuel().unwrap_or(0));
+            memory = instance.store.data().limits.memory_used();
             starved = instance.store.data().budget.starved();
             Ok((out?, instance))
         };
         let result = run(taken);
         self.metrics.record(name, started.elapsed(), burnt);
+        if let Ok(mut most) = self.costliest.lock() {
+            most.fuel = most.fuel.max(burnt);
+            most.memory_bytes = most.memory_bytes.max(memory);
+        }
         match result {
             Ok((out, mut instance)) => {
                 instance.calls += 1;

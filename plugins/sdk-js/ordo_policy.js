@@ -1,0 +1,351 @@
+// The JavaScript side of Ordo's plugin SDK: write a policy as an object, export it as a
+// component.
+//
+// A policy has three members, the same as the Rust SDK's `Plugin` trait:
+//
+//     const Lww = {
+//       SCHEMA: '{"type": "object", ...}',          // JSON Schema of an event body
+//       validate(event) { ... },                    // throw new Invalid(field, message)
+//       merge(incoming, stored) { ... },            // return new Write(record) | Skip | Reject
+//     };
+//     export const policy = component(Lww);
+//
+// in the module given to componentize-js (the WIT world `policy-plugin` exports the interface
+// `policy`, so componentize-js looks for the export `policy`).
+//
+// What this module does for a policy, as the Rust SDK does: parses the JSON text the engine
+// hands over (a body that is not a JSON object is refused as a whole; what serde_json refuses
+// is refused here too: numbers out of a double's range, lone surrogates, nesting deeper than
+// 127), runs `validate` before `merge` (an invalid event is rejected naming its field),
+// serialises the record written (compact, keys sorted by code point: the Rust SDK's text, so a
+// tie-break on the text agrees across languages), and turns an exception thrown by the policy
+// into a reject with its name and message rather than a trap.
+//
+// An event or a stored record is an object without a prototype, so `record.constructor` or
+// `"toString" in record` see only its own fields (objects nested in it are plain objects:
+// test their fields with `Object.hasOwn`).
+//
+// Nothing here touches the component bindings, so a policy and this module are tested with a
+// plain Node (`node --test`).
+
+/** Why an event was refused: the top-level `field` at fault ("" for the body as a whole) and
+ * the rule it broke, for a human ("is required", "must be a string"). */
+export class Invalid extends Error {
+  constructor(field, message) {
+    super(field ? `${field} ${message}` : message);
+    this.name = "Invalid";
+    this.field = field;
+    this.rule = message;
+  }
+
+  /** The body as a whole is wrong. */
+  static body(message) {
+    return new Invalid("", message);
+  }
+}
+
+/** Store this record (an object keeping the key field with its value). */
+export class Write {
+  constructor(record) {
+    this.record = record;
+  }
+}
+
+/** Keep the stored record; `reason` says why (counted as stale). */
+export class Skip {
+  constructor(reason) {
+    this.reason = reason;
+  }
+}
+
+/** The event cannot be applied: it goes to the dead-letter topic with `reason`. */
+export class Reject {
+  constructor(reason) {
+    this.reason = reason;
+  }
+}
+
+const own = (record, field) => Object.prototype.hasOwnProperty.call(record, field);
+
+/** The string `field` holds; refused when missing or not a string. */
+export function string(record, field) {
+  if (!own(record, field)) throw new Invalid(field, "is required");
+  const value = record[field];
+  if (typeof value !== "string") throw new Invalid(field, "must be a string");
+  return value;
+}
+
+/** As `string`, and not empty. */
+export function nonEmpty(record, field) {
+  const value = string(record, field);
+  if (value === "") throw new Invalid(field, "must not be empty");
+  return value;
+}
+
+/** Orders two strings by Unicode code point, as Rust and Python compare text (JavaScript's
+ * `<` compares UTF-16 units, which differs above U+FFFF). Negative, zero or positive. */
+export function compareText(a, b) {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    // A surrogate (U+D800..DFFF) stands for a code point above U+FFFF: it sorts after
+    // U+E000..FFFF, not before.
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+const sortedKeys = (record) => Object.keys(record).sort(compareText);
+
+/** Every field is a string; the error names the first that is not, in key order (as the Rust
+ * SDK, whose records keep their keys sorted). */
+export function allStrings(record) {
+  for (const name of sortedKeys(record)) {
+    if (typeof record[name] !== "string") throw new Invalid(name, "must be a string");
+  }
+}
+
+// As the Rust SDK reads RFC 3339 (the `time` crate): ASCII digits only, any one ASCII
+// character between date and time (RFC 3339 names `T` and allows a space), any number of
+// fraction digits (nanoseconds kept, the rest ignored), `Z` or `z`, and a leap second at the
+// end of a month (UTC) read as the last nanosecond before it.
+const RFC3339 =
+  /^([0-9]{4})-([0-9]{2})-([0-9]{2})[\x00-\x7f]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))$/;
+const NANOS = 1_000_000_000n;
+const DAY = 86_400;
+
+const floorDiv = (a, b) => Math.floor(a / b);
+
+function daysInMonth(year, month) {
+  if (month === 2) {
+    const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+    return leap ? 29 : 28;
+  }
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+// Days since 1970-01-01 in the proleptic Gregorian calendar (year 0 included).
+function daysFromCivil(year, month, day) {
+  const y = month <= 2 ? year - 1 : year;
+  const era = floorDiv(y, 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = floorDiv(153 * (month + (month > 2 ? -3 : 9)) + 2, 5) + day - 1;
+  const dayOfEra = yearOfEra * 365 + floorDiv(yearOfEra, 4) - floorDiv(yearOfEra, 100) + dayOfYear;
+  return era * 146_097 + dayOfEra - 719_468;
+}
+
+// The day of the month of `days` since 1970-01-01.
+function civilDay(days) {
+  const d = days + 719_468;
+  const era = floorDiv(d, 146_097);
+  const dayOfEra = d - era * 146_097;
+  const yearOfEra = floorDiv(
+    dayOfEra - floorDiv(dayOfEra, 1460) + floorDiv(dayOfEra, 36_524) - floorDiv(dayOfEra, 146_096),
+    365,
+  );
+  const dayOfYear = dayOfEra - (365 * yearOfEra + floorDiv(yearOfEra, 4) - floorDiv(yearOfEra, 100));
+  const monthIndex = floorDiv(5 * dayOfYear + 2, 153);
+  return dayOfYear - floorDiv(153 * monthIndex + 2, 5) + 1;
+}
+
+/** The instant an RFC 3339 timestamp (any UTC offset, up to nanoseconds) denotes, as a
+ * BigInt of nanoseconds since the Unix epoch (a Number would lose nanoseconds past 2^53);
+ * null when `text` is not one. Compare instants with `<` and `>`, never the text. */
+export function parseTimestamp(text) {
+  const m = typeof text === "string" ? RFC3339.exec(text) : null;
+  if (m === null) return null;
+  const [year, month, day, hour, minute] = [1, 2, 3, 4, 5].map((i) => Number(m[i]));
+  let second = Number(m[6]);
+  if (!(month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month))) return null;
+  if (hour > 23 || minute > 59 || second > 60) return null;
+  let offset = 0;
+  if (m[8] === undefined) {
+    const [offHours, offMinutes] = [Number(m[10]), Number(m[11])];
+    if (offHours > 23 || offMinutes > 59) return null;
+    offset = (offHours * 60 + offMinutes) * 60 * (m[9] === "-" ? -1 : 1);
+  }
+  let nanos = BigInt((m[7] ?? "").slice(0, 9).padEnd(9, "0"));
+  const leap = second === 60;
+  if (leap) {
+    second = 59;
+    nanos = NANOS - 1n;
+  }
+  const seconds = daysFromCivil(year, month, day) * DAY + hour * 3600 + minute * 60 + second - offset;
+  if (leap) {
+    // Only as the stand-in for a leap second: 23:59:59.999999999 UTC on a month's last day.
+    const utcDay = floorDiv(seconds, DAY);
+    if (seconds - utcDay * DAY !== DAY - 1 || civilDay(utcDay + 1) !== 1) return null;
+  }
+  return BigInt(seconds) * NANOS + nanos;
+}
+
+/** The instant `field` holds (see `parseTimestamp`); an error names the field. */
+export function timestamp(record, field) {
+  const value = parseTimestamp(string(record, field));
+  if (value === null) {
+    throw new Invalid(field, "must be an RFC 3339 timestamp such as 2006-01-02T15:00:00.5+10:00");
+  }
+  return value;
+}
+
+/** The common shape of an entity update: every field a string, `keyField` not empty and
+ * `versionField` an RFC 3339 timestamp, whose instant is returned. */
+export function flatUpdate(event, keyField, versionField) {
+  allStrings(event);
+  nonEmpty(event, keyField);
+  return timestamp(event, versionField);
+}
+
+/** A record as the engine is handed it: compact JSON, keys sorted by code point, non-ASCII
+ * unescaped. Strings, booleans, null, objects and arrays are written as the Rust SDK writes
+ * them; a number is JavaScript's shortest form (`5`, `1e+22`), where serde_json keeps
+ * `5.0` and writes `1e22`. */
+export function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    return `{${sortedKeys(value)
+      .map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+const MAX_DEPTH = 127;
+
+// Nesting deeper than serde_json's limit, checked on the text before JSON.parse recurses.
+function tooDeep(text) {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DEPTH) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+// What serde_json refuses and JSON.parse takes, found in a parsed value; the reason or null.
+function unrepresentable(value) {
+  if (typeof value === "number") return Number.isFinite(value) ? null : "number out of range";
+  if (typeof value === "string") return LONE_SURROGATE.test(value) ? "lone surrogate in a string" : null;
+  if (value === null || typeof value !== "object") return null;
+  for (const key of Object.keys(value)) {
+    if (LONE_SURROGATE.test(key)) return "lone surrogate in a key";
+    const found = unrepresentable(value[key]);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
+// Text in which JSON.parse could find what serde_json refuses: an escaped surrogate, or a
+// number with an exponent or too many digits for a double. Only such text is walked.
+const SUSPECT = /\\u[dD][89a-fA-F]|[0-9][eE]|[0-9]{300}/;
+
+function object(text) {
+  if (tooDeep(text)) throw Invalid.body("not valid JSON: recursion limit exceeded");
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw Invalid.body(`not valid JSON: ${describe(e)}`);
+  }
+  if (SUSPECT.test(text)) {
+    const problem = unrepresentable(value);
+    if (problem !== null) throw Invalid.body(`not valid JSON: ${problem}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw Invalid.body("must be a JSON object");
+  }
+  // Without a prototype (see the module's comment).
+  return Object.assign(Object.create(null), value);
+}
+
+// What was thrown, for a reason: its name and message, never a stack.
+function describe(thrown) {
+  try {
+    if (thrown instanceof Error) return `${thrown.name}: ${thrown.message}`;
+    return String(thrown);
+  } catch {
+    return "an unprintable exception";
+  }
+}
+
+const text = (reason) => (typeof reason === "string" ? reason : describe(reason));
+
+/** Parses `event` and validates it with `policy`; throws `Invalid`. */
+export function validateText(policy, event) {
+  policy.validate(object(event));
+}
+
+/** Parses and validates `incoming`, parses `stored` (null or undefined when the key is new),
+ * merges: a decision whose record (for a write) is already serialised. */
+export function mergeText(policy, incoming, stored) {
+  let event;
+  try {
+    event = object(incoming);
+    policy.validate(event);
+  } catch (e) {
+    if (e instanceof Invalid) return new Reject(e.message);
+    return new Reject(`the policy failed: ${describe(e)}`);
+  }
+  let held = null;
+  if (stored !== null && stored !== undefined) {
+    try {
+      held = object(stored);
+    } catch (e) {
+      return new Reject(`the stored record is unreadable: ${e.message}`);
+    }
+  }
+  let decision;
+  try {
+    decision = policy.merge(event, held);
+  } catch (e) {
+    // A bug in the policy refuses this event, not the engine.
+    return new Reject(`the policy failed: ${describe(e)}`);
+  }
+  if (decision instanceof Write) {
+    const record = decision.record;
+    if (record === null || typeof record !== "object" || Array.isArray(record)) {
+      return new Reject("the policy wrote something that is not a JSON object");
+    }
+    return new Write(canonical(record));
+  }
+  if (decision instanceof Skip || decision instanceof Reject) return decision;
+  return new Reject(`the policy returned ${describe(decision)}, not a Write, Skip or Reject`);
+}
+
+/** The export componentize-js binds to the WIT interface `policy`, running `policy`. */
+export function component(policy) {
+  return {
+    validate(event) {
+      try {
+        validateText(policy, event);
+      } catch (e) {
+        if (e instanceof Invalid) throw { field: e.field, message: e.rule };
+        throw { field: "", message: `the policy failed: ${describe(e)}` };
+      }
+    },
+    merge(incoming, stored) {
+      const decision = mergeText(policy, incoming, stored);
+      if (decision instanceof Write) return { tag: "write", val: decision.record };
+      if (decision instanceof Skip) return { tag: "skip", val: text(decision.reason) };
+      return { tag: "reject", val: text(decision.reason) };
+    },
+    schema() {
+      return policy.SCHEMA;
+    },
+  };
+}
