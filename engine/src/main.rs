@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    plugin_cache(cli.plugin_cache.as_deref());
     let outcome = match cli.command {
         None => commands::serve(cli.run),
         Some(Command::Run(run)) => commands::serve(run),
@@ -62,6 +63,30 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ordo: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Keeps compiled plugins in `flag`'s directory (`off`: nowhere), else the default one. A
+/// directory that cannot be used costs compile time, never a start: it is logged.
+fn plugin_cache(flag: Option<&std::path::Path>) {
+    use ordo::plugin::compiled;
+    let dir = match flag {
+        Some(p) if p.as_os_str() == "off" => return compiled::configure(None),
+        Some(p) => Some(p.to_path_buf()),
+        None => compiled::default_dir(),
+    };
+    let Some(dir) = dir else {
+        tracing::warn!(
+            "no HOME or XDG_CACHE_HOME: compiled plugins are not kept (set --plugin-cache)"
+        );
+        return compiled::configure(None);
+    };
+    match compiled::Cache::open(&dir) {
+        Ok(cache) => compiled::configure(Some(cache)),
+        Err(e) => {
+            tracing::warn!(error = %e, "compiled plugins are not kept; every start compiles them");
+            compiled::configure(None);
         }
     }
 }

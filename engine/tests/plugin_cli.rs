@@ -117,3 +117,68 @@ fn a_plugin_importing_what_the_engine_does_not_provide_is_refused_naming_the_imp
         "{out}"
     );
 }
+
+#[test]
+fn plugin_test_reports_the_costliest_call_and_keeps_the_compiled_plugin() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let dir = cache.path().join("compiled");
+    let run = || {
+        ordo(&[
+            "plugin",
+            "test",
+            "--plugin-cache",
+            &path(&dir),
+            &path(&common::lww_plugin()),
+            &path(&sample("patient-profile.selftest.jsonl")),
+        ])
+    };
+    let (ok, out) = run();
+    assert!(ok, "{out}");
+    // "costliest call: N fuel of 10000000 (Kx headroom), M MiB of memory of 16 MiB"
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("costliest call: "))
+        .unwrap_or_else(|| panic!("no cost line in:\n{out}"));
+    let fuel: u64 = line["costliest call: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(fuel > 0 && fuel < 10_000_000, "{line}");
+    assert!(line.contains("of 16 MiB"), "{line}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the cache directory")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(mode(&entries[0]), 0o600);
+    // Again: read from the cache, same answer, no second entry.
+    let (ok, again) = run();
+    assert!(ok, "{again}");
+    assert!(again.contains("0 failed expectations"), "{again}");
+    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 1);
+}
+
+#[test]
+fn a_cache_directory_others_may_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (ok, out) = ordo(&[
+        "plugin",
+        "test",
+        "--plugin-cache",
+        &path(cache.path()),
+        &path(&common::lww_plugin()),
+        &path(&sample("patient-profile.selftest.jsonl")),
+    ]);
+    assert!(ok, "the plugin is compiled instead: {out}");
+    assert_eq!(
+        std::fs::read_dir(cache.path()).expect("dir").count(),
+        0,
+        "nothing kept"
+    );
+}

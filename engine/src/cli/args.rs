@@ -12,6 +12,12 @@ pub struct Cli {
     /// Log lines as `pretty` text (default) or `json`, one object per line.
     #[arg(long, global = true, env = "ORDO_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
     pub log_format: String,
+    /// Where compiled plugins are kept so a restart does not compile them again (a Python or
+    /// JavaScript plugin takes 10–30 s): created 0700, trusted only when this user's and
+    /// writable by nobody else. `off` compiles every time. Default:
+    /// `$XDG_CACHE_HOME/ordo/compiled-plugins` or `~/.cache/ordo/compiled-plugins`.
+    #[arg(long, global = true, env = "ORDO_PLUGIN_CACHE", value_name = "DIR|off")]
+    pub plugin_cache: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]

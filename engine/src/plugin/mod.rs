@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 mod bindings;
 pub mod budget;
+pub mod compiled;
 mod imports;
 pub mod limiter;
 pub mod reload;

@@ -12,14 +12,14 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Store, Trap, WasmBacktrace};
 
 use super::bindings::{PolicyPlugin, PolicyPluginPre};
 use super::budget::WALL_CAP_FACTOR;
 use super::limiter::LimitHit;
 use super::sandbox::{self, Capabilities, GuestState, Limits};
-use super::{bounded, imports, Decision, FieldError, PluginError, Policy};
+use super::{bounded, compiled, imports, Decision, FieldError, PluginError, Policy};
 use crate::metrics::PluginMetrics;
 
 /// Longest schema a plugin may export, in bytes; a longer one is refused at load.
@@ -121,7 +121,9 @@ impl WasmPolicy {
             });
         }
         let engine = sandbox::engine().map_err(load_error)?;
-        let component = Component::from_binary(engine, bytes).map_err(load_error)?;
+        let started = Instant::now();
+        let (component, source) = compiled::component(engine, bytes).map_err(load_error)?;
+        tracing::debug!(plugin = %path.display(), ?source, elapsed = ?started.elapsed(), "plugin compiled");
         let mut linker = Linker::<GuestState>::new(engine);
         imports::link(&mut linker, engine, &component, caps).map_err(|reason| {
             PluginError::Load {
