@@ -688,50 +688,76 @@ async fn wait_in_force(engine: &Engine, plugin: &Path) -> String {
 }
 
 /// An engine whose plugin is a file of the test's own (in the returned dir), starting as the
-/// last-writer-wins plugin: `install` another over it to swap.
-fn swappable_engine(label: &str) -> (tempfile::TempDir, PathBuf, Engine) {
+/// last-writer-wins plugin: `install` another over it to swap. `extra` goes into the
+/// pipeline's table (limits).
+fn swappable_engine(label: &str, extra: &str) -> (tempfile::TempDir, PathBuf, Engine) {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin = dir.path().join("policy.wasm");
     install(&common::lww_plugin(), &plugin);
     let engine = Engine::builder(Names::unique(label))
         .plugin(&plugin)
+        .extra(extra)
         .start();
     (dir, plugin, engine)
 }
 
-#[tokio::test]
-async fn chaos_plugin_swapped_from_rust_to_python_mid_stream() {
-    let (_dir, plugin, engine) = swappable_engine("chaos-swap-py");
+/// The Rust last-writer-wins policy swapped for the same policy in another language (the
+/// built plugin `built`) while the stream flows: each patient's shuffled updates straddle the
+/// swap, half before and half after; the records converge, and the new policy wrote some.
+/// `extra`: the pipeline's limits, as its README section says to set them.
+async fn swapped_to_another_language(label: &str, language: &str, built: &str, extra: &str) {
+    let (_dir, plugin, engine) = swappable_engine(&format!("chaos-{label}"), extra);
     let target = target_of(&engine);
     let mut rng = Rng::from_env();
-    let workload = Workload::new(&mut rng, "swap-py", PATIENTS, 10 * scale());
-    let mut events = events_of("swap-py", &workload);
-    // Each patient's updates, shuffled, straddle the swap: half before, half after.
+    let workload = Workload::new(&mut rng, label, PATIENTS, 10 * scale());
+    let mut events = events_of(label, &workload);
     let after = events.split_off(events.len() / 2);
     let before = Run::start_events(&engine, &target, events);
     before.reach(0.5).await;
-    // The same policy in Python, under the same sandbox, swapped in while the stream flows.
-    let python = common::built_plugin("patient_profile_lww_py");
-    install(&python, &plugin);
-    let python_id = wait_in_force(&engine, &python).await;
+    // Under the same sandbox, no capability added.
+    let other = common::built_plugin(built);
+    install(&other, &plugin);
+    let other_id = wait_in_force(&engine, &other).await;
     let lifted = Instant::now();
     let run = before.then(Run::start_events(&engine, &target, after));
     let mut expect = Expect::one(&engine);
-    expect.plugins = vec![common::lww_plugin(), python.clone()];
-    run.finish("plugin swapped Rust LWW → Python LWW", lifted, expect)
-        .await;
-    // The Python policy did write: records name it as their writer.
-    let mut by_python = 0;
+    expect.plugins = vec![common::lww_plugin(), other.clone()];
+    run.finish(
+        &format!("plugin swapped Rust LWW → {language} LWW"),
+        lifted,
+        expect,
+    )
+    .await;
+    // The new policy did write: records name it as their writer.
+    let mut by_other = 0;
     for id in workload.newest.keys() {
         let (_, record) = engine.get_json(&format!("/patientprofile/{id}")).await;
-        by_python += usize::from(record["Ordo"]["plugin"] == python_id.as_str());
+        by_other += usize::from(record["Ordo"]["plugin"] == other_id.as_str());
     }
-    assert!(by_python > 0, "no record written by the Python policy");
+    assert!(by_other > 0, "no record written by the {language} policy");
+}
+
+#[tokio::test]
+async fn chaos_plugin_swapped_from_rust_to_python_mid_stream() {
+    swapped_to_another_language("swap-py", "Python", "patient_profile_lww_py", "").await;
+}
+
+#[tokio::test]
+async fn chaos_plugin_swapped_from_rust_to_javascript_mid_stream() {
+    // A JavaScript policy's costliest call takes about 3M fuel (`ordo plugin test` says):
+    // the pipeline gives it ten times that (plugins/README.md, "Writing one in JavaScript").
+    swapped_to_another_language(
+        "swap-js",
+        "JavaScript",
+        "patient_profile_lww_js",
+        "plugin_fuel = 30000000",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn chaos_plugin_swapped_between_policies_mid_stream_and_a_broken_file_refused() {
-    let (dir, plugin, engine) = swappable_engine("chaos-swap");
+    let (dir, plugin, engine) = swappable_engine("chaos-swap", "");
     let target = target_of(&engine);
     let mut rng = Rng::from_env();
     let workload = Workload::new(&mut rng, "swap", PATIENTS, 10 * scale());
