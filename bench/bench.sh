@@ -54,6 +54,12 @@ fresh_broker() {
   echo
   "$bin/plugin_bench"
   echo
+  echo "## Plugin languages: the same policy in Rust, Python and JavaScript"
+  echo
+  echo "The last-writer-wins policy natively, as a Rust component, and written in Python (componentize-py $("$cache/py-plugins/bin/pip" show componentize-py 2>/dev/null | awk '/^Version/{print $2}')) and JavaScript (componentize-js $(node -p "require('$cache/js-plugins/node_modules/@bytecodealliance/componentize-js/package.json').version" 2>/dev/null)), each deciding the same as the others (checked before timing). What a restart costs is the load: compiled from the file, or read from the on-disk cache of compiled plugins (\`--plugin-cache\`). No goal was set before measuring; these are the figures a pipeline's limits and a team's choice of language start from."
+  echo
+  "$bin/languages_bench"
+  echo
   echo "## Ingest: events into the topic, acknowledged"
   echo
   echo "One POST per event, bulk NDJSON, and \`ordo load\`, each against rdkafka's own producer with every message in flight on the same broker in the same run. Goals: bulk ≥ 0.8× and \`ordo load\` ≥ 0.8× rdkafka all in flight."

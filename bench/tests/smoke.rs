@@ -91,3 +91,20 @@ fn latency_bench_runs() {
     );
     assert_table(&report);
 }
+
+#[test]
+#[ignore = "needs the plugins; make test runs it"]
+fn languages_bench_runs() {
+    let report = run(
+        env!("CARGO_BIN_EXE_languages_bench"),
+        &[
+            ("ORDO_BENCH_RUNS", "1"),
+            ("ORDO_BENCH_CALLS", "50"),
+            ("ORDO_BENCH_LOADS", "1"),
+        ],
+    );
+    assert_table(&report);
+    for language in ["native Rust", "| Rust", "Python", "JavaScript"] {
+        assert!(report.contains(language), "no {language} row in:\n{report}");
+    }
+}

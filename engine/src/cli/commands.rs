@@ -30,7 +30,7 @@ pub fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
     let report = ordo::plugin::selftest::run(&policy, &key_field, &input)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.events.display()))?;
     println!("{report}");
-    println!("{}", cost_line(policy.costliest(), limits));
+    println!("{}", cost_line(policy.take_costliest(), limits));
     Ok(if report.failures().next().is_some() {
         ExitCode::FAILURE
     } else {

@@ -76,6 +76,8 @@ pub struct WasmPolicy {
     metrics: PluginMetrics,
     /// The costliest call so far, for `ordo plugin test`.
     costliest: Mutex<Cost>,
+    /// Whether the component was compiled at load or read from the on-disk cache.
+    source: compiled::Source,
 }
 
 /// What a plugin's calls needed at most: what its limits must leave room for.
@@ -142,6 +144,7 @@ impl WasmPolicy {
             live_cap: live_cap(limits.memory_bytes),
             metrics: PluginMetrics::default(),
             costliest: Mutex::new(Cost::default()),
+            source,
         };
         let schema = policy.schema().map_err(|e| PluginError::Load {
             path: PathBuf::from(path),
@@ -171,9 +174,18 @@ impl WasmPolicy {
         self
     }
 
-    /// The most fuel a call has burnt and the most memory an instance has held, since load.
-    pub fn costliest(&self) -> Cost {
-        self.costliest.lock().map(|c| *c).unwrap_or_default()
+    /// Whether the component was compiled at load or read from the on-disk cache.
+    pub fn source(&self) -> compiled::Source {
+        self.source
+    }
+
+    /// The most fuel a call has burnt and the most memory an instance has held since load or
+    /// the last `take_costliest`, which starts counting again.
+    pub fn take_costliest(&self) -> Cost {
+        self.costliest
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
     }
 
     /// Instances waiting in the pool (for tests and metrics).
