@@ -206,7 +206,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n{rounds} rounds of {calls} calls (a tenth more as warm-up first); the designs take turns call by call; a median is the median of the rounds' medians (their range in brackets), p99 is over every call of every round, and a ratio is the median of the rounds' ratios of medians. Loads: {loads} of each kind, median (range). Every component runs under the engine's default sandbox (no capability, 16 MiB memory) with fuel raised to {} so that none runs out while measured; the fuel columns say what a pipeline must allow (`plugins/README.md`: ten times the costliest call). The first merge after load is the costliest (a runtime's lazy set-up), and it happens again in every new instance, so `plugin_fuel` must allow it.",
+        "\n{rounds} rounds of {calls} calls (a tenth more as warm-up first); the designs take turns call by call; a median is the median of the rounds' medians (their range in brackets), p99 is over every call of every round, and a ratio is the median of the rounds' ratios of medians. Loads: {loads} of each kind, median (range). Every component runs under the engine's default sandbox (no capability, 16 MiB memory) with fuel raised to {} so that none runs out while measured; the fuel columns say what a pipeline must allow (`plugins/README.md`: ten times the costliest call). The costliest call is what `plugin_fuel` must allow; for an interpreter it is not the typical one: the first merge after load (lazy set-up) and, now and then, a later call cost several times the median.",
         limits.fuel
     );
     Ok(())

@@ -17,6 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -26,6 +27,8 @@ use wasmtime::Engine;
 
 /// Entries kept; the least recently used beyond these are removed when one is added.
 pub const KEEP: usize = 8;
+/// A temporary file older than this was abandoned by a crash.
+const ABANDONED: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The environment variable naming the directory (`off` turns the cache off).
 pub const ENV: &str = "ORDO_PLUGIN_CACHE";
 
@@ -115,7 +118,13 @@ impl Cache {
 
     fn write(&self, component: &Component, entry: &Path) -> std::io::Result<()> {
         let bytes = component.serialize().map_err(std::io::Error::other)?;
-        let temporary = entry.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per process and per write: two loads of one plugin may store it at once.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let temporary = entry.with_extension(format!(
+            "tmp{}-{}",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
         let mut file = fs::File::options()
             .write(true)
             .create_new(true)
@@ -130,16 +139,27 @@ impl Cache {
         Ok(())
     }
 
-    /// Removes entries beyond the [`KEEP`] most recently used.
+    /// Removes entries beyond the [`KEEP`] most recently used, and temporary files a crash
+    /// left behind (older than an hour).
     fn prune(&self) {
         let Ok(listing) = fs::read_dir(&self.dir) else {
             return;
         };
-        let mut entries: Vec<(SystemTime, PathBuf)> = listing
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
+        let mut entries: Vec<(SystemTime, PathBuf)> = Vec::new();
+        for found in listing.filter_map(Result::ok) {
+            let path = found.path();
+            let Some(modified) = found.metadata().ok().and_then(|m| m.modified().ok()) else {
+                continue;
+            };
+            let extension = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+            if extension == "cwasm" {
+                entries.push((modified, path));
+            } else if extension.starts_with("tmp")
+                && modified.elapsed().is_ok_and(|age| age > ABANDONED)
+            {
+                let _ = fs::remove_file(path);
+            }
+        }
         entries.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (_, path) in entries.into_iter().skip(KEEP) {
             let _ = fs::remove_file(path);
