@@ -8,6 +8,7 @@
 //! its memory.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -74,8 +75,11 @@ pub struct WasmPolicy {
     live_cap: usize,
     /// Where call latency and fuel are counted.
     metrics: PluginMetrics,
-    /// The costliest call so far, for `ordo plugin test`.
-    costliest: Mutex<Cost>,
+    /// The most fuel a call has burnt, for `ordo plugin test` and the benchmarks (atomics:
+    /// this is on every call's path).
+    most_fuel: AtomicU64,
+    /// The most linear memory an instance has held after a call.
+    most_memory: AtomicUsize,
     /// Whether the component was compiled at load or read from the on-disk cache.
     source: compiled::Source,
 }
@@ -143,7 +147,8 @@ impl WasmPolicy {
             returned: Condvar::new(),
             live_cap: live_cap(limits.memory_bytes),
             metrics: PluginMetrics::default(),
-            costliest: Mutex::new(Cost::default()),
+            most_fuel: AtomicU64::new(0),
+            most_memory: AtomicUsize::new(0),
             source,
         };
         let schema = policy.schema().map_err(|e| PluginError::Load {
@@ -182,10 +187,10 @@ impl WasmPolicy {
     /// The most fuel a call has burnt and the most memory an instance has held since load or
     /// the last `take_costliest`, which starts counting again.
     pub fn take_costliest(&self) -> Cost {
-        self.costliest
-            .lock()
-            .map(|mut c| std::mem::take(&mut *c))
-            .unwrap_or_default()
+        Cost {
+            fuel: self.most_fuel.swap(0, Ordering::Relaxed),
+            memory_bytes: self.most_memory.swap(0, Ordering::Relaxed),
+        }
     }
 
     /// Instances waiting in the pool (for tests and metrics).
@@ -276,10 +281,8 @@ impl WasmPolicy {
         };
         let result = run(taken);
         self.metrics.record(name, started.elapsed(), burnt);
-        if let Ok(mut most) = self.costliest.lock() {
-            most.fuel = most.fuel.max(burnt);
-            most.memory_bytes = most.memory_bytes.max(memory);
-        }
+        self.most_fuel.fetch_max(burnt, Ordering::Relaxed);
+        self.most_memory.fetch_max(memory, Ordering::Relaxed);
         match result {
             Ok((out, mut instance)) => {
                 instance.calls += 1;
