@@ -25,8 +25,11 @@ PY_TOOLS := $(ORDO_CACHE)/py-plugins
 # Plugins in JavaScript: each folder plugins/<name>-js/ holds app.js (see plugins/README.md).
 JS_PLUGINS := patient-profile-lww
 JS_TOOLS := $(ORDO_CACHE)/js-plugins
+# promtool, from Debian's prometheus package (unpacked, no root): checks the alert rules and
+# the dashboard's queries.
+PROM_TOOLS := $(ORDO_CACHE)/promtool
 
-.PHONY: py-tools js-tools bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+.PHONY: py-tools js-tools prom-tools bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -79,15 +82,27 @@ js-tools: ## Install the JavaScript plugin toolchain (componentize-js, pinned by
 	  npm ci --prefix "$(JS_TOOLS)" --no-audit --no-fund --loglevel=error; \
 	fi
 
+prom-tools: ## Unpack promtool from Debian's prometheus package into $(ORDO_CACHE)/promtool, once (apt-get download; no root).
+	@if [ ! -x "$(PROM_TOOLS)/promtool" ]; then \
+	  echo "installing promtool into $(PROM_TOOLS) (once)"; \
+	  tmp=$$(mktemp -d) && \
+	  (cd "$$tmp" && apt-get download prometheus >/dev/null 2>&1) || { echo "apt-get download prometheus failed (needs Debian's package index: apt-get update)" >&2; rm -rf "$$tmp"; exit 1; }; \
+	  dpkg-deb -x "$$tmp"/prometheus_*.deb "$$tmp/x" && mkdir -p "$(PROM_TOOLS)" && \
+	  cp "$$tmp/x/usr/bin/promtool" "$(PROM_TOOLS)/promtool" && rm -rf "$$tmp" && \
+	  "$(PROM_TOOLS)/promtool" --version | head -1; \
+	fi
+
 build: plugins ## Build the engine and the plugins.
 	cargo build -p ordo
 
 run-engine: local-dev-stack build ## Start the stack if needed, build, and run the engine in the foreground.
 	cargo run -p ordo -- --config pipelines.toml
 
-test: local-dev-stack plugins ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
+test: local-dev-stack plugins prom-tools ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
 	@# The Kubernetes manifests against the Kubernetes schemas and the engine's own constants.
 	deploy/check.sh
+	@# The alert rules (and their unit tests) and the dashboard's queries, with promtool.
+	deploy/check_observability.sh
 	@# The Python SDK and each Python plugin's rule, under a plain CPython.
 	python3 -m unittest discover -q -s plugins/sdk-py
 	@for p in $(PY_PLUGINS); do PYTHONPATH=plugins/sdk-py python3 -m unittest discover -q -s "plugins/$$p-py" || exit 1; done
