@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         Some(Command::Dlq(DlqCommand::Replay(args))) => commands::redrive(args),
         Some(Command::Tap(args)) => commands::tap(args),
         Some(Command::Load(args)) => commands::load(args),
+        Some(Command::Top(args)) => commands::top(args),
     };
     match outcome {
         Ok(code) => code,

@@ -47,6 +47,22 @@ pub enum Command {
     /// by its plugin and acknowledged by the broker; rejected lines go to a side file with
     /// their reason. Ctrl-C stops it and says which line to resume from.
     Load(LoadArgs),
+    /// A running engine's pipelines in the terminal, from its /metrics and /readyz: rates,
+    /// lag by partition, dead letters, the plugin in force, reloads, readiness. q quits.
+    Top(TopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The engine's address serving /metrics: its admin listener when it has one.
+    #[arg(long, env = "ORDO_TOP_URL", default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+    /// Milliseconds between readings.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// Sent as `Authorization: Bearer` (the admin token, or a token with the `admin` scope).
+    #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use ordo::bus::kafka::KafkaConfig;
 
 use super::args::{
-    LoadArgs, PipelineArgs, PluginTestArgs, ReplayArgs, RunArgs, TapArgs, ValidateArgs,
+    LoadArgs, PipelineArgs, PluginTestArgs, ReplayArgs, RunArgs, TapArgs, TopArgs, ValidateArgs,
 };
 
 pub fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
@@ -340,4 +340,15 @@ async fn wait_for_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+#[tokio::main]
+pub async fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
+    ordo::ops::top::run(ordo::ops::top::Options {
+        url: args.url,
+        interval: std::time::Duration::from_millis(args.interval_ms.max(100)),
+        token: args.token,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }

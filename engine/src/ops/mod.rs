@@ -1,6 +1,6 @@
 //! The one-shot commands, each doing one job against a pipeline and returning: check a file
 //! ([`validate`]), re-apply a topic's events ([`replay`]), re-drive dead letters
-//! ([`redrive`]), watch the plugin's decisions ([`tap`]), backfill from a file ([`load`]). They build their Kafka clients with
+//! ([`redrive`]), watch the plugin's decisions ([`tap`]), backfill from a file ([`load`]), watch a running engine ([`top`]). They build their Kafka clients with
 //! the engine's [`crate::bus::kafka::KafkaConfig`] and read with its bounded reader.
 
 use std::path::Path;
@@ -15,6 +15,7 @@ pub mod load;
 pub mod redrive;
 pub mod replay;
 pub mod tap;
+pub mod top;
 pub mod validate;
 
 /// Why a command could not find its pipeline.
