@@ -34,19 +34,12 @@ fn exported() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     plugin.record("merge", Duration::from_micros(7), 20_000);
     plugin.in_force("sha256:ab");
     metrics.store("p").writes.observe(0.002);
-    let sample = Regex::new(r#"^([a-z_:][a-z0-9_:]*)(?:\{(.*)\})? "#).expect("regex");
-    let label = Regex::new(r#"([a-z_][a-z0-9_]*)="((?:[^"\\]|\\.)*)""#).expect("regex");
+    // Read as `ordo top` reads a running engine's /metrics.
     let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for line in metrics.render().lines().filter(|l| !l.starts_with('#')) {
-        let Some(c) = sample.captures(line) else {
-            continue;
-        };
-        let labels = out.entry(c[1].to_string()).or_default();
-        for l in label.captures_iter(c.get(2).map_or("", |m| m.as_str())) {
-            labels
-                .entry(l[1].to_string())
-                .or_default()
-                .insert(l[2].to_string());
+    for sample in ordo::ops::top::sample::parse(&metrics.render()) {
+        let labels = out.entry(sample.name).or_default();
+        for (name, value) in sample.labels {
+            labels.entry(name).or_default().insert(value);
         }
     }
     out

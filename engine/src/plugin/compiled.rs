@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -68,13 +67,16 @@ impl Cache {
     }
 
     /// The component `bytes` compile to under `engine`: from the cache when an entry is there
-    /// and sound, else compiled and stored. A cache that fails costs a compile, never a load.
+    /// and sound, else compiled and stored. `id` is the file's `sha256:<hex>`
+    /// ([`super::wasm::content_id`], which the loader has computed already). A cache that
+    /// fails costs a compile, never a load.
     pub fn component(
         &self,
         engine: &Engine,
         bytes: &[u8],
+        id: &str,
     ) -> wasmtime::Result<(Component, Source)> {
-        let entry = self.dir.join(entry_name(engine, bytes));
+        let entry = self.dir.join(entry_name(engine, id));
         if let Some(component) = self.read(engine, &entry) {
             return Ok((component, Source::Cached));
         }
@@ -167,14 +169,14 @@ impl Cache {
     }
 }
 
-/// `<sha256 of the component>-<hash of wasmtime's version and configuration>.cwasm`.
-fn entry_name(engine: &Engine, bytes: &[u8]) -> String {
+/// `<sha256 of the component>-<hash of wasmtime's version and configuration>.cwasm`, from
+/// the component's `sha256:<hex>` id.
+fn entry_name(engine: &Engine, id: &str) -> String {
     let mut compatibility = DefaultHasher::new();
     engine
         .precompile_compatibility_hash()
         .hash(&mut compatibility);
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
     format!("{hex}-{:016x}.cwasm", compatibility.finish())
 }
 
@@ -236,9 +238,9 @@ pub fn default_dir() -> Option<PathBuf> {
 }
 
 /// The component `bytes` compile to under `engine`, through the configured cache if any.
-pub fn component(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, Source)> {
+pub fn component(engine: &Engine, bytes: &[u8], id: &str) -> wasmtime::Result<(Component, Source)> {
     match configured() {
-        Some(cache) => cache.component(engine, bytes),
+        Some(cache) => cache.component(engine, bytes, id),
         None => Ok((Component::from_binary(engine, bytes)?, Source::Compiled)),
     }
 }
@@ -260,13 +262,21 @@ mod tests {
         wat::parse_str(COMPONENT).expect("the fixture parses")
     }
 
+    fn id(bytes: &[u8]) -> String {
+        crate::plugin::wasm::content_id(bytes)
+    }
+
     #[test]
     fn a_component_is_compiled_once_then_read() {
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = Cache::open(&dir.path().join("c")).expect("opens");
         let engine = engine();
-        let (_, first) = cache.component(&engine, &bytes()).expect("compiles");
-        let (_, second) = cache.component(&engine, &bytes()).expect("reads");
+        let (_, first) = cache
+            .component(&engine, &bytes(), &id(&bytes()))
+            .expect("compiles");
+        let (_, second) = cache
+            .component(&engine, &bytes(), &id(&bytes()))
+            .expect("reads");
         assert_eq!((first, second), (Source::Compiled, Source::Cached));
         let mode = fs::metadata(cache.dir()).expect("dir").mode() & 0o777;
         assert_eq!(mode, 0o700);
@@ -291,17 +301,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = Cache::open(dir.path()).expect("opens");
         let engine = engine();
-        cache.component(&engine, &bytes()).expect("compiles");
-        let entry = dir.path().join(entry_name(&engine, &bytes()));
+        cache
+            .component(&engine, &bytes(), &id(&bytes()))
+            .expect("compiles");
+        let entry = dir.path().join(entry_name(&engine, &id(&bytes())));
         fs::set_permissions(&entry, fs::Permissions::from_mode(0o666)).expect("chmod");
-        let (_, source) = cache.component(&engine, &bytes()).expect("compiles");
+        let (_, source) = cache
+            .component(&engine, &bytes(), &id(&bytes()))
+            .expect("compiles");
         assert_eq!(source, Source::Compiled, "a writable entry is not trusted");
         fs::remove_file(&entry).expect("rm");
         fs::write(&entry, b"not a compiled component").expect("write");
         fs::set_permissions(&entry, fs::Permissions::from_mode(0o600)).expect("chmod");
-        let (_, source) = cache.component(&engine, &bytes()).expect("compiles");
+        let (_, source) = cache
+            .component(&engine, &bytes(), &id(&bytes()))
+            .expect("compiles");
         assert_eq!(source, Source::Compiled, "garbage is refused by wasmtime");
-        let (_, source) = cache.component(&engine, &bytes()).expect("reads");
+        let (_, source) = cache
+            .component(&engine, &bytes(), &id(&bytes()))
+            .expect("reads");
         assert_eq!(source, Source::Cached, "and replaced by a sound entry");
     }
 
@@ -312,9 +330,9 @@ mod tests {
         fuel.consume_fuel(true);
         let metered = Engine::new(&fuel).expect("engine");
         let names = [
-            entry_name(&engine(), &bytes()),
-            entry_name(&engine(), &other),
-            entry_name(&metered, &bytes()),
+            entry_name(&engine(), &id(&bytes())),
+            entry_name(&engine(), &id(&other)),
+            entry_name(&metered, &id(&bytes())),
         ];
         assert_ne!(names[0], names[1]);
         assert_ne!(names[0], names[2]);
@@ -328,7 +346,9 @@ mod tests {
         for i in 0..KEEP + 3 {
             let text = format!("(component (core module (func (export \"f{i}\"))))");
             let component = wat::parse_str(&text).expect("parses");
-            cache.component(&engine, &component).expect("compiles");
+            cache
+                .component(&engine, &component, &id(&component))
+                .expect("compiles");
         }
         assert_eq!(fs::read_dir(dir.path()).expect("list").count(), KEEP);
     }

@@ -128,7 +128,8 @@ impl WasmPolicy {
         }
         let engine = sandbox::engine().map_err(load_error)?;
         let started = Instant::now();
-        let (component, source) = compiled::component(engine, bytes).map_err(load_error)?;
+        let id = content_id(bytes);
+        let (component, source) = compiled::component(engine, bytes, &id).map_err(load_error)?;
         tracing::debug!(plugin = %path.display(), ?source, elapsed = ?started.elapsed(), "plugin compiled");
         let mut linker = Linker::<GuestState>::new(engine);
         imports::link(&mut linker, engine, &component, caps).map_err(|reason| {
@@ -142,7 +143,7 @@ impl WasmPolicy {
         let policy = Self {
             pre,
             limits,
-            id: content_id(bytes),
+            id,
             pool: Mutex::new(Pool::default()),
             returned: Condvar::new(),
             live_cap: live_cap(limits.memory_bytes),
