@@ -70,12 +70,25 @@ pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Re
         auth: None,
         waits: Default::default(),
     });
+    let metrics = Metrics::new();
+    let reloader = Arc::new(Reloader::new(Vec::new()));
+    // No live stream is read here; a dropped trigger ends any at once.
+    let (_, shutdown) = ordo::shutdown::channel();
+    let live = ingest::live::Live::new(
+        ingest::live::LiveSource {
+            metrics: metrics.clone(),
+            reloader: Arc::clone(&reloader),
+            waits: Vec::new(),
+        },
+        shutdown,
+    );
     let admin = ingest::Admin {
-        reloader: Arc::new(Reloader::new(Vec::new())),
+        reloader,
         token: None,
         auth: None,
+        live,
     };
-    let app = ingest::app(vec![api], publisher, Metrics::new(), admin);
+    let app = ingest::app(vec![api], publisher, metrics, admin);
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
     let addr = acceptor
         .local_addr()

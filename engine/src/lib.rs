@@ -184,10 +184,22 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     }
     let reloader = Arc::new(Reloader::new(slots));
     reloader.spawn_triggers(&shutdown);
+    let live = ingest::live::Live::new(
+        ingest::live::LiveSource {
+            metrics: shared.metrics.clone(),
+            reloader: Arc::clone(&reloader),
+            waits: apis
+                .iter()
+                .map(|a| (a.pipeline.name.clone(), a.waits.clone()))
+                .collect(),
+        },
+        shutdown.clone(),
+    );
     let admin = ingest::Admin {
         reloader,
         token: settings.admin_token.clone(),
         auth,
+        live,
     };
     let publisher = Arc::clone(&shared.publisher);
     let app = ingest::app(

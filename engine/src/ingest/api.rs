@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::Request;
-use poem_openapi::param::Path;
-use poem_openapi::payload::{Json, PlainText};
+use futures::stream::BoxStream;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{EventStream, Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use subtle::ConstantTimeEq;
 
 use super::guard;
+use super::live::{self, Live, LiveReading};
 use super::problem::Problem;
 use super::PipelineApi;
 use crate::audit;
@@ -132,6 +134,25 @@ pub enum ReloadAnswer {
     Refused(Json<Problem>),
 }
 
+/// The answer of `GET /admin/live`.
+#[derive(ApiResponse)]
+pub enum LiveAnswer {
+    /// One `LiveReading` as JSON per server-sent event, the first at once, then one per
+    /// interval, until the client goes or the engine shuts down.
+    #[oai(status = 200)]
+    Readings(EventStream<BoxStream<'static, LiveReading>>),
+    /// Credentials are needed (`[auth]` or `ORDO_ADMIN_TOKEN` is configured) and are missing
+    /// or not valid.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The caller is known but lacks the `admin` scope.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// Too many live streams are open on this engine; try again later.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Busy(Json<Problem>),
+}
+
 /// The admin side: the plugins and who may reload them.
 #[derive(Clone)]
 pub struct Admin {
@@ -142,6 +163,8 @@ pub struct Admin {
     pub token: Option<String>,
     /// Who may call; `None` with no `[auth]` table.
     pub auth: Option<Arc<Auth>>,
+    /// The readings the operator page draws.
+    pub live: Live,
 }
 
 /// Why an admin request was refused: its problem, and the challenge of a 401.
@@ -192,6 +215,13 @@ impl AdminDenied {
         match self.0.challenge {
             Some(challenge) => ReloadAnswer::Unauthorized(Json(self.0), challenge.into()),
             None => ReloadAnswer::Forbidden(Json(self.0)),
+        }
+    }
+
+    fn live(self) -> LiveAnswer {
+        match self.0.challenge {
+            Some(challenge) => LiveAnswer::Unauthorized(Json(self.0), challenge.into()),
+            None => LiveAnswer::Forbidden(Json(self.0)),
         }
     }
 }
@@ -304,6 +334,41 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
             })
             .collect();
         ListAnswer::Pipelines(Json(list))
+    }
+
+    /// Live readings for the operator page (`/ui`): server-sent events, one `LiveReading`
+    /// (JSON) per interval with each pipeline's rates, lag by partition, plugin in force, last
+    /// reload and last dead letters (reasons with values masked; never a record's fields).
+    #[oai(path = "/admin/live", method = "get", tag = "Tag::Admin")]
+    async fn live(
+        &self,
+        request: &Request,
+        /// Milliseconds between readings (default 1000).
+        #[oai(validator(
+            minimum(value = "100"),
+            maximum(value = "60000")
+        ))]
+        interval_ms: Query<Option<u64>>,
+    ) -> LiveAnswer {
+        if let Err(denied) = self.admin.check(request) {
+            return denied.live();
+        }
+        let interval = interval_ms
+            .0
+            .map_or(live::DEFAULT_INTERVAL, std::time::Duration::from_millis);
+        match self.admin.live.stream(interval) {
+            Some(readings) => {
+                LiveAnswer::Readings(EventStream::new(readings).keep_alive(live::KEEP_ALIVE))
+            }
+            None => LiveAnswer::Busy(Json(Problem::new(
+                poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                "Too many live streams",
+                format!(
+                    "this engine serves at most {} live streams at once; close one and try again",
+                    live::MAX_STREAMS
+                ),
+            ))),
+        }
     }
 
     /// Reloads a pipeline's plugin from its file: compiles it, checks the contract, runs the

@@ -1,10 +1,12 @@
 //! The HTTP side: each pipeline's `POST {route}` and `GET {route}/{id}`, the engine's own
 //! endpoints, and the OpenAPI document with Swagger UI at `/docs`.
 //!
-//! The engine's own endpoints ([`api`]: health, readiness, metrics, admin) are a poem-openapi
+//! The engine's own endpoints ([`api`]: health, readiness, metrics, admin, the live readings
+//! of [`live`]) are a poem-openapi
 //! [`poem_openapi::OpenApi`] impl, so their part of the document comes from their types.
 //! Pipeline routes come from `pipelines.toml` at start-up, so [`docs`] adds their operations
-//! (with each plugin's body schema, the one in force) to the generated document.
+//! (with each plugin's body schema, the one in force) to the generated document. [`ui`] is
+//! the operator page, drawn from `/admin/live`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +23,12 @@ pub mod docs;
 pub mod guard;
 mod handler;
 pub mod idempotency;
+pub mod live;
 pub mod problem;
 mod read;
 #[cfg(test)]
 mod tests;
+pub mod ui;
 
 pub use api::{Admin, SystemApi};
 pub use bulk::{DEFAULT_BULK_BODY_LIMIT, DEFAULT_BULK_MAX_LINES, NDJSON};
@@ -123,7 +127,8 @@ pub fn app<P: Publisher, S: Store>(
             .collect(),
         secured,
     ));
-    let allowed = allow::Allowed::from_spec(&live.render().0, &[DOCS_PATH, SPEC_PATH]);
+    let get_only: Vec<&str> = [DOCS_PATH, SPEC_PATH].into_iter().chain(ui::paths()).collect();
+    let allowed = allow::Allowed::from_spec(&live.render().0, &get_only);
     let page = Arc::clone(&live);
     let mut route = Route::new()
         .at(
@@ -138,6 +143,7 @@ pub fn app<P: Publisher, S: Store>(
                     .overriding("x-content-type-options", "nosniff"),
             ),
         );
+    route = ui::routes(route);
     for p in pipelines {
         let ingest = Arc::clone(&p);
         route = route.at(
@@ -159,18 +165,23 @@ pub fn app<P: Publisher, S: Store>(
     route.nest("/", service).with(allowed).boxed()
 }
 
-/// Whether `path` belongs to the operator's side: `/admin/*` and `/metrics`.
+/// Whether `path` belongs to the operator's side: `/admin/*`, `/metrics` and the operator
+/// page (`/ui` and its assets).
 fn operator_path(path: &str) -> bool {
-    path == METRICS_PATH || path == ADMIN_PATH || path.starts_with("/admin/")
+    path == METRICS_PATH
+        || path == ADMIN_PATH
+        || path.starts_with("/admin/")
+        || path == ui::UI_PATH
+        || path.starts_with("/ui/")
 }
 
-/// `app` without the operator's side (`/admin/*`, `/metrics` answer 404), for the public
+/// `app` without the operator's side (`/admin/*`, `/metrics`, `/ui` answer 404), for the public
 /// listener when `--admin-listen` serves that side.
 pub fn without_operator(app: BoxEndpoint<'static>) -> BoxEndpoint<'static> {
     only(app, |path| !operator_path(path))
 }
 
-/// `app` with only the operator's side (`/admin/*`, `/metrics`) and the liveness and
+/// `app` with only the operator's side (`/admin/*`, `/metrics`, `/ui`) and the liveness and
 /// readiness checks; everything else answers 404.
 pub fn operator_only(app: BoxEndpoint<'static>) -> BoxEndpoint<'static> {
     only(app, |path| {

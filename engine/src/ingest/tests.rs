@@ -54,6 +54,12 @@ struct Fixture {
     policy: PolicyHandle,
     /// Its consumer's waiting keys.
     waits: crate::pipeline::Waits,
+    /// The metrics `/metrics` and `/admin/live` read.
+    metrics: Metrics,
+    /// Ends the live streams when fired (or dropped).
+    _shutdown: crate::shutdown::Trigger,
+    /// A second application over the same parts, for a test to wrap.
+    app: BoxEndpoint<'static>,
 }
 
 /// An application with pipeline `p` (route `/p`, topic `p.events`), whose ingest draws from
@@ -89,18 +95,39 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         auth: None,
         waits: waits.clone(),
     });
+    let metrics = Metrics::new();
+    let reloader = Arc::new(Reloader::new(Vec::new()));
+    let (trigger, shutdown) = crate::shutdown::channel();
+    let live = live::Live::new(
+        live::LiveSource {
+            metrics: metrics.clone(),
+            reloader: Arc::clone(&reloader),
+            waits: vec![("p".into(), waits.clone())],
+        },
+        shutdown,
+    );
     let admin = Admin {
-        reloader: Arc::new(Reloader::new(Vec::new())),
+        reloader,
         token: token.map(str::to_string),
         auth: None,
+        live,
     };
-    let app = app(vec![api], Arc::new(bus.clone()), Metrics::new(), admin);
+    let second = app(
+        vec![Arc::clone(&api)],
+        Arc::new(bus.clone()),
+        metrics.clone(),
+        admin.clone(),
+    );
+    let app = app(vec![api], Arc::new(bus.clone()), metrics.clone(), admin);
     Fixture {
         cli: TestClient::new(app),
+        app: second,
         bus,
         store,
         policy,
         waits,
+        metrics,
+        _shutdown: trigger,
     }
 }
 
@@ -568,4 +595,134 @@ async fn a_bulk_body_the_broker_takes_none_of_is_a_503_to_retry_whole() {
     // A bad line among them is the caller's to fix: the answer stays per line.
     let mixed = post_bulk(&cli, "{\"PatientId\":\"a\"}\nnot json\n", &[]).await;
     mixed.assert_status(StatusCode::MULTI_STATUS);
+}
+
+/// The first server-sent event of `response`, its `data` read as JSON.
+async fn first_event(response: poem::test::TestResponse) -> Value {
+    use futures::StreamExt as _;
+    let mut body = response.0.into_body().into_bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .expect("a chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data: String = text
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test]
+async fn live_readings_need_admin_rights_and_carry_counts_lag_and_dead_letters() {
+    // The trigger is held: dropped, it would end every stream.
+    let Fixture {
+        cli,
+        metrics,
+        _shutdown: _held,
+        ..
+    } = fixture(8, Some("s3cret"));
+    let denied = cli.get("/admin/live").send().await;
+    denied.assert_status(StatusCode::UNAUTHORIZED);
+    denied.assert_content_type("application/problem+json");
+    let consumer = metrics.consumer("p");
+    consumer.applied.inc_by(5);
+    consumer.skipped.inc_by(2);
+    consumer.lag.set([(0, 7), (2, 1)]);
+    consumer.recent.push(crate::metrics::DeadLetterNote {
+        at: std::time::SystemTime::UNIX_EPOCH,
+        partition: 2,
+        offset: 41,
+        key: "k:0123456789ab".into(),
+        reason: crate::redact::reason("plugin rejected the event: `Sex` is \"Secret\""),
+    });
+    metrics.ingest("p").answered(202);
+    let live = cli
+        .get("/admin/live")
+        .query("interval_ms", &100)
+        .header("authorization", "Bearer s3cret")
+        .send()
+        .await;
+    live.assert_status_is_ok();
+    live.assert_content_type("text/event-stream");
+    let reading = first_event(live).await;
+    assert_eq!(reading["interval_seconds"], 0.0, "{reading}");
+    let p = &reading["pipelines"][0];
+    assert_eq!(p["name"], "p", "{reading}");
+    assert_eq!(p["applied_total"], 5.0);
+    assert_eq!(p["skipped_total"], 2.0);
+    assert_eq!(p["lag_total"], 8.0);
+    assert_eq!(p["lag"], json!({"0": 7.0, "2": 1.0}));
+    assert_eq!(p["applied_per_second"], 0.0, "no rate before a second reading");
+    let letter = &p["dead_letters"][0];
+    assert_eq!(letter["offset"], 41);
+    assert_eq!(letter["at"], "1970-01-01T00:00:00Z");
+    assert_eq!(
+        letter["reason"], "plugin rejected the event: `Sex` is \"…\"",
+        "{letter}"
+    );
+    assert!(!reading.to_string().contains("Secret"), "{reading}");
+}
+
+#[tokio::test]
+async fn a_live_interval_out_of_bounds_is_a_400_naming_it() {
+    let Fixture { cli, .. } = fixture(8, None);
+    for bad in ["5", "600000", "soon"] {
+        let refused = cli
+            .get("/admin/live")
+            .query("interval_ms", &bad)
+            .send()
+            .await;
+        refused.assert_status(StatusCode::BAD_REQUEST);
+        let text = refused.0.into_body().into_string().await.unwrap_or_default();
+        assert!(text.contains("interval_ms"), "{bad}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn the_operator_page_is_static_confined_and_only_on_the_operator_side() {
+    let Fixture { cli, app, .. } = fixture(8, Some("s3cret"));
+    for (path, content_type) in [
+        ("/ui", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+    ] {
+        let served = cli.get(path).send().await;
+        served.assert_status_is_ok();
+        served.assert_content_type(content_type);
+        served.assert_header("x-content-type-options", "nosniff");
+        let policy = served
+            .0
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            policy.contains("connect-src 'self'") && policy.contains("script-src 'self'"),
+            "{policy}"
+        );
+    }
+    let post = cli.post("/ui").send().await;
+    post.assert_status(StatusCode::METHOD_NOT_ALLOWED);
+    post.assert_header("allow", "GET, HEAD");
+    let public = TestClient::new(without_operator(app));
+    public
+        .get("/ui")
+        .send()
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    public
+        .get("/admin/live")
+        .send()
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    let Fixture { app, .. } = fixture(8, None);
+    let operator = TestClient::new(operator_only(app));
+    operator.get("/ui").send().await.assert_status_is_ok();
 }

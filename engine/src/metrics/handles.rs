@@ -65,6 +65,8 @@ pub struct ConsumerMetrics {
     pub concurrency: IntGauge,
     /// Workers that panicked.
     pub panics: IntCounter,
+    /// The last dead letters, for the operator page.
+    pub recent: super::RecentDeadLetters,
     /// Uncommitted messages per assigned partition.
     pub lag: Lag,
 }

@@ -17,9 +17,11 @@ use prometheus::{
 };
 
 mod handles;
+pub mod recent;
 
 use handles::InForce;
 pub use handles::{ConsumerMetrics, IngestMetrics, Lag, PluginMetrics, StoreMetrics};
+pub use recent::{DeadLetterNote, RecentDeadLetters};
 
 /// Bucket bounds of latency histograms, in seconds: 10 µs to 10 s.
 pub const SECONDS: &[f64] = &[
@@ -75,6 +77,8 @@ struct Families {
     concurrency: IntGaugeVec,
     /// `ordo_worker_panics_total{pipeline}`.
     panics: IntCounterVec,
+    /// The last dead letters of each pipeline (not a metric: the operator page shows them).
+    recent: Mutex<std::collections::BTreeMap<String, RecentDeadLetters>>,
 }
 
 fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -184,6 +188,7 @@ impl Metrics {
                 "Workers that panicked; their events were retried.",
                 &["pipeline"],
             ),
+            recent: Mutex::default(),
         };
         let f = &families;
         let all: [Box<dyn prometheus::core::Collector>; 15] = [
@@ -255,12 +260,22 @@ impl Metrics {
             waiting: f.waiting.with_label_values(&[pipeline]),
             concurrency: f.concurrency.with_label_values(&[pipeline]),
             panics: f.panics.with_label_values(&[pipeline]),
+            recent: self.recent_dead_letters(pipeline),
             lag: Lag {
                 pipeline: pipeline.to_string(),
                 gauges: f.lag.clone(),
                 partitions: Arc::default(),
             },
         }
+    }
+
+    /// `pipeline`'s last dead letters, shared with its consumer's handle.
+    pub fn recent_dead_letters(&self, pipeline: &str) -> RecentDeadLetters {
+        self.families
+            .recent
+            .lock()
+            .map(|mut all| all.entry(pipeline.to_string()).or_default().clone())
+            .unwrap_or_default()
     }
 
     /// The handle of `pipeline`'s plugin slot.

@@ -12,8 +12,9 @@ use super::{Applier, Event, Failure, Outcome};
 use crate::audit::{self, Action};
 use crate::bus::{BusError, Fence, Lease, Message, Publisher};
 use crate::config::Pipeline;
-use crate::metrics::ConsumerMetrics;
+use crate::metrics::{ConsumerMetrics, DeadLetterNote};
 use crate::plugin::{bounded, MAX_FIELD, MAX_REASON};
+use crate::redact;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -232,6 +233,16 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                         return false;
                     }
                     self.metrics.dead_lettered.inc();
+                    self.metrics.recent.push(DeadLetterNote {
+                        at: SystemTime::now(),
+                        partition: message.partition,
+                        offset: message.offset,
+                        key: redact::key(&String::from_utf8_lossy(
+                            message.key.as_deref().unwrap_or_default(),
+                        ))
+                        .to_string(),
+                        reason: redact::reason(&bounded(&reason, MAX_REASON)),
+                    });
                     (Action::DeadLetter, "dead-lettered")
                 }
             };

@@ -96,6 +96,61 @@ pub enum ReloadError {
     },
 }
 
+/// How the last reload of a pipeline ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A different plugin was put in force.
+    Swapped,
+    /// The file held the plugin already in force.
+    Unchanged,
+    /// The file was refused; the plugin in force stayed.
+    Refused,
+}
+
+impl ReloadOutcome {
+    /// `swapped`, `unchanged` or `refused`, as the reload counters label them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Swapped => "swapped",
+            Self::Unchanged => "unchanged",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// The last reload of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastReload {
+    /// When it ended.
+    pub at: SystemTime,
+    /// How.
+    pub outcome: ReloadOutcome,
+    /// Why a refused file was refused.
+    pub detail: Option<String>,
+}
+
+/// A pipeline's plugin: the one in force, since when, and how the last reload went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginStatus {
+    /// The pipeline.
+    pub pipeline: String,
+    /// `sha256:<hex>` of the plugin in force.
+    pub plugin: String,
+    /// The file the pipeline watches.
+    pub file: PathBuf,
+    /// When the plugin in force was put in force (at start-up or by a reload).
+    pub loaded_at: SystemTime,
+    /// The last reload, if any happened since start-up.
+    pub last_reload: Option<LastReload>,
+}
+
+/// When a slot's plugin was put in force, and its last reload.
+#[derive(Debug, Clone)]
+struct History {
+    loaded_at: SystemTime,
+    last_reload: Option<LastReload>,
+}
+
 /// What identifies a version of a file on disk without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
@@ -131,6 +186,8 @@ pub struct Slot {
     busy: tokio::sync::Mutex<()>,
     /// The file's stamp when it was last loaded or refused.
     loaded: Mutex<Option<Stamp>>,
+    /// Since when its plugin is in force, and the last reload.
+    history: Mutex<History>,
 }
 
 impl Slot {
@@ -151,7 +208,26 @@ impl Slot {
             spec,
             metrics,
             busy: tokio::sync::Mutex::new(()),
+            history: Mutex::new(History {
+                loaded_at: SystemTime::now(),
+                last_reload: None,
+            }),
         })
+    }
+
+    /// Records how a reload ended (and, when it swapped, that the new plugin is in force now).
+    fn reloaded(&self, outcome: ReloadOutcome, detail: Option<String>) {
+        if let Ok(mut history) = self.history.lock() {
+            let at = SystemTime::now();
+            if outcome == ReloadOutcome::Swapped {
+                history.loaded_at = at;
+            }
+            history.last_reload = Some(LastReload {
+                at,
+                outcome,
+                detail,
+            });
+        }
     }
 
     /// The handle every user of the pipeline's policy shares.
@@ -185,6 +261,25 @@ impl Reloader {
         self.slots
             .iter()
             .map(|s| (s.pipeline.clone(), s.handle.current().id().to_string()))
+            .collect()
+    }
+
+    /// Every pipeline's plugin: the one in force, since when, and the last reload.
+    pub fn plugins(&self) -> Vec<PluginStatus> {
+        self.slots
+            .iter()
+            .map(|s| {
+                let history = s.history.lock().map(|h| h.clone()).ok();
+                PluginStatus {
+                    pipeline: s.pipeline.clone(),
+                    plugin: s.handle.current().id().to_string(),
+                    file: s.spec.path.clone(),
+                    loaded_at: history
+                        .as_ref()
+                        .map_or(SystemTime::UNIX_EPOCH, |h| h.loaded_at),
+                    last_reload: history.and_then(|h| h.last_reload),
+                }
+            })
             .collect()
     }
 
@@ -223,6 +318,7 @@ impl Reloader {
                 if let Ok(mut last) = slot.loaded.lock() {
                     *last = seen;
                 }
+                slot.reloaded(ReloadOutcome::Unchanged, None);
                 return Ok(Reloaded::Unchanged { id: current_id });
             }
         }
@@ -242,6 +338,10 @@ impl Reloader {
             Ok(policy) => policy.with_metrics(slot.metrics.clone()),
             Err(source) => {
                 slot.metrics.refused();
+                slot.reloaded(
+                    ReloadOutcome::Refused,
+                    Some(super::bounded(&source.to_string(), super::MAX_REASON)),
+                );
                 error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(), error = %source,
                     "New plugin refused; the old one keeps serving.");
                 return Err(ReloadError::Refused {
@@ -252,6 +352,7 @@ impl Reloader {
         };
         let current = slot.handle.current();
         if current.id() == policy.id() {
+            slot.reloaded(ReloadOutcome::Unchanged, None);
             return Ok(Reloaded::Unchanged {
                 id: current.id().to_string(),
             });
@@ -260,6 +361,7 @@ impl Reloader {
         let old = slot.handle.replace(Arc::new(policy));
         slot.metrics.in_force(&to);
         slot.metrics.swapped();
+        slot.reloaded(ReloadOutcome::Swapped, None);
         info!(pipeline = %slot.pipeline, from = %old.id(), to = %to, "Plugin swapped.");
         Ok(Reloaded::Swapped {
             from: old.id().to_string(),
