@@ -28,8 +28,11 @@ JS_TOOLS := $(ORDO_CACHE)/js-plugins
 # promtool, from Debian's prometheus package (unpacked, no root): checks the alert rules and
 # the dashboard's queries.
 PROM_TOOLS := $(ORDO_CACHE)/promtool
+# Drives Chromium for the operator page's test (playwright-core, pinned by engine/tests/browser/package-lock.json).
+BROWSER_TOOLS := $(ORDO_CACHE)/browser-tools
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: py-tools js-tools prom-tools bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+.PHONY: py-tools js-tools prom-tools browser-tools ui-screenshot bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -92,13 +95,32 @@ prom-tools: ## Unpack promtool from Debian's prometheus package into $(ORDO_CACH
 	  "$(PROM_TOOLS)/promtool" --version | head -1; \
 	fi
 
+browser-tools: ## Install Debian's Chromium (when missing; needs root or sudo) and playwright-core into $(BROWSER_TOOLS), once.
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  echo "installing Debian's chromium (once)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo apt-get); fi; \
+	  "$${apt[@]}" install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { "$${apt[@]}" update >/dev/null 2>&1 && "$${apt[@]}" install -y --no-install-recommends chromium >/dev/null; } || \
+	    { echo "cannot install chromium: apt-get install chromium (or set CHROMIUM=/path/to/chromium)" >&2; exit 1; }; \
+	fi
+	@if ! cmp -s engine/tests/browser/package-lock.json "$(BROWSER_TOOLS)/package-lock.json" || [ ! -d "$(BROWSER_TOOLS)/node_modules/playwright-core" ]; then \
+	  echo "installing playwright-core into $(BROWSER_TOOLS) (once)"; \
+	  command -v npm >/dev/null || { echo "npm is needed to drive the browser tests (Debian: apt-get install npm; or Node.js 20+)" >&2; exit 1; }; \
+	  mkdir -p "$(BROWSER_TOOLS)" && cp engine/tests/browser/package.json engine/tests/browser/package-lock.json "$(BROWSER_TOOLS)/" && \
+	  npm ci --prefix "$(BROWSER_TOOLS)" --no-audit --no-fund --loglevel=error; \
+	fi
+
+ui-screenshot: local-dev-stack plugins browser-tools ## Retake docs/operator-page.png: the operator page in headless Chromium while events flow.
+	ORDO_UI_SCREENSHOT=$(CURDIR)/docs/operator-page.png ORDO_BROWSER_TOOLS=$(BROWSER_TOOLS) ORDO_CHROMIUM=$(CHROMIUM) \
+	  cargo test -p ordo --test operator_page -- the_page_renders --nocapture
+
 build: plugins ## Build the engine and the plugins.
 	cargo build -p ordo
 
 run-engine: local-dev-stack build ## Start the stack if needed, build, and run the engine in the foreground.
 	cargo run -p ordo -- --config pipelines.toml
 
-test: local-dev-stack plugins prom-tools ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
+test: local-dev-stack plugins prom-tools browser-tools ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
 	@# The Kubernetes manifests against the Kubernetes schemas and the engine's own constants.
 	deploy/check.sh
 	@# The alert rules (and their unit tests) and the dashboard's queries, with promtool.

@@ -105,7 +105,9 @@ pub fn reason(reason: &str) -> String {
                 rest = end.map_or("", |e| &rest[1 + e + 1..]);
             }
             d if d.is_ascii_digit() => {
-                let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                let digits = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
                 out.push_str(if digits >= 4 { MASK } else { &rest[..digits] });
                 rest = &rest[digits..];
             }
@@ -147,7 +149,15 @@ fn is_name(text: &str) -> bool {
 fn after_type_word(written: &str) -> bool {
     let before = written.trim_end_matches('`').trim_end();
     [
-        "boolean", "integer", "character", "point", "number", "value", "string", "char", "bool",
+        "boolean",
+        "integer",
+        "character",
+        "point",
+        "number",
+        "value",
+        "string",
+        "char",
+        "bool",
     ]
     .iter()
     .any(|w| before.ends_with(w))

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::Request;
 use futures::stream::BoxStream;
+use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{EventStream, Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -344,10 +344,7 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         &self,
         request: &Request,
         /// Milliseconds between readings (default 1000).
-        #[oai(validator(
-            minimum(value = "100"),
-            maximum(value = "60000")
-        ))]
+        #[oai(validator(minimum(value = "100"), maximum(value = "60000")))]
         interval_ms: Query<Option<u64>>,
     ) -> LiveAnswer {
         if let Err(denied) = self.admin.check(request) {

@@ -195,12 +195,7 @@ fn pipeline(
         dead_letters_total: row.dead_letters.0,
         dead_letters_new: row.dead_letters.1,
         lag_total: row.lag.0,
-        lag: row
-            .lag
-            .1
-            .iter()
-            .map(|(p, n)| (p.to_string(), *n))
-            .collect(),
+        lag: row.lag.1.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
         merge_micros: row.merge_micros,
         keys_waiting: row.waiting,
         waiting_reason,

@@ -127,7 +127,10 @@ pub fn app<P: Publisher, S: Store>(
             .collect(),
         secured,
     ));
-    let get_only: Vec<&str> = [DOCS_PATH, SPEC_PATH].into_iter().chain(ui::paths()).collect();
+    let get_only: Vec<&str> = [DOCS_PATH, SPEC_PATH]
+        .into_iter()
+        .chain(ui::paths())
+        .collect();
     let allowed = allow::Allowed::from_spec(&live.render().0, &get_only);
     let page = Arc::clone(&live);
     let mut route = Route::new()

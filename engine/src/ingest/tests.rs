@@ -658,7 +658,10 @@ async fn live_readings_need_admin_rights_and_carry_counts_lag_and_dead_letters()
     assert_eq!(p["skipped_total"], 2.0);
     assert_eq!(p["lag_total"], 8.0);
     assert_eq!(p["lag"], json!({"0": 7.0, "2": 1.0}));
-    assert_eq!(p["applied_per_second"], 0.0, "no rate before a second reading");
+    assert_eq!(
+        p["applied_per_second"], 0.0,
+        "no rate before a second reading"
+    );
     let letter = &p["dead_letters"][0];
     assert_eq!(letter["offset"], 41);
     assert_eq!(letter["at"], "1970-01-01T00:00:00Z");
@@ -679,7 +682,12 @@ async fn a_live_interval_out_of_bounds_is_a_400_naming_it() {
             .send()
             .await;
         refused.assert_status(StatusCode::BAD_REQUEST);
-        let text = refused.0.into_body().into_string().await.unwrap_or_default();
+        let text = refused
+            .0
+            .into_body()
+            .into_string()
+            .await
+            .unwrap_or_default();
         assert!(text.contains("interval_ms"), "{bad}: {text}");
     }
 }

@@ -12,7 +12,11 @@ pub const UI_PATH: &str = "/ui";
 
 /// The page, its script and its style sheet, as served.
 const ASSETS: [(&str, &str, &str); 3] = [
-    (UI_PATH, "text/html; charset=utf-8", include_str!("ui/index.html")),
+    (
+        UI_PATH,
+        "text/html; charset=utf-8",
+        include_str!("ui/index.html"),
+    ),
     (
         "/ui/app.js",
         "text/javascript; charset=utf-8",
@@ -40,7 +44,9 @@ pub fn routes(mut route: Route) -> Route {
     for (path, content_type, body) in ASSETS {
         route = route.at(
             path,
-            get(poem::endpoint::make_sync(move |_| asset(content_type, body))),
+            get(poem::endpoint::make_sync(move |_| {
+                asset(content_type, body)
+            })),
         );
     }
     route
@@ -67,11 +73,16 @@ mod tests {
         for (path, _, _) in &ASSETS[1..] {
             assert!(page.contains(&format!("\"{path}\"")), "{path} not linked");
         }
-        for forbidden in ["http://", "https://", "<script>", "style=", "onclick", "onload"] {
+        for forbidden in [
+            "http://", "https://", "<script>", "style=", "onclick", "onload",
+        ] {
             assert!(!page.contains(forbidden), "{forbidden} in the page");
         }
         let (_, _, script) = ASSETS[1];
         assert!(!script.contains("innerHTML"), "data is set as text only");
-        assert!(!script.contains("localStorage"), "the token stays in the tab");
+        assert!(
+            !script.contains("localStorage"),
+            "the token stays in the tab"
+        );
     }
 }

@@ -41,6 +41,11 @@ async function connect() {
     return retry("engine unreachable");
   }
   if (response.status === 401 || response.status === 403) {
+    if (token) {
+      // Refused: not kept for the next visit.
+      sessionStorage.removeItem(TOKEN_KEY);
+      token = null;
+    }
     return askForToken(response);
   }
   if (!response.ok || !response.body) {
@@ -100,6 +105,7 @@ $("token-form").addEventListener("submit", (event) => {
   token = $("token").value.trim();
   $("token").value = "";
   if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  $("token-form").hidden = true;
   connect();
 });
 
