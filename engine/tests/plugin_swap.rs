@@ -187,6 +187,20 @@ async fn a_broken_file_is_refused_and_the_old_plugin_keeps_serving() {
         .await
         .expect("JSON");
     assert_eq!(listed[0]["plugin"], lww.as_str(), "{listed}");
+    // The list says the last reload was refused, and why; the plugin in force is the one
+    // loaded at start-up.
+    let last = &listed[0]["last_reload"];
+    assert_eq!(last["outcome"], "refused", "{listed}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("WebAssembly") || d.contains("wasm")),
+        "{listed}"
+    );
+    assert!(
+        listed[0]["loaded_at"].is_string() && listed[0]["loaded_at"] != last["at"],
+        "{listed}"
+    );
 
     // Events are still applied by the old plugin.
     let record = full_then_partial(&engine, "refuse-1").await;

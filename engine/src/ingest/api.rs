@@ -63,6 +63,11 @@ pub struct PluginInForce {
     /// The file the pipeline watches for a new plugin.
     #[oai(skip_serializing_if_is_none)]
     pub file: Option<String>,
+    /// When the plugin in force was put in force (RFC 3339).
+    pub loaded_at: String,
+    /// The last reload since start-up (file change, SIGHUP or this API), if any.
+    #[oai(skip_serializing_if_is_none)]
+    pub last_reload: Option<live::LiveReload>,
 }
 
 /// What a reload did.
@@ -318,19 +323,20 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         if let Err(denied) = self.admin.check(request) {
             return denied.list();
         }
-        let files = self.admin.reloader.files();
         let list = self
             .admin
             .reloader
-            .status()
-            .into_iter()
-            .map(|(pipeline, plugin)| PluginInForce {
-                file: files
-                    .iter()
-                    .find(|(p, _)| *p == pipeline)
-                    .map(|(_, f)| f.display().to_string()),
-                pipeline,
-                plugin,
+            .plugins()
+            .iter()
+            .map(|status| {
+                let live = live::LivePlugin::from(status);
+                PluginInForce {
+                    pipeline: status.pipeline.clone(),
+                    plugin: live.id,
+                    file: Some(live.file),
+                    loaded_at: live.loaded_at,
+                    last_reload: live.last_reload,
+                }
             })
             .collect();
         ListAnswer::Pipelines(Json(list))

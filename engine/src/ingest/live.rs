@@ -100,6 +100,21 @@ pub struct LivePlugin {
     pub last_reload: Option<LiveReload>,
 }
 
+impl From<&PluginStatus> for LivePlugin {
+    fn from(p: &PluginStatus) -> Self {
+        Self {
+            id: p.plugin.clone(),
+            file: p.file.display().to_string(),
+            loaded_at: rfc3339(p.loaded_at),
+            last_reload: p.last_reload.as_ref().map(|r| LiveReload {
+                at: rfc3339(r.at),
+                outcome: r.outcome.as_str().to_string(),
+                detail: r.detail.clone(),
+            }),
+        }
+    }
+}
+
 /// How a reload ended.
 #[derive(Debug, Clone, Object)]
 pub struct LiveReload {
@@ -200,16 +215,7 @@ fn pipeline(
         keys_waiting: row.waiting,
         waiting_reason,
         retries_per_second: row.retries,
-        plugin: plugin.map(|p| LivePlugin {
-            id: p.plugin.clone(),
-            file: p.file.display().to_string(),
-            loaded_at: rfc3339(p.loaded_at),
-            last_reload: p.last_reload.as_ref().map(|r| LiveReload {
-                at: rfc3339(r.at),
-                outcome: r.outcome.as_str().to_string(),
-                detail: r.detail.clone(),
-            }),
-        }),
+        plugin: plugin.map(LivePlugin::from),
         dead_letters: dead_letters
             .into_iter()
             .map(|d| LiveDeadLetter {

@@ -283,14 +283,6 @@ impl Reloader {
             .collect()
     }
 
-    /// The plugin file each pipeline watches, by pipeline.
-    pub fn files(&self) -> Vec<(String, std::path::PathBuf)> {
-        self.slots
-            .iter()
-            .map(|s| (s.pipeline.clone(), s.spec.path.clone()))
-            .collect()
-    }
-
     /// Reloads `pipeline`'s plugin from its file.
     pub async fn reload(&self, pipeline: &str) -> Result<Reloaded, ReloadError> {
         let slot = self
