@@ -78,8 +78,8 @@ const MASK: &str = "…";
 /// `reason` (why an event was refused) with what may be a value masked, for places that must
 /// never show one (the operator page): the inside of every `"…"`, every backticked span that
 /// is not a plain name (or that follows `boolean`, `integer`, `character`, …, as serde writes
-/// a value), and every run of four or more digits (dates, identifiers, phone numbers). Field
-/// names, which reasons quote in backticks, stay readable.
+/// a value), and every number of five digits or more, dates and times included (identifiers,
+/// phone numbers, birth dates). Field names, which reasons quote in backticks, stay readable.
 pub fn reason(reason: &str) -> String {
     let mut out = String::with_capacity(reason.len());
     let mut rest = reason;
@@ -105,11 +105,14 @@ pub fn reason(reason: &str) -> String {
                 rest = end.map_or("", |e| &rest[1 + e + 1..]);
             }
             d if d.is_ascii_digit() => {
-                let digits = rest
-                    .find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(rest.len());
-                out.push_str(if digits >= 4 { MASK } else { &rest[..digits] });
-                rest = &rest[digits..];
+                let number = number(rest);
+                let digits = number.chars().filter(char::is_ascii_digit).count();
+                out.push_str(if digits >= MASKED_DIGITS {
+                    MASK
+                } else {
+                    number
+                });
+                rest = &rest[number.len()..];
             }
             c => {
                 out.push(c);
@@ -118,6 +121,22 @@ pub fn reason(reason: &str) -> String {
         }
     }
     out
+}
+
+/// Numbers with this many digits or more are masked (a date, a time, an identifier, a phone
+/// number); shorter ones (a count, a year alone, `RFC 3339`) stay.
+const MASKED_DIGITS: usize = 5;
+
+/// The number `text` starts with: digits, with the separators of dates and times between
+/// them (`2031-01-02T15:00:00`), up to its last digit.
+fn number(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || "-/.:+TZ".contains(c)))
+        .unwrap_or(text.len());
+    let last_digit = text[..end]
+        .rfind(|c: char| c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    &text[..last_digit]
 }
 
 /// Where the `close` ending a span that starts at `text` is (a backslash escapes one).
@@ -186,8 +205,13 @@ mod tests {
             ("missing field `PatientId`", "missing field `PatientId`"),
             (
                 "`UpdatedAt` 2031-01-02T15:00:00Z is ahead of the clock",
-                "`UpdatedAt` …-01-02T15:00:00Z is ahead of the clock",
+                "`UpdatedAt` …Z is ahead of the clock",
             ),
+            (
+                "must be an RFC 3339 timestamp such as 2006-01-02T15:00:00.5+10:00 (born 1984-03-12.)",
+                "must be an RFC 3339 timestamp such as … (born ….)",
+            ),
+            ("record of 412345 bytes, over 400 KB", "record of … bytes, over 400 KB"),
             ("phone 0612345678 refused", "phone … refused"),
             ("`Phone` is `+33 6 12`", "`Phone` is `…`"),
             ("unterminated \"Jane", "unterminated \"…\""),

@@ -130,10 +130,13 @@ async fn the_page_renders_moves_with_the_events_and_shows_dead_letters_without_v
     assert_eq!(browser.eval(&chart_max("rates")), 0.0, "nothing flowed yet");
 
     // Events flow in bursts, each awaited on the page, so the charts have a shape; every
-    // second key also gets an older update, skipped as stale.
+    // second key also gets an older update, skipped as stale. The picture for the docs gets
+    // more of them, to fill the charts.
+    let screenshot = std::env::var("ORDO_UI_SCREENSHOT").ok().map(PathBuf::from);
+    let bursts = if screenshot.is_some() { 40 } else { 6 };
     let mut applied = 0;
-    for burst in 0..6 {
-        for i in 0..25 {
+    for burst in 0..bursts {
+        for i in 0..(10 + 5 * (burst % 5)) {
             let key = format!("ui-{burst}-{i}");
             let body = format!(
                 r#"{{"PatientId":"{key}","FirstName":"John","IsPregnant":"True","UpdatedAt":"2006-01-02T15:00:05Z"}}"#
@@ -178,7 +181,7 @@ async fn the_page_renders_moves_with_the_events_and_shows_dead_letters_without_v
         r#"{"PatientId":"someone-else","UpdatedAt":"2006-01-02T15:00:00Z"}"#,
     )
     .await;
-    browser.wait(&format!("{}.children.length >= 2", field("letters")));
+    browser.wait(&format!("{}.children.length >= 2", node("letters")));
     browser.wait(&format!("{} > 0", chart_max("trouble")));
     let letters = browser.eval(&format!("{}.innerText", node("letters")));
     let letters = letters.as_str().unwrap_or_default().to_string();
@@ -199,11 +202,13 @@ async fn the_page_renders_moves_with_the_events_and_shows_dead_letters_without_v
     );
     assert!(!page.contains("John"), "a value on the page:\n{page}");
 
-    let screenshot = std::env::var("ORDO_UI_SCREENSHOT").map_or_else(
-        |_| std::env::temp_dir().join(format!("ordo-ui-{}.png", std::process::id())),
-        PathBuf::from,
-    );
+    let screenshot = screenshot.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ordo-ui-{}.png", std::process::id()))
+    });
     browser.run(json!({"cmd": "screenshot", "path": screenshot}));
+    // Nothing the page does is refused by its own policy, and nothing is missing.
+    let console = browser.run(json!({"cmd": "console"}));
+    assert_eq!(console, json!([]), "the page logged");
     let png = std::fs::read(&screenshot).expect("the screenshot was written");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 20_000,

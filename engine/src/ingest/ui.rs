@@ -10,8 +10,8 @@ use poem::{get, Response, Route};
 /// Path of the operator page.
 pub const UI_PATH: &str = "/ui";
 
-/// The page, its script and its style sheet, as served.
-const ASSETS: [(&str, &str, &str); 3] = [
+/// The page, its script, its style sheet and its icon, as served.
+const ASSETS: [(&str, &str, &str); 4] = [
     (
         UI_PATH,
         "text/html; charset=utf-8",
@@ -27,6 +27,7 @@ const ASSETS: [(&str, &str, &str); 3] = [
         "text/css; charset=utf-8",
         include_str!("ui/app.css"),
     ),
+    ("/ui/icon.svg", "image/svg+xml", include_str!("ui/icon.svg")),
 ];
 
 /// What the page may load and connect to: only this engine. No inline script or style, no

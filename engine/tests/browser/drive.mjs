@@ -6,7 +6,8 @@
 //
 // Commands: {"cmd":"open","url":…}, {"cmd":"wait","js":<expression>,"timeout":ms},
 // {"cmd":"eval","js":<expression>}, {"cmd":"fill","selector":…,"text":…},
-// {"cmd":"click","selector":…}, {"cmd":"screenshot","path":…}, {"cmd":"close"}.
+// {"cmd":"click","selector":…}, {"cmd":"screenshot","path":…}, {"cmd":"console"} (what the
+// page logged, errors included), {"cmd":"close"}.
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
 
@@ -40,9 +41,20 @@ async function run(command) {
       await page.goto(command.url, { waitUntil: "load" });
       return null;
     case "wait": {
-      const handle = await page.waitForFunction(command.js, null, { timeout: command.timeout ?? 30000, polling: 100 });
-      return await handle.jsonValue();
+      // Polled from here: page.evaluate runs over the DevTools protocol, where the page's
+      // Content-Security-Policy (no eval) does not apply; waitForFunction would eval in it.
+      const deadline = Date.now() + (command.timeout ?? 30000);
+      for (;;) {
+        const value = await page.evaluate(command.js).catch((e) => {
+          throw new Error(`${command.js}: ${e.message}`);
+        });
+        if (value) return value;
+        if (Date.now() > deadline) throw new Error(`still false after ${command.timeout ?? 30000} ms: ${command.js}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     }
+    case "console":
+      return console_;
     case "eval":
       return await page.evaluate(command.js);
     case "fill":

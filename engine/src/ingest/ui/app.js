@@ -52,7 +52,7 @@ async function connect() {
     return retry("engine answered " + response.status);
   }
   $("token-form").hidden = true;
-  $("forget").hidden = !token;
+  $("forget-item").hidden = !token;
   setStatus("live", "live");
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -252,11 +252,11 @@ function renderLetters(p, letters) {
   p.field("no-letters").hidden = letters.length > 0;
 }
 
-/** A round number at or above `v`, for the top of an axis. */
+/** A round number at or above `v` whose quarters are round too, for the top of an axis. */
 function ceiling(v) {
   if (v <= 0) return 1;
   const step = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * step >= v) return m * step;
+  for (const m of [1, 2, 4, 8, 10]) if (m * step >= v) return m * step;
   return 10 * step;
 }
 
