@@ -284,6 +284,23 @@ async fn keys_and_scopes_decide_who_may_write_read_and_administer() {
     )
     .await;
     assert_eq!(status, 200, "{list}");
+    // So do the operator page's live readings (the page itself holds no data).
+    for (bearer, refused) in [(None, 401), (Some("writer-key"), 403)] {
+        assert_refused(
+            &call(&engine, get.clone(), "/admin/live", bearer, None).await,
+            refused,
+            "live readings",
+        );
+    }
+    let live = reqwest::Client::new()
+        .get(format!("{}/admin/live", engine.url))
+        .bearer_auth("admin-key")
+        .send()
+        .await
+        .expect("reaches the engine");
+    assert_eq!(live.status().as_u16(), 200);
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    drop(live);
 
     // The document declares the scheme, so Swagger UI's "Authorize" works.
     let (_, _, spec) = call(&engine, get.clone(), "/docs/openapi.json", None, None).await;
