@@ -2,6 +2,8 @@
 //! keyed hash (`k:3f9a…`), the same for the same key within one process (or across processes
 //! that share `ORDO_LOG_KEY_SECRET`), so lines about one record can be found together without
 //! the log naming the patient. `--log-keys` writes keys as they are, for a development stack.
+//! Why an event was refused is logged (and shown on the operator page) through [`reason`],
+//! which masks what may be a value in it: a plugin writes its own reasons.
 
 use std::fmt;
 use std::sync::OnceLock;

@@ -55,3 +55,34 @@ async fn no_marker_value_or_key_reaches_any_log_line() {
     let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&marker)).collect();
     assert!(leaks.is_empty(), "marker in the log:\n{}", leaks.join("\n"));
 }
+
+#[tokio::test]
+async fn a_plugin_that_quotes_a_value_in_its_reason_does_not_put_it_in_the_log() {
+    let engine = common::hostile::hostile_engine("phi-echo");
+    let marker = format!("Echoed{}Name", std::process::id());
+    // Ingest accepts it (the attack runs in merge); the merge rejects it quoting FirstName.
+    let rejected = engine
+        .post_accepted(&format!(
+            r#"{{"PatientId":"echo-1","attack":"echo","FirstName":"{marker}"}}"#
+        ))
+        .await;
+    engine.wait_all_committed(&[rejected]).await;
+    let letters = common::read_dead_letters(&engine, 1).await;
+    // The dead letter keeps the reason whole, beside the event it refers to.
+    assert!(
+        letters[0].reason.contains(&marker),
+        "{:?}",
+        letters[0].reason
+    );
+    let log = engine.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Event dead-lettered."))
+        .unwrap_or_else(|| panic!("no dead-letter line:\n{log}"));
+    assert!(
+        line.contains("is not a name we accept") && line.contains("\"…\""),
+        "the reason, masked: {line}"
+    );
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&marker)).collect();
+    assert!(leaks.is_empty(), "marker in the log:\n{}", leaks.join("\n"));
+}

@@ -224,7 +224,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     (Action::Apply, "written")
                 }
                 Outcome::Skipped(why) => {
-                    debug!(pipeline = %self.pipeline.name, offset = message.offset, reason = %why, "Stale event skipped.");
+                    debug!(pipeline = %self.pipeline.name, offset = message.offset, reason = %redact::reason(&why), "Stale event skipped.");
                     self.metrics.skipped.inc();
                     (Action::Skip, "skipped")
                 }
@@ -294,6 +294,8 @@ impl<S: Store, P: Publisher> Shared<S, P> {
     /// errors that can heal (the broker away, a timeout) are retried.
     async fn dead_letter(&self, lease: &Lease, message: &Message, reason: &str) -> bool {
         let reason = bounded(reason, MAX_REASON);
+        // The letter carries the reason whole, beside the event; a log line, masked.
+        let logged = redact::reason(&reason);
         let mut letter = Letter::Whole;
         let mut delay = BACKOFF_START;
         loop {
@@ -306,12 +308,12 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                         continue;
                     }
                     Letter::WithoutEvent(_) => {
-                        error!(pipeline = %self.pipeline.name, topic = %message.topic, partition = message.partition, offset = message.offset, reason = %reason, error = %why, "Dead letter refused even without the event; the event stays only in its topic, at this offset.");
+                        error!(pipeline = %self.pipeline.name, topic = %message.topic, partition = message.partition, offset = message.offset, reason = %logged, error = %why, "Dead letter refused even without the event; the event stays only in its topic, at this offset.");
                         return true;
                     }
                 },
                 Err(e) => {
-                    warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason = %reason, error = %e, retry_in = ?delay, "Dead-letter write failed; retrying.");
+                    warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason = %logged, error = %e, retry_in = ?delay, "Dead-letter write failed; retrying.");
                 }
             }
             if !self.sleep(delay, Some(lease)).await {
@@ -352,7 +354,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         self.dead_letters
             .publish(&self.pipeline.dead_letter_topic, &key, payload, &headers)
             .await?;
-        warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason, topic = %self.pipeline.dead_letter_topic, "Event dead-lettered.");
+        warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason = %redact::reason(reason), topic = %self.pipeline.dead_letter_topic, "Event dead-lettered.");
         Ok(())
     }
 

@@ -12,7 +12,8 @@
 //! - `trap` panics.
 //!
 //! Run inside `merge`: `huge-record` writes a record of 500 KB (past DynamoDB's item limit),
-//! `huge-reason` rejects with a 2 MB reason. The schema's description tries to break out of
+//! `huge-reason` rejects with a 2 MB reason, `echo` rejects with a reason that quotes the
+//! event's `FirstName` (as a careless plugin would: the engine must not log it). The schema's description tries to break out of
 //! the script of the page that shows it.
 //!
 //! An event without `attack` is valid. It merges last-writer-wins on the instant of
@@ -126,7 +127,11 @@ impl Plugin for Hostile {
     fn validate(event: &Record) -> Result<(), Invalid> {
         match event.get("attack") {
             // Attacks of `merge`: the event must get there.
-            Some(Value::String(name)) if name == "huge-record" || name == "huge-reason" => Ok(()),
+            Some(Value::String(name))
+                if ["huge-record", "huge-reason", "echo"].contains(&name.as_str()) =>
+            {
+                Ok(())
+            }
             Some(Value::String(name)) => attack(name),
             _ => Ok(()),
         }
@@ -140,6 +145,13 @@ impl Plugin for Hostile {
                 return Decision::Write(record);
             }
             Some("huge-reason") => return Decision::Reject("y".repeat(2 << 20)),
+            Some("echo") => {
+                let name = incoming.get("FirstName").map(Value::to_string);
+                return Decision::Reject(format!(
+                    "`FirstName` {} is not a name we accept",
+                    name.unwrap_or_default()
+                ));
+            }
             _ => {}
         }
         let version = |r: &Record| timestamp(r, "UpdatedAt").ok();
