@@ -202,6 +202,12 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         live,
     };
     let publisher = Arc::clone(&shared.publisher);
+    tokio::spawn(ingest::ready::probe(
+        Arc::clone(&publisher),
+        apis.clone(),
+        shared.metrics.clone(),
+        shutdown.clone(),
+    ));
     let app = ingest::app(
         apis.clone(),
         Arc::clone(&publisher),

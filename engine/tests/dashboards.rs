@@ -34,6 +34,7 @@ fn exported() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     plugin.record("merge", Duration::from_micros(7), 20_000);
     plugin.in_force("sha256:ab");
     metrics.store("p").writes.observe(0.002);
+    metrics.checked(&BTreeMap::from([("kafka".to_string(), true)]));
     // Read as `ordo top` reads a running engine's /metrics.
     let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for sample in ordo::ops::top::sample::parse(&metrics.render()) {

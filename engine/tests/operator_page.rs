@@ -128,6 +128,8 @@ async fn the_page_renders_moves_with_the_events_and_shows_dead_letters_without_v
     let shown = browser.eval(&format!("{}.title", node("plugin-id")));
     assert_eq!(shown, plugin);
     assert_eq!(browser.eval(&chart_max("rates")), 0.0, "nothing flowed yet");
+    // Readiness, as the engine's own checks found it.
+    browser.wait(r#"document.getElementById("ready").textContent === "ready""#);
 
     // Events flow in bursts, each awaited on the page, so the charts have a shape; every
     // second key also gets an older update, skipped as stale. The picture for the docs gets

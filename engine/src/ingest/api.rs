@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::stream::BoxStream;
 use poem::Request;
@@ -23,9 +22,6 @@ use crate::bus::Publisher;
 use crate::metrics::Metrics;
 use crate::plugin::reload::{ReloadError, Reloaded, Reloader};
 use crate::store::Store;
-
-/// How long each readiness check may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The groups of operations in the document.
 #[derive(Tags)]
@@ -259,19 +255,12 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
     /// see only `failing` (internal error text can name hosts, tables and accounts).
     #[oai(path = "/readyz", method = "get", tag = "Tag::Engine")]
     async fn readyz(&self, request: &Request) -> ReadyAnswer {
-        let mut checks = BTreeMap::new();
-        let kafka = self.publisher.check(CHECK_TIMEOUT).await;
-        checks.insert(
-            "kafka".to_string(),
-            outcome(kafka.map_err(|e| e.to_string())),
-        );
-        for p in &self.pipelines {
-            let table = match tokio::time::timeout(CHECK_TIMEOUT, p.store.check()).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-            };
-            checks.insert(format!("dynamodb:{}", p.pipeline.name), outcome(table));
-        }
+        let mut checks: BTreeMap<String, String> =
+            super::ready::check(self.publisher.as_ref(), &self.pipelines, &self.metrics)
+                .await
+                .into_iter()
+                .map(|(check, result)| (check, outcome(result)))
+                .collect();
         let plugins = self
             .pipelines
             .iter()

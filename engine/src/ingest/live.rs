@@ -42,6 +42,9 @@ pub struct LiveReading {
     pub reloads_swapped: f64,
     /// Reloads refused since start-up, every pipeline together.
     pub reloads_refused: f64,
+    /// Each readiness check (`kafka`, `dynamodb:<pipeline>`) and whether it passed when last
+    /// checked (every 10 s, and on each `GET /readyz`).
+    pub checks: BTreeMap<String, bool>,
 }
 
 /// One pipeline at one reading. Rates are per second over the interval.
@@ -184,6 +187,7 @@ impl LiveSource {
             pipelines,
             reloads_swapped: now.swapped,
             reloads_refused: now.refused,
+            checks: now.checks.clone(),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod idempotency;
 pub mod live;
 pub mod problem;
 mod read;
+pub mod ready;
 #[cfg(test)]
 mod tests;
 pub mod ui;

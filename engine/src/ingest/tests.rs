@@ -390,6 +390,19 @@ async fn readiness_names_each_check_and_fails_when_a_seam_is_down() {
     let body: Value = down.json().await.value().deserialize();
     assert_eq!(body["checks"]["kafka"], "ok");
     assert_ne!(body["checks"]["dynamodb:p"], "ok", "{body}");
+    // Each check's outcome is a gauge too, for alerts and the operator page.
+    let metrics = cli.get("/metrics").send().await;
+    let text = metrics
+        .0
+        .into_body()
+        .into_string()
+        .await
+        .unwrap_or_default();
+    assert!(text.contains("ordo_ready{check=\"kafka\"} 1"), "{text}");
+    assert!(
+        text.contains("ordo_ready{check=\"dynamodb:p\"} 0"),
+        "{text}"
+    );
     store.set_down(false);
     bus.set_down(true);
     let down = cli.get("/readyz").send().await;

@@ -77,6 +77,8 @@ struct Families {
     concurrency: IntGaugeVec,
     /// `ordo_worker_panics_total{pipeline}`.
     panics: IntCounterVec,
+    /// `ordo_ready{check}`.
+    ready: IntGaugeVec,
     /// The last dead letters of each pipeline (not a metric: the operator page shows them).
     recent: Mutex<std::collections::BTreeMap<String, RecentDeadLetters>>,
 }
@@ -188,10 +190,15 @@ impl Metrics {
                 "Workers that panicked; their events were retried.",
                 &["pipeline"],
             ),
+            ready: gauges(
+                "ordo_ready",
+                "Each readiness check (kafka, dynamodb:<pipeline>): 1 passing, 0 failing; checked every 10 s and on each GET /readyz.",
+                &["check"],
+            ),
             recent: Mutex::default(),
         };
         let f = &families;
-        let all: [Box<dyn prometheus::core::Collector>; 15] = [
+        let all: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(f.ingest_requests.clone()),
             Box::new(f.produce_seconds.clone()),
             Box::new(f.events.clone()),
@@ -207,6 +214,7 @@ impl Metrics {
             Box::new(f.waiting.clone()),
             Box::new(f.concurrency.clone()),
             Box::new(f.panics.clone()),
+            Box::new(f.ready.clone()),
         ];
         for collector in all {
             f.registry
@@ -266,6 +274,16 @@ impl Metrics {
                 gauges: f.lag.clone(),
                 partitions: Arc::default(),
             },
+        }
+    }
+
+    /// Shows the outcome of each readiness check (`true`: passing).
+    pub fn checked(&self, checks: &std::collections::BTreeMap<String, bool>) {
+        for (check, passing) in checks {
+            self.families
+                .ready
+                .with_label_values(&[check.as_str()])
+                .set(i64::from(*passing));
         }
     }
 
@@ -349,7 +367,7 @@ mod tests {
 
     /// Every family as `/metrics` names it, with its type and label names: dashboards and
     /// alert rules depend on these, so a change here must be deliberate.
-    const FAMILIES: [(&str, &str, &str); 15] = [
+    const FAMILIES: [(&str, &str, &str); 16] = [
         ("ordo_ingest_requests_total", "counter", "pipeline,status"),
         ("ordo_produce_seconds", "histogram", "pipeline"),
         ("ordo_events_total", "counter", "outcome,pipeline"),
@@ -369,6 +387,7 @@ mod tests {
         ("ordo_keys_waiting", "gauge", "pipeline"),
         ("ordo_apply_concurrency", "gauge", "pipeline"),
         ("ordo_worker_panics_total", "counter", "pipeline"),
+        ("ordo_ready", "gauge", "check"),
     ];
 
     /// A metrics registry with one of everything counted for pipeline `p`.
@@ -386,6 +405,10 @@ mod tests {
         plugin.record("merge", Duration::from_micros(7), 20_000);
         plugin.in_force("sha256:ab");
         metrics.store("p").writes.observe(0.002);
+        metrics.checked(&BTreeMap::from([
+            ("kafka".into(), true),
+            ("dynamodb:p".into(), false),
+        ]));
         metrics
     }
 
@@ -437,6 +460,8 @@ mod tests {
             "ordo_dynamodb_write_seconds_count{pipeline=\"p\"} 1",
             "ordo_plugin_reloads_total{outcome=\"refused\"} 0",
             "ordo_plugin_info{pipeline=\"p\",plugin=\"sha256:ab\"} 1",
+            "ordo_ready{check=\"kafka\"} 1",
+            "ordo_ready{check=\"dynamodb:p\"} 0",
         ] {
             assert!(text.contains(sample), "{sample} missing from:\n{text}");
         }

@@ -157,6 +157,12 @@ function render(reading) {
   $("updated").textContent = "reading of " + when(reading.at);
   $("reloads").textContent = count(reading.reloads_swapped) + " swapped, " + count(reading.reloads_refused) + " refused";
   $("no-pipelines").hidden = reading.pipelines.length > 0;
+  const failing = Object.entries(reading.checks || {}).filter(([, ok]) => !ok).map(([check]) => check);
+  const ready = $("ready");
+  ready.hidden = Object.keys(reading.checks || {}).length === 0;
+  ready.dataset.state = failing.length ? "denied" : "live";
+  ready.textContent = failing.length ? "not ready: " + failing.join(", ") : "ready";
+  ready.title = "readiness checks, every 10 s (GET /readyz for the reasons)";
   for (const r of reading.pipelines) renderPipeline(section(r.name), r, reading.interval_seconds);
 }
 

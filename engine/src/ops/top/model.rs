@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub swapped: f64,
     /// Reloads refused.
     pub refused: f64,
+    /// Each readiness check and whether it passed when last checked (`ordo_ready`).
+    pub checks: BTreeMap<String, bool>,
 }
 
 impl Snapshot {
@@ -52,6 +54,11 @@ impl Snapshot {
     pub fn from_samples(samples: &[Sample]) -> Self {
         let mut out = Snapshot::default();
         for s in samples {
+            if s.name == "ordo_ready" {
+                out.checks
+                    .insert(s.label("check").to_string(), s.value >= 1.0);
+                continue;
+            }
             if s.name == "ordo_plugin_reloads_total" {
                 match s.label("outcome") {
                     "swapped" => out.swapped = s.value,
