@@ -367,7 +367,7 @@ class Checker:
         numbers = set(ports.values())
         listen = self.env(engine).get("ORDO_LISTEN", {}).get("value", "127.0.0.1:3000")
         listen_port = int(listen.rsplit(":", 1)[1])
-        check_timeout = self.src.seconds("engine/src/ingest/api.rs", "CHECK_TIMEOUT")
+        check_timeout = self.src.seconds("engine/src/ingest/ready.rs", "CHECK_TIMEOUT")
         loaded = self.pipelines_file()
         pipelines = len((loaded[1] if loaded else {}).get("pipelines") or {}) or 1
         want = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
