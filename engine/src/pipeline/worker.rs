@@ -233,16 +233,6 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                         return false;
                     }
                     self.metrics.dead_lettered.inc();
-                    self.metrics.recent.push(DeadLetterNote {
-                        at: SystemTime::now(),
-                        partition: message.partition,
-                        offset: message.offset,
-                        key: redact::key(&String::from_utf8_lossy(
-                            message.key.as_deref().unwrap_or_default(),
-                        ))
-                        .to_string(),
-                        reason: redact::reason(&bounded(&reason, MAX_REASON)),
-                    });
                     (Action::DeadLetter, "dead-lettered")
                 }
             };
@@ -291,16 +281,22 @@ impl<S: Store, P: Publisher> Shared<S, P> {
     /// letter the broker will never take as it is (too large, invalid) is sent again without
     /// the event, naming where the event lives; if even that is refused, the event is left
     /// where it is and logged, so the partition's commit point still moves past it. Only
-    /// errors that can heal (the broker away, a timeout) are retried.
+    /// errors that can heal (the broker away, a timeout) are retried. Once settled, the
+    /// letter is noted for the operator page.
     async fn dead_letter(&self, lease: &Lease, message: &Message, reason: &str) -> bool {
         let reason = bounded(reason, MAX_REASON);
-        // The letter carries the reason whole, beside the event; a log line, masked.
+        // The letter carries the reason whole, beside the event; a log line and the operator
+        // page, masked.
         let logged = redact::reason(&reason);
         let mut letter = Letter::Whole;
         let mut delay = BACKOFF_START;
         loop {
             match self.publish_dead_letter(message, &reason, &letter).await {
-                Ok(()) => return true,
+                Ok(()) => {
+                    warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason = %logged, topic = %self.pipeline.dead_letter_topic, "Event dead-lettered.");
+                    self.note_dead_letter(message, logged);
+                    return true;
+                }
                 Err(BusError::Refused { reason: why, .. }) => match letter {
                     Letter::Whole => {
                         warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, error = %why, "Dead letter refused with the event in it; sending it without.");
@@ -309,6 +305,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     }
                     Letter::WithoutEvent(_) => {
                         error!(pipeline = %self.pipeline.name, topic = %message.topic, partition = message.partition, offset = message.offset, reason = %logged, error = %why, "Dead letter refused even without the event; the event stays only in its topic, at this offset.");
+                        self.note_dead_letter(message, logged);
                         return true;
                     }
                 },
@@ -353,9 +350,20 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         }
         self.dead_letters
             .publish(&self.pipeline.dead_letter_topic, &key, payload, &headers)
-            .await?;
-        warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason = %redact::reason(reason), topic = %self.pipeline.dead_letter_topic, "Event dead-lettered.");
-        Ok(())
+            .await
+            .map(|_| ())
+    }
+
+    /// Keeps `message`'s dead letter, with its masked reason, among the last ones shown.
+    fn note_dead_letter(&self, message: &Message, reason: String) {
+        let key = String::from_utf8_lossy(message.key.as_deref().unwrap_or_default());
+        self.metrics.recent.push(DeadLetterNote {
+            at: SystemTime::now(),
+            partition: message.partition,
+            offset: message.offset,
+            key: redact::key(&key).to_string(),
+            reason,
+        });
     }
 
     /// Sleeps about `delay`; `false` if shutdown came first, or `lease` was lost to a

@@ -245,7 +245,7 @@ pub struct Reloader {
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reloader")
-            .field("plugins", &self.status())
+            .field("plugins", &self.plugins())
             .finish()
     }
 }
@@ -254,14 +254,6 @@ impl Reloader {
     /// A reloader of `slots`, each holding the plugin it loaded at start-up.
     pub fn new(slots: Vec<Slot>) -> Self {
         Self { slots }
-    }
-
-    /// `(pipeline, id of the plugin in force)` for every pipeline.
-    pub fn status(&self) -> Vec<(String, String)> {
-        self.slots
-            .iter()
-            .map(|s| (s.pipeline.clone(), s.handle.current().id().to_string()))
-            .collect()
     }
 
     /// Every pipeline's plugin: the one in force, since when, and the last reload.
