@@ -18,7 +18,8 @@
 //! updates), [`shutdown`] (the signal every task awaits), [`ops`] (the one-shot commands:
 //! validate, replay, tap, dead-letter re-drive) and [`testing`] (in-memory bus and store for
 //! tests), [`version`] (versions from the future), [`auth`] (who may call what),
-//! [`audit`] (who did what, on a Kafka topic) and [`redact`] (keys in logs as keyed hashes).
+//! [`audit`] (who did what, on a Kafka topic) and [`redact`] (keys in logs as keyed hashes); `mistakes` keeps past mistakes of the apply
+//! path that only a test build can put back, for the simulation to find.
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub mod bus;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub(crate) mod mistakes;
 pub mod ops;
 pub mod pipeline;
 pub mod plugin;

@@ -56,7 +56,8 @@ impl Fence {
     pub fn lease(&self, partition: i32, generation: u64) -> Option<Lease> {
         let mut state = self.state();
         let (current, held) = state.entry(partition).or_default();
-        (*current == generation).then(|| {
+        let fenced = !crate::mistakes::on(crate::mistakes::Mistake::WritesAfterRevocation);
+        (*current == generation || !fenced).then(|| {
             *held += 1;
             Lease {
                 fence: self.clone(),
@@ -84,6 +85,9 @@ impl Fence {
 
     /// Leases held on `partitions`.
     pub fn held(&self, partitions: &[i32]) -> usize {
+        if crate::mistakes::on(crate::mistakes::Mistake::WritesAfterRevocation) {
+            return 0;
+        }
         let state = self.state();
         partitions
             .iter()
@@ -120,6 +124,9 @@ impl Fence {
 impl Lease {
     /// Whether the partition is still this member's, in the lease's generation.
     pub fn holds(&self) -> bool {
+        if crate::mistakes::on(crate::mistakes::Mistake::WritesAfterRevocation) {
+            return true;
+        }
         self.fence.generation(self.partition) == self.generation
     }
 }

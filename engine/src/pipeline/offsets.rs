@@ -30,6 +30,9 @@ impl PartitionOffsets {
 
     /// The offset to commit: the next one a restarted consumer must read.
     pub fn commit_point(&self) -> Option<i64> {
+        if crate::mistakes::on(crate::mistakes::Mistake::CommitBeforeDurable) {
+            return self.highest.map(|h| h + 1);
+        }
         self.pending
             .first()
             .copied()

@@ -10,7 +10,10 @@
 //! out is retired instead.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so that a simulation on a paused clock sees the same pace for the same seed.
+use tokio::time::Instant;
 
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

@@ -2,7 +2,7 @@
 //! for as long as they last, and dead-letters what cannot be applied.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tracing::{debug, error, warn, Instrument as _};
 
@@ -375,6 +375,8 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             return false;
         }
         tokio::select! {
+            // In a fixed order, so that a simulated schedule does not depend on tokio's dice.
+            biased;
             _ = shutdown.wait() => false,
             _ = revoked, if lease.is_some() => lease.is_some_and(Lease::holds),
             _ = tokio::time::sleep(jittered(delay)) => true,
@@ -382,17 +384,9 @@ impl<S: Store, P: Publisher> Shared<S, P> {
     }
 }
 
-/// `delay` plus up to half of it again, so retrying consumers do not stampede together.
+/// `delay` plus up to half of it again, so retrying consumers do not stampede together. The
+/// dice are the thread's `fastrand` generator, which a simulation seeds.
 fn jittered(delay: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
     let spread = delay.as_nanos() as u64 / 2;
-    delay
-        + Duration::from_nanos(if spread == 0 {
-            0
-        } else {
-            u64::from(nanos) % spread
-        })
+    delay + Duration::from_nanos(fastrand::u64(0..=spread))
 }

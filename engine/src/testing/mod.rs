@@ -2,11 +2,14 @@
 //! readiness) is tested without servers: [`MemoryBus`] for the bus, [`MemoryStore`] for the
 //! store, [`MaxV`] for a plugin ([`BusyFirst`] for one at its cap), and [`pipeline()`] for a checked pipeline. What Kafka,
 //! DynamoDB and the WebAssembly host really do is tested end to end in `engine/tests/` against
-//! the local stack.
+//! the local stack. `sim` (test builds only) is a deterministic simulation of the apply path
+//! over simulated seams.
 
 mod bus;
 mod pipeline;
 mod policy;
+#[cfg(test)]
+mod sim;
 mod store;
 
 pub use bus::{MemoryBus, MemoryConsumer, Published};

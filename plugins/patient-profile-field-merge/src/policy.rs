@@ -79,7 +79,8 @@ impl Plugin for FieldMerge {
         // plugin, or before the field was kept) holds the record's instant as it is now,
         // fixed before this event moves it: otherwise a field's standing would change with
         // every other field's update, and the order of arrival would decide the result.
-        if let Some(Value::String(record_at_text)) = record.get(VERSION_FIELD) {
+        let inherit = !mistakes::instant();
+        if let (true, Some(Value::String(record_at_text))) = (inherit, record.get(VERSION_FIELD)) {
             let record_at_text = record_at_text.clone();
             for field in record.keys() {
                 if field != VERSION_FIELD && field != KEY_FIELD && !versions.contains_key(field) {
@@ -95,7 +96,9 @@ impl Plugin for FieldMerge {
             let held_at = versions
                 .get(&field)
                 .and_then(Value::as_str)
-                .and_then(parse_timestamp);
+                .and_then(parse_timestamp)
+                // The mistake: a field without its own instant takes the record's, as it moves.
+                .or(record_at.filter(|_| !inherit && record.contains_key(&field)));
             let wins = match (held_at, record.get(&field)) {
                 (Some(held), Some(held_value)) => {
                     at > held || (at == held && value_key(&value) > value_key(held_value))
@@ -120,6 +123,36 @@ impl Plugin for FieldMerge {
         }
         record.insert(FIELD_VERSIONS.into(), Value::Object(versions));
         Decision::Write(record)
+    }
+}
+
+/// The mistake this policy once made, which only a native build with the `mistakes` feature
+/// can put back: fields of a whole record took the record's instant as it moved with every
+/// update, so the order of arrival decided the result.
+#[cfg(feature = "mistakes")]
+pub mod mistakes {
+    use std::cell::Cell;
+
+    thread_local! {
+        static INSTANT: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Whether the instant mistake is made on this thread.
+    pub fn instant() -> bool {
+        INSTANT.with(Cell::get)
+    }
+
+    /// Makes the instant mistake (or not) on this thread from now on.
+    pub fn make_instant(on: bool) {
+        INSTANT.with(|m| m.set(on));
+    }
+}
+
+#[cfg(not(feature = "mistakes"))]
+mod mistakes {
+    /// Never, without the `mistakes` feature.
+    pub const fn instant() -> bool {
+        false
     }
 }
 

@@ -12,7 +12,7 @@ mod watchdog;
 pub use admin::{ensure_topic_with, ensure_topics, topic_config_differences};
 pub use client::{KafkaConfig, DEBUG_ENV, RECONNECT_BACKOFF_MAX_MS};
 pub use context::{MskIam, OrdoContext};
-pub use group::{GroupSettings, KafkaGroup, DEFAULT_FETCH_WAIT};
+pub use group::{GroupSettings, KafkaGroup, DEFAULT_FETCH_WAIT, REVOKE_WAIT};
 pub use producer::{KafkaPublisher, DEFAULT_DELIVERY_TIMEOUT, DEFAULT_PRODUCE_TIMEOUT, LINGER_MS};
 pub use reader::{From, KafkaReader, ToEnd};
 
