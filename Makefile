@@ -130,7 +130,9 @@ test: local-dev-stack plugins prom-tools browser-tools ## Start the stack if nee
 	@for p in $(PY_PLUGINS); do PYTHONPATH=plugins/sdk-py python3 -m unittest discover -q -s "plugins/$$p-py" || exit 1; done
 	@# The JavaScript SDK and each JavaScript plugin's rule, under a plain Node.
 	node --test --test-reporter=dot plugins/sdk-js/ $(addprefix plugins/,$(addsuffix -js/,$(JS_PLUGINS)))
-	cargo test --workspace --no-fail-fast -- --skip chaos_
+	cargo test --workspace --no-fail-fast -- --skip chaos_ --skip testing::sim::
+	@# The simulation of the apply path: 10,000 seeds (ORDO_SIM_SEEDS), and three past mistakes each found.
+	cargo test -p ordo --lib testing::sim:: -- --nocapture --test-threads=1
 	@# The same package set as above, so nothing is built again.
 	cargo test --workspace --test faults -- --nocapture --test-threads=1
 	@echo "benchmarks, each once at a small scale (proves they run; no timing claims; the Extism comparison is left to make bench):"
