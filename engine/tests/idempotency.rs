@@ -194,3 +194,71 @@ async fn a_key_in_flight_is_refused_a_failure_released_and_a_stale_claim_taken_o
         .await;
     assert_eq!(taken_over, Ok(("taken over".to_string(), false)));
 }
+
+#[tokio::test]
+async fn over_http_a_key_in_flight_is_409_and_a_frozen_broker_is_503_within_the_produce_timeout() {
+    let broker = common::PrivateBroker::start();
+    let names = Names::unique("idem-http");
+    let timeout = Duration::from_secs(3);
+    let engine = Engine::builder(names.clone())
+        .brokers(&broker.address)
+        .args(&["--produce-timeout-ms", &timeout.as_millis().to_string()])
+        .start();
+    // A frozen broker takes connections and never answers, as a hung one does.
+    broker.signal("STOP");
+    let key = "frozen-order";
+    let sent = std::time::Instant::now();
+    let first = {
+        let engine_url = engine.url.clone();
+        tokio::spawn(async move {
+            let answer = reqwest::Client::new()
+                .post(format!("{engine_url}/patientprofile"))
+                .header("Content-Type", "application/json")
+                .header("Idempotency-Key", key)
+                .body(BODY)
+                .send()
+                .await
+                .expect("POST");
+            let retry_after = answer.headers().get("retry-after").is_some();
+            (answer.status().as_u16(), retry_after, sent.elapsed())
+        })
+    };
+    // Once the first request holds its key (its claim is in the table) ...
+    let dynamo = common::dynamodb().await;
+    let table = format!("{}-idempotency", names.table);
+    while scan(&dynamo, &table).await.is_empty() {
+        assert!(
+            !first.is_finished(),
+            "the first request ended before its claim was seen"
+        );
+        tokio::task::yield_now().await;
+    }
+    // ... a retry with the same key is told to come back, and produces nothing.
+    let answer = reqwest::Client::new()
+        .post(format!("{}/patientprofile", engine.url))
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", key)
+        .body(BODY)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(answer.status().as_u16(), 409);
+    assert!(
+        answer.headers().contains_key("retry-after"),
+        "409 says when to retry"
+    );
+    let problem: serde_json::Value = answer.json().await.expect("problem JSON");
+    assert_eq!(problem["field"], "Idempotency-Key", "{problem}");
+    // The first is answered 503 with Retry-After once the produce timeout passed, not later.
+    let (status, retry_after, took) = first.await.expect("the first request");
+    assert_eq!(status, 503);
+    assert!(retry_after, "503 says when to retry");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_millis(1500),
+        "answered after {took:?}, the produce timeout is {timeout:?}"
+    );
+    // The failure released the key: with the broker back, the retry is produced.
+    broker.signal("CONT");
+    let (status, replayed, answer) = post(&engine, key, BODY).await;
+    assert_eq!((status, replayed), (202, false), "{answer}");
+}

@@ -216,3 +216,41 @@ async fn a_broken_file_is_refused_and_the_old_plugin_keeps_serving() {
     let (status, _) = engine.get_json("/healthz").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn the_admin_token_from_the_environment_guards_the_admin_endpoints_and_stays_out_of_the_log()
+{
+    let token = "env-admin-t0ken-7f3a";
+    let engine = Engine::builder(Names::unique("admin-env"))
+        .env("ORDO_ADMIN_TOKEN", token)
+        .start();
+    let client = reqwest::Client::new();
+    let reload = |auth: Option<&str>| {
+        let mut request = client.post(format!(
+            "{}/admin/pipelines/patient-profile/reload",
+            engine.url
+        ));
+        if let Some(token) = auth {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for (auth, status) in [(None, 401), (Some("guess"), 401), (Some(token), 200)] {
+        let answer = reload(auth).await.expect("reachable");
+        assert_eq!(answer.status().as_u16(), status, "with {auth:?}");
+    }
+    let (status, listed) = engine.get_json("/admin/pipelines").await;
+    assert_eq!(status, 401, "{listed}");
+    let listed = client
+        .get(format!("{}/admin/pipelines", engine.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(listed.status().as_u16(), 200);
+    assert!(
+        !engine.log().contains(token),
+        "the admin token must not be logged:\n{}",
+        engine.log()
+    );
+}

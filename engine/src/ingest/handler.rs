@@ -143,6 +143,7 @@ impl<P: Publisher, S> PipelineApi<P, S> {
                             "Idempotency-Key in use",
                             "a request with this Idempotency-Key is being produced now; retry shortly to get its answer",
                         )
+                        .field("Idempotency-Key")
                         .retry_after(1),
                         Refused::Unavailable(why) => {
                             warn!(pipeline = %p.name, error = %why, "Idempotency keys unavailable; request refused with 503.");

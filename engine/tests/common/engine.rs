@@ -259,6 +259,35 @@ impl Engine {
         topic_size(&self.brokers, &self.names.topic)
     }
 
+    /// The group's committed offset of each partition of the pipeline's topic, as the broker
+    /// holds it now (read with a consumer of the test's own that joins nothing).
+    pub fn committed(&self) -> HashMap<i32, i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.names.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offset reader");
+        let metadata = consumer
+            .fetch_metadata(Some(&self.names.topic), Duration::from_secs(10))
+            .expect("topic metadata");
+        let mut tpl = TopicPartitionList::new();
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            tpl.add_partition(&self.names.topic, p.id());
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Timeout::After(Duration::from_secs(10)))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Waits until the consumer group committed past `offset` on `partition`.
     pub async fn wait_committed_past(&self, partition: i32, offset: i64) {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -324,6 +353,18 @@ impl Engine {
             .text()
             .await
             .expect("text body")
+    }
+
+    /// The value of the sample `name{pipeline="<pipeline>"<labels>}` in the engine's
+    /// `/metrics` (`labels`: more labels, each starting with a comma).
+    pub async fn metric(&self, name: &str, labels: &str) -> u64 {
+        let sample = format!("{name}{{pipeline=\"{}\"{labels}}} ", self.names.pipeline);
+        self.get_text("/metrics")
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&sample))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
     }
 
     /// Sends SIGTERM and waits for the exit status.

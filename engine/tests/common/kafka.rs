@@ -35,6 +35,16 @@ pub fn topic_size(brokers: &str, topic: &str) -> i64 {
 
 /// Produces `payload` keyed by `key` straight to `topic`, as another service would.
 pub async fn produce_raw(topic: &str, key: &str, payload: &str) -> (i32, i64) {
+    produce_with_id(topic, key, payload, None).await
+}
+
+/// As [`produce_raw`], with the request id `id` in the `ordo-request-id` header.
+pub async fn produce_with_id(
+    topic: &str,
+    key: &str,
+    payload: &str,
+    id: Option<&str>,
+) -> (i32, i64) {
     static PRODUCER: std::sync::OnceLock<FutureProducer> = std::sync::OnceLock::new();
     let producer = PRODUCER.get_or_init(|| {
         ClientConfig::new()
@@ -45,11 +55,17 @@ pub async fn produce_raw(topic: &str, key: &str, payload: &str) -> (i32, i64) {
             .create()
             .expect("test producer")
     });
+    let mut record = FutureRecord::to(topic).key(key).payload(payload);
+    if let Some(id) = id {
+        record = record.headers(rdkafka::message::OwnedHeaders::new().insert(
+            rdkafka::message::Header {
+                key: "ordo-request-id",
+                value: Some(id),
+            },
+        ));
+    }
     let delivery = producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(payload),
-            Timeout::After(Duration::from_secs(10)),
-        )
+        .send(record, Timeout::After(Duration::from_secs(10)))
         .await
         .expect("broker acknowledges");
     (delivery.partition, delivery.offset)
@@ -274,10 +290,47 @@ pub async fn read_json_until(
     read
 }
 
-/// Every JSON message `topic` (3 partitions, as the harness creates them) holds now, from
-/// its start to its end as the broker reports it when called.
+/// Every JSON message `topic` holds now, from its start to its end as the broker reports it
+/// when called.
 pub fn read_all_json(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
-    use rdkafka::message::Message;
+    read_all(brokers, topic)
+        .iter()
+        .map(|m| m.json().expect("JSON"))
+        .collect()
+}
+
+/// A message as read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// Its body.
+    pub payload: Vec<u8>,
+    /// Its headers (values as text).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Read {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON, when it is.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.payload).ok()
+    }
+}
+
+/// Every message `topic` holds now, from its start to its end as the broker reports it when
+/// called (none when the topic does not exist).
+pub fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
+    use rdkafka::message::{Headers as _, Message};
     use rdkafka::{Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -285,9 +338,18 @@ pub fn read_all_json(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
         .set("enable.auto.commit", "false")
         .create()
         .expect("reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))
+        .expect("metadata from the broker");
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     let mut ends = std::collections::HashMap::new();
     let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
+    for p in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Timeout::After(Duration::from_secs(10)))
             .expect("watermarks from the broker");
@@ -309,9 +371,22 @@ pub fn read_all_json(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
             continue;
         };
         let message = message.expect("readable");
-        if let Some(payload) = message.payload() {
-            read.push(serde_json::from_slice(payload).expect("JSON"));
-        }
+        read.push(Read {
+            partition: message.partition(),
+            offset: message.offset(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            let value = x.value.map(String::from_utf8_lossy).unwrap_or_default();
+                            (x.key.to_string(), value.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
         if ends.get(&message.partition()) == Some(&(message.offset() + 1)) {
             ends.remove(&message.partition());
         }

@@ -82,12 +82,11 @@ impl Watchdog {
             .map(|a| a.count() == 0)
             .unwrap_or(false);
         if !idle {
-            self.idle_since = None;
-            self.last.clear();
-            self.wait = IDLE_BEFORE_CHECKING;
+            self.busy();
             return;
         }
-        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        self.idle_since.get_or_insert(now);
         let progress = match self.progress(consumer) {
             Ok(progress) => progress,
             Err(e) => {
@@ -95,23 +94,44 @@ impl Watchdog {
                 return;
             }
         };
-        let stalled: Vec<i32> = progress
-            .iter()
-            .filter(|(p, (committed, end))| committed < end && self.last.get(p) == Some(committed))
-            .map(|(p, _)| *p)
-            .collect();
-        self.last = progress.into_iter().map(|(p, (c, _))| (p, c)).collect();
-        if since.elapsed() < self.wait || stalled.is_empty() {
+        let idle_for = now.saturating_duration_since(self.idle_since.unwrap_or(now));
+        let Some(stalled) = self.stalled(now, progress) else {
             return;
-        }
-        warn!(pipeline = %self.pipeline, partitions = ?stalled, idle_for = ?Duration::from_secs(since.elapsed().as_secs()), "This member holds no partition while others' events wait with no progress; rejoining the group so it assigns them anew.");
+        };
+        warn!(pipeline = %self.pipeline, partitions = ?stalled, idle_for = ?Duration::from_secs(idle_for.as_secs()), "This member holds no partition while others' events wait with no progress; rejoining the group so it assigns them anew.");
         consumer.unsubscribe();
         if let Err(e) = consumer.subscribe(&[&self.topic]) {
             warn!(pipeline = %self.pipeline, error = %e, "Rejoining the group failed; trying again at the next check.");
         }
+    }
+
+    /// The member holds partitions: it is not idle, and the wait starts over.
+    fn busy(&mut self) {
+        self.idle_since = None;
+        self.last.clear();
+        self.wait = IDLE_BEFORE_CHECKING;
+    }
+
+    /// The member holds no partition at `now` and the group stands at `progress` (per
+    /// partition: committed offset, end of the log). The partitions to rejoin for: those with
+    /// events waiting whose committed offset has not moved since the previous check, once the
+    /// member has been idle for the wait; each rejoin doubles the wait.
+    fn stalled(&mut self, now: Instant, progress: HashMap<i32, (i64, i64)>) -> Option<Vec<i32>> {
+        let since = *self.idle_since.get_or_insert(now);
+        let mut stalled: Vec<i32> = progress
+            .iter()
+            .filter(|(p, (committed, end))| committed < end && self.last.get(p) == Some(committed))
+            .map(|(p, _)| *p)
+            .collect();
+        stalled.sort_unstable();
+        self.last = progress.into_iter().map(|(p, (c, _))| (p, c)).collect();
+        if now.saturating_duration_since(since) < self.wait || stalled.is_empty() {
+            return None;
+        }
         self.idle_since = None;
         self.last.clear();
         self.wait = (self.wait * 2).min(LONGEST_WAIT);
+        Some(stalled)
     }
 
     /// Per partition of the topic: (committed offset of the group, end of the log).
@@ -140,5 +160,84 @@ impl Watchdog {
             progress.insert(p, (at, high));
         }
         Ok(progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A check of an idle member `at` seconds in, with the group at `progress`.
+    fn at(
+        dog: &mut Watchdog,
+        start: Instant,
+        at: u64,
+        progress: &[(i32, i64, i64)],
+    ) -> Option<Vec<i32>> {
+        let progress = progress.iter().map(|(p, c, e)| (*p, (*c, *e))).collect();
+        dog.stalled(start + Duration::from_secs(at), progress)
+    }
+
+    #[test]
+    fn an_idle_member_rejoins_once_others_events_stand_still_past_the_wait() {
+        let (mut dog, start) = (Watchdog::new("p".into(), "t".into()), Instant::now());
+        // Partition 0 has events beyond its committed offset, which never moves.
+        for s in (0..12).step_by(3) {
+            assert_eq!(
+                at(&mut dog, start, s, &[(0, 5, 9), (1, 4, 4)]),
+                None,
+                "too early at {s} s"
+            );
+        }
+        assert_eq!(
+            at(&mut dog, start, 12, &[(0, 5, 9), (1, 4, 4)]),
+            Some(vec![0])
+        );
+        // Each next rejoin waits twice as long as the one before, and never more than a minute.
+        let mut now = 12;
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let idle_from = now;
+            while at(&mut dog, start, now + 3, &[(0, 5, 9)]).is_none() {
+                now += 3;
+            }
+            now += 3;
+            waits.push(now - idle_from);
+        }
+        // Counted from the first check after a rejoin, one check (3 s) after it.
+        assert_eq!(waits, [24 + 3, 48 + 3, 60 + 3, 60 + 3]);
+    }
+
+    #[test]
+    fn an_idle_member_stays_while_the_group_moves_or_nothing_waits() {
+        let (mut dog, start) = (Watchdog::new("p".into(), "t".into()), Instant::now());
+        for (i, s) in (0..60).step_by(3).enumerate() {
+            // Others apply partition 0 (its offset moves); partition 1 is all applied.
+            let moving = (0, i as i64, 100);
+            assert_eq!(
+                at(&mut dog, start, s, &[moving, (1, 7, 7)]),
+                None,
+                "at {s} s"
+            );
+        }
+    }
+
+    #[test]
+    fn holding_a_partition_starts_the_wait_over() {
+        let (mut dog, start) = (Watchdog::new("p".into(), "t".into()), Instant::now());
+        assert_eq!(at(&mut dog, start, 0, &[(0, 5, 9)]), None);
+        assert_eq!(at(&mut dog, start, 9, &[(0, 5, 9)]), None);
+        dog.busy();
+        assert_eq!(
+            at(&mut dog, start, 12, &[(0, 5, 9)]),
+            None,
+            "idle for 0 s only"
+        );
+        assert_eq!(
+            at(&mut dog, start, 21, &[(0, 5, 9)]),
+            None,
+            "idle for 9 s only"
+        );
+        assert_eq!(at(&mut dog, start, 24, &[(0, 5, 9)]), Some(vec![0]));
     }
 }

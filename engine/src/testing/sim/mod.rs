@@ -12,7 +12,7 @@
 //! take effect unseen (ambiguous writes), partitions moved between two members mid-batch, a
 //! worker panic, a crash with a restart from the committed offsets, and a swap of the policy.
 //! The checker keeps its own record (what it sent, where) and reads the topics and the table
-//! itself; the [`oracle`] computes what the records must be from the events alone. It checks:
+//! itself; [`crate::testing::oracle`] says what the records must be from the events alone. It checks:
 //!
 //! - every acknowledged event is applied or skipped (a valid one) or dead-lettered (a poison
 //!   one), and has its audit record ([`world::Invariant::Accounting`]);
@@ -26,7 +26,6 @@
 //! - and everything settles in time ([`world::Invariant::Stuck`]).
 
 mod bus;
-mod oracle;
 mod plan;
 mod policy;
 mod store;
@@ -342,7 +341,7 @@ fn check_accounting(w: &mut world::State) {
         let letters = of_event.len();
         let whole = of_event.iter().all(|l| l.payload == event.body.as_bytes());
         let deliveries = w.deliveries.get(&(p, o)).copied().unwrap_or(0) as usize;
-        let poison = w.oracle.is_poison(i);
+        let poison = w.updates[i].is_none();
         let why = if deliveries == 0 {
             Some("never delivered".to_string())
         } else if !w.audited.contains(&event.id) {
@@ -369,13 +368,12 @@ fn check_accounting(w: &mut world::State) {
 
 /// Every record is the oracle's fold of its key's events; no other record exists.
 fn check_records(w: &mut world::State) {
-    let plan = Arc::clone(&w.plan);
     let mut keys: Vec<String> = w.oracle.keys().cloned().collect();
     keys.extend(w.table.keys().cloned());
     keys.sort();
     keys.dedup();
     for key in keys {
-        if let Err(why) = w.oracle.check_final(&key, &plan.events, w.table.get(&key)) {
+        if let Err(why) = w.oracle.check_final(&key, w.table.get(&key)) {
             return w.violated(Invariant::FinalRecord, why);
         }
     }

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::oracle::Oracle;
-use super::plan::{Plan, Policy};
+use super::plan::{Kind, Plan, Policy};
 use crate::bus::Message;
 use crate::store::Record;
+use crate::testing::oracle::{Oracle, Update};
 
 /// A member of the group in one life: `(member, incarnation)`.
 pub type Life = (usize, u32);
@@ -129,8 +129,10 @@ pub struct State {
     pub policy: Policy,
     /// Whether the field-merge policy is in force in every member (partial updates may go).
     pub swapped: bool,
-    /// The oracle.
+    /// The oracle, of the valid events.
     pub oracle: Oracle,
+    /// Per event: the update it is, when valid.
+    pub updates: Vec<Option<Update>>,
     /// The first broken invariant.
     pub violation: Option<Violation>,
     /// How often each kind of thing happened (faults met, replays, conflicts), to show what
@@ -154,7 +156,18 @@ impl World {
     /// The world of `plan`, keeping the trace's lines when `verbose`.
     pub fn new(plan: Arc<Plan>, verbose: bool) -> Arc<Self> {
         let partitions = plan.partitions as usize;
-        let oracle = Oracle::new(&plan.events);
+        let updates: Vec<Option<Update>> = plan
+            .events
+            .iter()
+            .map(|e| match e.kind {
+                Kind::Valid { instant, .. } => Update::of(&e.body, instant),
+                Kind::Poison(_) => None,
+            })
+            .collect();
+        let mut oracle = Oracle::default();
+        for update in updates.iter().flatten() {
+            oracle.add(update.clone());
+        }
         Arc::new(Self {
             state: Mutex::new(State {
                 rng: fastrand::Rng::with_seed(plan.seed ^ 0x5eed),
@@ -177,6 +190,7 @@ impl World {
                 policy: plan.policy,
                 swapped: plan.policy == Policy::FieldMerge,
                 oracle,
+                updates,
                 violation: None,
                 seen: BTreeMap::new(),
                 trace: Default::default(),
@@ -258,12 +272,9 @@ impl State {
             let event = &self.plan.events[index];
             let why = if !self.audited.contains(&event.id) {
                 Some("no audit record".to_string())
-            } else if self.oracle.is_poison(index) {
-                let lettered = self.letters.iter().any(|l| is_letter_of(l, partition, o));
-                (!lettered).then(|| "no dead letter".to_string())
-            } else {
+            } else if let Some(update) = &self.updates[index] {
                 let record = self.table.get(&event.key);
-                match self.oracle.durable(index, record) {
+                match self.oracle.durable(update, record) {
                     Ok(true) => None,
                     Ok(false) => Some(format!(
                         "its effect is not in the record {}",
@@ -273,6 +284,9 @@ impl State {
                     )),
                     Err(why) => Some(why),
                 }
+            } else {
+                let lettered = self.letters.iter().any(|l| is_letter_of(l, partition, o));
+                (!lettered).then(|| "no dead letter".to_string())
             };
             if let Some(why) = why {
                 let detail = format!(
