@@ -32,7 +32,9 @@ PROM_TOOLS := $(ORDO_CACHE)/promtool
 BROWSER_TOOLS := $(ORDO_CACHE)/browser-tools
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: py-tools js-tools prom-tools browser-tools ui-screenshot bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+MINUTES ?= 30
+
+.PHONY: soak py-tools js-tools prom-tools browser-tools ui-screenshot bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -140,6 +142,9 @@ test: local-dev-stack plugins prom-tools browser-tools ## Start the stack if nee
 
 chaos: local-dev-stack plugins ## The fault suite at five times the events (ORDO_CHAOS_SCALE), one line per scenario.
 	ORDO_CHAOS_SCALE=$${ORDO_CHAOS_SCALE:-5} cargo test --workspace --test faults -- --nocapture --test-threads=1
+
+soak: local-dev-stack plugins ## Two engines, a steady stream and a fault every 5-30 s for MINUTES (30), then the independent checker; a table per fault kind (not in make test).
+	ORDO_SOAK_MINUTES=$(MINUTES) cargo test -p ordo --test soak -- --ignored --nocapture
 
 lint: ## rustfmt and clippy, warnings as errors.
 	cargo fmt --all -- --check
