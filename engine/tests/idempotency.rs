@@ -12,16 +12,21 @@ use ordo::ingest::idempotency::{DynamoKeys, IdempotencyKeys, Refused};
 
 const BODY: &str = r#"{"PatientId":"idem-durable","FirstName":"Jane","LastName":"Doe","IsPregnant":"False","Sex":"Female"}"#;
 
-/// POSTs `body` to `engine` with `Idempotency-Key: key`: status, whether replayed, answer.
-async fn post(engine: &Engine, key: &str, body: &str) -> (u16, bool, serde_json::Value) {
-    let answer = reqwest::Client::new()
-        .post(format!("{}/patientprofile", engine.url))
+/// POSTs `body` to the engine at `url` with `Idempotency-Key: key`.
+async fn send(url: &str, key: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/patientprofile"))
         .header("Content-Type", "application/json")
         .header("Idempotency-Key", key)
         .body(body.to_string())
         .send()
         .await
-        .expect("POST");
+        .expect("POST")
+}
+
+/// POSTs `body` to `engine` with `Idempotency-Key: key`: status, whether replayed, answer.
+async fn post(engine: &Engine, key: &str, body: &str) -> (u16, bool, serde_json::Value) {
+    let answer = send(&engine.url, key, body).await;
     let status = answer.status().as_u16();
     let replayed = answer.headers().get("idempotency-replayed").is_some();
     (
@@ -211,14 +216,7 @@ async fn over_http_a_key_in_flight_is_409_and_a_frozen_broker_is_503_within_the_
     let first = {
         let engine_url = engine.url.clone();
         tokio::spawn(async move {
-            let answer = reqwest::Client::new()
-                .post(format!("{engine_url}/patientprofile"))
-                .header("Content-Type", "application/json")
-                .header("Idempotency-Key", key)
-                .body(BODY)
-                .send()
-                .await
-                .expect("POST");
+            let answer = send(&engine_url, key, BODY).await;
             let retry_after = answer.headers().get("retry-after").is_some();
             (answer.status().as_u16(), retry_after, sent.elapsed())
         })
@@ -234,14 +232,7 @@ async fn over_http_a_key_in_flight_is_409_and_a_frozen_broker_is_503_within_the_
         tokio::task::yield_now().await;
     }
     // ... a retry with the same key is told to come back, and produces nothing.
-    let answer = reqwest::Client::new()
-        .post(format!("{}/patientprofile", engine.url))
-        .header("Content-Type", "application/json")
-        .header("Idempotency-Key", key)
-        .body(BODY)
-        .send()
-        .await
-        .expect("POST");
+    let answer = send(&engine.url, key, BODY).await;
     assert_eq!(answer.status().as_u16(), 409);
     assert!(
         answer.headers().contains_key("retry-after"),

@@ -84,7 +84,7 @@ async fn soak() {
             .plugin(&policy)
             .start()
     };
-    let mut engines = vec![start(&names), start(&names)];
+    let mut engines = [start(&names), start(&names)];
     let targets: Targets = Arc::new(RwLock::new(
         engines.iter().map(|e| Some(e.url.clone())).collect(),
     ));

@@ -259,15 +259,20 @@ impl Engine {
         topic_size(&self.brokers, &self.names.topic)
     }
 
-    /// The group's committed offset of each partition of the pipeline's topic, as the broker
-    /// holds it now (read with a consumer of the test's own that joins nothing).
-    pub fn committed(&self) -> HashMap<i32, i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
+    /// A client of the pipeline's group that reads its committed offsets and joins nothing.
+    fn offset_reader(&self) -> BaseConsumer {
+        ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.names.group)
             .set("enable.auto.commit", "false")
             .create()
-            .expect("offset reader");
+            .expect("offset reader")
+    }
+
+    /// The group's committed offset of each partition of the pipeline's topic, as the broker
+    /// holds it now.
+    pub fn committed(&self) -> HashMap<i32, i64> {
+        let consumer = self.offset_reader();
         let metadata = consumer
             .fetch_metadata(Some(&self.names.topic), Duration::from_secs(10))
             .expect("topic metadata");
@@ -290,12 +295,7 @@ impl Engine {
 
     /// Waits until the consumer group committed past `offset` on `partition`.
     pub async fn wait_committed_past(&self, partition: i32, offset: i64) {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.names.group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("offset reader");
+        let consumer = self.offset_reader();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.names.topic, partition);
         let deadline = Instant::now() + EFFECT_TIMEOUT;

@@ -336,6 +336,8 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-all-{}", std::process::id()))
         .set("enable.auto.commit", "false")
+        // tansu holds a fetch for its whole wait even when data is there.
+        .set("fetch.wait.max.ms", "10")
         .create()
         .expect("reader");
     let metadata = consumer
@@ -361,15 +363,17 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
     }
     consumer.assign(&tpl).expect("assign");
     let mut read = Vec::new();
-    let deadline = Instant::now() + EFFECT_TIMEOUT;
+    // However long the topic: it fails only when nothing arrives for a while.
+    let mut deadline = Instant::now() + EFFECT_TIMEOUT;
     while !ends.is_empty() {
         assert!(
             Instant::now() < deadline,
-            "{topic}: partitions {ends:?} not read to their end"
+            "{topic}: partitions {ends:?} not read to their end (nothing for {EFFECT_TIMEOUT:?})"
         );
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
+        deadline = Instant::now() + EFFECT_TIMEOUT;
         let message = message.expect("readable");
         read.push(Read {
             partition: message.partition(),

@@ -198,14 +198,7 @@ impl Publisher for SimPublisher {
             w.audit.push(published);
             w.audit.len() - 1
         } else {
-            let at = |name: &str| {
-                published
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
+            let at = |name: &str| published.header(name).unwrap_or_default().to_string();
             w.trace(format_args!(
                 "{:?} dead-letters p{}@{}",
                 self.life,

@@ -270,9 +270,7 @@ impl State {
                 return self.violated(Invariant::CommitBeforeDurable, detail);
             };
             let event = &self.plan.events[index];
-            let why = if !self.audited.contains(&event.id) {
-                Some("no audit record".to_string())
-            } else if let Some(update) = &self.updates[index] {
+            let why = if let Some(update) = &self.updates[index] {
                 let record = self.table.get(&event.key);
                 match self.oracle.durable(update, record) {
                     Ok(true) => None,
@@ -288,6 +286,9 @@ impl State {
                 let lettered = self.letters.iter().any(|l| is_letter_of(l, partition, o));
                 (!lettered).then(|| "no dead letter".to_string())
             };
+            let why = why.or_else(|| {
+                (!self.audited.contains(&event.id)).then(|| "no audit record".to_string())
+            });
             if let Some(why) = why {
                 let detail = format!(
                     "{by:?} stored offset {offset} of partition {partition}, past offset {o} (event {}): {why}",
@@ -300,15 +301,18 @@ impl State {
     }
 }
 
-/// Whether `letter` is the dead letter of `partition`/`offset`.
-pub fn is_letter_of(letter: &Published, partition: i32, offset: i64) -> bool {
-    let header = |name: &str| {
-        letter
-            .headers
+impl Published {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-    };
-    header("ordo-original-partition") == Some(partition.to_string().as_str())
-        && header("ordo-original-offset") == Some(offset.to_string().as_str())
+    }
+}
+
+/// Whether `letter` is the dead letter of `partition`/`offset`.
+pub fn is_letter_of(letter: &Published, partition: i32, offset: i64) -> bool {
+    letter.header("ordo-original-partition") == Some(partition.to_string().as_str())
+        && letter.header("ordo-original-offset") == Some(offset.to_string().as_str())
 }
