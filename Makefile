@@ -34,7 +34,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 MINUTES ?= 30
 
-.PHONY: soak py-tools js-tools prom-tools browser-tools ui-screenshot bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+.PHONY: docs soak py-tools js-tools prom-tools browser-tools ui-screenshot bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -146,9 +146,13 @@ chaos: local-dev-stack plugins ## The fault suite at five times the events (ORDO
 soak: local-dev-stack plugins ## Two engines, a steady stream and a fault every 5-30 s for MINUTES (30), then the independent checker; a table per fault kind (not in make test).
 	ORDO_SOAK_MINUTES=$(MINUTES) cargo test -p ordo --test soak -- --ignored --nocapture
 
-lint: ## rustfmt and clippy, warnings as errors.
+lint: ## rustfmt, clippy with warnings as errors, and no dependency cycle among engine/src's modules.
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 .ci/modgraph.py engine/src
+
+docs: ## Regenerate docs/config.md from the code (a test fails when it is out of date).
+	cargo run -q -p ordo -- config docs > docs/config.md
 
 fmt: ## Format the code.
 	cargo fmt --all

@@ -65,7 +65,7 @@ pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Re
             produce_timeout: Duration::from_secs(10),
         },
         in_flight: Arc::new(tokio::sync::Semaphore::new(ingest::DEFAULT_MAX_IN_FLIGHT)),
-        idempotency: ingest::idempotency::IdempotencyKeys::default(),
+        idempotency: ordo::store::keys::IdempotencyKeys::default(),
         metrics: IngestMetrics::default(),
         auth: None,
         waits: Default::default(),
@@ -74,21 +74,21 @@ pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Re
     let reloader = Arc::new(Reloader::new(Vec::new()));
     // No live stream is read here; a dropped trigger ends any at once.
     let (_, shutdown) = ordo::shutdown::channel();
-    let live = ingest::live::Live::new(
-        ingest::live::LiveSource {
+    let live = ordo::operator::live::Live::new(
+        ordo::operator::live::LiveSource {
             metrics: metrics.clone(),
             reloader: Arc::clone(&reloader),
             waits: Vec::new(),
         },
         shutdown,
     );
-    let admin = ingest::Admin {
+    let admin = ordo::operator::Admin {
         reloader,
         token: None,
         auth: None,
         live,
     };
-    let app = ingest::app(vec![api], publisher, metrics, admin);
+    let app = ordo::operator::app(vec![api], publisher, metrics, admin);
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
     let addr = acceptor
         .local_addr()

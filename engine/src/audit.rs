@@ -10,13 +10,11 @@
 //! a reload whose record cannot be written is logged.
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::bus::{BusError, Publisher};
 
 /// The audit topic when `[audit]` does not name one.
-pub const DEFAULT_TOPIC: &str = "ordo.audit";
+pub use crate::config::DEFAULT_AUDIT_TOPIC as DEFAULT_TOPIC;
 /// The HTTP header carrying the request id (sent back on every pipeline answer; a caller may
 /// send its own).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -77,9 +75,7 @@ impl<'a> Record<'a> {
     /// are set by the caller.
     pub fn new(action: Action, pipeline: &'a str, outcome: &'a str) -> Self {
         Self {
-            time: OffsetDateTime::now_utc()
-                .format(&Rfc3339)
-                .unwrap_or_default(),
+            time: crate::version::rfc3339(chrono::Utc::now()),
             principal: None,
             action,
             pipeline,

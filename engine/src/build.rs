@@ -2,26 +2,35 @@
 //! it (its plugin slot, its topics and table, its HTTP side and its apply loop), the way
 //! vector's `SinkConfig::build` turns a sink's config into a running sink. [`Shared`] is what
 //! every pipeline's parts share: one producer, one DynamoDB client, one metrics registry, one
-//! budget of requests in flight.
+//! budget of requests in flight. [`Engine`] is every pipeline built and running, with the
+//! operator's side over them: what `run` serves, then drains.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::endpoint::BoxEndpoint;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tracing::error;
 
 use crate::auth::Auth;
 use crate::bus::kafka::{self, GroupSettings, KafkaConfig, KafkaPublisher};
+use crate::bus::Publisher as _;
 use crate::config::Pipeline;
-use crate::ingest::idempotency::{DynamoKeys, IdempotencyKeys};
 use crate::ingest::{self, PipelineApi};
 use crate::metrics::Metrics;
+use crate::operator::{self, live, Admin};
 use crate::pipeline::{self, Applier};
-use crate::plugin::reload::Slot;
+use crate::plugin::reload::{Reloader, Slot};
 use crate::shutdown::Shutdown;
 use crate::store::dynamo::{self, DynamoStore};
-use crate::{Error, Settings};
+use crate::store::keys::{DynamoKeys, IdempotencyKeys};
+use crate::{config, Error, Settings};
+
+/// How long shutdown waits for the producer to flush.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every pipeline's parts share.
 pub struct Shared {
@@ -188,9 +197,95 @@ pub async fn build(
         store,
         limits: shared.limits,
         in_flight: Arc::clone(&shared.in_flight),
-        idempotency: IdempotencyKeys::Dynamo(keys),
+        idempotency: IdempotencyKeys::new(keys),
         auth: shared.auth.clone(),
         waits,
     });
     Ok(Built { slot, api, apply })
+}
+
+/// Every pipeline of a configuration, built and running: their apply loops spawned, their
+/// plugins watched, readiness probed.
+pub struct Engine {
+    apis: Vec<Arc<PipelineApi<KafkaPublisher, DynamoStore>>>,
+    applying: Vec<JoinHandle<()>>,
+    admin: Admin,
+    shared: Shared,
+}
+
+impl Engine {
+    /// Builds every pipeline of `config` (see [`build`]) and starts them, until `shutdown`.
+    pub async fn start(
+        settings: &Settings,
+        config: config::Config,
+        shutdown: &Shutdown,
+    ) -> Result<Self, Error> {
+        let auth = match &config.auth {
+            Some(auth) => Some(Arc::new(Auth::new(auth).await?)),
+            None => None,
+        };
+        let shared = Shared::new(settings, &config.kafka, auth.clone()).await?;
+        let (mut slots, mut apis, mut applying) = (Vec::new(), Vec::new(), Vec::new());
+        for pipeline in config.pipelines {
+            let built = build(pipeline, &shared, shutdown).await?;
+            slots.push(built.slot);
+            apis.push(built.api);
+            applying.push(tokio::spawn(built.apply));
+        }
+        let reloader = Arc::new(Reloader::new(slots));
+        reloader.spawn_triggers(shutdown);
+        let source = live::LiveSource {
+            metrics: shared.metrics.clone(),
+            reloader: Arc::clone(&reloader),
+            waits: apis
+                .iter()
+                .map(|a| (a.pipeline.name.clone(), a.waits.clone()))
+                .collect(),
+        };
+        let admin = Admin {
+            reloader,
+            token: settings.admin_token.clone(),
+            auth,
+            live: live::Live::new(source, shutdown.clone()),
+        };
+        tokio::spawn(operator::ready::probe(
+            Arc::clone(&shared.publisher),
+            apis.clone(),
+            shared.metrics.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            apis,
+            applying,
+            admin,
+            shared,
+        })
+    }
+
+    /// The whole HTTP application (each call a new one, for a second listener).
+    pub fn app(&self) -> BoxEndpoint<'static> {
+        operator::app(
+            self.apis.clone(),
+            Arc::clone(&self.shared.publisher),
+            self.shared.metrics.clone(),
+            self.admin.clone(),
+        )
+    }
+
+    /// Waits for every apply loop to end (after shutdown), then flushes the producer.
+    pub async fn drain(self) {
+        for apply in self.applying {
+            let _ = apply.await;
+        }
+        let publisher = Arc::clone(&self.shared.publisher);
+        // librdkafka's flush blocks its thread until the queue is empty or the timeout ends.
+        let flushed = tokio::task::spawn_blocking(move || publisher.flush(DRAIN_TIMEOUT)).await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!(error = %e, "Producer flush at shutdown failed; unacknowledged events were answered 503.")
+            }
+            Err(e) => error!(error = %e, "Producer flush at shutdown did not finish."),
+        }
+    }
 }

@@ -1,33 +1,46 @@
 //! Ordo keeps a replica of an entity correct when its update events arrive out of order.
 //!
-//! The modules, in the order one event meets them:
+//! The modules, in the order one event meets them (README's Layout lists them in this
+//! order, and `tests/layout.rs` holds the two together):
 //!
 //! 1. [`config`]: `pipelines.toml` → checked [`config::Pipeline`]s, every problem named at once.
-//! 2. [`build`]: one checked pipeline → its running parts (plugin slot, HTTP side, apply loop).
-//! 3. [`ingest`]: `POST {route}` validates the body, stamps the version field and produces it;
-//!    the engine's own endpoints and the OpenAPI document.
-//! 4. [`bus`]: the bus seam (publisher and consumer traits) and its Kafka implementation.
-//! 5. [`pipeline`]: the apply loop: per-key order, merge through the plugin, conditional
+//! 2. [`build`]: one checked pipeline → its running parts (plugin slot, HTTP side, apply
+//!    loop); every pipeline started as one engine.
+//! 3. [`serve`]: the listeners, HTTP or HTTPS, the operator's side apart when asked.
+//! 4. [`ingest`]: the pipeline routes: `POST {route}` checks the body, stamps the version
+//!    field and produces it (one event or NDJSON); `GET {route}/{id}` reads the replica.
+//! 5. [`bus`]: the bus seam (publisher and consumer traits) and its Kafka implementation.
+//! 6. [`pipeline`]: the apply loop: per-key order, merge through the plugin, conditional
 //!    write, dead letters, offsets stored once durable.
-//! 6. [`plugin`]: the pipeline's WebAssembly policy (validate, merge, schema) in a sandbox,
+//! 7. [`plugin`]: the pipeline's WebAssembly policy (validate, merge, schema) in a sandbox,
 //!    and hot swap.
-//! 7. [`store`]: the store seam and DynamoDB, with writes conditioned on the revision merged
-//!    against.
+//! 8. [`store`]: the store seam and DynamoDB, with writes conditioned on the revision merged
+//!    against; Idempotency-Keys behind a seam of their own.
 //!
-//! Beside the data path: [`metrics`] (the Prometheus registry, a leaf every component
-//! updates), [`shutdown`] (the signal every task awaits), [`ops`] (the one-shot commands:
-//! validate, replay, tap, dead-letter re-drive) and [`testing`] (in-memory bus and store for
-//! tests), [`version`] (versions from the future), [`auth`] (who may call what),
-//! [`audit`] (who did what, on a Kafka topic) and [`redact`] (keys in logs as keyed hashes); `mistakes` keeps past mistakes of the apply
-//! path that only a test build can put back, for the simulation to find.
+//! Beside the data path:
+//!
+//! - [`operator`]: the operator's side: health, readiness, metrics, the admin API, the live
+//!   stream, `/ui`, `/docs`, and the assembly of the HTTP application.
+//! - [`auth`]: who may call what.
+//! - [`audit`]: who did what, on a Kafka topic.
+//! - [`redact`]: keys in logs as keyed hashes.
+//! - [`metrics`]: the Prometheus registry, a leaf every component updates, and its snapshot.
+//! - [`telemetry`]: OpenTelemetry traces, from the HTTP call to the write.
+//! - [`shutdown`]: the signal every task awaits.
+//! - [`version`]: versions from the future; instants and durations as text.
+//! - [`watch`]: how a changed file is noticed.
+//! - [`ops`]: the one-shot commands: validate, replay, tap, dead-letter re-drive, load, top.
+//! - `testing` (feature `testing`): in-memory bus, store and policy, the records' oracle, and
+//!   the simulation of the apply path.
+//! - `mistakes`: past mistakes of the apply path that only a test build can put back, for the
+//!   simulation to find.
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{error, warn};
+use tracing::warn;
 
 pub mod audit;
 pub mod auth;
@@ -37,6 +50,7 @@ pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub(crate) mod mistakes;
+pub mod operator;
 pub mod ops;
 pub mod pipeline;
 pub mod plugin;
@@ -45,17 +59,15 @@ pub mod serve;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod version;
+pub mod watch;
 
-use bus::Publisher as _;
-use plugin::reload::Reloader;
 use shutdown::Shutdown;
 
 /// The port served when no listen address is given.
 pub const DEFAULT_PORT: u16 = 3000;
-/// How long shutdown waits for the producer to flush.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the process runs; what it runs is in the pipelines file.
 #[derive(Debug, Clone)]
@@ -124,7 +136,7 @@ pub enum Error {
         source: store::StoreError,
     },
     /// The pipelines file has no `[auth]` table, and the listen address is not loopback.
-    #[error("refusing to serve without authentication on {addr}: anyone who can reach it could write and read every record. Add an [auth] table to the pipelines file (see README, Security), listen on loopback (--listen 127.0.0.1:3000), or pass --insecure-no-auth")]
+    #[error("refusing to serve without authentication on {addr}: anyone who can reach it could write and read every record. Add an [auth] table to the pipelines file (see docs/security.md), listen on loopback (--listen 127.0.0.1:3000), or pass --insecure-no-auth")]
     Unauthenticated {
         /// The address asked for.
         addr: SocketAddr,
@@ -171,94 +183,22 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     if let Some(tls) = &settings.tls {
         tls.check()?;
     }
-    let auth = match &config.auth {
-        Some(auth) => Some(Arc::new(auth::Auth::new(auth).await?)),
-        None => None,
+    let engine = build::Engine::start(&settings, config, &shutdown).await?;
+    let listeners = serve::Listeners {
+        public: listen,
+        admin: settings.admin_listen,
+        tls: settings.tls.clone(),
     };
-    let pipelines = config.pipelines;
-    let shared = build::Shared::new(&settings, &config.kafka, auth.clone()).await?;
-    let (mut slots, mut apis, mut applying) = (Vec::new(), Vec::new(), Vec::new());
-    for pipeline in pipelines {
-        let built = build::build(pipeline, &shared, &shutdown).await?;
-        slots.push(built.slot);
-        apis.push(built.api);
-        applying.push(tokio::spawn(built.apply));
-    }
-    let reloader = Arc::new(Reloader::new(slots));
-    reloader.spawn_triggers(&shutdown);
-    let live = ingest::live::Live::new(
-        ingest::live::LiveSource {
-            metrics: shared.metrics.clone(),
-            reloader: Arc::clone(&reloader),
-            waits: apis
-                .iter()
-                .map(|a| (a.pipeline.name.clone(), a.waits.clone()))
-                .collect(),
-        },
-        shutdown.clone(),
-    );
-    let admin = ingest::Admin {
-        reloader,
-        token: settings.admin_token.clone(),
-        auth,
-        live,
-    };
-    let publisher = Arc::clone(&shared.publisher);
-    tokio::spawn(ingest::ready::probe(
-        Arc::clone(&publisher),
-        apis.clone(),
-        shared.metrics.clone(),
-        shutdown.clone(),
-    ));
-    let app = ingest::app(
-        apis.clone(),
-        Arc::clone(&publisher),
-        shared.metrics.clone(),
-        admin.clone(),
-    );
-    let served = match settings.admin_listen {
-        None => serve::serve(listen, settings.tls.clone(), app, "Ordo", shutdown).await,
-        Some(admin_listen) => {
-            // The operator's side on an address of its own; the public one no longer has it.
-            let side = ingest::app(apis, Arc::clone(&publisher), shared.metrics, admin);
-            let (public, operator) = tokio::join!(
-                serve::serve(
-                    listen,
-                    settings.tls.clone(),
-                    ingest::without_operator(app),
-                    "Ordo",
-                    shutdown.clone()
-                ),
-                serve::serve(
-                    admin_listen,
-                    settings.tls.clone(),
-                    ingest::operator_only(side),
-                    "Ordo admin",
-                    shutdown
-                ),
-            );
-            public.and(operator)
-        }
-    };
-    for apply in applying {
-        let _ = apply.await;
-    }
-    if let Err(e) = publisher.flush(DRAIN_TIMEOUT) {
-        error!(error = %e, "Producer flush at shutdown failed; unacknowledged events were answered 503.");
-    }
+    let served = listeners.serve(|| engine.app(), shutdown).await;
+    engine.drain().await;
     served
-}
-
-/// `bytes` as lowercase hexadecimal digits.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 16 random bytes in hexadecimal (fixed if the system has no randomness: an id, not a secret).
 pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
     let _ = getrandom::fill(&mut bytes);
-    hex(&bytes)
+    hex::encode(bytes)
 }
 
 /// The messages of `e` and its sources, joined by `: ` (a message already ending the text is

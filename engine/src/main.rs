@@ -11,7 +11,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 mod cli;
 
-use cli::args::{Cli, Command, DlqCommand, PluginCommand};
+use cli::args::{Cli, Command, ConfigCommand, DlqCommand, PluginCommand};
 use cli::commands;
 
 fn main() -> ExitCode {
@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         Some(Command::Tap(args)) => commands::tap(args),
         Some(Command::Load(args)) => commands::load(args),
         Some(Command::Top(args)) => commands::top(args),
+        Some(Command::Config(ConfigCommand::Docs)) => commands::config_docs(),
     };
     match outcome {
         Ok(code) => code,

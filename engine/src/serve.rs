@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use poem::listener::{
@@ -12,6 +12,7 @@ use poem::listener::{
 use poem::Server;
 use tracing::{info, warn};
 
+use crate::operator;
 use crate::shutdown::Shutdown;
 use crate::Error;
 
@@ -30,7 +31,7 @@ pub struct Tls {
 }
 
 /// What tells one version of the pair of files from the next.
-type Stamp = Option<(SystemTime, u64, SystemTime, u64)>;
+type Stamp = (Option<crate::watch::Stamp>, Option<crate::watch::Stamp>);
 
 impl Tls {
     /// Whether the files load, before anything else is started.
@@ -39,11 +40,10 @@ impl Tls {
     }
 
     fn stamp(&self) -> Stamp {
-        let (c, k) = (
-            std::fs::metadata(&self.cert).ok()?,
-            std::fs::metadata(&self.key).ok()?,
-        );
-        Some((c.modified().ok()?, c.len(), k.modified().ok()?, k.len()))
+        (
+            crate::watch::stamp(&self.cert),
+            crate::watch::stamp(&self.key),
+        )
     }
 
     /// The files as a rustls configuration; checked by building it, so a broken pair is
@@ -66,6 +66,47 @@ impl Tls {
             reason: e.to_string(),
         })?;
         Ok(build())
+    }
+}
+
+/// Where the engine serves: every route on `public`, or with `admin` the operator's side
+/// (`/admin/*`, `/metrics`, `/ui`, and the health checks) there and not on `public`.
+pub struct Listeners {
+    /// The public address.
+    pub public: SocketAddr,
+    /// The operator's address, if apart.
+    pub admin: Option<SocketAddr>,
+    /// HTTPS on both, when given.
+    pub tls: Option<Tls>,
+}
+
+impl Listeners {
+    /// Serves the application `app` makes until `shutdown`.
+    pub async fn serve(
+        self,
+        app: impl Fn() -> poem::endpoint::BoxEndpoint<'static>,
+        shutdown: Shutdown,
+    ) -> Result<(), Error> {
+        let Some(admin) = self.admin else {
+            return serve(self.public, self.tls, app(), "Ordo", shutdown).await;
+        };
+        let (public, operator) = tokio::join!(
+            serve(
+                self.public,
+                self.tls.clone(),
+                operator::without_operator(app()),
+                "Ordo",
+                shutdown.clone()
+            ),
+            serve(
+                admin,
+                self.tls,
+                operator::operator_only(app()),
+                "Ordo admin",
+                shutdown
+            ),
+        );
+        public.and(operator)
     }
 }
 

@@ -35,9 +35,4 @@ impl Shutdown {
         // An error means the trigger was dropped, which also means: stop.
         let _ = self.rx.wait_for(|stop| *stop).await;
     }
-
-    /// Whether shutdown has been requested.
-    pub fn is_requested(&self) -> bool {
-        *self.rx.borrow()
-    }
 }

@@ -8,47 +8,43 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 /// The skew allowed when a pipeline does not say.
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(300);
 
 /// Why `version` is too far ahead of `received`, or `None` (also when it is not an instant).
-pub fn too_far_ahead(version: &Value, received: OffsetDateTime, skew: Duration) -> Option<String> {
-    let at = OffsetDateTime::parse(version.as_str()?, &Rfc3339).ok()?;
-    let ahead = at - received;
-    (ahead > skew).then(|| {
+pub fn too_far_ahead(version: &Value, received: DateTime<Utc>, skew: Duration) -> Option<String> {
+    let at = DateTime::parse_from_rfc3339(version.as_str()?).ok()?;
+    let ahead = at.with_timezone(&Utc) - received;
+    (ahead > TimeDelta::from_std(skew).unwrap_or(TimeDelta::MAX)).then(|| {
         format!(
             "is {} s ahead of the time the event was received; at most {} s is allowed (the pipeline's max_version_skew)",
-            ahead.whole_seconds(),
+            ahead.num_seconds(),
             skew.as_secs()
         )
     })
 }
 
 /// The instant `millis` after the Unix epoch, or `None` when it is out of range.
-pub fn from_millis(millis: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+pub fn from_millis(millis: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(millis)
 }
 
-/// A duration written as seconds (`300`) or with a unit (`"90s"`, `"5m"`, `"2h"`, `"1d"`).
+/// `at` as RFC 3339 text in UTC, with as many fraction digits as it needs (0, 3, 6 or 9).
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// A duration written as seconds (`300`) or as `humantime` reads it (`"90s"`, `"5m"`,
+/// `"2h"`, `"1d"`, `"1h 30m"`).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let unit = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(unit).map(Duration::from_secs)
+    match text.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text).ok(),
+    }
 }
 
 #[cfg(test)]
@@ -58,7 +54,9 @@ mod tests {
 
     #[test]
     fn a_version_past_the_skew_is_refused_and_others_pass() {
-        let now = OffsetDateTime::parse("2026-01-01T00:00:00Z", &Rfc3339).expect("instant");
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("instant")
+            .with_timezone(&Utc);
         let skew = Duration::from_secs(300);
         assert!(too_far_ahead(&json!("2026-01-01T00:04:59Z"), now, skew).is_none());
         assert!(too_far_ahead(&json!("2025-01-01T00:00:00Z"), now, skew).is_none());
@@ -71,6 +69,7 @@ mod tests {
         );
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("5 parsecs"), None);
     }
 }

@@ -37,8 +37,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 /// Patients per stream.
 const PATIENTS: usize = 20;
@@ -222,13 +220,15 @@ fn partial_updates(rng: &mut Rng, label: &str, updates: usize) -> Vec<Event> {
     for p in 0..PATIENTS {
         let key = format!("{label}-{p}");
         for step in 0..updates as i128 {
-            let instant = OffsetDateTime::from_unix_timestamp_nanos(base + step * 3_000_000)
-                .expect("instant");
+            let nanos = i64::try_from(base + step * 3_000_000).expect("instant");
+            let instant = chrono::DateTime::from_timestamp_nanos(nanos);
             let mut body = serde_json::Map::new();
             body.insert("PatientId".into(), key.clone().into());
             body.insert(
                 "UpdatedAt".into(),
-                instant.format(&Rfc3339).expect("format").into(),
+                instant
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                    .into(),
             );
             let mask = 1 + rng.below((1 << fields.len()) - 1);
             for (bit, field) in fields.iter().enumerate() {

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::{Engine, Names};
-use ordo::ingest::idempotency::{DynamoKeys, IdempotencyKeys, Refused};
+use ordo::store::keys::{DynamoKeys, IdempotencyKeys, Refused};
 
 const BODY: &str = r#"{"PatientId":"idem-durable","FirstName":"Jane","LastName":"Doe","IsPregnant":"False","Sex":"Female"}"#;
 
@@ -111,7 +111,7 @@ async fn a_key_in_flight_is_refused_a_failure_released_and_a_stale_claim_taken_o
     let table = format!("{}-keys", Names::unique("idem-claims").table);
     let prepared = DynamoKeys::new(dynamo.clone(), &table, "p", Duration::from_secs(3600));
     prepared.prepare(true).await.expect("table");
-    let keys = std::sync::Arc::new(IdempotencyKeys::Dynamo(prepared));
+    let keys = std::sync::Arc::new(IdempotencyKeys::new(prepared));
     let body = [7u8; 32];
 
     // A request in flight holds its key: a second one is told to retry, not produced.
@@ -182,7 +182,7 @@ async fn a_key_in_flight_is_refused_a_failure_released_and_a_stale_claim_taken_o
         .collect();
     assert_eq!(pending.len(), 1, "{pending:?}");
     let id = pending[0].get("id").cloned().expect("id");
-    let too_old = (now_s() - 2 * ordo::ingest::idempotency::CLAIM_LEASE.as_secs()) * 1000;
+    let too_old = (now_s() - 2 * ordo::store::keys::CLAIM_LEASE.as_secs()) * 1000;
     dynamo
         .update_item()
         .table_name(&table)

@@ -25,9 +25,8 @@ async fn a_version_past_the_skew_is_refused_at_ingest_and_from_the_topic() {
 
     // Straight to the topic, judged against the message's timestamp.
     let refused = produce_raw(&engine.names.topic, "s1", pinned).await;
-    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(60))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("formats");
+    let soon = (chrono::Utc::now() + chrono::TimeDelta::seconds(60))
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     let fine = format!(r#"{{"PatientId":"s1","FirstName":"Real","UpdatedAt":"{soon}"}}"#);
     let applied = produce_raw(&engine.names.topic, "s1", &fine).await;
     engine.wait_all_committed(&[refused, applied]).await;

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::{produce_raw, s, wait_item, Engine, Names};
 use std::time::Duration;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 /// The README's curl body, byte for byte.
 const SEED_BODY: &str = r#"{ "PatientId": "1", "FirstName": "John", "LastName": "Doe", "IsPregnant": "False", "Sex": "Female"}"#;
@@ -24,7 +22,7 @@ async fn seed_curl_lands_as_the_seed_scan_shows() {
         .as_str()
         .expect("updatedAt in the answer")
         .to_string();
-    OffsetDateTime::parse(&stamped, &Rfc3339).expect("stamped UpdatedAt is RFC 3339");
+    chrono::DateTime::parse_from_rfc3339(&stamped).expect("stamped UpdatedAt is RFC 3339");
 
     let item = wait_item(&engine, "1", |_| true).await;
     assert_eq!(engine.topic_size(), 1, "one request, one event");

@@ -121,12 +121,12 @@ export function allStrings(record) {
   }
 }
 
-// As the Rust SDK reads RFC 3339 (the `time` crate): ASCII digits only, any one ASCII
-// character between date and time (RFC 3339 names `T` and allows a space), any number of
-// fraction digits (nanoseconds kept, the rest ignored), `Z` or `z`, and a leap second at the
-// end of a month (UTC) read as the last nanosecond before it.
+// As the Rust SDK reads RFC 3339 (`chrono`'s `parse_from_rfc3339`): ASCII digits only, `T`,
+// `t` or a space between date and time, any number of fraction digits (nanoseconds kept, the
+// rest ignored), `Z` or `z`, an offset's sign `+`, `-` or U+2212, and a leap second (`:60`)
+// at the end of any minute, read as the last nanosecond of that minute.
 const RFC3339 =
-  /^([0-9]{4})-([0-9]{2})-([0-9]{2})[\x00-\x7f]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))$/;
+  /^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:([Zz])|([+\-\u2212])([0-9]{2}):([0-9]{2}))$/;
 const NANOS = 1_000_000_000n;
 const DAY = 86_400;
 
@@ -150,20 +150,6 @@ function daysFromCivil(year, month, day) {
   return era * 146_097 + dayOfEra - 719_468;
 }
 
-// The day of the month of `days` since 1970-01-01.
-function civilDay(days) {
-  const d = days + 719_468;
-  const era = floorDiv(d, 146_097);
-  const dayOfEra = d - era * 146_097;
-  const yearOfEra = floorDiv(
-    dayOfEra - floorDiv(dayOfEra, 1460) + floorDiv(dayOfEra, 36_524) - floorDiv(dayOfEra, 146_096),
-    365,
-  );
-  const dayOfYear = dayOfEra - (365 * yearOfEra + floorDiv(yearOfEra, 4) - floorDiv(yearOfEra, 100));
-  const monthIndex = floorDiv(5 * dayOfYear + 2, 153);
-  return dayOfYear - floorDiv(153 * monthIndex + 2, 5) + 1;
-}
-
 /** The instant an RFC 3339 timestamp (any UTC offset, up to nanoseconds) denotes, as a
  * BigInt of nanoseconds since the Unix epoch (a Number would lose nanoseconds past 2^53);
  * null when `text` is not one. Compare instants with `<` and `>`, never the text. */
@@ -178,7 +164,7 @@ export function parseTimestamp(text) {
   if (m[8] === undefined) {
     const [offHours, offMinutes] = [Number(m[10]), Number(m[11])];
     if (offHours > 23 || offMinutes > 59) return null;
-    offset = (offHours * 60 + offMinutes) * 60 * (m[9] === "-" ? -1 : 1);
+    offset = (offHours * 60 + offMinutes) * 60 * (m[9] === "+" ? 1 : -1);
   }
   let nanos = BigInt((m[7] ?? "").slice(0, 9).padEnd(9, "0"));
   const leap = second === 60;
@@ -187,11 +173,6 @@ export function parseTimestamp(text) {
     nanos = NANOS - 1n;
   }
   const seconds = daysFromCivil(year, month, day) * DAY + hour * 3600 + minute * 60 + second - offset;
-  if (leap) {
-    // Only as the stand-in for a leap second: 23:59:59.999999999 UTC on a month's last day.
-    const utcDay = floorDiv(seconds, DAY);
-    if (seconds - utcDay * DAY !== DAY - 1 || civilDay(utcDay + 1) !== 1) return null;
-  }
   return BigInt(seconds) * NANOS + nanos;
 }
 

@@ -98,13 +98,13 @@ def all_strings(record: dict) -> None:
             raise Invalid(name, "must be a string")
 
 
-# As the Rust SDK reads RFC 3339 (the `time` crate): ASCII digits only, any one ASCII
-# character between date and time (RFC 3339 names `T` and allows a space), any number of
-# fraction digits (nanoseconds kept, the rest ignored), `Z` or `z`, and a leap second at the
-# end of a month (UTC) read as the last nanosecond before it.
+# As the Rust SDK reads RFC 3339 (`chrono`'s `parse_from_rfc3339`): ASCII digits only, `T`,
+# `t` or a space between date and time, any number of fraction digits (nanoseconds kept, the
+# rest ignored), `Z` or `z`, an offset's sign `+`, `-` or U+2212, and a leap second (`:60`)
+# at the end of any minute, read as the last nanosecond of that minute.
 _RFC3339 = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[\x00-\x7f]([0-9]{2}):([0-9]{2}):([0-9]{2})"
-    r"(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))\Z"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]+))?(?:([Zz])|([+\-\u2212])([0-9]{2}):([0-9]{2}))\Z"
 )
 _NANOS = 1_000_000_000
 _DAY = 86_400
@@ -143,29 +143,13 @@ def parse_timestamp(text: str):
         off_h, off_m = int(m.group(10)), int(m.group(11))
         if off_h > 23 or off_m > 59:
             return None
-        offset = (off_h * 60 + off_m) * 60 * (-1 if m.group(9) == "-" else 1)
+        offset = (off_h * 60 + off_m) * 60 * (1 if m.group(9) == "+" else -1)
     nanos = int((m.group(7) or "")[:9].ljust(9, "0"))
     leap = second == 60
     if leap:
         second, nanos = 59, _NANOS - 1
     seconds = _days_from_civil(year, month, day) * _DAY + hour * 3600 + minute * 60 + second - offset
-    if leap:
-        # Only as the stand-in for a leap second: 23:59:59.999999999 UTC on a month's last day.
-        utc_day, utc_second = divmod(seconds, _DAY)
-        if utc_second != _DAY - 1 or _civil_day(utc_day + 1) != 1:
-            return None
     return seconds * _NANOS + nanos
-
-
-def _civil_day(days: int) -> int:
-    """The day of the month of `days` since 1970-01-01."""
-    days += 719_468
-    era = days // 146_097
-    day_of_era = days - era * 146_097
-    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
-    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
-    month_index = (5 * day_of_year + 2) // 153
-    return day_of_year - (153 * month_index + 2) // 5 + 1
 
 
 def timestamp(record: dict, field: str) -> int:

@@ -20,11 +20,15 @@ class Timestamps(unittest.TestCase):
         self.assertEqual(parse_timestamp("1970-01-01T00:00:00.1z"), NS // 10)
 
     def test_it_reads_what_the_rust_sdk_reads(self):
-        # Any one ASCII character between date and time, any number of fraction digits, year
-        # 0, a leap second at the end of a month: the `time` crate's RFC 3339, which the Rust
-        # plugins use (engine/tests/plugin_languages.rs compares them over generated events).
+        # `T`, `t` or a space between date and time, any number of fraction digits, year 0,
+        # U+2212 as a minus sign, a leap second at the end of any minute: chrono's RFC 3339,
+        # which the Rust plugins use (engine/tests/plugin_languages.rs compares them over
+        # generated events).
         self.assertEqual(parse_timestamp("1970-01-01 00:00:01Z"), NS)
-        self.assertEqual(parse_timestamp("1970-01-01_00:00:01Z"), NS)
+        self.assertEqual(parse_timestamp("1970-01-01t00:00:01Z"), NS)
+        self.assertIsNone(parse_timestamp("1970-01-01_00:00:01Z"))
+        self.assertEqual(parse_timestamp("1970-01-01T00:00:00\u221201:00"), 3600 * NS)
+        self.assertEqual(parse_timestamp("1970-01-01T00:30:60+00:00"), 1860 * NS - 1)
         self.assertEqual(parse_timestamp("1970-01-01T00:00:00.1234567899Z"), 123456789)
         self.assertEqual(parse_timestamp("0000-03-01T00:00:00Z"), -62162035200 * NS)
         self.assertEqual(parse_timestamp("2016-12-31T23:59:60Z"), 1483228800 * NS - 1)

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
@@ -16,6 +16,7 @@ use tracing::warn;
 
 use super::{Denied, Principal};
 use crate::config::auth::{JwksSource, JwtConfig};
+use crate::watch::{stamp, Stamp};
 
 /// How often a key set at a URL is fetched again.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
@@ -217,20 +218,6 @@ impl JwtVerifier {
             }
         }
     }
-}
-
-/// What tells one version of a file from the next: modification time, length and (on Unix)
-/// inode, which an atomic rename changes even within one tick of a coarse clock.
-type Stamp = (SystemTime, u64, u64);
-
-/// The [`Stamp`] of `path`, or `None` when it cannot be read.
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some((meta.modified().ok()?, meta.len(), inode))
 }
 
 /// The signing keys in the JWKS file `path`.

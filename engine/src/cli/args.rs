@@ -50,6 +50,16 @@ pub enum Command {
     /// A running engine's pipelines in the terminal, from its /metrics and /readyz: rates,
     /// lag by partition, dead letters, the plugin in force, reloads, readiness. q quits.
     Top(TopArgs),
+    /// The configuration's reference.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print docs/config.md: every key of the pipelines file and every flag, generated from
+    /// their definitions.
+    Docs,
 }
 
 #[derive(Debug, Args)]

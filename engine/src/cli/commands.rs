@@ -352,3 +352,50 @@ pub async fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
     .await?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Prints the configuration's reference (docs/config.md) with the flags of `ordo run`.
+pub fn config_docs() -> anyhow::Result<ExitCode> {
+    print!("{}", ordo::config::reference::markdown(&flags()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The flags `ordo run` takes (with the global ones), as a Markdown table from their clap
+/// definitions.
+fn flags() -> String {
+    use clap::CommandFactory as _;
+    let cli = super::args::Cli::command();
+    let mut out = String::from("| flag | environment | default | meaning |\n|---|---|---|---|\n");
+    for arg in cli.get_arguments() {
+        let Some(long) = arg.get_long() else {
+            continue;
+        };
+        if ["help", "version"].contains(&long) {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .map(|e| format!("`{}`", e.to_string_lossy()))
+            .unwrap_or_default();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = match defaults.as_slice() {
+            [] => String::new(),
+            [v] if v == "false" => "off".into(),
+            values => format!("`{}`", values.join(",")),
+        };
+        let help = arg
+            .get_long_help()
+            .or_else(|| arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        out.push_str(&format!(
+            "| `--{long}` | {env} | {default} | {} |\n",
+            help.replace('|', "\\|")
+        ));
+    }
+    out
+}

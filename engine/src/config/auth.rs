@@ -18,6 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::ConfigError;
@@ -32,36 +33,45 @@ pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
 const MAX_LEEWAY_SECONDS: u64 = 300;
 
 /// `[auth]` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AuthFile {
-    /// Named API keys.
+    /// Named API keys: `[[auth.api_keys]]` tables, below.
     #[serde(default)]
     api_keys: Vec<ApiKeyFile>,
-    /// JWTs from an OIDC issuer.
+    /// JWTs from one OIDC issuer: the table `[auth.jwt]`, below.
     jwt: Option<JwtFile>,
 }
 
 /// One `[[auth.api_keys]]` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ApiKeyFile {
+pub(super) struct ApiKeyFile {
+    /// The principal the key stands for, as the audit trail names it (required).
     name: String,
+    /// The SHA-256 of the key, 64 hex digits: the key itself is never in the file (required).
     sha256: String,
+    /// What the key may do: `<pipeline>:write`, `<pipeline>:read`, `admin` (required).
     scopes: Vec<String>,
 }
 
 /// `[auth.jwt]` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct JwtFile {
+pub(super) struct JwtFile {
+    /// The `iss` a token must carry (required).
     issuer: String,
+    /// The `aud` a token must carry (required).
     audience: String,
+    /// The issuer's signing keys: a JWKS file, or an `https://` URL fetched and refreshed
+    /// (required).
     jwks: String,
     /// A CA (PEM file) trusted for an `https://` key set besides the system's roots.
     jwks_ca: Option<PathBuf>,
+    /// The claim holding the token's scopes (a space-separated string or a list).
     #[serde(default = "default_scopes_claim")]
     scopes_claim: String,
+    /// Clock difference allowed when checking `exp` and `nbf`, in seconds (up to 300).
     #[serde(default = "default_leeway")]
     leeway_seconds: u64,
 }

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::plugin::sandbox;
 
@@ -23,73 +24,101 @@ pub const DEFAULT_CONCURRENCY: usize = 64;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 0;
 
 /// One `[pipelines.<name>]` table as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PipelineFile {
-    /// HTTP route that ingests events, e.g. `/patientprofile` (required).
+    /// HTTP route that ingests events (`POST`), e.g. `/patientprofile`; `GET {route}/{id}`
+    /// reads a record back. `/` and segments of letters, digits, `.`, `_`, `~`, `-` (nothing a
+    /// router reads as a parameter or wildcard), up to 200 characters; not one of the engine's
+    /// own paths (`/docs`, `/metrics`, `/healthz`, `/readyz`, `/admin`, `/ui`) or under one
+    /// (required).
     pub route: Option<String>,
-    /// Kafka topic the events travel on (required).
+    /// Kafka topic the events travel on, keyed by the key field; 1 to 249 of letters, digits,
+    /// `.`, `_`, `-` (required).
     pub topic: Option<String>,
-    /// Top-level JSON field whose value is the Kafka key and the table's partition key
+    /// Top-level JSON field (a non-empty string): the Kafka key and the table's partition key
     /// (required).
     pub key_field: Option<String>,
-    /// Top-level JSON field that orders updates; stamped at ingest when absent (required).
+    /// Top-level JSON field that orders updates; ingest stamps it with the receipt time
+    /// (RFC 3339, UTC) when absent; must differ from `key_field` (required).
     pub version_field: Option<String>,
-    /// DynamoDB table holding the replica (required).
+    /// DynamoDB table of the replica (3 to 255 of letters, digits, `.`, `_`, `-`); created
+    /// (on-demand, `key_field` as string partition key) when missing (required).
     pub table: Option<String>,
-    /// Policy plugin (a WebAssembly component), relative to the file's folder (required).
+    /// The policy plugin, a WebAssembly component, relative to this file's folder (see
+    /// plugins/README.md); watched and swapped in when it changes (required).
     pub plugin: Option<PathBuf>,
-    /// Partitions of the topic when Ordo creates it.
+    /// Partitions of the topic when Ordo creates it (1 to 10,000).
     #[serde(default = "default_partitions")]
     pub partitions: i32,
-    /// Replication factor of the topic when Ordo creates it.
+    /// Replicas of the topic when Ordo creates it (1 to 16; use 3 on a real cluster).
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
-    /// Consumer group; defaults to `ordo.<pipeline name>`.
+    /// Kafka consumer group, shared by every engine instance of the pipeline. Default:
+    /// `ordo.<name>`.
     pub consumer_group: Option<String>,
-    /// Dead-letter topic; defaults to `<topic>.dlq`.
+    /// Where events that cannot be applied go, with the reason in the `ordo-reason` header.
+    /// Default: `<topic>.dlq`.
     pub dead_letter_topic: Option<String>,
-    /// Keys applied at once by one engine.
+    /// Keys one engine applies at once (1 to 4096).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Attempts before an event failing transiently is dead-lettered; 0 (the default)
-    /// waits as long as the failure lasts.
+    /// Transient failures (DynamoDB or the broker away, the plugin busy or starved of CPU) of
+    /// an event before it is dead-lettered instead of waiting; `0` waits as long as the
+    /// failure lasts (up to 1,000,000). Permanent failures dead-letter at once and throttling
+    /// only slows writes, whatever this says.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-    /// Records written last kept in memory, so the next write of a key skips its read; 0: none.
+    /// Records this engine wrote last, kept in memory so the next write of a key merges
+    /// without reading the table first; safe because writes are conditional on the revision
+    /// (a stale copy loses its write and the key is read again), and a verdict that writes
+    /// nothing is always confirmed against the table; `0` turns it off (up to 1,000,000, about
+    /// 1 GiB of profiles).
     #[serde(default = "default_cache_records")]
     pub cache_records: usize,
-    /// Fuel one plugin call may burn.
+    /// Fuel one plugin call may burn (about 5 ms of guest work; 1 to 1,000,000,000,000: set it
+    /// high to let `plugin_timeout_ms` alone bound a call).
     #[serde(default = "default_plugin_fuel")]
     pub plugin_fuel: u64,
-    /// Milliseconds of CPU time one plugin call may take.
+    /// CPU time one plugin call may use, in milliseconds, counted on its own thread so a busy
+    /// host does not count; a call also stops after 20× this on the wall clock (1 to 10,000).
     #[serde(default = "default_plugin_timeout_ms")]
     pub plugin_timeout_ms: u64,
-    /// MiB of linear memory one plugin instance may hold.
+    /// Memory one plugin instance may hold, in MiB (1 to 4096).
     #[serde(default = "default_plugin_memory_mib")]
     pub plugin_memory_mib: usize,
-    /// WASI capabilities granted to the plugin: `clocks`, `random`.
+    /// WASI capabilities granted to the plugin: `"clocks"`, `"random"`; files, network and
+    /// environment cannot be granted.
     #[serde(default)]
     pub plugin_capabilities: Vec<String>,
-    /// JSON Lines of sample events a plugin must pass before it is put in force.
+    /// JSON Lines of sample events (with expectations) a plugin must pass before it is put in
+    /// force.
     pub plugin_self_test: Option<PathBuf>,
-    /// How far ahead of its receipt time an event's version may be: seconds, or text with a
-    /// unit (`"5m"`).
+    /// How far an RFC 3339 version may be ahead of the event's receipt (the clock at ingest,
+    /// the Kafka timestamp from the topic): seconds, or text as `humantime` reads it (`"90s"`,
+    /// `"5m"`, `"2h"`, `"1d"`, `"1h 30m"`), from 1 s to 30 days. Further ahead is `422` at
+    /// ingest and dead-lettered from the topic. It allows for clock differences between
+    /// services; a version that is not an instant is left to the plugin. Default: `300` (5
+    /// minutes).
     pub max_version_skew: Option<DurationText>,
-    /// Whether Ordo creates the table when it is missing (else it only checks it exists).
+    /// Whether Ordo creates the pipeline's table when it is missing; `false` only checks it
+    /// exists with the key schema (`DescribeTable`), so the engine's role needs no
+    /// `CreateTable`, and a missing table stops the start naming the key it needs.
     #[serde(default = "default_true")]
     pub create_tables: bool,
     /// Topic configuration (`min.insync.replicas`, `retention.ms`, …) set when Ordo creates
-    /// the topic and checked, never changed, when it exists.
+    /// the pipeline's topic; when the topic exists, each difference is a warning at start and
+    /// the topic is not changed. `cleanup.policy` cannot be set.
     #[serde(default)]
     pub topic_config: BTreeMap<String, Scalar>,
-    /// How Ordo creates the table (billing, recovery, encryption, protection, tags).
+    /// How Ordo creates the table: the sub-table `[pipelines.<name>.table_options]` below.
+    /// Applied only to a table Ordo creates (docs/deploy.md lists the IAM actions each needs).
     #[serde(default)]
     pub table_options: TableOptionsFile,
 }
 
 /// A configuration value as written: text, a whole number or a boolean.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub(super) enum Scalar {
     /// Text.
@@ -111,14 +140,15 @@ impl std::fmt::Display for Scalar {
 }
 
 /// `[pipelines.<name>.table_options]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TableOptionsFile {
-    /// `PAY_PER_REQUEST` (the default) or `PROVISIONED`.
+    /// `"PAY_PER_REQUEST"` (on demand) or `"PROVISIONED"` with `read_capacity` and
+    /// `write_capacity`. Default: on demand.
     pub billing_mode: Option<String>,
-    /// Read capacity units, with `PROVISIONED`.
+    /// Read capacity units, with `PROVISIONED` (1 to 40000).
     pub read_capacity: Option<i64>,
-    /// Write capacity units, with `PROVISIONED`.
+    /// Write capacity units, with `PROVISIONED` (1 to 40000).
     pub write_capacity: Option<i64>,
     /// Continuous backups with point-in-time recovery.
     #[serde(default)]
@@ -134,7 +164,7 @@ pub(super) struct TableOptionsFile {
 }
 
 /// A duration as written: seconds, or text with a unit (`"90s"`, `"5m"`, `"2h"`, `"1d"`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub(super) enum DurationText {
     /// Seconds.
@@ -184,7 +214,7 @@ pub(super) fn default_plugin_memory_mib() -> usize {
 }
 
 /// `[audit]` as written: where the audit trail goes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditFile {
     /// Whether actions are recorded (on by default).
@@ -205,13 +235,15 @@ impl Default for AuditFile {
 }
 
 /// `[idempotency]` as written: where `Idempotency-Key`s are remembered.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct IdempotencyFile {
-    /// The DynamoDB table (created when missing, unless every pipeline says otherwise).
+    /// The DynamoDB table, shared by every pipeline and engine (partition key `id`, string;
+    /// TTL on `expires_at`). Created with its TTL when missing, unless a pipeline has
+    /// `create_tables = false`: then it must exist.
     #[serde(default = "default_idempotency_table")]
     pub table: String,
-    /// How long a key is remembered, in hours.
+    /// How long a key is remembered, in hours (1 to 720).
     #[serde(default = "default_idempotency_hours")]
     pub window_hours: u64,
 }
@@ -226,11 +258,11 @@ impl Default for IdempotencyFile {
 }
 
 fn default_idempotency_table() -> String {
-    crate::ingest::idempotency::DEFAULT_TABLE.into()
+    crate::store::keys::DEFAULT_TABLE.into()
 }
 
 fn default_idempotency_hours() -> u64 {
-    crate::ingest::idempotency::DEFAULT_WINDOW.as_secs() / 3600
+    crate::store::keys::DEFAULT_WINDOW.as_secs() / 3600
 }
 
 fn default_true() -> bool {
@@ -238,5 +270,5 @@ fn default_true() -> bool {
 }
 
 fn default_audit_topic() -> String {
-    crate::audit::DEFAULT_TOPIC.into()
+    super::DEFAULT_AUDIT_TOPIC.into()
 }

@@ -14,6 +14,7 @@ pub mod auth;
 mod document;
 mod file;
 pub mod kafka;
+pub mod reference;
 pub mod rules;
 
 pub use file::{
@@ -22,6 +23,9 @@ pub use file::{
 
 use crate::plugin::reload::PluginSpec;
 use crate::plugin::sandbox::{Capabilities, Limits};
+
+/// The audit topic when `[audit]` does not name one.
+pub const DEFAULT_AUDIT_TOPIC: &str = "ordo.audit";
 
 /// The paths the engine serves itself: no pipeline route may be one of them or lie under one.
 pub const ENGINE_PATHS: [&str; 5] = ["/docs", "/metrics", "/healthz", "/readyz", "/admin"];
@@ -155,8 +159,8 @@ pub struct Idempotency {
 impl Default for Idempotency {
     fn default() -> Self {
         Self {
-            table: crate::ingest::idempotency::DEFAULT_TABLE.into(),
-            window: crate::ingest::idempotency::DEFAULT_WINDOW,
+            table: crate::store::keys::DEFAULT_TABLE.into(),
+            window: crate::store::keys::DEFAULT_WINDOW,
         }
     }
 }
@@ -271,11 +275,6 @@ pub struct Config {
     pub auth: Option<auth::AuthConfig>,
     /// librdkafka properties every Kafka client gets (`[kafka]`).
     pub kafka: kafka::KafkaProperties,
-}
-
-/// Reads and checks `path`; plugin paths are resolved against its folder.
-pub fn from_file(path: &Path) -> Result<Vec<Pipeline>, Problems> {
-    check_file(path).into_result()
 }
 
 /// Reads and checks `path`, with its `[auth]` table.
@@ -627,7 +626,9 @@ plugin = "plugins/build/patient_profile_lww.wasm"
     #[test]
     fn repository_pipelines_toml_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines.toml");
-        let p = from_file(&path).expect("the shipped pipelines.toml is valid");
+        let p = load(&path)
+            .map(|c| c.pipelines)
+            .expect("the shipped pipelines.toml is valid");
         assert_eq!(p[0].route, "/patientprofile");
         assert_eq!(p[0].table, "patient-profile");
     }

@@ -10,19 +10,17 @@
 //! each line may be retried on its own, as applying an event twice changes nothing.
 
 use futures::future::join_all;
-use poem::http::{header, StatusCode};
+use poem::http::StatusCode;
 use poem::{Request, Response};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::handler::Prepared;
+use super::event::Prepared;
 use super::problem::Problem;
 use super::PipelineApi;
 use crate::audit;
 use crate::bus::Publisher;
 
-/// The media type of a bulk body.
-pub const NDJSON: &str = "application/x-ndjson";
 /// Largest bulk body accepted by default, in bytes.
 pub const DEFAULT_BULK_BODY_LIMIT: usize = 32 << 20;
 /// Most events one bulk body may carry by default.
@@ -83,16 +81,6 @@ impl LineResult {
             problem: Some(problem),
         }
     }
-}
-
-/// Whether `request` carries a bulk body.
-pub(super) fn is_ndjson(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(NDJSON))
 }
 
 impl<P: Publisher, S> PipelineApi<P, S> {

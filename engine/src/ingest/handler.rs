@@ -9,17 +9,14 @@ use poem::{Request, Response};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Digest as _;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tracing::{warn, Instrument as _};
 
-use super::idempotency::Refused;
+use super::event::{prepare, unprocessable, Prepared};
 use super::problem::Problem;
 use super::PipelineApi;
 use crate::audit;
 use crate::bus::{BusError, Delivery, Publisher};
-use crate::config::Pipeline;
-use crate::plugin::Policy;
+use crate::store::keys::Refused;
 use crate::telemetry;
 
 /// Largest body accepted, in bytes.
@@ -48,16 +45,6 @@ pub struct Accepted {
     pub offset: i64,
     /// The version field's value as produced (stamped or the client's).
     pub updated_at: serde_json::Value,
-}
-
-/// One event, checked and ready to produce.
-pub struct Prepared {
-    /// Its key.
-    pub key: String,
-    /// The event as produced (version stamped).
-    pub text: String,
-    /// Its version field's value.
-    pub updated_at: Value,
 }
 
 impl<P: Publisher, S> PipelineApi<P, S> {
@@ -94,7 +81,7 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         let scope = crate::auth::write_scope(&self.pipeline.name);
         let principal = self.authorized(request, &scope, request_id).await?;
         let caller = principal.as_ref().map(|p| p.name.as_str());
-        if super::bulk::is_ndjson(request) {
+        if super::event::is_ndjson(request) {
             return self.accept_bulk(request, request_id, trace, caller).await;
         }
         check_content_type(request)?;
@@ -297,83 +284,6 @@ fn read_error(e: ReadBodyError, limit: usize) -> Problem {
     }
 }
 
-/// Checks one event as ingest takes it (HTTP, bulk, `ordo load`): a JSON object, its
-/// version stamped with the time of receipt when absent and not too far ahead, a non-empty
-/// string key, and `policy`'s validation. Returns what to produce, or the problem naming the
-/// field.
-pub fn prepare(
-    pipeline: &Pipeline,
-    policy: &dyn Policy,
-    value: Value,
-) -> Result<Prepared, Problem> {
-    let Value::Object(mut record) = value else {
-        return Err(unprocessable("", "the body must be a JSON object"));
-    };
-    let p = pipeline;
-    if !record.contains_key(&p.version_field) {
-        let now = OffsetDateTime::now_utc().format(&Rfc3339).map_err(|e| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Clock error",
-                e.to_string(),
-            )
-        })?;
-        record.insert(p.version_field.clone(), Value::String(now));
-    }
-    if let Some(version) = record.get(&p.version_field) {
-        if let Some(why) =
-            crate::version::too_far_ahead(version, OffsetDateTime::now_utc(), p.max_version_skew)
-        {
-            return Err(unprocessable(
-                &p.version_field,
-                &format!("`{}` {why}", p.version_field),
-            ));
-        }
-    }
-    let key = match record.get(&p.key_field) {
-        Some(Value::String(k)) if !k.is_empty() => k.clone(),
-        Some(_) => return Err(unprocessable(&p.key_field, "must be a non-empty string")),
-        None => return Err(unprocessable(&p.key_field, "is required")),
-    };
-    let updated_at = record.get(&p.version_field).cloned().unwrap_or(Value::Null);
-    let text = Value::Object(record).to_string();
-    match policy.validate(&text) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let detail = if e.field.is_empty() {
-                e.message
-            } else {
-                format!("`{}` {}", e.field, e.message)
-            };
-            return Err(unprocessable(&e.field, &detail));
-        }
-        Err(e) if e.is_transient() => {
-            warn!(pipeline = %p.name, error = %e, "Plugin busy during validation; nothing produced.");
-            return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Plugin busy",
-                format!("{e}; nothing was produced, retry later"),
-            )
-            .retry_after(1));
-        }
-        Err(e) => {
-            // A trap, fuel, time or memory limit on this body: the event is refused, and
-            // the engine keeps serving others.
-            warn!(pipeline = %p.name, error = %e, "Plugin failed during validation; event refused.");
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Plugin failed on this event",
-                e.to_string(),
-            ));
-        }
-    }
-    Ok(Prepared {
-        key,
-        text,
-        updated_at,
-    })
-}
-
 /// The `Idempotency-Key` header, when sent: 1 to 255 visible ASCII characters.
 fn idempotency_key(request: &Request) -> Result<Option<String>, Problem> {
     let Some(value) = request.headers().get(IDEMPOTENCY_HEADER) else {
@@ -412,15 +322,6 @@ fn check_content_type(request: &Request) -> Result<(), Problem> {
             format!("Content-Type must be application/json, not {content_type:?}"),
         ))
     }
-}
-
-fn unprocessable(field: &str, detail: &str) -> Problem {
-    let detail = if field.is_empty() || detail.contains(&format!("`{field}`")) {
-        detail.to_string()
-    } else {
-        format!("`{field}` {detail}")
-    };
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid event", detail).field(field)
 }
 
 /// The request's id: the caller's `X-Request-Id` when it is a sane one, else a new one.

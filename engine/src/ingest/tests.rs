@@ -1,4 +1,5 @@
-//! The HTTP API's shapes through poem's test client, over the in-memory bus and store and a
+//! The HTTP application's shapes (pipeline routes and the operator's side, assembled by
+//! `crate::operator::app`) through poem's test client, over the in-memory bus and store and a
 //! native policy. What Kafka and DynamoDB do is tested end to end in `engine/tests/`.
 
 use std::sync::Arc;
@@ -9,6 +10,11 @@ use poem::test::TestClient;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::metrics::Metrics;
+use crate::operator::{
+    app, live, operator_only, without_operator, Admin, ADMIN_PATH, DOCS_PATH, HEALTH_PATH,
+    METRICS_PATH, READY_PATH, SPEC_PATH,
+};
 use crate::plugin::reload::Reloader;
 use crate::plugin::{Decision, FieldError, PluginError, Policy, PolicyHandle};
 use crate::testing::{MemoryBus, MemoryStore};
@@ -90,7 +96,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
             produce_timeout: std::time::Duration::from_secs(5),
         },
         in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
-        idempotency: idempotency::IdempotencyKeys::default(),
+        idempotency: crate::store::keys::IdempotencyKeys::default(),
         metrics: IngestMetrics::default(),
         auth: None,
         waits: waits.clone(),
@@ -501,7 +507,7 @@ async fn post_bulk(
     body: &'static str,
     headers: &[(&'static str, &'static str)],
 ) -> poem::test::TestResponse {
-    let mut request = cli.post("/p").content_type(bulk::NDJSON).body(body);
+    let mut request = cli.post("/p").content_type(NDJSON).body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

@@ -18,6 +18,7 @@ use prometheus::{
 
 mod handles;
 pub mod recent;
+pub mod snapshot;
 
 use handles::InForce;
 pub use handles::{ConsumerMetrics, IngestMetrics, Lag, PluginMetrics, StoreMetrics};
@@ -239,6 +240,11 @@ impl Metrics {
         let mut lines: Vec<String> = text.lines().map(pipeline_first).collect();
         lines.push(String::new());
         lines.join("\n")
+    }
+
+    /// Every pipeline's counters and gauges now, read from the registry's families.
+    pub fn snapshot(&self) -> snapshot::Snapshot {
+        snapshot::Snapshot::from_samples(&snapshot::samples(&self.families.registry.gather()))
     }
 
     /// The handle of `pipeline`'s ingest route.

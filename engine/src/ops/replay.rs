@@ -7,8 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use chrono::{DateTime, FixedOffset};
 
 use crate::bus::kafka::{self, KafkaConfig};
 use crate::bus::{BusError, Message};
@@ -47,7 +46,7 @@ pub enum Start {
     /// This offset (or the earliest one still held, if later).
     Offset(i64),
     /// The first event at or after this instant.
-    Time(OffsetDateTime),
+    Time(DateTime<FixedOffset>),
 }
 
 impl FromStr for Start {
@@ -61,7 +60,7 @@ impl FromStr for Start {
                 Err("an offset is 0 or more".into())
             };
         }
-        OffsetDateTime::parse(s, &Rfc3339)
+        DateTime::parse_from_rfc3339(s)
             .map(Self::Time)
             .map_err(|_| {
                 format!(
@@ -75,7 +74,7 @@ impl From<Start> for kafka::From {
     fn from(start: Start) -> Self {
         match start {
             Start::Offset(offset) => Self::Offset(offset),
-            Start::Time(instant) => Self::Time((instant.unix_timestamp_nanos() / 1_000_000) as i64),
+            Start::Time(instant) => Self::Time(instant.timestamp_millis()),
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use tracing::{debug, error, warn, Instrument as _};
 
 use super::pace::Pace;
@@ -172,7 +173,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                 timestamp: m.timestamp,
             })
             .collect();
-        let mut delay = BACKOFF_START;
+        let mut delays = backoff();
         let mut failures = 0u32;
         let mut waiting: Option<Wait> = None;
         let (outcomes, plugin) = loop {
@@ -210,11 +211,11 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             };
             waiting.get_or_insert_with(|| self.waits.start());
             self.waits.failed(cause, &reason);
+            let delay = delays.next().unwrap_or(BACKOFF_CAP);
             debug!(pipeline = %self.pipeline.name, partition = messages[0].partition, offset = messages[0].offset, cause, retry_in = ?delay, "Events not applied yet; retrying.");
             if !self.sleep(delay, Some(lease)).await {
                 return false;
             }
-            delay = (delay * 2).min(BACKOFF_CAP);
         };
         drop(waiting);
         for (message, outcome) in messages.iter().zip(outcomes) {
@@ -262,8 +263,9 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         record.plugin = Some(plugin);
         record.principal = message.header(audit::PRINCIPAL_KAFKA_HEADER);
         record.request_id = message.header(audit::REQUEST_ID_KAFKA_HEADER);
-        let mut delay = BACKOFF_START;
+        let mut delays = backoff();
         loop {
+            let delay = delays.next().unwrap_or(BACKOFF_CAP);
             match audit::write(self.dead_letters.as_ref(), topic, &record).await {
                 Ok(()) => return true,
                 Err(e) => {
@@ -273,7 +275,6 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             if !self.sleep(delay, Some(lease)).await {
                 return false;
             }
-            delay = (delay * 2).min(BACKOFF_CAP);
         }
     }
 
@@ -289,8 +290,9 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         // page, masked.
         let logged = redact::reason(&reason);
         let mut letter = Letter::Whole;
-        let mut delay = BACKOFF_START;
+        let mut delays = backoff();
         loop {
+            let delay = delays.next().unwrap_or(BACKOFF_CAP);
             match self.publish_dead_letter(message, &reason, &letter).await {
                 Ok(()) => {
                     warn!(pipeline = %self.pipeline.name, partition = message.partition, offset = message.offset, reason = %logged, topic = %self.pipeline.dead_letter_topic, "Event dead-lettered.");
@@ -316,7 +318,6 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             if !self.sleep(delay, Some(lease)).await {
                 return false;
             }
-            delay = (delay * 2).min(BACKOFF_CAP);
         }
     }
 
@@ -366,7 +367,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         });
     }
 
-    /// Sleeps about `delay`; `false` if shutdown came first, or `lease` was lost to a
+    /// Sleeps `delay`; `false` if shutdown came first, or `lease` was lost to a
     /// revocation before or meanwhile.
     async fn sleep(&self, delay: Duration, lease: Option<&Lease>) -> bool {
         let mut shutdown = self.shutdown.clone();
@@ -379,14 +380,21 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             biased;
             _ = shutdown.wait() => false,
             _ = revoked, if lease.is_some() => lease.is_some_and(Lease::holds),
-            _ = tokio::time::sleep(jittered(delay)) => true,
+            _ = tokio::time::sleep(delay) => true,
         }
     }
 }
 
-/// `delay` plus up to half of it again, so retrying consumers do not stampede together. The
-/// dice are the thread's `fastrand` generator, which a simulation seeds.
-fn jittered(delay: Duration) -> Duration {
-    let spread = delay.as_nanos() as u64 / 2;
-    delay + Duration::from_nanos(fastrand::u64(0..=spread))
+/// Retry delays from [`BACKOFF_START`], doubling up to [`BACKOFF_CAP`], each plus up to as much
+/// again at random so retrying consumers do not stampede together. The jitter's seed comes from
+/// the thread's `fastrand` generator, which a simulation seeds: one seed, one schedule.
+fn backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_START)
+        .with_max_delay(BACKOFF_CAP)
+        .with_factor(2.0)
+        .with_jitter()
+        .with_jitter_seed(fastrand::u64(..))
+        .without_max_times()
+        .build()
 }

@@ -20,6 +20,7 @@ use super::wasm::WasmPolicy;
 use super::{selftest, PluginError, Policy, PolicyHandle};
 use crate::metrics::PluginMetrics;
 use crate::shutdown::Shutdown;
+use crate::watch::{stamp, Stamp};
 
 /// How often the watcher looks at plugin files. A change is acted on once it has looked the
 /// same twice, so a file being written is not read half-way: within about 0.5 s.
@@ -149,27 +150,6 @@ pub struct PluginStatus {
 struct History {
     loaded_at: SystemTime,
     last_reload: Option<LastReload>,
-}
-
-/// What identifies a version of a file on disk without reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    inode: u64,
-}
-
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some(Stamp {
-        len: meta.len(),
-        modified: meta.modified().ok(),
-        inode,
-    })
 }
 
 /// One pipeline's plugin slot.

@@ -95,7 +95,7 @@ pub struct Cost {
 
 /// `sha256:<hex>` of `bytes`: the identity of a plugin file, written on each record.
 pub fn content_id(bytes: &[u8]) -> String {
-    format!("sha256:{}", crate::hex(&Sha256::digest(bytes)))
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 impl WasmPolicy {
@@ -194,12 +194,14 @@ impl WasmPolicy {
         }
     }
 
-    /// Instances waiting in the pool (for tests and metrics).
+    /// Instances waiting in the pool (tests only).
+    #[cfg(any(test, feature = "testing"))]
     pub fn idle_instances(&self) -> usize {
         self.pool().idle.len()
     }
 
-    /// Instances alive, idle or in a call (for tests and metrics).
+    /// Instances alive, idle or in a call (tests only).
+    #[cfg(any(test, feature = "testing"))]
     pub fn live_instances(&self) -> usize {
         self.pool().alive
     }

@@ -3,7 +3,8 @@
 //! [`Store`] reads a record by key and writes one conditionally, so a writer that merged
 //! against an out-of-date record never overwrites a newer one. [`dynamo::DynamoStore`] is the
 //! DynamoDB implementation; [`item`] converts JSON records to DynamoDB items and back;
-//! [`cache`] keeps the records written last so the next write of a key can skip its read.
+//! [`cache`] keeps the records written last so the next write of a key can skip its read;
+//! [`keys`] remembers ingest's Idempotency-Keys, behind a seam of its own.
 //! The `testing` module has an in-memory store, for tests.
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use serde_json::{Map, Value};
 pub mod cache;
 pub mod dynamo;
 pub mod item;
+pub mod keys;
 mod table;
 
 pub use table::{Billing, TableOptions};

@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ordo::testing::oracle::{Oracle, Update};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use super::dynamo::get_item;
 use super::engine::Engine;
@@ -94,9 +92,8 @@ impl Ledger {
 pub fn instant_of(body: &str) -> i128 {
     let value: serde_json::Value = serde_json::from_str(body).expect("JSON body");
     let text = value["UpdatedAt"].as_str().expect("UpdatedAt");
-    OffsetDateTime::parse(text, &Rfc3339)
-        .expect("an RFC 3339 instant")
-        .unix_timestamp_nanos()
+    let at = chrono::DateTime::parse_from_rfc3339(text).expect("an RFC 3339 instant");
+    i128::from(at.timestamp()) * 1_000_000_000 + i128::from(at.timestamp_subsec_nanos())
 }
 
 /// Whether `held` is the event `sent` as ingest produces it: the same JSON, with `UpdatedAt`

@@ -56,8 +56,7 @@ pub struct Workload {
 
 impl Workload {
     pub fn new(rng: &mut Rng, prefix: &str, patients: usize, updates: usize) -> Self {
-        use time::format_description::well_known::Rfc3339;
-        use time::{OffsetDateTime, UtcOffset};
+        use chrono::{DateTime, FixedOffset, SecondsFormat};
         let offsets = [(0, 0), (10, 0), (-5, -30), (5, 45)];
         let base = 1_136_214_000_000_000_000i128; // 2006-01-02T15:00:00Z
         let mut events = Vec::new();
@@ -70,12 +69,11 @@ impl Workload {
             let newest_step = updates as i128 - 1;
             for step in steps {
                 let (h, m) = offsets[rng.below(offsets.len())];
-                let offset = UtcOffset::from_hms(h, m, 0).expect("offset");
-                let instant =
-                    OffsetDateTime::from_unix_timestamp_nanos(base + step * 1_000_000 + 123)
-                        .expect("instant")
-                        .to_offset(offset);
-                let stamp = instant.format(&Rfc3339).expect("format");
+                let offset = FixedOffset::east_opt(h * 3600 + m * 60).expect("offset");
+                let nanos = i64::try_from(base + step * 1_000_000 + 123).expect("instant");
+                let stamp = DateTime::from_timestamp_nanos(nanos)
+                    .with_timezone(&offset)
+                    .to_rfc3339_opts(SecondsFormat::Nanos, true);
                 let name = format!("v{step}");
                 if step == newest_step {
                     newest.insert(id.clone(), name.clone());

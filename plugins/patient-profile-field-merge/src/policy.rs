@@ -96,7 +96,7 @@ impl Plugin for FieldMerge {
             let held_at = versions
                 .get(&field)
                 .and_then(Value::as_str)
-                .and_then(parse_timestamp)
+                .and_then(|t| parse_timestamp(t).ok())
                 // The mistake: a field without its own instant takes the record's, as it moves.
                 .or(record_at.filter(|_| !inherit && record.contains_key(&field)));
             let wins = match (held_at, record.get(&field)) {

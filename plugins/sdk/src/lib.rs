@@ -30,9 +30,12 @@
 //! ```
 #![deny(missing_docs)]
 
+use chrono::Timelike as _;
+pub use chrono::{DateTime, FixedOffset};
 pub use serde_json::{self, json, Map, Value};
-use time::format_description::well_known::Rfc3339;
-pub use time::OffsetDateTime;
+
+/// An instant with the UTC offset it was written with, to the nanosecond.
+pub type Instant = DateTime<FixedOffset>;
 
 /// A record or an event: a JSON object.
 pub type Record = Map<String, Value>;
@@ -127,21 +130,29 @@ pub fn flat_update(
     event: &Record,
     key_field: &str,
     version_field: &str,
-) -> Result<OffsetDateTime, Invalid> {
+) -> Result<Instant, Invalid> {
     all_strings(event)?;
     non_empty(event, key_field)?;
     timestamp(event, version_field)
 }
 
-/// Parses an RFC 3339 timestamp (any UTC offset, up to nanoseconds).
-pub fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &Rfc3339).ok()
+/// Parses an RFC 3339 timestamp (any UTC offset, up to nanoseconds) as `chrono` reads it:
+/// `T`, `t` or a space between date and time, `Z` or `z`, an offset's sign `+`, `-` or U+2212,
+/// any number of fraction digits (the first nine kept). A leap second (`:60`, at the end of
+/// any minute) is read as the last nanosecond of its minute, so instants order as numbers do
+/// (the Python and JavaScript SDKs read it so too).
+pub fn parse_timestamp(text: &str) -> Result<Instant, chrono::ParseError> {
+    let at = DateTime::parse_from_rfc3339(text)?;
+    Ok(match at.nanosecond() {
+        n if n >= 1_000_000_000 => at.with_nanosecond(999_999_999).unwrap_or(at),
+        _ => at,
+    })
 }
 
 /// The instant `field` holds, as an RFC 3339 timestamp; an error names the field.
-pub fn timestamp(record: &Record, field: &str) -> Result<OffsetDateTime, Invalid> {
+pub fn timestamp(record: &Record, field: &str) -> Result<Instant, Invalid> {
     let text = string(record, field)?;
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+    parse_timestamp(text).map_err(|e| {
         Invalid::field(
             field,
             format!("must be an RFC 3339 timestamp such as 2006-01-02T15:00:00.5+10:00 ({e})"),

@@ -16,11 +16,9 @@ use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::consumer::{Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
-
-use super::group::GroupContext;
 
 /// How often membership is checked.
 pub const CHECK_EVERY: Duration = Duration::from_secs(3);
@@ -35,7 +33,11 @@ pub const LONGEST_WAIT: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Watches `consumer` (until it is dropped) on a thread of its own.
-pub(super) fn watch(consumer: Weak<StreamConsumer<GroupContext>>, pipeline: String, topic: String) {
+pub(super) fn watch<C: ConsumerContext + 'static>(
+    consumer: Weak<StreamConsumer<C>>,
+    pipeline: String,
+    topic: String,
+) {
     let spawned = std::thread::Builder::new()
         .name(format!("ordo-watchdog-{pipeline}"))
         .spawn(move || Watchdog::new(pipeline, topic).run(&consumer));
@@ -66,7 +68,7 @@ impl Watchdog {
         }
     }
 
-    fn run(mut self, consumer: &Weak<StreamConsumer<GroupContext>>) {
+    fn run<C: ConsumerContext + 'static>(mut self, consumer: &Weak<StreamConsumer<C>>) {
         loop {
             std::thread::sleep(CHECK_EVERY);
             let Some(consumer) = consumer.upgrade() else {
@@ -76,7 +78,7 @@ impl Watchdog {
         }
     }
 
-    fn check(&mut self, consumer: &StreamConsumer<GroupContext>) {
+    fn check<C: ConsumerContext + 'static>(&mut self, consumer: &StreamConsumer<C>) {
         let idle = consumer
             .assignment()
             .map(|a| a.count() == 0)
@@ -135,9 +137,9 @@ impl Watchdog {
     }
 
     /// Per partition of the topic: (committed offset of the group, end of the log).
-    fn progress(
+    fn progress<C: ConsumerContext + 'static>(
         &self,
-        consumer: &StreamConsumer<GroupContext>,
+        consumer: &StreamConsumer<C>,
     ) -> Result<HashMap<i32, (i64, i64)>, rdkafka::error::KafkaError> {
         let metadata = consumer.fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)?;
         let partitions: Vec<i32> = metadata

@@ -9,7 +9,6 @@ pub mod view;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 
 use model::{History, Snapshot};
@@ -26,11 +25,22 @@ pub struct Options {
     pub token: Option<String>,
 }
 
-/// One reading: the snapshot and readiness, or why there is none.
+/// Why `ordo top` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TopError {
+    /// No terminal to draw on, or drawing failed.
+    #[error("ordo top needs a terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// One reading: the snapshot and readiness, or why there is none (shown on the screen).
 async fn read(
     client: &reqwest::Client,
     options: &Options,
-) -> anyhow::Result<(Snapshot, Readiness)> {
+) -> Result<(Snapshot, Readiness), String> {
     let get = |path: &str| {
         let mut request = client.get(format!("{}{path}", options.url.trim_end_matches('/')));
         if let Some(token) = &options.token {
@@ -38,18 +48,24 @@ async fn read(
         }
         request.send()
     };
-    let metrics = get("/metrics")
-        .await
-        .with_context(|| format!("cannot reach {}", options.url))?;
-    anyhow::ensure!(
-        metrics.status().is_success(),
-        "{}/metrics answered {} (an admin token may be needed: --token)",
-        options.url,
-        metrics.status()
-    );
-    let snapshot = Snapshot::from_samples(&sample::parse(&metrics.text().await?));
+    let unreachable = |e: reqwest::Error| format!("cannot reach {}: {e}", options.url);
+    let metrics = get("/metrics").await.map_err(unreachable)?;
+    if !metrics.status().is_success() {
+        return Err(format!(
+            "{}/metrics answered {} (an admin token may be needed: --token)",
+            options.url,
+            metrics.status()
+        ));
+    }
+    let text = metrics.text().await.map_err(unreachable)?;
+    let snapshot = Snapshot::from_samples(&sample::parse(&text));
     // /readyz answers 503 with the same body when not ready.
-    let ready: serde_json::Value = get("/readyz").await?.json().await.unwrap_or_default();
+    let ready: serde_json::Value = get("/readyz")
+        .await
+        .map_err(unreachable)?
+        .json()
+        .await
+        .unwrap_or_default();
     let pairs = |key: &str, skip_ok: bool| -> Vec<(String, String)> {
         ready[key]
             .as_object()
@@ -93,11 +109,11 @@ fn quits(e: &Event) -> bool {
 }
 
 /// Runs until q, Esc or Ctrl-C; the terminal is restored however it ends.
-pub async fn run(options: Options) -> anyhow::Result<()> {
+pub async fn run(options: Options) -> Result<(), TopError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()?;
-    let mut terminal = ratatui::try_init().context("ordo top needs a terminal")?;
+    let mut terminal = ratatui::try_init()?;
     let result = screens(&mut terminal, &client, &options).await;
     ratatui::restore();
     result
@@ -107,7 +123,7 @@ async fn screens(
     terminal: &mut ratatui::DefaultTerminal,
     client: &reqwest::Client,
     options: &Options,
-) -> anyhow::Result<()> {
+) -> Result<(), TopError> {
     let keys = keys();
     let mut history = History::default();
     let mut last: Option<(Instant, Snapshot)> = None;
@@ -127,7 +143,7 @@ async fn screens(
                 last = Some((now, snapshot));
                 (Some(ready), None)
             }
-            Err(e) => (None, Some(format!("{e:#}"))),
+            Err(e) => (None, Some(e)),
         };
         let reloads = last
             .as_ref()

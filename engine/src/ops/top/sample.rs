@@ -1,69 +1,38 @@
-//! The Prometheus text a running engine serves at `/metrics`, read into samples.
+//! The Prometheus text a running engine serves at `/metrics`, read into samples with the
+//! `prometheus-parse` crate. It splits labels on `,` and `=` without reading escapes, which
+//! holds for every label the engine writes (pipeline names, outcomes, statuses, partitions,
+//! plugin ids): none contains a comma, an equals sign or a quote.
 
-use std::collections::BTreeMap;
+pub use crate::metrics::snapshot::Sample;
 
-/// One sample line: `name{label="value",…} value`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// The sample's name (a histogram's `_bucket`, `_sum`, `_count` included).
-    pub name: String,
-    /// Its labels.
-    pub labels: BTreeMap<String, String>,
-    /// Its value.
-    pub value: f64,
-}
-
-impl Sample {
-    /// The value of label `name`, or "".
-    pub fn label(&self, name: &str) -> &str {
-        self.labels.get(name).map_or("", String::as_str)
-    }
-}
-
-/// The samples of an exposition; comments and lines it cannot read are skipped.
+/// The samples of an exposition (a histogram's `_sum` and `_count` among them, its buckets
+/// not); comments and lines it cannot read are skipped.
 pub fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(line)
-        .collect()
-}
-
-fn line(line: &str) -> Option<Sample> {
-    let (head, value) = line.rsplit_once(' ')?;
-    let value = value.parse().ok()?;
-    let (name, labels) = match head.split_once('{') {
-        Some((name, rest)) => (name, labels(rest.strip_suffix('}')?)?),
-        None => (head, BTreeMap::new()),
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let Ok(scrape) = prometheus_parse::Scrape::parse(lines) else {
+        return Vec::new();
     };
-    Some(Sample {
-        name: name.to_string(),
-        labels,
-        value,
-    })
-}
-
-/// `a="1",b="x\"y"` into a map (escapes `\\`, `\"`, `\n` undone).
-fn labels(text: &str) -> Option<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let (name, after) = rest.split_once("=\"")?;
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            match chars.next()? {
-                (i, '"') => break i,
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    c => value.push(c),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        out.insert(name.trim_start_matches(',').to_string(), value);
-        rest = after[end + 1..].trim_start_matches(',');
-    }
-    Some(out)
+    scrape
+        .samples
+        .into_iter()
+        .filter_map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            Some(Sample {
+                labels: s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                name: s.metric,
+                value,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -75,15 +44,29 @@ mod tests {
         let text = "# HELP x y\n# TYPE ordo_events_total counter\n\
             ordo_events_total{pipeline=\"p\",outcome=\"applied\"} 12\n\
             ordo_plugin_info{pipeline=\"p\",plugin=\"sha256:ab\"} 1\n\
-            ordo_odd{pipeline=\"a\\\"b,c\"} 2.5\n\
+            # TYPE ordo_plugin_call_seconds histogram\n\
+            ordo_plugin_call_seconds_bucket{pipeline=\"p\",call=\"merge\",le=\"0.1\"} 3\n\
+            ordo_plugin_call_seconds_sum{pipeline=\"p\",call=\"merge\"} 0.25\n\
+            ordo_plugin_call_seconds_count{pipeline=\"p\",call=\"merge\"} 3\n\
             up 1\n\
             garbage line\n";
         let samples = parse(text);
-        assert_eq!(samples.len(), 4, "{samples:?}");
-        assert_eq!(samples[0].name, "ordo_events_total");
-        assert_eq!(samples[0].label("outcome"), "applied");
-        assert_eq!(samples[0].value, 12.0);
-        assert_eq!(samples[2].label("pipeline"), "a\"b,c");
-        assert_eq!(samples[3].name, "up");
+        let find = |name: &str| samples.iter().find(|s| s.name == name);
+        let events = find("ordo_events_total").expect("counter read");
+        assert_eq!((events.label("outcome"), events.value), ("applied", 12.0));
+        assert_eq!(
+            find("ordo_plugin_info").map(|s| s.label("plugin")),
+            Some("sha256:ab")
+        );
+        assert_eq!(
+            find("ordo_plugin_call_seconds_sum").map(|s| s.value),
+            Some(0.25)
+        );
+        assert_eq!(
+            find("ordo_plugin_call_seconds_count").map(|s| s.label("call")),
+            Some("merge")
+        );
+        assert!(find("up").is_some());
+        assert_eq!(samples.len(), 5, "{samples:?}");
     }
 }

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, FixedOffset, SecondsFormat};
 use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
 
 /// The fields of a patient profile besides its key and version.
 pub const FIELDS: [&str; 4] = ["FirstName", "LastName", "IsPregnant", "Sex"];
@@ -330,11 +329,14 @@ impl Events {
 /// by text.
 fn instant_text(rng: &mut fastrand::Rng, instant: i128) -> String {
     let offset = [(0, 0), (10, 0), (-5, -30)][rng.usize(0..3)];
-    OffsetDateTime::from_unix_timestamp_nanos(instant)
-        .ok()
-        .and_then(|t| {
-            let offset = UtcOffset::from_hms(offset.0, offset.1, 0).ok()?;
-            t.to_offset(offset).format(&Rfc3339).ok()
+    let Ok(nanos) = i64::try_from(instant) else {
+        return String::new();
+    };
+    FixedOffset::east_opt(offset.0 * 3600 + offset.1 * 60)
+        .map(|o| {
+            DateTime::from_timestamp_nanos(nanos)
+                .with_timezone(&o)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
         })
         .unwrap_or_default()
 }

@@ -1,6 +1,6 @@
 //! `GET /admin/live`: what the operator page draws, pushed as server-sent events. Each event
-//! is one [`LiveReading`]: per pipeline, the rates since the previous reading (computed as
-//! `ordo top` computes them, from this engine's own `/metrics`), lag by partition, the plugin
+//! is one [`LiveReading`]: per pipeline, the rates since the previous reading (from the
+//! registry's own families, computed as `ordo top` computes them), lag by partition, the plugin
 //! in force and its last reload, and the last dead letters with their reasons (values
 //! masked). Names and numbers only: never a field of a record.
 
@@ -10,12 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::stream::{BoxStream, StreamExt as _};
 use poem_openapi::Object;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
+use crate::metrics::snapshot::{rows, Row, Snapshot};
 use crate::metrics::{DeadLetterNote, Metrics};
-use crate::ops::top::model::{rows, Row, Snapshot};
-use crate::ops::top::sample;
 use crate::pipeline::Waits;
 use crate::plugin::reload::{PluginStatus, Reloader};
 use crate::shutdown::Shutdown;
@@ -147,7 +144,7 @@ pub struct LiveDeadLetter {
 
 /// What the readings are taken from; one per engine, shared by every stream.
 pub struct LiveSource {
-    /// The engine's metrics (rendered and read back, as `ordo top` reads them).
+    /// The engine's metrics.
     pub metrics: Metrics,
     /// The plugin slots.
     pub reloader: Arc<Reloader>,
@@ -157,9 +154,7 @@ pub struct LiveSource {
 
 /// A point in time as RFC 3339, UTC.
 fn rfc3339(at: SystemTime) -> String {
-    OffsetDateTime::from(at)
-        .format(&Rfc3339)
-        .unwrap_or_default()
+    crate::version::rfc3339(at.into())
 }
 
 impl LiveSource {
@@ -193,7 +188,7 @@ impl LiveSource {
 
     /// The metrics as they are now.
     fn snapshot(&self) -> Snapshot {
-        Snapshot::from_samples(&sample::parse(&self.metrics.render()))
+        self.metrics.snapshot()
     }
 }
 

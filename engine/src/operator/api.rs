@@ -12,13 +12,13 @@ use poem_openapi::payload::{EventStream, Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use subtle::ConstantTimeEq;
 
-use super::guard;
 use super::live::{self, Live, LiveReading};
-use super::problem::Problem;
-use super::PipelineApi;
 use crate::audit;
 use crate::auth::{Auth, Denied, ADMIN_SCOPE};
 use crate::bus::Publisher;
+use crate::ingest::guard;
+use crate::ingest::problem::Problem;
+use crate::ingest::PipelineApi;
 use crate::metrics::Metrics;
 use crate::plugin::reload::{ReloadError, Reloaded, Reloader};
 use crate::store::Store;

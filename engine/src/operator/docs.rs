@@ -14,10 +14,11 @@ use poem_openapi::types::Type as _;
 use poem_openapi::OpenApiService;
 use serde_json::{json, Map, Value};
 
-use super::bulk::{BulkAnswer, NDJSON};
-use super::handler::Accepted;
-use super::problem::Problem;
 use crate::config::Pipeline;
+use crate::ingest::bulk::BulkAnswer;
+use crate::ingest::problem::Problem;
+use crate::ingest::Accepted;
+use crate::ingest::NDJSON;
 use crate::plugin::{Policy, PolicyHandle};
 
 /// What the document says about one pipeline: its configuration and its plugin's schema.
