@@ -338,7 +338,7 @@ class Checker:
         file, deploy, template = self.pod()
         http = self.src.seconds("engine/src/serve.rs", "DRAIN_TIMEOUT")
         workers = self.src.seconds("engine/src/pipeline/consume.rs", "DRAIN_TIMEOUT")
-        flush = self.src.seconds("engine/src/lib.rs", "DRAIN_TIMEOUT")
+        flush = self.src.seconds("engine/src/build.rs", "DRAIN_TIMEOUT")
         if None in (http, workers, flush):
             return
         pre_stop = 0
@@ -358,7 +358,7 @@ class Checker:
             self.problem(file, deploy, (
                 f"spec.template.spec.terminationGracePeriodSeconds is {grace}, not more than the engine's shutdown: "
                 f"preStop {pre_stop} s + max(HTTP drain {http} s, consumer drain {workers} s) + producer flush {flush} s = {budget} s "
-                "(engine/src/serve.rs, pipeline/consume.rs, lib.rs)"))
+                "(engine/src/serve.rs, pipeline/consume.rs, build.rs)"))
 
     def check_probes(self) -> None:
         file, deploy, _ = self.pod()
@@ -367,7 +367,7 @@ class Checker:
         numbers = set(ports.values())
         listen = self.env(engine).get("ORDO_LISTEN", {}).get("value", "127.0.0.1:3000")
         listen_port = int(listen.rsplit(":", 1)[1])
-        check_timeout = self.src.seconds("engine/src/ingest/ready.rs", "CHECK_TIMEOUT")
+        check_timeout = self.src.seconds("engine/src/operator/ready.rs", "CHECK_TIMEOUT")
         loaded = self.pipelines_file()
         pipelines = len((loaded[1] if loaded else {}).get("pipelines") or {}) or 1
         want = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
