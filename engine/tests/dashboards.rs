@@ -35,12 +35,18 @@ fn exported() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     plugin.in_force("sha256:ab");
     metrics.store("p").writes.observe(0.002);
     metrics.checked(&BTreeMap::from([("kafka".to_string(), true)]));
-    // Read as `ordo top` reads a running engine's /metrics.
+    // Read from the exposition text as Prometheus scrapes it, each line a sample (a
+    // histogram's `_bucket`, `_sum` and `_count` among them).
+    let sample = Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s").expect("regex");
+    let label = Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).expect("regex");
     let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for sample in ordo::ops::top::sample::parse(&metrics.render()) {
-        let labels = out.entry(sample.name).or_default();
-        for (name, value) in sample.labels {
-            labels.entry(name).or_default().insert(value);
+    for line in metrics.render().lines().filter(|l| !l.starts_with('#')) {
+        let Some(found) = sample.captures(line) else {
+            continue;
+        };
+        let labels = out.entry(found[1].to_string()).or_default();
+        for l in label.captures_iter(found.get(2).map_or("", |m| m.as_str())) {
+            labels.entry(l[1].to_string()).or_default().insert(l[2].to_string());
         }
     }
     out
