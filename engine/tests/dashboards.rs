@@ -46,7 +46,10 @@ fn exported() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
         };
         let labels = out.entry(found[1].to_string()).or_default();
         for l in label.captures_iter(found.get(2).map_or("", |m| m.as_str())) {
-            labels.entry(l[1].to_string()).or_default().insert(l[2].to_string());
+            labels
+                .entry(l[1].to_string())
+                .or_default()
+                .insert(l[2].to_string());
         }
     }
     out
