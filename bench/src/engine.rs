@@ -87,6 +87,7 @@ pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Re
         token: None,
         auth: None,
         live,
+        readiness: ordo::operator::ready::Readiness::default(),
     };
     let app = ordo::operator::app(vec![api], publisher, metrics, admin);
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;

@@ -247,8 +247,10 @@ impl Engine {
             token: settings.admin_token.clone(),
             auth,
             live: live::Live::new(source, shutdown.clone()),
+            readiness: operator::ready::Readiness::default(),
         };
         tokio::spawn(operator::ready::probe(
+            admin.readiness.clone(),
             Arc::clone(&shared.publisher),
             apis.clone(),
             shared.metrics.clone(),

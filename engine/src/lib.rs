@@ -79,6 +79,8 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     /// Serve without `[auth]` on a non-loopback address all the same.
     pub insecure_no_auth: bool,
+    /// Accept secrets written in `[kafka]` as they are (not as `${env:…}` or `${file:…}`).
+    pub allow_literal_secrets: bool,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<serve::Tls>,
     /// Serve `/admin/*` and `/metrics` here instead of on `listen`.
@@ -141,6 +143,9 @@ pub enum Error {
         /// The address asked for.
         addr: SocketAddr,
     },
+    /// `[kafka]` holds secrets as they are, and `--allow-literal-secrets` was not given.
+    #[error("[kafka]: {} written in the file as it is; refer to it instead (\"${{env:NAME}}\" or \"${{file:PATH}}\"), or pass --allow-literal-secrets", .0.join(", "))]
+    LiteralSecrets(Vec<String>),
     /// The `[auth]` table's key set could not be read.
     #[error("[auth]: {0}")]
     Auth(#[from] auth::jwt::JwksError),
@@ -179,7 +184,12 @@ impl Error {
 /// or a test that asked for port 0 learns the port.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     let config = config::load(&settings.config)?;
-    let listen = listen_address(&settings, config.auth.is_some())?;
+    let literal = config.kafka.literal_secrets();
+    if !literal.is_empty() && !settings.allow_literal_secrets {
+        return Err(Error::LiteralSecrets(literal.to_vec()));
+    }
+    let authenticated = config.auth.is_some();
+    let listen = listen_address(&settings, authenticated)?;
     if let Some(tls) = &settings.tls {
         tls.check()?;
     }
@@ -188,6 +198,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         public: listen,
         admin: settings.admin_listen,
         tls: settings.tls.clone(),
+        local_names_only: !authenticated,
     };
     let served = listeners.serve(|| engine.app(), shutdown).await;
     engine.drain().await;

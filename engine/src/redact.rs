@@ -2,8 +2,8 @@
 //! keyed hash (`k:3f9a…`), the same for the same key within one process (or across processes
 //! that share `ORDO_LOG_KEY_SECRET`), so lines about one record can be found together without
 //! the log naming the patient. `--log-keys` writes keys as they are, for a development stack.
-//! Why an event was refused is logged (and shown on the operator page) through [`reason`],
-//! which masks what may be a value in it: a plugin writes its own reasons.
+//! Why an event was refused reaches a log line only as a code and a field name
+//! ([`crate::pipeline::Reason`]): a plugin writes its own reasons.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -74,156 +74,9 @@ impl fmt::Display for LogKey<'_> {
     }
 }
 
-/// What stands for a masked value.
-const MASK: &str = "…";
-
-/// `reason` (why an event was refused) with what may be a value masked, for places that must
-/// never show one (the operator page): the inside of every `"…"`, every backticked span that
-/// is not a plain name (or that follows `boolean`, `integer`, `character`, …, as serde writes
-/// a value), and every number of five digits or more, dates and times included (identifiers,
-/// phone numbers, birth dates). Field names, which reasons quote in backticks, stay readable.
-pub fn reason(reason: &str) -> String {
-    let mut out = String::with_capacity(reason.len());
-    let mut rest = reason;
-    while let Some(c) = rest.chars().next() {
-        match c {
-            '"' => {
-                let end = closing(&rest[1..], '"');
-                out.push('"');
-                out.push_str(MASK);
-                out.push('"');
-                rest = end.map_or("", |e| &rest[1 + e + 1..]);
-            }
-            '`' => {
-                let end = closing(&rest[1..], '`');
-                let inside = end.map_or(&rest[1..], |e| &rest[1..1 + e]);
-                out.push('`');
-                out.push_str(if is_name(inside) && !after_type_word(&out) {
-                    inside
-                } else {
-                    MASK
-                });
-                out.push('`');
-                rest = end.map_or("", |e| &rest[1 + e + 1..]);
-            }
-            d if d.is_ascii_digit() => {
-                let number = number(rest);
-                let digits = number.chars().filter(char::is_ascii_digit).count();
-                out.push_str(if digits >= MASKED_DIGITS {
-                    MASK
-                } else {
-                    number
-                });
-                rest = &rest[number.len()..];
-            }
-            c => {
-                out.push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-    }
-    out
-}
-
-/// Numbers with this many digits or more are masked (a date, a time, an identifier, a phone
-/// number); shorter ones (a count, a year alone, `RFC 3339`) stay.
-const MASKED_DIGITS: usize = 5;
-
-/// The number `text` starts with: digits, with the separators of dates and times between
-/// them (`2031-01-02T15:00:00`), up to its last digit.
-fn number(text: &str) -> &str {
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || "-/.:+TZ".contains(c)))
-        .unwrap_or(text.len());
-    let last_digit = text[..end]
-        .rfind(|c: char| c.is_ascii_digit())
-        .map_or(0, |i| i + 1);
-    &text[..last_digit]
-}
-
-/// Where the `close` ending a span that starts at `text` is (a backslash escapes one).
-fn closing(text: &str, close: char) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in text.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            c if c == close => return Some(i),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Whether `text` reads as a field name rather than a value.
-fn is_name(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
-        && !matches!(text, "true" | "false" | "null")
-        && text.chars().filter(char::is_ascii_digit).count() < 4
-}
-
-/// Whether what was written so far ends with a word serde puts before a value.
-fn after_type_word(written: &str) -> bool {
-    let before = written.trim_end_matches('`').trim_end();
-    [
-        "boolean",
-        "integer",
-        "character",
-        "point",
-        "number",
-        "value",
-        "string",
-        "char",
-        "bool",
-    ]
-    .iter()
-    .any(|w| before.ends_with(w))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reason_keeps_field_names_and_loses_values() {
-        for (given, shown) in [
-            (
-                "plugin rejected the event: `IsPregnant` must be \"True\" or \"False\"",
-                "plugin rejected the event: `IsPregnant` must be \"…\" or \"…\"",
-            ),
-            (
-                "invalid type: string \"John \\\"JD\\\" Doe\", expected a boolean at line 1 column 22",
-                "invalid type: string \"…\", expected a boolean at line 1 column 22",
-            ),
-            (
-                "invalid type: boolean `true`, expected a string",
-                "invalid type: boolean `…`, expected a string",
-            ),
-            ("invalid value: integer `5`", "invalid value: integer `…`"),
-            ("missing field `PatientId`", "missing field `PatientId`"),
-            (
-                "`UpdatedAt` 2031-01-02T15:00:00Z is ahead of the clock",
-                "`UpdatedAt` …Z is ahead of the clock",
-            ),
-            (
-                "must be an RFC 3339 timestamp such as 2006-01-02T15:00:00.5+10:00 (born 1984-03-12.)",
-                "must be an RFC 3339 timestamp such as … (born ….)",
-            ),
-            ("record of 412345 bytes, over 400 KB", "record of … bytes, over 400 KB"),
-            ("phone 0612345678 refused", "phone … refused"),
-            ("`Phone` is `+33 6 12`", "`Phone` is `…`"),
-            ("unterminated \"Jane", "unterminated \"…\""),
-            ("not applied after 12 attempts", "not applied after 12 attempts"),
-            ("", ""),
-            ("é \"ü\" ß", "é \"…\" ß"),
-        ] {
-            assert_eq!(reason(given), shown, "{given}");
-        }
-    }
 
     #[test]
     fn a_key_is_shown_as_a_stable_short_hash() {

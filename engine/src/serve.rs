@@ -78,6 +78,9 @@ pub struct Listeners {
     pub admin: Option<SocketAddr>,
     /// HTTPS on both, when given.
     pub tls: Option<Tls>,
+    /// Answer only requests naming a local address (no `[auth]`; see
+    /// [`operator::host`]), on each listener that is loopback.
+    pub local_names_only: bool,
 }
 
 impl Listeners {
@@ -87,21 +90,29 @@ impl Listeners {
         app: impl Fn() -> poem::endpoint::BoxEndpoint<'static>,
         shutdown: Shutdown,
     ) -> Result<(), Error> {
+        let checked = |app, listen: SocketAddr| {
+            if self.local_names_only && listen.ip().is_loopback() {
+                operator::host::local_names_only(app, listen)
+            } else {
+                app
+            }
+        };
         let Some(admin) = self.admin else {
-            return serve(self.public, self.tls, app(), "Ordo", shutdown).await;
+            let app = checked(app(), self.public);
+            return serve(self.public, self.tls, app, "Ordo", shutdown).await;
         };
         let (public, operator) = tokio::join!(
             serve(
                 self.public,
                 self.tls.clone(),
-                operator::without_operator(app()),
+                checked(operator::without_operator(app()), self.public),
                 "Ordo",
                 shutdown.clone()
             ),
             serve(
                 admin,
-                self.tls,
-                operator::operator_only(app()),
+                self.tls.clone(),
+                checked(operator::operator_only(app()), admin),
                 "Ordo admin",
                 shutdown
             ),

@@ -607,8 +607,21 @@ async fn the_operators_side_can_have_a_listener_of_its_own() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // With [auth], /metrics wants the admin scope as /admin/* does.
     assert_eq!(
         get(operator.clone(), "/metrics", None).await.ok(),
+        Some(401)
+    );
+    assert_eq!(
+        get(operator.clone(), "/metrics", Some("reader-key"))
+            .await
+            .ok(),
+        Some(403)
+    );
+    assert_eq!(
+        get(operator.clone(), "/metrics", Some("admin-key"))
+            .await
+            .ok(),
         Some(200)
     );
     assert_eq!(

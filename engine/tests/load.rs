@@ -193,3 +193,52 @@ async fn an_interrupted_load_resumed_early_lands_every_good_line_once_and_lists_
         engine.log()
     );
 }
+
+#[tokio::test]
+async fn the_rejects_file_is_never_overwritten_nor_written_through_a_link() {
+    let engine = Engine::start("load-side");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("profiles.jsonl");
+    std::fs::write(&file, "not json\n").expect("write the input");
+    let input = file.to_str().expect("UTF-8 path");
+    // An earlier load's rejects: a new load refuses to truncate them.
+    let earlier = dir.path().join("earlier.jsonl");
+    std::fs::write(&earlier, "{\"line\":7}\n").expect("write");
+    let output = load_command(&engine, input, earlier.to_str().expect("UTF-8"), &[])
+        .output()
+        .expect("ordo load");
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("--from-line"), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(&earlier).expect("read"),
+        "{\"line\":7}\n",
+        "the earlier rejects are kept"
+    );
+    // A link planted where the rejects go, toward a file elsewhere: refused, resuming or not.
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, "").expect("write");
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    for args in [&[][..], &["--from-line", "1"][..]] {
+        let output = load_command(&engine, input, link.to_str().expect("UTF-8"), args)
+            .output()
+            .expect("ordo load");
+        assert!(!output.status.success(), "{args:?}: {}", text(&output));
+    }
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "");
+    // Resuming appends to the file it names.
+    let output = load_command(
+        &engine,
+        input,
+        earlier.to_str().expect("UTF-8"),
+        &["--from-line", "1"],
+    )
+    .output()
+    .expect("ordo load");
+    assert!(output.status.success(), "{}", text(&output));
+    let side = std::fs::read_to_string(&earlier).expect("read");
+    assert!(
+        side.starts_with("{\"line\":7}\n") && side.lines().count() == 2,
+        "{side}"
+    );
+}

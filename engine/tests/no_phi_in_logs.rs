@@ -57,7 +57,7 @@ async fn no_marker_value_or_key_reaches_any_log_line() {
 }
 
 #[tokio::test]
-async fn a_plugin_that_quotes_a_value_in_its_reason_does_not_put_it_in_the_log() {
+async fn a_plugins_reason_reaches_the_dead_letter_and_only_its_code_the_log() {
     let engine = common::hostile::hostile_engine("phi-echo");
     let marker = format!("Echoed{}Name", std::process::id());
     // Ingest accepts it (the attack runs in merge); the merge rejects it quoting FirstName.
@@ -79,10 +79,98 @@ async fn a_plugin_that_quotes_a_value_in_its_reason_does_not_put_it_in_the_log()
         .lines()
         .find(|l| l.contains("Event dead-lettered."))
         .unwrap_or_else(|| panic!("no dead-letter line:\n{log}"));
+    // The log shows the code, never the plugin's words (which could carry a value however
+    // they are written).
     assert!(
-        line.contains("is not a name we accept") && line.contains("\"…\""),
-        "the reason, masked: {line}"
+        line.contains("rejected") && !line.contains("is not a name we accept"),
+        "the reason as its code: {line}"
     );
     let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&marker)).collect();
     assert!(leaks.is_empty(), "marker in the log:\n{}", leaks.join("\n"));
+}
+
+#[tokio::test]
+async fn refused_calls_log_the_route_template_never_the_key() {
+    let hash = |key: &str| -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let auth = format!(
+        r#"
+[auth]
+[[auth.api_keys]]
+name = "profile-service"
+sha256 = "{writer}"
+scopes = ["patient-profile:write"]
+[[auth.api_keys]]
+name = "operator"
+sha256 = "{admin}"
+scopes = ["admin"]
+"#,
+        writer = hash("writer-key"),
+        admin = hash("admin-key"),
+    );
+    let engine = Engine::builder(Names::unique("phi-auth"))
+        .extra(&auth)
+        .start();
+    let marker = format!("phi-refused-{}", std::process::id());
+    let client = reqwest::Client::new();
+    let body = format!(r#"{{"PatientId":"{marker}","FirstName":"{marker}"}}"#);
+    // A read without credentials, with wrong ones, and with a key that may only write; a
+    // write without credentials; the key in the path and in the query each time.
+    for (bearer, read, expected) in [
+        (None, true, 401),
+        (Some("not-a-key"), true, 401),
+        (Some("writer-key"), true, 403),
+        (None, false, 401),
+        (Some("not-a-key"), false, 401),
+    ] {
+        let mut request = if read {
+            client.get(format!(
+                "{}/patientprofile/{marker}?PatientId={marker}",
+                engine.url
+            ))
+        } else {
+            client
+                .post(format!("{}/patientprofile?PatientId={marker}", engine.url))
+                .header("content-type", "application/json")
+                .body(body.clone())
+        };
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let answer = request.send().await.expect("the engine answers");
+        assert_eq!(answer.status().as_u16(), expected, "{bearer:?} read={read}");
+    }
+    // The admin side refused too.
+    let admin = client
+        .post(format!(
+            "{}/admin/pipelines/{marker}/reload?x={marker}",
+            engine.url
+        ))
+        .bearer_auth("writer-key")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(admin.status().as_u16(), 403);
+    let metrics = client
+        .get(format!("{}/metrics", engine.url))
+        .bearer_auth("admin-key")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(metrics.status().as_u16(), 200);
+    let metrics = metrics.text().await.expect("text");
+    assert!(metrics.contains("ordo_"), "{metrics}");
+    let log = engine.log();
+    assert!(
+        log.contains("route=/patientprofile/{id}") || log.contains("/patientprofile/{id}"),
+        "a refused read is logged by its route's template:\n{log}"
+    );
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&marker)).collect();
+    assert!(leaks.is_empty(), "marker in the log:\n{}", leaks.join("\n"));
+    assert!(!metrics.contains(&marker), "marker in /metrics");
 }

@@ -81,13 +81,14 @@ pub struct LoadArgs {
     pub target: PipelineArgs,
     /// The events: a file of JSON lines, or `-` for standard input.
     pub input: PathBuf,
-    /// Start at this line (1-based), as a stopped load said. Lines from there that were
+    /// Resume at this line (1-based), as a stopped load said. Lines from there that were
     /// produced before are produced again, which changes nothing in the replica.
-    #[arg(long, default_value_t = 1)]
-    pub from_line: u64,
-    /// Where rejected lines go, as JSON lines with their reason (created 0600, appended to
-    /// when resuming). Default: `<input>.rejected.jsonl`, or `ordo-load.rejected.jsonl` for
-    /// standard input.
+    #[arg(long)]
+    pub from_line: Option<u64>,
+    /// Where rejected lines go, as JSON lines with their reason: created 0600 and refused
+    /// when it exists (it holds the records of an earlier load), unless `--from-line`
+    /// resumes that load, which appends to it; never through a symbolic link. Default:
+    /// `<input>.rejected.jsonl`, or `ordo-load.rejected.jsonl` for standard input.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
     /// Events in flight at most.
@@ -143,6 +144,9 @@ pub struct ValidateArgs {
     /// Check only the file and its plugins, not the broker and DynamoDB.
     #[arg(long)]
     pub no_environment: bool,
+    /// Accept secrets written in `[kafka]` as they are (see `ordo run --help`).
+    #[arg(long, env = "ORDO_ALLOW_LITERAL_SECRETS")]
+    pub allow_literal_secrets: bool,
     /// Kafka bootstrap brokers, comma-separated.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
@@ -202,6 +206,10 @@ pub struct RunArgs {
     /// can reach the port may then write and read every record; logged at WARN on every start.
     #[arg(long, env = "ORDO_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Accept passwords, client secrets and private keys written in `[kafka]` as they are;
+    /// by default the engine refuses them and asks for `"${env:NAME}"` or `"${file:PATH}"`.
+    #[arg(long, env = "ORDO_ALLOW_LITERAL_SECRETS")]
+    pub allow_literal_secrets: bool,
     /// Kafka bootstrap brokers, comma-separated.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,

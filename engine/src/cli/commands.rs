@@ -136,14 +136,22 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             name.into()
         }
     });
-    let resuming = args.from_line > 1;
+    let resuming = args.from_line.is_some();
     let reported = if resuming {
         load::reported(&std::fs::read_to_string(&rejects_path).unwrap_or_default())
     } else {
         Default::default()
     };
-    let mut rejects = side_file(&rejects_path, resuming)
-        .with_context(|| format!("cannot write {}", rejects_path.display()))?;
+    let mut rejects = side_file(&rejects_path, resuming).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            "it exists, and holds the rejected records of an earlier load: resume that load with --from-line, or move the file away (or name another with --rejects)".to_string()
+        } else if e.raw_os_error() == Some(libc::ELOOP) {
+            "it is a symbolic link, which the rejected records are never written through".to_string()
+        } else {
+            e.to_string()
+        };
+        anyhow::anyhow!("cannot write {}: {why}", rejects_path.display())
+    })?;
     let bar = match size {
         Some(bytes) => indicatif::ProgressBar::new(bytes).with_style(
             indicatif::ProgressStyle::with_template(
@@ -159,7 +167,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let options = Options {
-        from_line: args.from_line.max(1),
+        from_line: args.from_line.unwrap_or(1).max(1),
         in_flight: args.in_flight.max(1),
         run: format!("load-{}", std::process::id()),
         reported,
@@ -223,22 +231,23 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The side file of rejected lines: created readable by its owner only (the lines are
-/// records), appended to when a load resumes.
+/// records) and never over an existing file, or appended to when a load resumes; never
+/// opened through a symbolic link (one planted there could send the records elsewhere).
 fn side_file(
     path: &std::path::Path,
     append: bool,
 ) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
     let mut options = std::fs::OpenOptions::new();
-    options.create(true);
     if append {
-        options.append(true);
+        options.create(true).append(true);
     } else {
-        options.write(true).truncate(true);
+        // O_CREAT | O_EXCL: fails on any existing name, a symbolic link included.
+        options.write(true).create_new(true);
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     options.open(path).map(std::io::BufWriter::new)
 }
@@ -262,6 +271,7 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let options = ordo::ops::validate::Options {
         environment: !args.no_environment,
         kafka: KafkaConfig::new(&args.brokers),
+        allow_literal_secrets: args.allow_literal_secrets,
     };
     let report = ordo::ops::validate::validate(&args.config, &options).await;
     let file = args.config.display();
@@ -301,6 +311,7 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
         config: cli.config,
         listen: cli.listen,
         insecure_no_auth: cli.insecure_no_auth,
+        allow_literal_secrets: cli.allow_literal_secrets,
         admin_listen: cli.admin_listen,
         tls: cli
             .tls_cert

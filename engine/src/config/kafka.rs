@@ -57,6 +57,9 @@ pub struct KafkaProperties {
     values: BTreeMap<String, String>,
     /// The AWS region whose MSK IAM tokens the clients sign, when `[kafka.aws_msk_iam]` is set.
     msk_iam_region: Option<String>,
+    /// Secret properties written in the file as they are, not as a `${env:…}` or
+    /// `${file:…}` reference.
+    literal_secrets: Vec<String>,
 }
 
 impl KafkaProperties {
@@ -74,6 +77,20 @@ impl KafkaProperties {
     pub fn msk_iam_region(&self) -> Option<&str> {
         self.msk_iam_region.as_deref()
     }
+
+    /// Secret properties (passwords, client secrets, private keys) written in the file as
+    /// they are: a file that is read by many and copied into repositories and images. The
+    /// engine and `ordo validate` refuse them unless told `--allow-literal-secrets`.
+    pub fn literal_secrets(&self) -> &[String] {
+        &self.literal_secrets
+    }
+}
+
+/// Whether property `name` holds a secret.
+fn is_secret(name: &str) -> bool {
+    name.contains("password")
+        || name.contains("secret")
+        || matches!(name, "ssl.key.pem" | "sasl.oauthbearer.config")
 }
 
 impl std::fmt::Debug for KafkaProperties {
@@ -97,6 +114,7 @@ pub(super) fn check(table: &toml::Table, base: &Path) -> (KafkaProperties, Vec<C
         })
     };
     let mut msk_iam_region = None;
+    let mut literal_secrets = Vec::new();
     for (name, value) in table {
         if name == MSK_IAM {
             match msk_iam(value) {
@@ -119,6 +137,9 @@ pub(super) fn check(table: &toml::Table, base: &Path) -> (KafkaProperties, Vec<C
                 continue;
             }
         };
+        if is_secret(name) && !written.starts_with("${") {
+            literal_secrets.push(name.clone());
+        }
         let resolved = match resolve(&written, base) {
             Ok(v) => v,
             Err(why) => {
@@ -148,6 +169,7 @@ pub(super) fn check(table: &toml::Table, base: &Path) -> (KafkaProperties, Vec<C
     let properties = KafkaProperties {
         values: properties,
         msk_iam_region,
+        literal_secrets,
     };
     (properties, problems)
 }
@@ -228,6 +250,23 @@ mod tests {
 
     fn table(text: &str) -> toml::Table {
         text.parse().expect("TOML")
+    }
+
+    #[test]
+    fn a_secret_written_as_it_is_is_noted_and_a_reference_is_not() {
+        let (properties, problems) = check(
+            &table(
+                r#"
+"sasl.username" = "ordo"
+"sasl.password" = "hunter2"
+"ssl.key.password" = "${env:HOME}"
+"security.protocol" = "SASL_SSL"
+"#,
+            ),
+            Path::new("."),
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(properties.literal_secrets(), ["sasl.password".to_string()]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::plugin::sandbox::{Capabilities, Limits};
 pub const DEFAULT_AUDIT_TOPIC: &str = "ordo.audit";
 
 /// The paths the engine serves itself: no pipeline route may be one of them or lie under one.
-pub const ENGINE_PATHS: [&str; 5] = ["/docs", "/metrics", "/healthz", "/readyz", "/admin"];
+pub const ENGINE_PATHS: [&str; 6] = ["/docs", "/metrics", "/healthz", "/readyz", "/admin", "/ui"];
 
 /// Errors reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -432,6 +432,8 @@ plugin = "plugins/build/patient_profile_lww.wasm"
             ("/readyz", "engine's own"),
             ("/docs/openapi.json", "engine's own `/docs`"),
             ("/admin", "engine's own"),
+            ("/ui", "engine's own"),
+            ("/ui/app.js", "engine's own `/ui`"),
             ("/patient/:id", "':'"),
         ] {
             let text = MINIMAL.replace("/patientprofile", route);

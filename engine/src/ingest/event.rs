@@ -78,7 +78,7 @@ pub fn prepare(
         Err(e) => {
             // A trap, fuel, time or memory limit on this body: the event is refused, and
             // the engine keeps serving others.
-            warn!(pipeline = %p.name, error = %e, "Plugin failed during validation; event refused.");
+            warn!(pipeline = %p.name, error = e.kind(), "Plugin failed during validation; event refused.");
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Plugin failed on this event",

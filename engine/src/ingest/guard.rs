@@ -25,8 +25,8 @@ pub fn authorization(request: &Request) -> Option<&str> {
 }
 
 /// The answer to `denied`, logged.
-pub fn refusal(denied: &Denied, path: &str) -> Problem {
-    warn!(path, denied = %denied, "Request denied.");
+pub fn refusal(denied: &Denied, route: &str) -> Problem {
+    warn!(route, denied = %denied, "Request denied.");
     match denied {
         Denied::Missing => {
             let mut problem = Problem::new(
@@ -71,7 +71,13 @@ impl<P: crate::bus::Publisher, S> super::PipelineApi<P, S> {
             Ok(principal) => return Ok(Some(principal)),
             Err(denied) => denied,
         };
-        let problem = refusal(&denied, request.uri().path());
+        // The route's template: a read's path holds the key.
+        let route = if request.uri().path() == self.pipeline.route {
+            self.pipeline.route.clone()
+        } else {
+            format!("{}/{{id}}", self.pipeline.route)
+        };
+        let problem = refusal(&denied, &route);
         if let Some(topic) = self.pipeline.audit_topic.as_deref() {
             let status = problem.status.to_string();
             let mut record = Record::new(Action::Denied, &self.pipeline.name, &status);

@@ -66,6 +66,8 @@ struct Fixture {
     _shutdown: crate::shutdown::Trigger,
     /// A second application over the same parts, for a test to wrap.
     app: BoxEndpoint<'static>,
+    /// The pipeline's side of the application.
+    api: Arc<PipelineApi<MemoryBus, MemoryStore>>,
 }
 
 /// An application with pipeline `p` (route `/p`, topic `p.events`), whose ingest draws from
@@ -117,6 +119,8 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         token: token.map(str::to_string),
         auth: None,
         live,
+        // Every call checks again, so a seam set down shows at once.
+        readiness: crate::operator::ready::Readiness::new(std::time::Duration::ZERO),
     };
     let second = app(
         vec![Arc::clone(&api)],
@@ -124,10 +128,16 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         metrics.clone(),
         admin.clone(),
     );
-    let app = app(vec![api], Arc::new(bus.clone()), metrics.clone(), admin);
+    let app = app(
+        vec![Arc::clone(&api)],
+        Arc::new(bus.clone()),
+        metrics.clone(),
+        admin,
+    );
     Fixture {
         cli: TestClient::new(app),
         app: second,
+        api,
         bus,
         store,
         policy,
@@ -416,6 +426,30 @@ async fn readiness_names_each_check_and_fails_when_a_seam_is_down() {
 }
 
 #[tokio::test]
+async fn readiness_is_answered_from_the_last_check_while_it_is_fresh() {
+    let Fixture {
+        bus,
+        store,
+        api,
+        metrics,
+        ..
+    } = fixture(8, None);
+    let apis = [api];
+    let cached = crate::operator::ready::Readiness::new(std::time::Duration::from_secs(3600));
+    let checked = cached.current(&bus, &apis, &metrics).await;
+    assert!(checked.values().all(Result::is_ok), "{checked:?}");
+    // The table goes away; a caller within the hour is answered from the last check, so
+    // nobody can make the engine ask the table on every request.
+    store.set_down(true);
+    let again = cached.current(&bus, &apis, &metrics).await;
+    assert_eq!(again, checked);
+    // Once the outcome is old, the checks run again.
+    let stale = crate::operator::ready::Readiness::new(std::time::Duration::ZERO);
+    let now = stale.current(&bus, &apis, &metrics).await;
+    assert!(now["dynamodb:p"].is_err(), "{now:?}");
+}
+
+#[tokio::test]
 async fn admin_needs_the_token_when_one_is_set() {
     let Fixture { cli, .. } = fixture(8, Some("s3cret"));
     let denied = cli.get("/admin/pipelines").send().await;
@@ -495,7 +529,14 @@ async fn the_document_is_built_from_types_and_the_page_is_script_safe() {
 
 #[test]
 fn the_engines_own_paths_are_the_ones_config_reserves() {
-    for path in [DOCS_PATH, METRICS_PATH, HEALTH_PATH, READY_PATH, ADMIN_PATH] {
+    for path in [
+        DOCS_PATH,
+        METRICS_PATH,
+        HEALTH_PATH,
+        READY_PATH,
+        ADMIN_PATH,
+        crate::operator::ui::UI_PATH,
+    ] {
         assert!(crate::config::ENGINE_PATHS.contains(&path), "{path}");
     }
     assert!(SPEC_PATH.starts_with(DOCS_PATH));
@@ -658,7 +699,12 @@ async fn live_readings_need_admin_rights_and_carry_counts_lag_and_dead_letters()
         partition: 2,
         offset: 41,
         key: "k:0123456789ab".into(),
-        reason: crate::redact::reason("plugin rejected the event: `Sex` is \"Secret\""),
+        reason: crate::pipeline::Reason::new(
+            crate::pipeline::Code::Rejected,
+            "plugin rejected the event: `Sex` is \"Secret\"",
+        )
+        .at("Sex")
+        .to_string(),
     });
     metrics.ingest("p").answered(202);
     let live = cli
@@ -684,10 +730,7 @@ async fn live_readings_need_admin_rights_and_carry_counts_lag_and_dead_letters()
     let letter = &p["dead_letters"][0];
     assert_eq!(letter["offset"], 41);
     assert_eq!(letter["at"], "1970-01-01T00:00:00Z");
-    assert_eq!(
-        letter["reason"], "plugin rejected the event: `Sex` is \"…\"",
-        "{letter}"
-    );
+    assert_eq!(letter["reason"], "rejected `Sex`", "{letter}");
     assert!(!reading.to_string().contains("Secret"), "{reading}");
 }
 

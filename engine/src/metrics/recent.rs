@@ -1,5 +1,6 @@
 //! The last dead letters of each pipeline, for the operator page: when, where in the topic,
-//! the key as logs show it and the reason with values masked. Never a record's fields.
+//! the key as logs show it and the reason's code and field. Never a record's fields or a
+//! plugin's words.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ pub struct DeadLetterNote {
     pub offset: i64,
     /// The event's key as logs write it ([`crate::redact::key`]: a keyed hash by default).
     pub key: String,
-    /// Why, with quoted values and long numbers masked ([`crate::redact::reason`]).
+    /// Why: the reason's code and field ([`crate::pipeline::Reason`]'s `Display`).
     pub reason: String,
 }
 

@@ -10,6 +10,7 @@ use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{EventStream, Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::live::{self, Live, LiveReading};
@@ -96,6 +97,13 @@ pub enum MetricsAnswer {
     /// Every metric, in the Prometheus text format.
     #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
     Text(PlainText<String>),
+    /// Credentials are needed (`[auth]` or `ORDO_ADMIN_TOKEN` is configured) and are missing
+    /// or not valid.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The caller is known but lacks the `admin` scope.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
 }
 
 /// The answer of `GET /admin/pipelines`.
@@ -166,6 +174,8 @@ pub struct Admin {
     pub auth: Option<Arc<Auth>>,
     /// The readings the operator page draws.
     pub live: Live,
+    /// The last outcome of the readiness checks, which `/readyz` answers with.
+    pub readiness: super::ready::Readiness,
 }
 
 /// Why an admin request was refused: its problem, and the challenge of a 401.
@@ -181,13 +191,17 @@ impl Admin {
     /// credentials with the `admin` scope. With neither configured, the endpoints are open
     /// (the engine then listens on loopback only).
     /// `Ok` names the principal when one is known (`admin-token` for the token).
-    fn check(&self, request: &Request) -> Result<Option<String>, AdminDenied> {
+    /// `route` is the endpoint's path template, which a refusal's log line names.
+    fn check(&self, request: &Request, route: &str) -> Result<Option<String>, AdminDenied> {
         let given = guard::authorization(request);
         if let Some(token) = &self.token {
             let bearer = given
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or_default();
-            if bool::from(bearer.as_bytes().ct_eq(token.as_bytes())) {
+            // Digests of equal length, compared in constant time: neither the token's bytes
+            // nor its length show in how long a refusal takes.
+            let (given, wanted) = (Sha256::digest(bearer), Sha256::digest(token));
+            if bool::from(given.as_slice().ct_eq(wanted.as_slice())) {
                 return Ok(Some("admin-token".into()));
             }
         }
@@ -200,7 +214,7 @@ impl Admin {
             (None, Some(_)) => Denied::Invalid("not the admin token".into()),
             (None, None) => return Ok(None),
         };
-        Err(AdminDenied(guard::refusal(&denied, request.uri().path())))
+        Err(AdminDenied(guard::refusal(&denied, route)))
     }
 }
 
@@ -216,6 +230,13 @@ impl AdminDenied {
         match self.0.challenge {
             Some(challenge) => ReloadAnswer::Unauthorized(Json(self.0), challenge.into()),
             None => ReloadAnswer::Forbidden(Json(self.0)),
+        }
+    }
+
+    fn metrics(self) -> MetricsAnswer {
+        match self.0.challenge {
+            Some(challenge) => MetricsAnswer::Unauthorized(Json(self.0), challenge.into()),
+            None => MetricsAnswer::Forbidden(Json(self.0)),
         }
     }
 
@@ -255,12 +276,14 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
     /// see only `failing` (internal error text can name hosts, tables and accounts).
     #[oai(path = "/readyz", method = "get", tag = "Tag::Engine")]
     async fn readyz(&self, request: &Request) -> ReadyAnswer {
-        let mut checks: BTreeMap<String, String> =
-            super::ready::check(self.publisher.as_ref(), &self.pipelines, &self.metrics)
-                .await
-                .into_iter()
-                .map(|(check, result)| (check, outcome(result)))
-                .collect();
+        let mut checks: BTreeMap<String, String> = self
+            .admin
+            .readiness
+            .current(self.publisher.as_ref(), &self.pipelines, &self.metrics)
+            .await
+            .into_iter()
+            .map(|(check, result)| (check, outcome(result)))
+            .collect();
         let plugins = self
             .pipelines
             .iter()
@@ -278,7 +301,7 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
             .is_some_and(|a| a.ip().is_loopback())
             || (self.admin.guarded()
                 && guard::authorization(request).is_some()
-                && self.admin.check(request).is_ok());
+                && self.admin.check(request, "/readyz").is_ok());
         if !trusted {
             for outcome in checks.values_mut().filter(|c| *c != "ok") {
                 *outcome = "failing".into();
@@ -300,16 +323,24 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         }
     }
 
-    /// What each pipeline's ingest, consumer, table and plugin did, for Prometheus.
+    /// What each pipeline's ingest, consumer, table and plugin did, for Prometheus. With
+    /// `[auth]`, it needs the `admin` scope (or the admin token), as `/admin/*` does:
+    /// Prometheus sends a key with `authorization: {credentials_file: ...}` in its scrape
+    /// job. Without `[auth]` the engine serves loopback only, and `/metrics` is open there.
     #[oai(path = "/metrics", method = "get", tag = "Tag::Engine")]
-    async fn metrics(&self) -> MetricsAnswer {
+    async fn metrics(&self, request: &Request) -> MetricsAnswer {
+        if self.admin.auth.is_some() {
+            if let Err(denied) = self.admin.check(request, "/metrics") {
+                return denied.metrics();
+            }
+        }
         MetricsAnswer::Text(PlainText(self.metrics.render()))
     }
 
     /// The plugin in force for each pipeline, and the file it watches.
     #[oai(path = "/admin/pipelines", method = "get", tag = "Tag::Admin")]
     async fn pipelines(&self, request: &Request) -> ListAnswer {
-        if let Err(denied) = self.admin.check(request) {
+        if let Err(denied) = self.admin.check(request, "/admin/pipelines") {
             return denied.list();
         }
         let list = self
@@ -333,7 +364,7 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
 
     /// Live readings for the operator page (`/ui`): server-sent events, one `LiveReading`
     /// (JSON) per interval with each pipeline's rates, lag by partition, plugin in force, last
-    /// reload and last dead letters (reasons with values masked; never a record's fields).
+    /// reload and last dead letters (reasons as codes and fields; never a record's fields).
     #[oai(path = "/admin/live", method = "get", tag = "Tag::Admin")]
     async fn live(
         &self,
@@ -342,7 +373,7 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         #[oai(validator(minimum(value = "100"), maximum(value = "60000")))]
         interval_ms: Query<Option<u64>>,
     ) -> LiveAnswer {
-        if let Err(denied) = self.admin.check(request) {
+        if let Err(denied) = self.admin.check(request, "/admin/live") {
             return denied.live();
         }
         let interval = interval_ms
@@ -372,7 +403,7 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         tag = "Tag::Admin"
     )]
     async fn reload(&self, request: &Request, name: Path<String>) -> ReloadAnswer {
-        let principal = match self.admin.check(request) {
+        let principal = match self.admin.check(request, "/admin/pipelines/{name}/reload") {
             Ok(principal) => principal,
             Err(denied) => return denied.reload(),
         };

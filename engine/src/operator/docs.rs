@@ -329,6 +329,7 @@ fn with_security(mut spec: Value, pipelines: &[PipelineDoc<'_>], secured: Secure
     }
     let needs = |path: &str| {
         (secured.admin && path.starts_with(super::ADMIN_PATH))
+            || (secured.pipelines && path == super::METRICS_PATH)
             || (secured.pipelines
                 && pipelines.iter().any(|d| {
                     path == d.pipeline.route || path == format!("{}/{{id}}", d.pipeline.route)

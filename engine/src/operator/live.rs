@@ -1,8 +1,8 @@
 //! `GET /admin/live`: what the operator page draws, pushed as server-sent events. Each event
 //! is one [`LiveReading`]: per pipeline, the rates since the previous reading (from the
 //! registry's own families, computed as `ordo top` computes them), lag by partition, the plugin
-//! in force and its last reload, and the last dead letters with their reasons (values
-//! masked). Names and numbers only: never a field of a record.
+//! in force and its last reload, and the last dead letters with their reasons' codes and
+//! fields. Names and numbers only: never a field of a record or a plugin's words.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -138,7 +138,7 @@ pub struct LiveDeadLetter {
     pub offset: i64,
     /// The event's key as logs show it: a keyed hash unless the engine runs with `--log-keys`.
     pub key: String,
-    /// Why, with quoted values and long numbers masked.
+    /// Why: the reason's code and field.
     pub reason: String,
 }
 

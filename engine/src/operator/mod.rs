@@ -17,6 +17,7 @@ use poem_openapi::OpenApiService;
 mod allow;
 pub mod api;
 pub mod docs;
+pub mod host;
 pub mod live;
 pub mod ready;
 pub mod ui;

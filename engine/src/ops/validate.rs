@@ -22,6 +22,8 @@ pub struct Options {
     pub environment: bool,
     /// How to reach the brokers (the file's `[kafka]` properties are added to it).
     pub kafka: KafkaConfig,
+    /// Accept secrets written in `[kafka]` as they are.
+    pub allow_literal_secrets: bool,
 }
 
 /// The outcome: the pipelines that are right as written, and every problem.
@@ -43,6 +45,13 @@ pub async fn validate(path: &Path, options: &Options) -> Report {
         problems: checked.problems.iter().map(ToString::to_string).collect(),
         notes: Vec::new(),
     };
+    if !options.allow_literal_secrets {
+        for name in checked.kafka.literal_secrets() {
+            report.problems.push(format!(
+                "kafka.\"{name}\": a secret written as it is; refer to it (\"${{env:NAME}}\" or \"${{file:PATH}}\"), or pass --allow-literal-secrets"
+            ));
+        }
+    }
     // Every pipeline that could be built gets its plugin checked, problems or not.
     for p in &checked.pipelines {
         check_plugin(p, &mut report);

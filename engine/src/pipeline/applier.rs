@@ -8,6 +8,7 @@
 use serde_json::Value;
 use tracing::debug;
 
+use super::reason::{Code, Reason};
 use crate::plugin::{Decision, PluginError, Policy, PolicyHandle};
 use crate::store::cache::RecordCache;
 use crate::store::{split_meta, with_meta, Precondition, PutOutcome, Record, Store, StoreError};
@@ -21,9 +22,9 @@ pub enum Outcome {
     /// The record now reflects the event.
     Written,
     /// The stored record is newer; the event changed nothing.
-    Skipped(String),
+    Skipped(Reason),
     /// The event cannot be applied, for this reason; it belongs in the dead-letter topic.
-    Rejected(String),
+    Rejected(Reason),
 }
 
 /// One event as read from the bus.
@@ -197,7 +198,9 @@ impl<S: Store> Applier<S> {
         Ok(Applied {
             outcomes: outcomes
                 .into_iter()
-                .map(|o| o.unwrap_or_else(|| Outcome::Rejected("not applied".into())))
+                .map(|o| {
+                    o.unwrap_or_else(|| Outcome::Rejected(Reason::new(Code::GaveUp, "not applied")))
+                })
                 .collect(),
             writes,
             conflicts,
@@ -230,28 +233,30 @@ impl<S: Store> Applier<S> {
             let mut results = Vec::with_capacity(group.len());
             for &(i, text) in group {
                 let merged_by_plugin = merge_call(policy, text, state.as_deref());
-                let outcome =
-                    match merged_by_plugin {
-                        Ok(Decision::Write(record)) => match self
-                            .checked_record(&record, key)
-                            .and_then(|checked| match self.store.refuses(&checked) {
-                                Some(why) => Err(why),
+                let outcome = match merged_by_plugin {
+                    Ok(Decision::Write(record)) => {
+                        match self.checked_record(&record, key).and_then(|checked| {
+                            match self.store.refuses(&checked) {
+                                Some(why) => Err(Reason::new(Code::TooLarge, why)),
                                 None => Ok(checked),
-                            }) {
+                            }
+                        }) {
                             Ok(checked) => {
                                 state = Some(record);
                                 merged = Some(checked);
                                 Outcome::Written
                             }
                             Err(reason) => Outcome::Rejected(reason),
-                        },
-                        Ok(Decision::Skip(why)) => Outcome::Skipped(why),
-                        Ok(Decision::Reject(why)) => {
-                            Outcome::Rejected(format!("plugin rejected the event: {why}"))
                         }
-                        Err(e) if e.is_transient() => return Err(ApplyError::Plugin(e)),
-                        Err(e) => Outcome::Rejected(e.to_string()),
-                    };
+                    }
+                    Ok(Decision::Skip(why)) => Outcome::Skipped(Reason::new(Code::Skipped, why)),
+                    Ok(Decision::Reject(why)) => Outcome::Rejected(Reason::new(
+                        Code::Rejected,
+                        format!("plugin rejected the event: {why}"),
+                    )),
+                    Err(e) if e.is_transient() => return Err(ApplyError::Plugin(e)),
+                    Err(e) => Outcome::Rejected(Reason::new(Code::PluginFailed, e.to_string())),
+                };
                 results.push((i, outcome));
             }
             let Some(record) = merged else {
@@ -313,32 +318,47 @@ impl<S: Store> Applier<S> {
         &self,
         policy: &dyn Policy,
         event: &Event<'a>,
-    ) -> Result<Result<(&'a str, String), String>, ApplyError> {
+    ) -> Result<Result<(&'a str, String), Reason>, ApplyError> {
         let (message_key, payload) = (event.key, event.payload);
         let text = match std::str::from_utf8(payload) {
             Ok(text) => text,
-            Err(e) => return Ok(Err(format!("payload is not UTF-8: {e}"))),
+            Err(e) => {
+                return Ok(Err(Reason::new(
+                    Code::NotUtf8,
+                    format!("payload is not UTF-8: {e}"),
+                )))
+            }
         };
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
-            Err(e) => return Ok(Err(format!("payload is not JSON: {e}"))),
+            Err(e) => {
+                return Ok(Err(Reason::new(
+                    Code::NotJson,
+                    format!("payload is not JSON: {e}"),
+                )))
+            }
         };
         let key = match value.get(&self.key_field) {
             Some(Value::String(k)) if !k.is_empty() => k.clone(),
             _ => {
-                return Ok(Err(format!(
-                    "`{}` must be a non-empty string",
-                    self.key_field
-                )))
+                return Ok(Err(Reason::new(
+                    Code::NoKey,
+                    format!("`{}` must be a non-empty string", self.key_field),
+                )
+                .at(&self.key_field)))
             }
         };
         if let Some(message_key) = message_key {
             if message_key != key.as_bytes() {
-                // The values stay out of the reason (it is logged): both are in the letter.
-                return Ok(Err(format!(
-                    "the message key differs from the body's `{}`",
-                    self.key_field
-                )));
+                // The values stay out of the reason: both are in the letter.
+                return Ok(Err(Reason::new(
+                    Code::KeyMismatch,
+                    format!(
+                        "the message key differs from the body's `{}`",
+                        self.key_field
+                    ),
+                )
+                .at(&self.key_field)));
             }
         }
         if let (Some((field, skew)), Some(received)) = (
@@ -349,29 +369,47 @@ impl<S: Store> Applier<S> {
                 .get(field)
                 .and_then(|v| crate::version::too_far_ahead(v, received, *skew))
             {
-                return Ok(Err(format!("`{field}` {why}")));
+                return Ok(Err(Reason::new(
+                    Code::VersionAhead,
+                    format!("`{field}` {why}"),
+                )
+                .at(field)));
             }
         }
         Ok(match policy.validate(text) {
             Ok(Ok(())) => Ok((text, key)),
-            Ok(Err(e)) if e.field.is_empty() => Err(format!("invalid event: {}", e.message)),
-            Ok(Err(e)) => Err(format!("invalid event: `{}` {}", e.field, e.message)),
+            Ok(Err(e)) if e.field.is_empty() => Err(Reason::new(
+                Code::Invalid,
+                format!("invalid event: {}", e.message),
+            )),
+            Ok(Err(e)) => Err(Reason::new(
+                Code::Invalid,
+                format!("invalid event: `{}` {}", e.field, e.message),
+            )
+            .at(&e.field)),
             Err(e) if e.is_transient() => return Err(ApplyError::Plugin(e)),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Reason::new(Code::PluginFailed, e.to_string())),
         })
     }
 
     /// The plugin's record, which must be a JSON object that keeps the key.
-    fn checked_record(&self, record: &str, key: &str) -> Result<Record, String> {
+    fn checked_record(&self, record: &str, key: &str) -> Result<Record, Reason> {
         match serde_json::from_str::<Value>(record) {
             Ok(Value::Object(r)) if r.get(&self.key_field).and_then(Value::as_str) == Some(key) => {
                 Ok(r)
             }
-            Ok(Value::Object(_)) => Err(format!(
-                "plugin returned a record whose `{}` is not {key:?}",
-                self.key_field
+            Ok(Value::Object(_)) => Err(Reason::new(
+                Code::BadRecord,
+                format!(
+                    "plugin returned a record whose `{}` is not {key:?}",
+                    self.key_field
+                ),
+            )
+            .at(&self.key_field)),
+            _ => Err(Reason::new(
+                Code::BadRecord,
+                "plugin returned a record that is not a JSON object",
             )),
-            _ => Err("plugin returned a record that is not a JSON object".to_string()),
         }
     }
 }
@@ -435,7 +473,9 @@ mod tests {
         let applied = a.apply_batch(&events).await.expect("applied");
         match &applied.outcomes[0] {
             Outcome::Rejected(why) => assert!(
-                why.contains("`at` is") && why.contains("max_version_skew"),
+                why.code() == Code::VersionAhead
+                    && why.text().contains("`at` is")
+                    && why.text().contains("max_version_skew"),
                 "{why}"
             ),
             other => panic!("expected a refusal, got {other:?}"),
@@ -572,22 +612,36 @@ mod tests {
     }
 
     /// A message key, a payload, and a word the rejection must contain.
-    type Case<'a> = (Option<&'a [u8]>, &'a [u8], &'a str);
+    type Case<'a> = (Option<&'a [u8]>, &'a [u8], Code, &'a str);
 
     #[tokio::test]
     async fn poison_events_are_rejected_with_a_reason() {
         let store = MemoryStore::new("k");
         let a = applier(&store);
         let cases: [Case<'_>; 5] = [
-            (None, b"\xff", "UTF-8"),
-            (None, b"not json", "not JSON"),
-            (None, br#"{"v":1}"#, "`k`"),
-            (Some(b"b"), br#"{"k":"a","v":1}"#, "message key"),
-            (None, br#"{"k":"a","v":"x"}"#, "`v` must be a number"),
+            (None, b"\xff", Code::NotUtf8, "UTF-8"),
+            (None, b"not json", Code::NotJson, "not JSON"),
+            (None, br#"{"v":1}"#, Code::NoKey, "`k`"),
+            (
+                Some(b"b"),
+                br#"{"k":"a","v":1}"#,
+                Code::KeyMismatch,
+                "message key",
+            ),
+            (
+                None,
+                br#"{"k":"a","v":"x"}"#,
+                Code::Invalid,
+                "`v` must be a number",
+            ),
         ];
-        for (key, payload, reason) in cases {
+        for (key, payload, code, reason) in cases {
             match a.apply(key, payload).await.expect("no store error") {
-                Outcome::Rejected(r) => assert!(r.contains(reason), "{r} should mention {reason}"),
+                Outcome::Rejected(r) => assert!(
+                    r.code() == code && r.text().contains(reason),
+                    "{r} ({}) should be {code:?} and mention {reason}",
+                    r.text()
+                ),
                 other => panic!("{payload:?}: {other:?}"),
             }
         }

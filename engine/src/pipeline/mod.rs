@@ -11,8 +11,10 @@ mod applier;
 pub mod consume;
 mod offsets;
 mod pace;
+pub mod reason;
 mod waits;
 mod worker;
 
 pub use applier::{merge_call, Applied, Applier, ApplyError, Event, Failure, Outcome};
+pub use reason::{Code, Reason};
 pub use waits::Waits;

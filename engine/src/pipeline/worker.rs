@@ -9,7 +9,7 @@ use tracing::{debug, error, warn, Instrument as _};
 
 use super::pace::Pace;
 use super::waits::{Wait, Waits};
-use super::{Applier, Event, Failure, Outcome};
+use super::{Applier, Code, Event, Failure, Outcome, Reason};
 use crate::audit::{self, Action};
 use crate::bus::{BusError, Fence, Lease, Message, Publisher};
 use crate::config::Pipeline;
@@ -190,12 +190,12 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                 Err(e) => e,
             };
             let reason = error.to_string();
-            let rejected = |reason: String| {
+            let rejected = |reason: Reason| {
                 let plugin = self.applier.plugin();
                 (vec![Outcome::Rejected(reason); messages.len()], plugin)
             };
             let cause = match error.failure() {
-                Failure::Permanent => break rejected(reason),
+                Failure::Permanent => break rejected(Reason::new(Code::StoreRefused, reason)),
                 Failure::Throttled => {
                     self.pace.throttled();
                     "throttled"
@@ -204,7 +204,10 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     failures += 1;
                     let max = self.pipeline.max_attempts;
                     if max > 0 && failures >= max {
-                        break rejected(format!("not applied after {failures} attempts: {reason}"));
+                        break rejected(Reason::new(
+                            Code::GaveUp,
+                            format!("not applied after {failures} attempts: {reason}"),
+                        ));
                     }
                     cause
                 }
@@ -225,7 +228,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     (Action::Apply, "written")
                 }
                 Outcome::Skipped(why) => {
-                    debug!(pipeline = %self.pipeline.name, offset = message.offset, reason = %redact::reason(&why), "Stale event skipped.");
+                    debug!(pipeline = %self.pipeline.name, offset = message.offset, reason = %why, "Stale event skipped.");
                     self.metrics.skipped.inc();
                     (Action::Skip, "skipped")
                 }
@@ -284,11 +287,11 @@ impl<S: Store, P: Publisher> Shared<S, P> {
     /// where it is and logged, so the partition's commit point still moves past it. Only
     /// errors that can heal (the broker away, a timeout) are retried. Once settled, the
     /// letter is noted for the operator page.
-    async fn dead_letter(&self, lease: &Lease, message: &Message, reason: &str) -> bool {
-        let reason = bounded(reason, MAX_REASON);
+    async fn dead_letter(&self, lease: &Lease, message: &Message, reason: &Reason) -> bool {
         // The letter carries the reason whole, beside the event; a log line and the operator
-        // page, masked.
-        let logged = redact::reason(&reason);
+        // page, its code and field only.
+        let logged = reason.to_string();
+        let reason = bounded(reason.text(), MAX_REASON);
         let mut letter = Letter::Whole;
         let mut delays = backoff();
         loop {
@@ -355,7 +358,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             .map(|_| ())
     }
 
-    /// Keeps `message`'s dead letter, with its masked reason, among the last ones shown.
+    /// Keeps `message`'s dead letter, with its reason's code and field, among the last ones shown.
     fn note_dead_letter(&self, message: &Message, reason: String) {
         let key = String::from_utf8_lossy(message.key.as_deref().unwrap_or_default());
         self.metrics.recent.push(DeadLetterNote {

@@ -116,6 +116,22 @@ impl PluginError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Busy { .. } | Self::Starved { .. })
     }
+
+    /// What kind of failure, for a log line: wasmtime's explanation of a failed call may
+    /// quote the plugin (its function names, its messages), so logs name the kind alone.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "unreadable",
+            Self::Load { .. } => "not-a-policy",
+            Self::Call {
+                call: "validate", ..
+            } => "validate-failed",
+            Self::Call { call: "merge", .. } => "merge-failed",
+            Self::Call { .. } => "call-failed",
+            Self::Busy { .. } => "busy",
+            Self::Starved { .. } => "starved",
+        }
+    }
 }
 
 /// A pipeline's policy: validation, merge and the schema of its events.
