@@ -5,11 +5,12 @@ and its configMapGenerator; anything else in it is refused rather than ignored) 
 
 1. validated against the Kubernetes JSON schemas that the PyPI package kubernetes-validate
    bundles, strict (an unknown or misspelt field is an error), for the oldest and the newest
-   Kubernetes versions in K8S_VERSIONS; the KEDA ScaledObject (a CRD, not in those schemas)
-   against deploy/kubernetes/schemas/scaledobject-keda-v1alpha1.json;
+   Kubernetes versions in K8S_VERSIONS; KEDA's ScaledObject and TriggerAuthentication (CRDs,
+   not in those schemas) against the schemas in deploy/kubernetes/schemas/;
 2. checked for Ordo's own invariants (selectors, probes, shutdown grace against the engine's
    drain timeouts read from its source, security context, the pipelines file against the keys
-   the engine knows and against the ScaledObject, secrets only by reference, ...).
+   the engine knows and against the ScaledObject, secrets only by reference, Kafka over TLS,
+   HTTPS from a Secret, a NetworkPolicy that keeps the admin port to its callers, ...).
 
 Every problem is printed as `FILE: KIND/NAME: what is wrong`; the exit status is 1 if there is
 any, 2 if the check itself cannot run.
@@ -35,13 +36,23 @@ import yaml
 
 # The oldest Kubernetes the manifests claim to work on, and the newest the validator bundles.
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
-# The schema of the one custom resource used.
+# The schemas of the custom resources used (KEDA's), by kind.
 SCALEDOBJECT_SCHEMA = "schemas/scaledobject-keda-v1alpha1.json"
+CRD_SCHEMAS = {
+    "ScaledObject": SCALEDOBJECT_SCHEMA,
+    "TriggerAuthentication": "schemas/triggerauthentication-keda-v1alpha1.json",
+}
+# MSK's bootstrap port for IAM access control (TLS); 9092 is its plaintext one.
+MSK_IAM_PORT = 9098
+# librdkafka's security.protocol values that encrypt.
+KAFKA_TLS_PROTOCOLS = {"SSL", "SASL_SSL"}
 # The container that runs the engine, and the Secret it reads.
 ENGINE_CONTAINER = "engine"
 # Environment variables that must come from a Secret, and names that look like secrets.
 SECRET_ENV = ("ORDO_ADMIN_TOKEN", "ORDO_LOG_KEY_SECRET")
 SECRET_LOOKING = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|_KEY|CREDENTIALS)$")
+# Names that look like secrets but hold a path to one; check_https wants that file in a Secret.
+SECRET_PATH_ENV = {"ORDO_TLS_KEY"}
 # kustomization.yaml keys this script models; any other is refused so none is silently ignored.
 KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "resources", "configMapGenerator"}
 CLUSTER_SCOPED = {"Namespace"}
@@ -275,15 +286,17 @@ class Checker:
     # -- checks ----------------------------------------------------------------------------
 
     def check_schemas(self) -> None:
-        schema_path = self.kdir / SCALEDOBJECT_SCHEMA
-        so_schema = json.loads(schema_path.read_text())
-        jsonschema.Draft202012Validator.check_schema(so_schema)
-        so_validator = jsonschema.Draft202012Validator(so_schema)
+        validators = {}
+        for kind, rel in CRD_SCHEMAS.items():
+            schema = json.loads((self.kdir / rel).read_text())
+            jsonschema.Draft202012Validator.check_schema(schema)
+            validators[kind] = (self.rel(self.kdir / rel), jsonschema.Draft202012Validator(schema))
         for file, obj in self.objects:
-            if obj.get("kind") == "ScaledObject":
-                for error in sorted(so_validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
+            if obj.get("kind") in validators:
+                schema_rel, validator = validators[obj["kind"]]
+                for error in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
                     path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-                    self.problem(file, obj, f"{path}: {error.message} (against {self.rel(schema_path)})")
+                    self.problem(file, obj, f"{path}: {error.message} (against {schema_rel})")
                 continue
             for version in K8S_VERSIONS:
                 try:
@@ -479,7 +492,7 @@ class Checker:
         for c in containers:
             env = self.env(c)
             for name, entry in env.items():
-                if "value" in entry and SECRET_LOOKING.search(name):
+                if "value" in entry and SECRET_LOOKING.search(name) and name not in SECRET_PATH_ENV:
                     self.problem(file, deploy, f"container `{c['name']}`: env {name} has a literal value; take it from a Secret (valueFrom.secretKeyRef)")
             for ref in c.get("envFrom") or []:
                 if "configMapRef" in ref:
@@ -560,6 +573,110 @@ class Checker:
                         (o for _, o in self.of_kind("ConfigMap") if o["metadata"]["name"] == cm_name), {})
                     if key not in (cm.get("data") or {}) and key not in (cm.get("binaryData") or {}):
                         self.problem(where, None, f"pipeline `{name}`: `{field}` {path!r} is not a key of the ConfigMap `{cm_name}` mounted at {mount}")
+
+    def check_kafka_transport(self) -> None:
+        """Records and credentials never cross the network in clear text: the engine's Kafka
+        clients, and KEDA's scaler reading the same brokers, speak TLS."""
+        file, deploy, _ = self.pod()
+        loaded = self.pipelines_file()
+        if loaded is None:
+            return  # named by check_pipelines_file
+        where = self.config_source()
+        kafka = loaded[1].get("kafka") or {}
+        brokers = self.env(self.engine()).get("KAFKA_BROKERS", {}).get("value") or ""
+        msk_iam = "aws_msk_iam" in kafka
+        protocol = "SASL_SSL" if msk_iam else str(kafka.get("security.protocol", "PLAINTEXT")).upper()
+        if protocol not in KAFKA_TLS_PROTOCOLS:
+            self.problem(where, None, (
+                f"the engine's Kafka clients would speak {protocol}: records and credentials in clear text. "
+                "Use [kafka.aws_msk_iam] (MSK's IAM port) or security.protocol SSL or SASL_SSL"))
+        if msk_iam:
+            for broker in filter(None, brokers.split(",")):
+                port = broker.rsplit(":", 1)[-1]
+                if port != str(MSK_IAM_PORT):
+                    self.problem(file, deploy, (
+                        f"KAFKA_BROKERS names {broker}, but [kafka.aws_msk_iam] ({where}) speaks to MSK's IAM port {MSK_IAM_PORT}"))
+        auths = {o["metadata"]["name"]: o for _, o in self.of_kind("TriggerAuthentication")}
+        for sfile, so in self.of_kind("ScaledObject"):
+            for t in so["spec"].get("triggers") or []:
+                if t.get("type") != "kafka":
+                    continue
+                meta, name = t.get("metadata") or {}, t.get("name", t["metadata"].get("topic"))
+                if meta.get("tls") != "enable":
+                    self.problem(sfile, so, f"kafka trigger `{name}`: tls is {shown(meta.get('tls'))}, must be `enable`: KEDA reads the same brokers as the engine")
+                if msk_iam and (meta.get("sasl"), meta.get("saslTokenProvider")) != ("oauthbearer", "aws_msk_iam"):
+                    self.problem(sfile, so, (
+                        f"kafka trigger `{name}`: the brokers want MSK IAM, so sasl must be `oauthbearer` and saslTokenProvider "
+                        f"`aws_msk_iam` (are {shown(meta.get('sasl'))}, {shown(meta.get('saslTokenProvider'))})"))
+                ref = (t.get("authenticationRef") or {}).get("name")
+                if msk_iam and ref not in auths:
+                    self.problem(sfile, so, f"kafka trigger `{name}`: authenticationRef {shown(ref)} is not a TriggerAuthentication of this directory ({', '.join(auths) or 'none'})")
+                elif msk_iam and (auths[ref]["spec"].get("podIdentity") or {}).get("provider") != "aws":
+                    self.problem(sfile, so, f"kafka trigger `{name}`: TriggerAuthentication `{ref}` must use podIdentity provider `aws` for MSK IAM")
+
+    def check_https(self) -> None:
+        """Every port of the engine serves HTTPS, with a key from a Secret."""
+        file, deploy, template = self.pod()
+        engine = self.engine()
+        env = self.env(engine)
+        mounts = {m["mountPath"].rstrip("/"): m for m in engine.get("volumeMounts") or []}
+        volumes = {v["name"]: v for v in template["spec"].get("volumes") or []}
+        for var in ("ORDO_TLS_CERT", "ORDO_TLS_KEY"):
+            path = env.get(var, {}).get("value")
+            if not path:
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}` does not set {var}: it would serve bearer tokens and records over plain HTTP")
+                continue
+            mount = max((m for m in mounts if path.startswith(m + "/")), key=len, default=None)
+            volume = volumes.get(mounts[mount]["name"], {}) if mount else {}
+            if "secret" not in volume:
+                self.problem(file, deploy, f"{var}={path} is not in a volume from a Secret (it is under {shown(mount)}): the certificate and its private key belong in a Secret")
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            get = (engine.get(probe) or {}).get("httpGet")
+            if get is not None and get.get("scheme", "HTTP") != "HTTPS":
+                self.problem(file, deploy, f"container `{ENGINE_CONTAINER}`: {probe}.httpGet.scheme is {get.get('scheme', 'HTTP')}, but the engine serves HTTPS")
+        annotations = template.get("metadata", {}).get("annotations") or {}
+        if annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/scheme") != "https":
+            self.problem(file, deploy, f"the annotation prometheus.io/scheme is {shown(annotations.get('prometheus.io/scheme'))}, but /metrics is served over HTTPS")
+
+    def check_network_policy(self) -> None:
+        """A NetworkPolicy selects the engine's pods and opens the admin port only to named
+        peers (the scraper, operators' tools), never to every pod or address."""
+        file, deploy, template = self.pod()
+        labels = template.get("metadata", {}).get("labels") or {}
+        ports = {p.get("name"): p["containerPort"] for p in self.engine().get("ports") or []}
+        admin = ports.get("admin")
+        policies = []
+        for nfile, np in self.of_kind("NetworkPolicy"):
+            selector = np["spec"].get("podSelector") or {}
+            if selector.get("matchExpressions"):
+                self.problem(nfile, np, "spec.podSelector.matchExpressions is not checked here: use matchLabels")
+                continue
+            wanted = selector.get("matchLabels") or {}
+            if all(labels.get(k) == v for k, v in wanted.items()):
+                policies.append((nfile, np))
+        if not policies:
+            self.problem(self.rel(self.kdir), None, f"has no NetworkPolicy selecting the engine's pods {labels}: every pod of the cluster could reach the admin port {admin}")
+            return
+        if not any("Ingress" in (np["spec"].get("policyTypes") or ["Ingress"]) for _, np in policies):
+            self.problem(self.rel(self.kdir), None, "no NetworkPolicy of the engine's pods has policyType Ingress: it would restrict nothing coming in")
+        for nfile, np in policies:
+            for i, rule in enumerate(np["spec"].get("ingress") or []):
+                rule_ports = rule.get("ports") or []
+                opens_admin = not rule_ports or any(
+                    p.get("port") is None or p.get("port") in ("admin", admin)
+                    or (isinstance(p.get("port"), int) and p.get("endPort") and p["port"] <= admin <= p["endPort"])
+                    for p in rule_ports)
+                if not opens_admin:
+                    continue
+                peers = rule.get("from") or []
+                if not peers:
+                    self.problem(nfile, np, f"spec.ingress[{i}] opens the admin port {admin} to every source (no `from`)")
+                for j, peer in enumerate(peers):
+                    pods = peer.get("podSelector") or {}
+                    if "ipBlock" in peer:
+                        self.problem(nfile, np, f"spec.ingress[{i}].from[{j}] opens the admin port {admin} to addresses {peer['ipBlock'].get('cidr')}: name the scraper's pods instead")
+                    elif not (pods.get("matchLabels") or pods.get("matchExpressions")):
+                        self.problem(nfile, np, f"spec.ingress[{i}].from[{j}] opens the admin port {admin} to every pod of {'its namespaces' if 'namespaceSelector' in peer else 'the namespace'}: name the pods (podSelector)")
 
     def check_scaling(self) -> None:
         file, deploy, _ = self.pod()
@@ -648,6 +765,9 @@ def main(argv: list[str]) -> int:
         ("identity and environment", checker.check_identity_and_env),
         ("pipelines file", checker.check_pipelines_file),
         ("scaling on lag", checker.check_scaling),
+        ("Kafka over TLS", checker.check_kafka_transport),
+        ("HTTPS from a Secret", checker.check_https),
+        ("admin port behind a NetworkPolicy", checker.check_network_policy),
     ]
     loading_problems = len(checker.problems)
     for name, check in checks:
@@ -660,7 +780,7 @@ def main(argv: list[str]) -> int:
     names = ", ".join(name for name, _ in checker.results)
     kinds = ", ".join(sorted({f"{o['kind']}/{o['metadata']['name']}" for _, o in checker.objects}))
     print(f"deploy/kubernetes: {len(checker.objects)} objects ({kinds}); Kubernetes {' and '.join(K8S_VERSIONS)} schemas (strict), "
-          f"{SCALEDOBJECT_SCHEMA}; checks: {names}")
+          f"{', '.join(CRD_SCHEMAS.values())}; checks: {names}")
     sys.stderr.flush()
     if failed:
         print(f"failed checks: {', '.join(name for name, n in checker.results if n)}")
