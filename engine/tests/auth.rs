@@ -732,3 +732,151 @@ jwks_ca = "{}"
     }
     assert_eq!(post(first.token(json!({}))).await, 401, "the retired key");
 }
+
+// Multi-threaded, as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_kept_on_its_host() {
+    use poem::listener::{Acceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener};
+    // The issuer: an HTTPS server (its CA made here) serving a good set, one too large, and
+    // redirects to the same host and to another name of the same server.
+    let issuer_pki = common::pki("issuer");
+    let good = SigningKey::new("good");
+    let set = json!({"keys": [good.jwk()]}).to_string();
+    let oversized = json!({"keys": [good.jwk()], "padding": "x".repeat(300 * 1024)}).to_string();
+    let tls = RustlsConfig::new().fallback(
+        RustlsCertificate::new()
+            .cert(issuer_pki.cert_pem.clone())
+            .key(issuer_pki.key_pem.clone()),
+    );
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .rustls(tls)
+        .into_acceptor()
+        .await
+        .expect("issuer listens");
+    let port = acceptor.local_addr()[0]
+        .as_socket_addr()
+        .expect("an address")
+        .port();
+    let redirect = |to: String| {
+        poem::get(poem::endpoint::make_sync(move |_| {
+            poem::web::Redirect::temporary(to.clone())
+        }))
+    };
+    let app = poem::Route::new()
+        .at(
+            "/jwks.json",
+            poem::get(poem::endpoint::make_sync(move |_| set.clone())),
+        )
+        .at(
+            "/big.json",
+            poem::get(poem::endpoint::make_sync(move |_| oversized.clone())),
+        )
+        .at("/here", redirect("/jwks.json".into()))
+        .at(
+            "/away",
+            redirect(format!("https://localhost:{port}/jwks.json")),
+        );
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("issuer-ca.pem");
+    std::fs::write(&ca, &issuer_pki.ca_pem).expect("write CA");
+    let table = |path: &str| {
+        format!(
+            "[auth]\n[auth.jwt]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks = \"https://127.0.0.1:{port}{path}\"\njwks_ca = \"{}\"\n",
+            ca.display()
+        )
+    };
+
+    // Too large, or moved to another host: the engine refuses to start, saying why.
+    for (path, why) in [("/big.json", "larger than"), ("/away", "another host")] {
+        let config = common::pipelines_file(dir.path(), &common::lww_plugin(), &table(path));
+        let mut command = common::ordo_command();
+        command
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0"]);
+        // An engine that started anyway would serve until killed: it fails the test instead.
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::from(command)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path}: the engine started"))
+        .expect("run ordo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{path}: {stderr}");
+        assert!(stderr.contains(why), "{path}: {stderr}");
+    }
+
+    // Moved on the same host: followed. In the set fetched, a key marked for encryption or
+    // for another algorithm verifies nothing.
+    let engine = Engine::builder(Names::unique("auth-jwks-bound"))
+        .extra(&table("/here"))
+        .start();
+    let post = |token: String| {
+        let engine = &engine;
+        async move {
+            call(
+                engine,
+                reqwest::Method::POST,
+                "/patientprofile",
+                Some(&token),
+                Some(&body("b1")),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(
+        post(good.token(json!({}))).await,
+        202,
+        "fetched through the redirect"
+    );
+
+    let jwks = dir.path().join("jwks.json");
+    let encryption = SigningKey::new("for-encryption");
+    let other_alg = SigningKey::new("for-es384");
+    let mut enc_jwk = encryption.jwk();
+    enc_jwk["use"] = json!("enc");
+    let mut alg_jwk = other_alg.jwk();
+    alg_jwk["alg"] = json!("ES384");
+    let usable = SigningKey::new("usable");
+    std::fs::write(
+        &jwks,
+        json!({"keys": [enc_jwk, alg_jwk, usable.jwk()]}).to_string(),
+    )
+    .expect("write jwks");
+    let engine = Engine::builder(Names::unique("auth-jwks-file"))
+        .extra(&format!(
+            "[auth]\n[auth.jwt]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks = \"{}\"\n",
+            jwks.display()
+        ))
+        .start();
+    let post = |token: String| {
+        let engine = &engine;
+        async move {
+            call(
+                engine,
+                reqwest::Method::POST,
+                "/patientprofile",
+                Some(&token),
+                Some(&body("b2")),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(post(usable.token(json!({}))).await, 202, "a signing key");
+    assert_eq!(
+        post(encryption.token(json!({}))).await,
+        401,
+        "`use` is `enc`"
+    );
+    assert_eq!(
+        post(other_alg.token(json!({}))).await,
+        401,
+        "`alg` is ES384"
+    );
+}

@@ -3,13 +3,18 @@
 //! leeway, `iss` and `aud`, all checked by `jsonwebtoken`. The signing keys are a JWKS file,
 //! re-read when it changes, or an `https://` URL, fetched at start, every
 //! [`REFRESH_EVERY`] and (at most every [`REFETCH_AT_MOST`]) when a token names a key the set
-//! does not hold; either way keys rotate without a restart.
+//! does not hold; either way keys rotate without a restart. A fetched body is capped at
+//! [`MAX_JWKS_BYTES`] and a redirect is followed only to the same host and port. A key whose
+//! `use` is `enc` is left out, and one whose `alg` names an algorithm verifies only tokens
+//! signed with it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
+use std::str::FromStr as _;
+
+use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use tracing::warn;
@@ -24,6 +29,10 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
 pub const REFETCH_AT_MOST: Duration = Duration::from_secs(5);
 /// How long a fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest key set body read (a real one is a few KiB).
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Redirects followed, each to the same host.
+const MAX_REDIRECTS: usize = 5;
 
 /// Signature algorithms accepted.
 const ALGORITHMS: [Algorithm; 9] = [
@@ -71,6 +80,8 @@ pub enum JwksError {
 struct Key {
     /// Its `kid`.
     id: Option<String>,
+    /// The algorithm its `alg` binds it to, when it names one.
+    alg: Option<Algorithm>,
     /// The key.
     key: DecodingKey,
 }
@@ -148,14 +159,13 @@ impl JwtVerifier {
         validation.set_audience(&[&self.config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let candidates: Vec<&Key> = match &header.kid {
-            Some(kid) => keys
-                .keys
-                .iter()
-                .filter(|k| k.id.as_deref() == Some(kid))
-                .collect(),
-            None => keys.keys.iter().collect(),
-        };
+        // A key whose `alg` names another algorithm never verifies this token.
+        let candidates: Vec<&Key> = keys
+            .keys
+            .iter()
+            .filter(|k| header.kid.is_none() || k.id == header.kid)
+            .filter(|k| k.alg.is_none_or(|alg| alg == header.alg))
+            .collect();
         if candidates.is_empty() {
             if let Some(fetcher) = &self.fetcher {
                 fetcher.wake.notify_one();
@@ -272,7 +282,20 @@ impl Fetcher {
         };
         let mut client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
-            .https_only(true);
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_host = attempt.previous().first().is_some_and(|first| {
+                    first.host_str() == attempt.url().host_str()
+                        && first.port_or_known_default() == attempt.url().port_or_known_default()
+                });
+                if !same_host {
+                    attempt.error("a redirect to another host is not followed")
+                } else if attempt.previous().len() > MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else {
+                    attempt.follow()
+                }
+            }));
         if let Some(ca) = ca {
             let pem = std::fs::read(ca).map_err(|e| error(format!("{}: {e}", ca.display())))?;
             let certificate = reqwest::Certificate::from_pem(&pem)
@@ -298,17 +321,57 @@ impl Fetcher {
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| error(crate::error_chain(&e)))?;
-        let text = response.text().await.map_err(|e| error(e.to_string()))?;
+        let body = capped(response, MAX_JWKS_BYTES)
+            .await
+            .map_err(|e| error(format!("the body {e}")))?;
+        let text = String::from_utf8(body).map_err(|_| error("the body is not UTF-8".into()))?;
         parse_keys(&text, error)
     }
 }
 
-/// The signing keys in the JWK set `text`; `invalid` turns a problem into the error.
+/// The body of `response`, refused once it passes `limit` bytes (announced or read).
+async fn capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let too_large = || format!("is larger than {limit} bytes");
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The signing keys in the JWK set `text` (keys marked for encryption left out); `invalid`
+/// turns a problem into the error.
 fn parse_keys(text: &str, invalid: impl Fn(String) -> JwksError) -> Result<Vec<Key>, JwksError> {
     let set: JwkSet =
         serde_json::from_str(text).map_err(|e| invalid(format!("is not a JWK set: {e}")))?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            continue;
+        }
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(named) => Some(
+                Algorithm::from_str(&named.to_string())
+                    .ok()
+                    .filter(|alg| ALGORITHMS.contains(alg))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "holds key {:?} for {named}, which is not a signature algorithm the engine accepts",
+                            jwk.common.key_id.clone().unwrap_or_default()
+                        ))
+                    })?,
+            ),
+        };
         let key = DecodingKey::from_jwk(jwk).map_err(|e| {
             invalid(format!(
                 "holds key {:?} that cannot be used: {e}",
@@ -317,6 +380,7 @@ fn parse_keys(text: &str, invalid: impl Fn(String) -> JwksError) -> Result<Vec<K
         })?;
         keys.push(Key {
             id: jwk.common.key_id.clone(),
+            alg,
             key,
         });
     }
