@@ -47,6 +47,7 @@ pub mod auth;
 pub mod build;
 pub mod bus;
 pub mod config;
+pub mod connections;
 pub mod ingest;
 pub mod metrics;
 pub(crate) mod mistakes;
@@ -103,6 +104,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// Longest a consumer's fetch waits for data (see [`bus::kafka::DEFAULT_FETCH_WAIT`]).
     pub fetch_wait: Duration,
+    /// The bounds on each listener's connections.
+    pub connections: connections::Limits,
 }
 
 /// Why the engine could not start or stopped with an error.
@@ -199,6 +202,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
         admin: settings.admin_listen,
         tls: settings.tls.clone(),
         local_names_only: !authenticated,
+        limits: settings.connections,
     };
     let served = listeners.serve(|| engine.app(), shutdown).await;
     engine.drain().await;

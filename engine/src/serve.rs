@@ -12,6 +12,7 @@ use poem::listener::{
 use poem::Server;
 use tracing::{info, warn};
 
+use crate::connections::{Guarded, Limits};
 use crate::operator;
 use crate::shutdown::Shutdown;
 use crate::Error;
@@ -81,6 +82,8 @@ pub struct Listeners {
     /// Answer only requests naming a local address (no `[auth]`; see
     /// [`operator::host`]), on each listener that is loopback.
     pub local_names_only: bool,
+    /// The bounds on each listener's connections.
+    pub limits: Limits,
 }
 
 impl Listeners {
@@ -99,12 +102,13 @@ impl Listeners {
         };
         let Some(admin) = self.admin else {
             let app = checked(app(), self.public);
-            return serve(self.public, self.tls, app, "Ordo", shutdown).await;
+            return serve(self.public, self.tls, self.limits, app, "Ordo", shutdown).await;
         };
         let (public, operator) = tokio::join!(
             serve(
                 self.public,
                 self.tls.clone(),
+                self.limits,
                 checked(operator::without_operator(app()), self.public),
                 "Ordo",
                 shutdown.clone()
@@ -112,6 +116,7 @@ impl Listeners {
             serve(
                 admin,
                 self.tls.clone(),
+                self.limits,
                 checked(operator::operator_only(app()), admin),
                 "Ordo admin",
                 shutdown
@@ -121,11 +126,12 @@ impl Listeners {
     }
 }
 
-/// Serves `app` on `listen` (with `tls` when given) until `shutdown`, then lets requests in
-/// flight finish. Prints `<name> listening on http(s)://ADDR` once it serves.
+/// Serves `app` on `listen` (with `tls` when given, within `limits`) until `shutdown`, then
+/// lets requests in flight finish. Prints `<name> listening on http(s)://ADDR` once it serves.
 pub async fn serve(
     listen: SocketAddr,
     tls: Option<Tls>,
+    limits: Limits,
     app: poem::endpoint::BoxEndpoint<'static>,
     name: &str,
     shutdown: Shutdown,
@@ -137,7 +143,8 @@ pub async fn serve(
                 .into_acceptor()
                 .await
                 .map_err(|e| http_error(listen, e))?;
-            run(acceptor, "http", name, listen, app, shutdown).await
+            let acceptor = Guarded::new(acceptor, limits);
+            run(acceptor, "http", name, listen, limits, app, shutdown).await
         }
         Some(tls) => {
             let first = tls.config()?;
@@ -146,7 +153,9 @@ pub async fn serve(
                 .into_acceptor()
                 .await
                 .map_err(|e| http_error(listen, e))?;
-            run(acceptor, "https", name, listen, app, shutdown).await
+            // Outside TLS, so the handshake counts against the head's deadline.
+            let acceptor = Guarded::new(acceptor, limits);
+            run(acceptor, "https", name, listen, limits, app, shutdown).await
         }
     }
 }
@@ -185,6 +194,7 @@ async fn run<A: Acceptor + 'static>(
     scheme: &str,
     name: &str,
     listen: SocketAddr,
+    limits: Limits,
     app: poem::endpoint::BoxEndpoint<'static>,
     mut shutdown: Shutdown,
 ) -> Result<(), Error> {
@@ -196,6 +206,7 @@ async fn run<A: Acceptor + 'static>(
     info!(addr = %local, scheme, server = name, "HTTP server started.");
     println!("{name} listening on {scheme}://{local}");
     Server::new_with_acceptor(acceptor)
+        .idle_timeout(limits.idle_timeout)
         .run_with_graceful_shutdown(
             app,
             async move { shutdown.wait().await },

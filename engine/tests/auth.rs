@@ -369,6 +369,20 @@ async fn jwts_are_checked_and_their_keys_rotate_without_a_restart() {
         };
         assert_refused(&post(first.token(claims), "j2").await, status, what);
     }
+    // A token's subject is named in its issuer's namespace, never as the bare name an API key
+    // could also have.
+    let (status, _, answer) = post(
+        first.token(json!({"scope": "patient-profile:read", "sub": "profile-service"})),
+        "j2",
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer
+            .to_string()
+            .contains(&format!("`jwt:{ISSUER}#profile-service`")),
+        "{answer}"
+    );
     // A token signed by a key the set does not hold, and one whose signature was tampered.
     let stranger = SigningKey::new("first");
     assert_refused(
@@ -538,7 +552,7 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
             .unwrap_or_else(|| panic!("no {action} in {trail:#?}"))
     };
     let ingest = find("ingest");
-    assert_eq!(ingest["principal"], "profile-service");
+    assert_eq!(ingest["principal"], "key:profile-service");
     assert_eq!(ingest["key"], "audited");
     assert_eq!(ingest["request_id"], request_id.as_str());
     let apply = find("apply");
@@ -547,7 +561,7 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
         request_id.as_str(),
         "one id from POST to write"
     );
-    assert_eq!(apply["principal"], "profile-service");
+    assert_eq!(apply["principal"], "key:profile-service");
     assert!(apply["plugin"]
         .as_str()
         .is_some_and(|p| p.starts_with("sha256:")));
@@ -555,12 +569,12 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
         .iter()
         .find(|r| r["action"] == "read" && r["outcome"] == "found")
         .expect("a read that found the record");
-    assert_eq!(read["principal"], "consultation-service");
+    assert_eq!(read["principal"], "key:consultation-service");
     assert_eq!(read["revision"], 1);
     let denied = find("denied");
     assert_eq!(
         (denied["principal"].as_str(), denied["outcome"].as_str()),
-        (Some("profile-service"), Some("403"))
+        (Some("key:profile-service"), Some("403"))
     );
     // Never a field value.
     assert!(

@@ -200,8 +200,9 @@ impl JwtVerifier {
                 .collect(),
             _ => Default::default(),
         };
+        // `iss` was checked to be the configured issuer.
         Ok(Principal {
-            name: name.to_string(),
+            name: format!("jwt:{}#{name}", self.config.issuer),
             scopes,
         })
     }

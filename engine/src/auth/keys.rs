@@ -27,7 +27,7 @@ impl ApiKeys {
             }
         }
         found.map(|key| Principal {
-            name: key.name.clone(),
+            name: format!("key:{}", key.name),
             scopes: key.scopes.iter().cloned().collect(),
         })
     }

@@ -25,7 +25,9 @@ pub fn read_scope(pipeline: &str) -> String {
 /// A caller the engine recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Its name: the API key's `name`, or the JWT's `sub`.
+    /// Its name, in the namespace of how it signed in, so an API key and a JWT subject that
+    /// happen to be spelt alike are never taken for one caller: `key:<name>` for an API key,
+    /// `jwt:<iss>#<sub>` for a token.
     pub name: String,
     /// What it may do.
     pub scopes: BTreeSet<String>,
@@ -134,12 +136,12 @@ mod tests {
         assert_eq!(
             auth.authorize(Some("Bearer s3cret"), "p:write")
                 .map(|p| p.name),
-            Ok("svc".to_string())
+            Ok("key:svc".to_string())
         );
         assert_eq!(
             auth.authorize(Some("bearer  s3cret "), "p:read"),
             Err(Denied::Forbidden {
-                principal: "svc".into(),
+                principal: "key:svc".into(),
                 scope: "p:read".into()
             })
         );

@@ -232,6 +232,18 @@ pub struct RunArgs {
     /// Ingest requests handled at once; more get 503 with Retry-After.
     #[arg(long, env = "ORDO_MAX_IN_FLIGHT", default_value_t = ordo::ingest::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// Connections each listener serves at once; more wait in the kernel's accept queue until
+    /// one closes.
+    #[arg(long, env = "ORDO_MAX_CONNECTIONS", default_value_t = ordo::connections::DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Milliseconds a new connection has for its TLS handshake and its first request's head;
+    /// a slower one is closed.
+    #[arg(long, env = "ORDO_HEAD_TIMEOUT_MS", default_value_t = ordo::connections::DEFAULT_HEAD_TIMEOUT.as_millis() as u64, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub head_timeout_ms: u64,
+    /// Milliseconds a kept-alive connection may stay with nothing read or written before the
+    /// server closes it (a request in flight is answered first).
+    #[arg(long, env = "ORDO_IDLE_TIMEOUT_MS", default_value_t = ordo::connections::DEFAULT_IDLE_TIMEOUT.as_millis() as u64, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub idle_timeout_ms: u64,
     /// Longest a consumer's fetch waits for new events, in milliseconds. Apache Kafka answers
     /// as soon as events arrive, so this only sets how often an idle consumer asks; tansu (the
     /// native dev stack) holds the fetch for the whole wait, so there it adds up to this much

@@ -326,6 +326,11 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
         max_in_flight: cli.max_in_flight,
         admin_token: cli.admin_token.filter(|t| !t.is_empty()),
         fetch_wait: std::time::Duration::from_millis(cli.fetch_wait_ms),
+        connections: ordo::connections::Limits {
+            max_connections: cli.max_connections,
+            head_timeout: std::time::Duration::from_millis(cli.head_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(cli.idle_timeout_ms),
+        },
     };
     ordo::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,181 @@
+//! The listener's bounds against slow and hoarding clients, seen from a client's socket: a
+//! connection that sends nothing, or its head a byte at a time, or stalls its TLS handshake is
+//! closed at the head deadline; a kept-alive connection left idle is closed; a listener at its
+//! connection cap answers nobody new until one of its connections ends.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{pki, Engine, Names};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// The head deadline the engines of this file run with.
+const HEAD: Duration = Duration::from_millis(1000);
+/// The idle timeout of the plain engine.
+const IDLE: Duration = Duration::from_millis(1500);
+/// How long the test waits for the server to close a connection before calling it held.
+const HELD: Duration = Duration::from_secs(15);
+
+fn address(url: &str) -> String {
+    url.split("://").nth(1).expect("a URL").to_string()
+}
+
+/// Reads until the server closes the connection (end of stream or reset); how long it took.
+async fn closed_by_server(stream: &mut TcpStream, started: Instant, what: &str) -> Duration {
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::timeout(HELD, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(until.is_ok(), "{what}: still open after {HELD:?}");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed_on_a_plain_listener() {
+    let engine = Engine::builder(Names::unique("limits"))
+        .args(&[
+            "--head-timeout-ms",
+            &HEAD.as_millis().to_string(),
+            "--idle-timeout-ms",
+            &IDLE.as_millis().to_string(),
+        ])
+        .start();
+    let addr = address(&engine.url);
+
+    // A client that connects and sends nothing is closed at the head deadline, not before.
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(&addr).await.expect("connect");
+    let took = closed_by_server(&mut silent, started, "a silent connection").await;
+    assert!(
+        took >= HEAD - Duration::from_millis(100),
+        "closed after {took:?}"
+    );
+
+    // A head sent a byte at a time never completes in time: the server closes the connection
+    // while the client is still writing it.
+    let started = Instant::now();
+    let mut drip = TcpStream::connect(&addr).await.expect("connect");
+    drip.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .expect("write");
+    let dripping = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if drip.write_all(b"X").await.is_err() {
+                return;
+            }
+            let mut probe = [0u8; 64];
+            match tokio::time::timeout(Duration::from_millis(1), drip.read(&mut probe)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => panic!("the server answered a head that never ended"),
+                Err(_) => {}
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(HELD, dripping).await.is_ok(),
+        "a dripped head held its connection for {HELD:?}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= HEAD - Duration::from_millis(100),
+        "closed after {took:?}"
+    );
+
+    // A prompt request is answered, and its kept-alive connection is closed once idle.
+    let mut prompt = TcpStream::connect(&addr).await.expect("connect");
+    prompt
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), prompt.read(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "kept alive: {head}"
+    );
+    let answered = Instant::now();
+    let took = closed_by_server(&mut prompt, answered, "an idle kept-alive connection").await;
+    assert!(
+        took >= IDLE - Duration::from_millis(200),
+        "closed after {took:?}"
+    );
+
+    // None of this stopped the listener.
+    let (status, _) = engine.get_json("/healthz").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_is_closed_and_a_full_listener_waits_for_a_free_connection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let ca = pki("limits");
+    std::fs::write(&cert, &ca.cert_pem).expect("cert");
+    std::fs::write(&key, &ca.key_pem).expect("key");
+    let engine = Engine::builder(Names::unique("limits-tls"))
+        .args(&[
+            "--tls-cert",
+            &cert.display().to_string(),
+            "--tls-key",
+            &key.display().to_string(),
+            "--head-timeout-ms",
+            &HEAD.as_millis().to_string(),
+            "--max-connections",
+            "3",
+        ])
+        .start();
+    let addr = address(&engine.url);
+
+    // A client that opens TCP and never starts its TLS handshake is closed at the deadline.
+    let started = Instant::now();
+    let mut stalled = TcpStream::connect(&addr).await.expect("connect");
+    let took = closed_by_server(&mut stalled, started, "a stalled handshake").await;
+    assert!(
+        took >= HEAD - Duration::from_millis(100),
+        "closed after {took:?}"
+    );
+
+    // Three clients, each keeping its connection alive in its pool, fill the listener.
+    let client = |timeout: Duration| {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).expect("CA"))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(120))
+            .build()
+            .expect("client")
+    };
+    let healthz = format!("{}/healthz", engine.url);
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        let holder = client(Duration::from_secs(10));
+        let status = holder.get(&healthz).send().await.expect("served").status();
+        assert_eq!(status, 200);
+        holders.push(holder);
+    }
+    // A fourth is not served while they stay.
+    let fourth = client(Duration::from_millis(1500));
+    let refused = fourth.get(&healthz).send().await;
+    assert!(
+        refused.is_err(),
+        "a fourth connection was served past the cap of 3: {refused:?}"
+    );
+    // Once one of them goes, a new client is served.
+    drop(holders.pop());
+    let next = client(Duration::from_secs(10));
+    let status = next.get(&healthz).send().await.expect("served").status();
+    assert_eq!(status, 200);
+}
