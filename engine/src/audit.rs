@@ -1,5 +1,5 @@
 //! The audit trail: one JSON record per action (`ingest`, `read`, `apply`, `skip`,
-//! `dead-letter`, `reload`, `denied`) on a Kafka topic, `ordo.audit` by default: who did what
+//! `dead-letter`, `reload`, `admin`, `denied`) on a Kafka topic, `ordo.audit` by default: who did what
 //! to which record, when, with which plugin, and the request id that follows an event from its
 //! POST to its write. Never a field value. See `docs/audit.md` for the mapping to FHIR
 //! AuditEvent.
@@ -41,6 +41,8 @@ pub enum Action {
     DeadLetter,
     /// A pipeline's plugin was reloaded on request.
     Reload,
+    /// The operator's side was read: the plugins in force listed, or a live stream opened.
+    Admin,
     /// A request was refused for its credentials (401) or scope (403).
     Denied,
 }
@@ -50,13 +52,17 @@ pub enum Action {
 pub struct Record<'a> {
     /// When (RFC 3339, UTC).
     pub time: String,
-    /// Who: the API key's name or the JWT's `sub`; `null` when unknown (no `[auth]`, or an
-    /// event produced straight to the topic).
+    /// Who: `key:<name>`, `jwt:<iss>#<sub>` or `admin-token`; `null` when unknown (no
+    /// `[auth]`, or an event produced straight to the topic).
     pub principal: Option<&'a str>,
     /// What.
     pub action: Action,
-    /// The pipeline.
+    /// The pipeline; `*` for an action on the operator's side that concerns every one.
     pub pipeline: &'a str,
+    /// The endpoint's route template, for actions on the operator's side (`admin`, and a
+    /// `denied` there); left out otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<&'a str>,
     /// The record's key, when the action concerns one.
     pub key: Option<&'a str>,
     /// How it ended: `accepted`, `replayed`, `refused`, `found`, `not-found`, `written`,
@@ -79,6 +85,7 @@ impl<'a> Record<'a> {
             principal: None,
             action,
             pipeline,
+            route: None,
             key: None,
             outcome,
             revision: None,

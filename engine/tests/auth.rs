@@ -537,14 +537,65 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
     )
     .await;
     assert_eq!(status, 403);
+    // The operator's side: a refused listing, a listing, and a live stream opened.
+    let get = reqwest::Method::GET;
+    let (status, _, _) = call(
+        &engine,
+        get.clone(),
+        "/admin/pipelines",
+        Some("reader-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = call(&engine, get, "/admin/pipelines", Some("admin-key"), None).await;
+    assert_eq!(status, 200);
+    let live = reqwest::Client::new()
+        .get(format!("{}/admin/live", engine.url))
+        .bearer_auth("admin-key")
+        .send()
+        .await
+        .expect("reaches the engine");
+    assert_eq!(live.status(), 200);
+    drop(live);
 
     let has = |trail: &[Value], action: &str| trail.iter().any(|r| r["action"] == action);
+    let on = |trail: &[Value], action: &str, route: &str| {
+        trail
+            .iter()
+            .find(|r| r["action"] == action && r["route"] == route)
+            .cloned()
+    };
     let trail = common::read_json_until(&engine.brokers, &audit_topic, |t| {
-        ["ingest", "apply", "denied"].iter().all(|a| has(t, a))
+        ["ingest", "apply"].iter().all(|a| has(t, a))
             && t.iter()
                 .any(|r| r["action"] == "read" && r["outcome"] == "found")
+            && t.iter()
+                .any(|r| r["action"] == "denied" && r["route"].is_null())
+            && on(t, "denied", "/admin/pipelines").is_some()
+            && on(t, "admin", "/admin/pipelines").is_some()
+            && on(t, "admin", "/admin/live").is_some()
     })
     .await;
+    let refused = on(&trail, "denied", "/admin/pipelines").expect("found above");
+    assert_eq!(
+        (
+            refused["principal"].as_str(),
+            refused["outcome"].as_str(),
+            refused["pipeline"].as_str()
+        ),
+        (Some("key:consultation-service"), Some("403"), Some("*"))
+    );
+    let listed = on(&trail, "admin", "/admin/pipelines").expect("found above");
+    assert_eq!(
+        (listed["principal"].as_str(), listed["outcome"].as_str()),
+        (Some("key:operator"), Some("listed"))
+    );
+    let opened = on(&trail, "admin", "/admin/live").expect("found above");
+    assert_eq!(
+        (opened["principal"].as_str(), opened["outcome"].as_str()),
+        (Some("key:operator"), Some("opened"))
+    );
     let find = |action: &str| {
         trail
             .iter()
@@ -571,7 +622,10 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
         .expect("a read that found the record");
     assert_eq!(read["principal"], "key:consultation-service");
     assert_eq!(read["revision"], 1);
-    let denied = find("denied");
+    let denied = trail
+        .iter()
+        .find(|r| r["action"] == "denied" && r["route"].is_null())
+        .expect("the denied read");
     assert_eq!(
         (denied["principal"].as_str(), denied["outcome"].as_str()),
         (Some("key:profile-service"), Some("403"))

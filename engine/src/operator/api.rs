@@ -178,8 +178,9 @@ pub struct Admin {
     pub readiness: super::ready::Readiness,
 }
 
-/// Why an admin request was refused: its problem, and the challenge of a 401.
-pub struct AdminDenied(Problem);
+/// Why an admin request was refused: its problem (with the challenge of a 401), and who
+/// asked when they were known but lacked the scope.
+pub struct AdminDenied(Box<Problem>, Option<String>);
 
 impl Admin {
     /// Whether the admin endpoints need credentials.
@@ -214,36 +215,40 @@ impl Admin {
             (None, Some(_)) => Denied::Invalid("not the admin token".into()),
             (None, None) => return Ok(None),
         };
-        Err(AdminDenied(guard::refusal(&denied, route)))
+        let who = match &denied {
+            Denied::Forbidden { principal, .. } => Some(principal.clone()),
+            _ => None,
+        };
+        Err(AdminDenied(Box::new(guard::refusal(&denied, route)), who))
     }
 }
 
 impl AdminDenied {
     fn list(self) -> ListAnswer {
         match self.0.challenge {
-            Some(challenge) => ListAnswer::Unauthorized(Json(self.0), challenge.into()),
-            None => ListAnswer::Forbidden(Json(self.0)),
+            Some(challenge) => ListAnswer::Unauthorized(Json(*self.0), challenge.into()),
+            None => ListAnswer::Forbidden(Json(*self.0)),
         }
     }
 
     fn reload(self) -> ReloadAnswer {
         match self.0.challenge {
-            Some(challenge) => ReloadAnswer::Unauthorized(Json(self.0), challenge.into()),
-            None => ReloadAnswer::Forbidden(Json(self.0)),
+            Some(challenge) => ReloadAnswer::Unauthorized(Json(*self.0), challenge.into()),
+            None => ReloadAnswer::Forbidden(Json(*self.0)),
         }
     }
 
     fn metrics(self) -> MetricsAnswer {
         match self.0.challenge {
-            Some(challenge) => MetricsAnswer::Unauthorized(Json(self.0), challenge.into()),
-            None => MetricsAnswer::Forbidden(Json(self.0)),
+            Some(challenge) => MetricsAnswer::Unauthorized(Json(*self.0), challenge.into()),
+            None => MetricsAnswer::Forbidden(Json(*self.0)),
         }
     }
 
     fn live(self) -> LiveAnswer {
         match self.0.challenge {
-            Some(challenge) => LiveAnswer::Unauthorized(Json(self.0), challenge.into()),
-            None => LiveAnswer::Forbidden(Json(self.0)),
+            Some(challenge) => LiveAnswer::Unauthorized(Json(*self.0), challenge.into()),
+            None => LiveAnswer::Forbidden(Json(*self.0)),
         }
     }
 }
@@ -330,7 +335,7 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
     #[oai(path = "/metrics", method = "get", tag = "Tag::Engine")]
     async fn metrics(&self, request: &Request) -> MetricsAnswer {
         if self.admin.auth.is_some() {
-            if let Err(denied) = self.admin.check(request, "/metrics") {
+            if let Err(denied) = self.admit(request, "/metrics", None).await {
                 return denied.metrics();
             }
         }
@@ -340,9 +345,18 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
     /// The plugin in force for each pipeline, and the file it watches.
     #[oai(path = "/admin/pipelines", method = "get", tag = "Tag::Admin")]
     async fn pipelines(&self, request: &Request) -> ListAnswer {
-        if let Err(denied) = self.admin.check(request, "/admin/pipelines") {
-            return denied.list();
-        }
+        let principal = match self.admit(request, "/admin/pipelines", None).await {
+            Ok(principal) => principal,
+            Err(denied) => return denied.list(),
+        };
+        self.audit_admin(
+            audit::Action::Admin,
+            None,
+            principal.as_deref(),
+            "listed",
+            "/admin/pipelines",
+        )
+        .await;
         let list = self
             .admin
             .reloader
@@ -373,13 +387,24 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         #[oai(validator(minimum(value = "100"), maximum(value = "60000")))]
         interval_ms: Query<Option<u64>>,
     ) -> LiveAnswer {
-        if let Err(denied) = self.admin.check(request, "/admin/live") {
-            return denied.live();
-        }
+        let principal = match self.admit(request, "/admin/live", None).await {
+            Ok(principal) => principal,
+            Err(denied) => return denied.live(),
+        };
         let interval = interval_ms
             .0
             .map_or(live::DEFAULT_INTERVAL, std::time::Duration::from_millis);
-        match self.admin.live.stream(interval) {
+        let stream = self.admin.live.stream(interval);
+        let outcome = if stream.is_some() { "opened" } else { "busy" };
+        self.audit_admin(
+            audit::Action::Admin,
+            None,
+            principal.as_deref(),
+            outcome,
+            "/admin/live",
+        )
+        .await;
+        match stream {
             Some(readings) => {
                 LiveAnswer::Readings(EventStream::new(readings).keep_alive(live::KEEP_ALIVE))
             }
@@ -403,7 +428,8 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         tag = "Tag::Admin"
     )]
     async fn reload(&self, request: &Request, name: Path<String>) -> ReloadAnswer {
-        let principal = match self.admin.check(request, "/admin/pipelines/{name}/reload") {
+        let route = "/admin/pipelines/{name}/reload";
+        let principal = match self.admit(request, route, Some(&name.0)).await {
             Ok(principal) => principal,
             Err(denied) => return denied.reload(),
         };
@@ -439,6 +465,63 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
 }
 
 impl<P: Publisher, S: Store> SystemApi<P, S> {
+    /// Whether `request` may use the operator's endpoint `route` (see [`Admin::check`]); a
+    /// refusal is recorded in the audit trail, under `pipeline` when the path names one.
+    async fn admit(
+        &self,
+        request: &Request,
+        route: &'static str,
+        pipeline: Option<&str>,
+    ) -> Result<Option<String>, AdminDenied> {
+        let checked = self.admin.check(request, route);
+        if let Err(AdminDenied(problem, who)) = &checked {
+            let status = problem.status.to_string();
+            self.audit_admin(
+                audit::Action::Denied,
+                pipeline,
+                who.as_deref(),
+                &status,
+                route,
+            )
+            .await;
+        }
+        checked
+    }
+
+    /// Records an action on the operator's side: under `pipeline`'s audit topic when it names
+    /// a pipeline of this engine, else once in each audit topic the pipelines use, as
+    /// pipeline `*`. A record that cannot be written is logged.
+    async fn audit_admin(
+        &self,
+        action: audit::Action,
+        pipeline: Option<&str>,
+        principal: Option<&str>,
+        outcome: &str,
+        route: &str,
+    ) {
+        let named =
+            pipeline.and_then(|name| self.pipelines.iter().find(|p| p.pipeline.name == name));
+        let mut topics: Vec<&str> = match named {
+            Some(p) => p.pipeline.audit_topic.as_deref().into_iter().collect(),
+            None => self
+                .pipelines
+                .iter()
+                .filter_map(|p| p.pipeline.audit_topic.as_deref())
+                .collect(),
+        };
+        topics.sort_unstable();
+        topics.dedup();
+        let name = named.map_or("*", |p| p.pipeline.name.as_str());
+        let mut record = audit::Record::new(action, name, outcome);
+        record.principal = principal;
+        record.route = Some(route);
+        for topic in topics {
+            if let Err(e) = audit::write(self.publisher.as_ref(), topic, &record).await {
+                tracing::warn!(route, error = %e, "Audit record of an admin action not written.");
+            }
+        }
+    }
+
     /// Records a reload on request in the audit trail (logged when it cannot be).
     async fn audit_reload(
         &self,
