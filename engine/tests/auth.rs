@@ -948,3 +948,65 @@ async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_
         "`alg` is ES384"
     );
 }
+
+/// Counts the readings of an open `/admin/live` stream until it ends or `within` passes;
+/// whether it ended, and how many readings came.
+async fn follow_live(response: reqwest::Response, within: Duration) -> (bool, usize) {
+    let mut response = response;
+    let mut readings = 0;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                readings += String::from_utf8_lossy(&chunk).matches("data:").count();
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => return (true, readings),
+            Err(_) => return (false, readings),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_live_stream_ends_when_its_token_expires() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jwks = dir.path().join("jwks.json");
+    let key = SigningKey::new("k1");
+    write_jwks(&jwks, &[&key]);
+    // No leeway, so the token is refused the second it expires.
+    let table = auth_table(&jwks).replace("[auth.jwt]\n", "[auth.jwt]\nleeway_seconds = 0\n");
+    let engine = Engine::builder(Names::unique("auth-live"))
+        .extra(&table)
+        .start();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("now")
+        .as_secs();
+    let open = |token: String| {
+        let url = format!("{}/admin/live?interval_ms=200", engine.url);
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("reaches the engine");
+            assert_eq!(response.status(), 200);
+            response
+        }
+    };
+    let brief = open(key.token(json!({"scope": "admin", "exp": now + 3}))).await;
+    let lasting = open(key.token(json!({"scope": "admin", "exp": now + 3600}))).await;
+    let (ended, readings) = follow_live(brief, Duration::from_secs(20)).await;
+    assert!(
+        ended,
+        "a stream outlived its token by 15 s ({readings} readings)"
+    );
+    assert!(
+        readings >= 2,
+        "it streamed while the token was valid: {readings}"
+    );
+    // The stream of a token still valid goes on.
+    let (ended, readings) = follow_live(lasting, Duration::from_secs(2)).await;
+    assert!(!ended, "a stream with a valid token ended");
+    assert!(readings >= 2, "{readings}");
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt as _};
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{EventStream, Json, PlainText};
@@ -194,7 +194,11 @@ impl Admin {
     /// `Ok` names the principal when one is known (`admin-token` for the token).
     /// `route` is the endpoint's path template, which a refusal's log line names.
     fn check(&self, request: &Request, route: &str) -> Result<Option<String>, AdminDenied> {
-        let given = guard::authorization(request);
+        self.check_given(guard::authorization(request), route)
+    }
+
+    /// [`Admin::check`] of the `Authorization` value `given`.
+    fn check_given(&self, given: Option<&str>, route: &str) -> Result<Option<String>, AdminDenied> {
         if let Some(token) = &self.token {
             let bearer = given
                 .and_then(|v| v.strip_prefix("Bearer "))
@@ -394,7 +398,18 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         let interval = interval_ms
             .0
             .map_or(live::DEFAULT_INTERVAL, std::time::Duration::from_millis);
-        let stream = self.admin.live.stream(interval);
+        // Each reading goes out only while the credentials that opened the stream still
+        // admit it: a token that expires, or whose key leaves the key set, ends the stream.
+        let given = guard::authorization(request).map(str::to_string);
+        let admin = self.admin.clone();
+        let stream = self.admin.live.stream(interval).map(|readings| {
+            readings
+                .take_while(move |_| {
+                    let admitted = admin.check_given(given.as_deref(), "/admin/live").is_ok();
+                    std::future::ready(admitted)
+                })
+                .boxed()
+        });
         let outcome = if stream.is_some() { "opened" } else { "busy" };
         self.audit_admin(
             audit::Action::Admin,
