@@ -179,3 +179,85 @@ async fn a_stalled_handshake_is_closed_and_a_full_listener_waits_for_a_free_conn
     let status = next.get(&healthz).send().await.expect("served").status();
     assert_eq!(status, 200);
 }
+
+/// Sends a bulk `POST /patientprofile` declaring `body.len()` bytes, `chunks` pieces apart by
+/// `pause`; the answer's status, or `None` when the engine closed the connection first.
+async fn slow_bulk(addr: String, body: Vec<u8>, chunks: usize, pause: Duration) -> Option<u16> {
+    let mut stream = TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /patientprofile HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.ok()?;
+    for piece in body.chunks(body.len().div_ceil(chunks)) {
+        tokio::time::sleep(pause).await;
+        if stream.write_all(piece).await.is_err() {
+            break; // answered (and closed) before the body was sent
+        }
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let line = String::from_utf8_lossy(&answer).lines().next()?.to_string();
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn concurrent_bulk_uploads_are_held_to_the_in_flight_budget_before_their_bodies_are_read() {
+    // A budget of 8 shares of 1 MiB; bulk bodies up to 4 MiB, so two at a time.
+    const MIB: usize = 1 << 20;
+    const UPLOADS: usize = 24;
+    let engine = Engine::builder(Names::unique("limits-bulk"))
+        .args(&[
+            "--body-limit",
+            &MIB.to_string(),
+            "--bulk-body-limit",
+            &(4 * MIB).to_string(),
+            "--max-in-flight",
+            "8",
+        ])
+        .start();
+    let addr = address(&engine.url);
+    // 4 MiB of lines with no key: each is refused on its own, so nothing reaches the broker
+    // and what is measured is the bodies.
+    let line = format!("{{\"FirstName\":\"{}\"}}\n", "x".repeat(64 * 1024 - 17));
+    let body: Vec<u8> = line.repeat(4 * MIB / line.len()).into_bytes();
+    assert!(body.len() <= 4 * MIB && body.len() > 3 * MIB);
+    let before = engine.peak_rss_kib();
+    // Every upload sends its body over 2 s, so all of them are open at once.
+    let uploads: Vec<_> = (0..UPLOADS)
+        .map(|_| {
+            tokio::spawn(slow_bulk(
+                addr.clone(),
+                body.clone(),
+                20,
+                Duration::from_millis(100),
+            ))
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for upload in uploads {
+        statuses.push(upload.await.expect("the upload task"));
+    }
+    let grew_mib = (engine.peak_rss_kib().saturating_sub(before)) / 1024;
+    let busy = statuses.iter().filter(|s| **s == Some(503)).count();
+    let taken = statuses
+        .iter()
+        .filter(|s| matches!(s, Some(c) if *c != 503))
+        .count();
+    eprintln!("peak RSS growth {grew_mib} MiB; {taken} taken, {busy} turned away");
+    // 24 bodies of 4 MiB read at once would be 96 MiB; the budget holds 8 MiB of bodies.
+    assert!(
+        grew_mib <= 48,
+        "the peak resident set grew by {grew_mib} MiB for {UPLOADS} uploads of 4 MiB (statuses {statuses:?})"
+    );
+    assert!(taken >= 1, "no upload was taken: {statuses:?}");
+    // They were all open at once, so those beyond the budget were turned away before their
+    // bodies were read, not served one after the other once read.
+    assert!(busy >= 1, "none was turned away: {statuses:?}");
+}

@@ -100,21 +100,11 @@ impl<P: Publisher, S> PipelineApi<P, S> {
             )
             .field("Idempotency-Key"));
         }
-        let body = self.read_body(request, self.limits.bulk_body_limit).await?;
         // A bulk body takes as many shares of the in-flight budget as single bodies of its
-        // size would, so bulk requests do not get around the bound on memory.
-        let shares = body.len().div_ceil(self.limits.body_limit.max(1)).max(1);
-        let _permits = u32::try_from(shares)
-            .ok()
-            .and_then(|n| self.in_flight.try_acquire_many(n).ok())
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Overloaded",
-                    "too many requests in flight for a body this large; nothing was stored, retry later",
-                )
-                .retry_after(1)
-            })?;
+        // size would, so bulk requests do not get around the bound on memory; taken before
+        // the body is read.
+        let _permits = self.in_flight_share(request, self.limits.bulk_body_limit)?;
+        let body = self.read_body(request, self.limits.bulk_body_limit).await?;
         let lines: Vec<(usize, &[u8])> = body
             .split(|b| *b == b'\n')
             .enumerate()

@@ -86,15 +86,8 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         }
         check_content_type(request)?;
         let idempotency_key = idempotency_key(request)?;
+        let _permit = self.in_flight_share(request, self.limits.body_limit)?;
         let body = self.read_body(request, self.limits.body_limit).await?;
-        let _permit = self.in_flight.try_acquire().map_err(|_| {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Overloaded",
-                "too many requests in flight; nothing was stored, retry later",
-            )
-            .retry_after(1)
-        })?;
         let value: Value = serde_json::from_slice(&body).map_err(|e| {
             let mut p = Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -246,6 +239,38 @@ impl<P: Publisher, S> PipelineApi<P, S> {
     /// The body, at most `limit` bytes. It is read before a permit is taken, within a time
     /// limit, so a slow client holds no share of the in-flight budget (which bounds the
     /// work: plugin calls and events waiting for their ack).
+    /// The share of the in-flight budget a body of up to `limit` bytes takes, taken before it
+    /// is read, so bodies waiting to be read cannot add up beyond the budget: one share per
+    /// `--body-limit` bytes of its declared `Content-Length` (of `limit` when it declares
+    /// none). A declared length above `limit` is refused at once (413); no share left, 503.
+    pub(super) fn in_flight_share(
+        &self,
+        request: &Request,
+        limit: usize,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, Problem> {
+        let declared = request
+            .headers()
+            .get(poem::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(read_error(ReadBodyError::PayloadTooLarge, limit));
+        }
+        let size = declared.map_or(limit, |n| n as usize);
+        let shares = size.div_ceil(self.limits.body_limit.max(1)).max(1);
+        u32::try_from(shares)
+            .ok()
+            .and_then(|n| self.in_flight.try_acquire_many(n).ok())
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Overloaded",
+                    "too many requests in flight; nothing was stored, retry later",
+                )
+                .retry_after(1)
+            })
+    }
+
     pub(super) async fn read_body(
         &self,
         request: &mut Request,

@@ -548,7 +548,12 @@ async fn post_bulk(
     body: &'static str,
     headers: &[(&'static str, &'static str)],
 ) -> poem::test::TestResponse {
-    let mut request = cli.post("/p").content_type(NDJSON).body(body);
+    // As HTTP clients send it: the declared length decides the body's in-flight share.
+    let mut request = cli
+        .post("/p")
+        .content_type(NDJSON)
+        .header("content-length", body.len())
+        .body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -795,4 +800,33 @@ async fn the_operator_page_is_static_confined_and_only_on_the_operator_side() {
     let Fixture { app, .. } = fixture(8, None);
     let operator = TestClient::new(operator_only(app));
     operator.get("/ui").send().await.assert_status_is_ok();
+}
+
+#[tokio::test]
+async fn the_in_flight_share_is_taken_from_the_declared_length_before_the_body_is_read() {
+    // 8 shares of 64 bytes (the fixture's body limit); bulk bodies up to 4096 bytes.
+    let Fixture { cli, bus, .. } = fixture(8, None);
+    let line = "{\"PatientId\":\"a\"}\n";
+    let send = |declared: Option<usize>| {
+        let mut request = cli.post("/p").content_type(NDJSON).body(line);
+        if let Some(n) = declared {
+            request = request.header("content-length", n);
+        }
+        request.send()
+    };
+    // Declared above the bulk limit: 413 at once.
+    send(Some(5000))
+        .await
+        .assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+    // Declared at 10 shares, or not declared (the whole bulk limit: 64 shares): more than
+    // the 8 there are, so 503 before a byte is read.
+    for declared in [Some(600), None] {
+        let busy = send(declared).await;
+        busy.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+        busy.assert_header("retry-after", "1");
+    }
+    assert!(bus.published("p.events").is_empty());
+    // Within the budget, the body is read and taken.
+    send(Some(line.len())).await.assert_status_is_ok();
+    assert_eq!(bus.published("p.events").len(), 1);
 }

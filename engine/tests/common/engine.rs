@@ -194,6 +194,17 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The peak resident set of the engine's process so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the engine's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
     /// Starts an engine with one patient-profile pipeline under unique names, on the local
     /// stack, with the built last-writer-wins plugin.
     pub fn start(label: &str) -> Self {
