@@ -49,7 +49,7 @@ KAFKA_TLS_PROTOCOLS = {"SSL", "SASL_SSL"}
 # The container that runs the engine, and the Secret it reads.
 ENGINE_CONTAINER = "engine"
 # Environment variables that must come from a Secret, and names that look like secrets.
-SECRET_ENV = ("ORDO_ADMIN_TOKEN", "ORDO_LOG_KEY_SECRET")
+SECRET_ENV = ("ORDO_ADMIN_TOKEN", "ORDO_LOG_KEY_SECRET", "ORDO_PRINCIPAL_KEY")
 SECRET_LOOKING = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|_KEY|CREDENTIALS)$")
 # Names that look like secrets but hold a path to one; check_https wants that file in a Secret.
 SECRET_PATH_ENV = {"ORDO_TLS_KEY"}

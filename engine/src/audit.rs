@@ -53,8 +53,13 @@ pub struct Record<'a> {
     /// When (RFC 3339, UTC).
     pub time: String,
     /// Who: `key:<name>`, `jwt:<iss>#<sub>` or `admin-token`; `null` when unknown (no
-    /// `[auth]`, or an event produced straight to the topic).
+    /// `[auth]`, or an event whose principal no Ordo vouched for: see `claimed`).
     pub principal: Option<&'a str>,
+    /// On an applied, skipped or dead-lettered event: the `ordo-principal` header it carried
+    /// without a valid signature ([`crate::vouch`]), repeated as a claim (at most 256
+    /// characters); left out otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<&'a str>,
     /// What.
     pub action: Action,
     /// The pipeline; `*` for an action on the operator's side that concerns every one.
@@ -83,6 +88,7 @@ impl<'a> Record<'a> {
         Self {
             time: crate::version::rfc3339(chrono::Utc::now()),
             principal: None,
+            claimed: None,
             action,
             pipeline,
             route: None,

@@ -63,6 +63,7 @@ pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod version;
+pub mod vouch;
 pub mod watch;
 
 use shutdown::Shutdown;

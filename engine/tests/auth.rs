@@ -537,6 +537,28 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
     )
     .await;
     assert_eq!(status, 403);
+    // An event produced straight to the topic, claiming a principal no Ordo vouched for:
+    // one with no signature, one with the signature of another event.
+    let forged = r#"{"PatientId":"forged","FirstName":"Ada","UpdatedAt":"2006-01-02T15:00:00Z"}"#;
+    common::produce_with_headers(
+        &engine.names.topic,
+        "forged",
+        forged,
+        &[("ordo-principal", "key:operator")],
+    )
+    .await;
+    let copied = r#"{"PatientId":"copied","FirstName":"Ada","UpdatedAt":"2006-01-02T15:00:00Z"}"#;
+    let stolen = engine_event_mac(&engine, "audited").await;
+    common::produce_with_headers(
+        &engine.names.topic,
+        "copied",
+        copied,
+        &[
+            ("ordo-principal", "key:profile-service"),
+            ("ordo-principal-mac", &stolen),
+        ],
+    )
+    .await;
     // The operator's side: a refused listing, a listing, and a live stream opened.
     let get = reqwest::Method::GET;
     let (status, _, _) = call(
@@ -575,8 +597,25 @@ async fn writes_reads_and_denials_are_audited_with_the_principal_and_one_request
             && on(t, "denied", "/admin/pipelines").is_some()
             && on(t, "admin", "/admin/pipelines").is_some()
             && on(t, "admin", "/admin/live").is_some()
+            && ["forged", "copied"]
+                .iter()
+                .all(|k| t.iter().any(|r| r["action"] == "apply" && r["key"] == *k))
     })
     .await;
+    for (key, claimed) in [
+        ("forged", "key:operator"),
+        ("copied", "key:profile-service"),
+    ] {
+        let applied = trail
+            .iter()
+            .find(|r| r["action"] == "apply" && r["key"] == key)
+            .expect("found above");
+        assert_eq!(
+            (applied["principal"].as_str(), applied["claimed"].as_str()),
+            (None, Some(claimed)),
+            "{applied}"
+        );
+    }
     let refused = on(&trail, "denied", "/admin/pipelines").expect("found above");
     assert_eq!(
         (
@@ -947,6 +986,28 @@ async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_
         401,
         "`alg` is ES384"
     );
+}
+
+/// The `ordo-principal-mac` header of the event the engine produced for `key`, read from the
+/// topic.
+async fn engine_event_mac(engine: &Engine, key: &str) -> String {
+    let deadline = std::time::Instant::now() + common::EFFECT_TIMEOUT;
+    loop {
+        let found = common::read_all(&engine.brokers, &engine.names.topic)
+            .into_iter()
+            .find(|e| {
+                serde_json::from_slice::<Value>(&e.payload).is_ok_and(|v| v["PatientId"] == key)
+            })
+            .and_then(|e| e.header("ordo-principal-mac").map(str::to_string));
+        if let Some(mac) = found {
+            return mac;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no signed event for {key}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Counts the readings of an open `/admin/live` stream until it ends or `within` passes;

@@ -94,6 +94,10 @@ pub struct LoadArgs {
     /// Events in flight at most.
     #[arg(long, default_value_t = ordo::ops::load::DEFAULT_IN_FLIGHT)]
     pub in_flight: usize,
+    /// Secret that signs the principal (`ordo-load`) of the events produced; the engines'
+    /// `ORDO_PRINCIPAL_KEY`, so their audit trail records it as vouched for.
+    #[arg(long, env = "ORDO_PRINCIPAL_KEY", hide_env_values = true)]
+    pub principal_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +264,11 @@ pub struct RunArgs {
     /// hash for the same key. Unset: a random secret per process.
     #[arg(long, env = "ORDO_LOG_KEY_SECRET", hide_env_values = true)]
     pub log_key_secret: Option<String>,
+    /// Secret that signs the principal an event carries to Kafka, so the audit trail records it
+    /// only when an Ordo vouched for it (else as `claimed`). Engines (and `ordo load`) that
+    /// apply each other's events must share it. Unset: a random secret per process.
+    #[arg(long, env = "ORDO_PRINCIPAL_KEY", hide_env_values = true)]
+    pub principal_key: Option<String>,
     /// Bearer token the admin endpoints (/admin/...) require. Unset: they are open.
     #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

@@ -109,6 +109,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
     use ordo::ops::load::{self, LoadError, Options};
 
+    ordo::vouch::init(args.principal_key.as_deref());
     let (pipeline, kafka) = pipeline_of(&args.target)?;
     let policy = ordo::plugin::reload::load_checked(&pipeline.plugin_spec())
         .map_err(|e| anyhow::anyhow!("pipeline `{}`: {e}", pipeline.name))?;
@@ -301,6 +302,7 @@ pub async fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
 #[tokio::main]
 pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
     ordo::redact::init(cli.log_keys, cli.log_key_secret.as_deref());
+    ordo::vouch::init(cli.principal_key.as_deref());
     let (trigger, shutdown) = ordo::shutdown::channel();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -204,8 +204,10 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         let started = std::time::Instant::now();
         let (topic, timeout) = (&self.pipeline.topic, self.limits.produce_timeout);
         let mut headers = vec![(audit::REQUEST_ID_KAFKA_HEADER, request_id)];
-        if let Some(name) = principal {
+        let mac = principal.map(|name| crate::vouch::sign(name, key.as_bytes(), text.as_bytes()));
+        if let (Some(name), Some(mac)) = (principal, mac.as_deref()) {
             headers.push((audit::PRINCIPAL_KAFKA_HEADER, name));
+            headers.push((crate::vouch::MAC_KAFKA_HEADER, mac));
         }
         if let Some(trace) = trace {
             headers.push((telemetry::TRACEPARENT, trace));

@@ -246,7 +246,10 @@ pub async fn load<P: Publisher>(
                     // out (each header costs the broker; the request id names the line).
                     let principal = (audit::PRINCIPAL_KAFKA_HEADER, PRINCIPAL);
                     let request = (audit::REQUEST_ID_KAFKA_HEADER, id.as_str());
-                    let audited = [request, principal];
+                    let mac =
+                        crate::vouch::sign(PRINCIPAL, event.key.as_bytes(), event.text.as_bytes());
+                    let signed = (crate::vouch::MAC_KAFKA_HEADER, mac.as_str());
+                    let audited = [request, principal, signed];
                     let headers = if pipeline.audit_topic.is_some() {
                         &audited[..]
                     } else {

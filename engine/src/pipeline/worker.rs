@@ -264,7 +264,20 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         let mut record = audit::Record::new(action, &self.pipeline.name, outcome);
         record.key = key.as_deref();
         record.plugin = Some(plugin);
-        record.principal = message.header(audit::PRINCIPAL_KAFKA_HEADER);
+        // The principal only when an Ordo that authenticated it signed it; else a claim.
+        let header = message.header(audit::PRINCIPAL_KAFKA_HEADER);
+        let vouched = header.filter(|principal| {
+            crate::vouch::vouched(
+                principal,
+                message.key.as_deref().unwrap_or_default(),
+                message.payload.as_deref().unwrap_or_default(),
+                message.header(crate::vouch::MAC_KAFKA_HEADER),
+            )
+        });
+        record.principal = vouched;
+        record.claimed = header
+            .filter(|_| vouched.is_none())
+            .map(crate::vouch::claim);
         record.request_id = message.header(audit::REQUEST_ID_KAFKA_HEADER);
         let mut delays = backoff();
         loop {

@@ -45,6 +45,17 @@ pub async fn produce_with_id(
     payload: &str,
     id: Option<&str>,
 ) -> (i32, i64) {
+    let headers: Vec<(&str, &str)> = id.map(|id| ("ordo-request-id", id)).into_iter().collect();
+    produce_with_headers(topic, key, payload, &headers).await
+}
+
+/// As [`produce_raw`], with `headers` (name, value) on the event.
+pub async fn produce_with_headers(
+    topic: &str,
+    key: &str,
+    payload: &str,
+    headers: &[(&str, &str)],
+) -> (i32, i64) {
     static PRODUCER: std::sync::OnceLock<FutureProducer> = std::sync::OnceLock::new();
     let producer = PRODUCER.get_or_init(|| {
         ClientConfig::new()
@@ -56,13 +67,15 @@ pub async fn produce_with_id(
             .expect("test producer")
     });
     let mut record = FutureRecord::to(topic).key(key).payload(payload);
-    if let Some(id) = id {
-        record = record.headers(rdkafka::message::OwnedHeaders::new().insert(
-            rdkafka::message::Header {
-                key: "ordo-request-id",
-                value: Some(id),
-            },
-        ));
+    if !headers.is_empty() {
+        let mut owned = rdkafka::message::OwnedHeaders::new();
+        for (name, value) in headers {
+            owned = owned.insert(rdkafka::message::Header {
+                key: name,
+                value: Some(*value),
+            });
+        }
+        record = record.headers(owned);
     }
     let delivery = producer
         .send(record, Timeout::After(Duration::from_secs(10)))
