@@ -1,6 +1,9 @@
 //! No patient data in operational logs: a run that writes, reads back, dead-letters and
 //! refuses records carrying a unique marker, at debug level, leaves no marker in any log
-//! line. Keys appear only as keyed hashes.
+//! line. Keys appear only as keyed hashes. The sweep puts the marker in every field, in the
+//! key in the path and in the query, through every kind of answer (2xx, 4xx, 5xx, each auth
+//! refusal, bulk, dead letter, the operator's side) and command (load with rejects, tap, dead
+//! letters re-driven), and looks for it in the logs, the exported traces and `/metrics`.
 
 mod common;
 
@@ -173,4 +176,263 @@ scopes = ["admin"]
     let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&marker)).collect();
     assert!(leaks.is_empty(), "marker in the log:\n{}", leaks.join("\n"));
     assert!(!metrics.contains(&marker), "marker in /metrics");
+}
+
+/// Spans received by the test's OTLP/HTTP endpoint, as the JSON bodies that carried them.
+type Exports = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+#[poem::handler]
+async fn export(body: String, exports: poem::web::Data<&Exports>) -> &'static str {
+    exports.lock().expect("exports").push(body);
+    "{}"
+}
+
+/// Serves OTLP/HTTP (JSON) on a free port; returns its base URL.
+async fn collector(exports: Exports) -> String {
+    use poem::listener::{Acceptor as _, Listener as _};
+    use poem::EndpointExt as _;
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind the collector");
+    let address = acceptor.local_addr()[0]
+        .as_socket_addr()
+        .copied()
+        .expect("socket address");
+    let app = poem::Route::new()
+        .at("/v1/traces", poem::post(export))
+        .data(exports);
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    format!("http://{address}")
+}
+
+/// Runs `ordo args…` at debug level; its log (standard error), after asserting it succeeded.
+fn ordo_log(args: &[&str]) -> String {
+    let output = common::ordo_command()
+        .env("ORDO_LOG", "info,ordo=debug")
+        .args(args)
+        .output()
+        .expect("run ordo");
+    let err = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        output.status.success() || args[0] == "load",
+        "ordo {args:?}: {}\n{err}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    err
+}
+
+#[tokio::test]
+async fn every_kind_of_answer_and_command_leaves_no_marker_in_logs_traces_or_metrics() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let hash = |key: &str| -> String {
+        use sha2::Digest as _;
+        hex_of(&sha2::Sha256::digest(key.as_bytes()))
+    };
+    let auth = format!(
+        "[auth]\n[[auth.api_keys]]\nname = \"w\"\nsha256 = \"{}\"\nscopes = [\"patient-profile:write\"]\n[[auth.api_keys]]\nname = \"r\"\nsha256 = \"{}\"\nscopes = [\"patient-profile:read\"]\n[[auth.api_keys]]\nname = \"a\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n",
+        hash("writer-key"),
+        hash("reader-key"),
+        hash("admin-key"),
+    );
+    let exports: Exports = Default::default();
+    let endpoint = collector(exports.clone()).await;
+    // Two shares of 1 MiB, so a bulk body declaring 3 MiB is turned away with a 503.
+    let engine = Engine::builder(Names::unique("phi-sweep"))
+        .extra(&auth)
+        .args(&["--max-in-flight", "2"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .start();
+    let m = format!("Swept{}Marker", std::process::id());
+    let key = format!("{m}-key");
+    let full = format!(
+        r#"{{"PatientId":"{key}","FirstName":"{m}-first","LastName":"{m}-last","IsPregnant":"True","Sex":"{m}-sex","UpdatedAt":"2006-01-02T15:00:00Z"}}"#
+    );
+    let client = reqwest::Client::new();
+    let post = |bearer: Option<&str>, content_type: &'static str, body: String| {
+        let mut request = client
+            .post(format!("{}/patientprofile?PatientId={m}", engine.url))
+            .header("content-type", content_type)
+            .header("x-request-id", "sweep")
+            .body(body);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    let json = "application/json";
+    // 2xx, 4xx of every kind, and auth refusals, each carrying the marker.
+    assert_eq!(post(Some("writer-key"), json, full.clone()).await, 202);
+    assert_eq!(
+        post(
+            Some("writer-key"),
+            json,
+            format!("{{\"PatientId\":\"{m}\",")
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        post(
+            Some("writer-key"),
+            json,
+            format!(r#"{{"PatientId":"{key}","UpdatedAt":"{m}"}}"#)
+        )
+        .await,
+        422
+    );
+    assert_eq!(post(None, json, full.clone()).await, 401);
+    assert_eq!(post(Some(&m), json, full.clone()).await, 401);
+    assert_eq!(post(Some("reader-key"), json, full.clone()).await, 403);
+    let bulk = format!("{full}\n{{\"FirstName\":\"{m}-no-key\"}}\n{{\"PatientId\":\"{m}-bad\",\"UpdatedAt\":\"{m}\"}}\n");
+    assert_eq!(
+        post(Some("writer-key"), "application/x-ndjson", bulk).await,
+        207
+    );
+    // 5xx: a bulk body beyond the in-flight budget, turned away before it is read.
+    let addr = engine.url.trim_start_matches("http://").to_string();
+    let mut raw = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    raw.write_all(
+        format!(
+            "POST /patientprofile?PatientId={m} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer writer-key\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+            3 << 20
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 503"));
+    drop(raw);
+    // Reads: found, not found, refused; the key in the path and the query.
+    let get = |bearer: &'static str, id: String| {
+        let request = client
+            .get(format!("{}/patientprofile/{id}?PatientId={m}", engine.url))
+            .bearer_auth(bearer);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    let deadline = std::time::Instant::now() + common::EFFECT_TIMEOUT;
+    while get("reader-key", key.clone()).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get("reader-key", format!("{m}-absent")).await, 404);
+    assert_eq!(get("writer-key", key.clone()).await, 403);
+    // A dead letter: an event the plugin refuses, produced straight to the topic.
+    produce_raw(
+        &engine.names.topic,
+        &format!("{m}-dl"),
+        &format!(r#"{{"PatientId":"{m}-dl","FirstName":"{m}","UpdatedAt":"{m}-not-a-time"}}"#),
+    )
+    .await;
+    common::read_dead_letters(&engine, 1).await;
+    // The operator's side: the listing, a live stream, the metrics.
+    let admin = |path: &str| {
+        client
+            .get(format!("{}{path}", engine.url))
+            .bearer_auth("admin-key")
+            .send()
+    };
+    assert_eq!(
+        admin("/admin/pipelines").await.expect("answers").status(),
+        200
+    );
+    let mut live = admin("/admin/live?interval_ms=100").await.expect("answers");
+    for _ in 0..3 {
+        live.chunk().await.expect("a reading");
+    }
+    drop(live);
+    // The commands: load (with rejects), tap, and the dead letters re-driven.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        format!("{full}\n{{\"PatientId\":\"{m}-l\",\"UpdatedAt\":\"{m}\"}}\n"),
+    )
+    .expect("input");
+    let config = engine.config_path().display().to_string();
+    let pipeline = engine.names.pipeline.clone();
+    let rejects = dir.path().join("rejects.jsonl").display().to_string();
+    let mut commands = String::new();
+    commands += &ordo_log(&[
+        "load",
+        "--config",
+        &config,
+        "--brokers",
+        &engine.brokers,
+        "--rejects",
+        &rejects,
+        &pipeline,
+        &input.display().to_string(),
+    ]);
+    assert!(
+        std::fs::read_to_string(&rejects).is_ok_and(|r| r.contains(&m)),
+        "the rejected line is kept, in its file"
+    );
+    commands += &ordo_log(&[
+        "tap",
+        &pipeline,
+        "--config",
+        &config,
+        "--brokers",
+        &engine.brokers,
+        "--from-beginning",
+        "--limit",
+        "3",
+    ]);
+    commands += &ordo_log(&[
+        "dlq",
+        "replay",
+        &pipeline,
+        "--config",
+        &config,
+        "--brokers",
+        &engine.brokers,
+    ]);
+
+    let metrics = admin("/metrics")
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    // Spans are exported every 200 ms; wait until some have arrived.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while exports.lock().expect("exports").len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no spans exported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = engine.log();
+    assert!(
+        log.contains("Event dead-lettered."),
+        "the run logged at debug"
+    );
+    let spans = exports.lock().expect("exports").join("\n");
+    assert!(
+        spans.contains("/patientprofile") && spans.contains(&engine.names.table),
+        "the spans carry their attributes (route, table), so a value among them would show"
+    );
+    for (what, text) in [
+        ("the engine's log", log),
+        ("the commands' logs", commands),
+        ("/metrics", metrics),
+        ("the exported spans", spans),
+    ] {
+        let leaks: Vec<&str> = text.lines().filter(|l| l.contains(&m)).collect();
+        assert!(leaks.is_empty(), "marker in {what}:\n{}", leaks.join("\n"));
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
