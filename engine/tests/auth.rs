@@ -16,7 +16,6 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const ISSUER: &str = "https://login.example.org/";
 const AUDIENCE: &str = "ordo";
@@ -79,39 +78,20 @@ fn write_jwks(path: &Path, keys: &[&SigningKey]) {
     std::fs::rename(&staging, path).expect("rename jwks");
 }
 
-fn sha256_hex(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The `[auth]` table: a writer, a reader and an admin key, and the JWT issuer.
 fn auth_table(jwks: &Path) -> String {
+    let keys = common::api_keys_table(&[
+        ("profile-service", "writer-key", &["patient-profile:write"]),
+        (
+            "consultation-service",
+            "reader-key",
+            &["patient-profile:read"],
+        ),
+        ("operator", "admin-key", &["admin"]),
+    ]);
     format!(
-        r#"
-[auth]
-[[auth.api_keys]]
-name = "profile-service"
-sha256 = "{writer}"
-scopes = ["patient-profile:write"]
-[[auth.api_keys]]
-name = "consultation-service"
-sha256 = "{reader}"
-scopes = ["patient-profile:read"]
-[[auth.api_keys]]
-name = "operator"
-sha256 = "{admin}"
-scopes = ["admin"]
-[auth.jwt]
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-jwks = "{jwks}"
-"#,
-        writer = sha256_hex("writer-key"),
-        reader = sha256_hex("reader-key"),
-        admin = sha256_hex("admin-key"),
-        jwks = jwks.display(),
+        "{keys}[auth.jwt]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks = \"{}\"\n",
+        jwks.display()
     )
 }
 
@@ -157,6 +137,46 @@ async fn read_once_applied(engine: &Engine, path: &str, bearer: &str) -> Value {
 
 fn body(key: &str) -> String {
     format!(r#"{{"PatientId":"{key}","FirstName":"Ada","UpdatedAt":"2006-01-02T15:00:00Z"}}"#)
+}
+
+/// `POST /patientprofile` of `key`'s body with `token`: the answer's status.
+async fn post_status(engine: &Engine, token: &str, key: &str) -> u16 {
+    call(
+        engine,
+        reqwest::Method::POST,
+        "/patientprofile",
+        Some(token),
+        Some(&body(key)),
+    )
+    .await
+    .0
+}
+
+/// An HTTPS listener on a free loopback port with `pki`'s certificate, and its port.
+async fn https_listener(pki: &common::Pki) -> (impl poem::listener::Acceptor + 'static, u16) {
+    use poem::listener::{Acceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener};
+    let tls = RustlsConfig::new().fallback(
+        RustlsCertificate::new()
+            .cert(pki.cert_pem.clone())
+            .key(pki.key_pem.clone()),
+    );
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .rustls(tls)
+        .into_acceptor()
+        .await
+        .expect("issuer listens");
+    let port = acceptor.local_addr()[0]
+        .as_socket_addr()
+        .expect("an address")
+        .port();
+    (acceptor, port)
+}
+
+/// `pki`'s CA written to `dir`, for `jwks_ca`.
+fn issuer_ca(dir: &Path, pki: &common::Pki) -> std::path::PathBuf {
+    let ca = dir.join("issuer-ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("write CA");
+    ca
 }
 
 /// A 401 or 403 problem: its status, its media type, and a challenge on a 401.
@@ -714,39 +734,22 @@ async fn the_operators_side_can_have_a_listener_of_its_own() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // With [auth], /metrics wants the admin scope as /admin/* does.
-    assert_eq!(
-        get(operator.clone(), "/metrics", None).await.ok(),
-        Some(401)
-    );
-    assert_eq!(
-        get(operator.clone(), "/metrics", Some("reader-key"))
-            .await
-            .ok(),
-        Some(403)
-    );
-    assert_eq!(
-        get(operator.clone(), "/metrics", Some("admin-key"))
-            .await
-            .ok(),
-        Some(200)
-    );
-    assert_eq!(
-        get(operator.clone(), "/admin/pipelines", None).await.ok(),
-        Some(401)
-    );
-    assert_eq!(
-        get(operator.clone(), "/admin/pipelines", Some("admin-key"))
-            .await
-            .ok(),
-        Some(200)
-    );
-    assert_eq!(
-        get(operator.clone(), "/patientprofile/1", Some("reader-key"))
-            .await
-            .ok(),
-        Some(404)
-    );
+    // With [auth], /metrics wants the admin scope as /admin/* does; the public routes are
+    // not served on the operator's side.
+    for (path, bearer, status) in [
+        ("/metrics", None, 401),
+        ("/metrics", Some("reader-key"), 403),
+        ("/metrics", Some("admin-key"), 200),
+        ("/admin/pipelines", None, 401),
+        ("/admin/pipelines", Some("admin-key"), 200),
+        ("/patientprofile/1", Some("reader-key"), 404),
+    ] {
+        assert_eq!(
+            get(operator.clone(), path, bearer).await.ok(),
+            Some(status),
+            "{path} with {bearer:?}"
+        );
+    }
     assert!(engine.log().contains("server=Ordo admin") || engine.log().contains("Ordo admin"));
 }
 
@@ -754,7 +757,6 @@ async fn the_operators_side_can_have_a_listener_of_its_own() {
 // blocks the test's thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_set_at_an_https_url_is_fetched_and_followed_when_it_rotates() {
-    use poem::listener::{Acceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener};
     use std::sync::{Arc, Mutex};
     // The issuer: an HTTPS server (its CA made here) serving the key set it holds now.
     let issuer_pki = common::pki("issuer");
@@ -773,25 +775,11 @@ async fn a_key_set_at_an_https_url_is_fetched_and_followed_when_it_rotates() {
             })),
         )
     };
-    let tls = RustlsConfig::new().fallback(
-        RustlsCertificate::new()
-            .cert(issuer_pki.cert_pem.clone())
-            .key(issuer_pki.key_pem.clone()),
-    );
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .rustls(tls)
-        .into_acceptor()
-        .await
-        .expect("issuer listens");
-    let port = acceptor.local_addr()[0]
-        .as_socket_addr()
-        .expect("an address")
-        .port();
+    let (acceptor, port) = https_listener(&issuer_pki).await;
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = dir.path().join("issuer-ca.pem");
-    std::fs::write(&ca, &issuer_pki.ca_pem).expect("write CA");
+    let ca = issuer_ca(dir.path(), &issuer_pki);
     let table = format!(
         r#"
 [auth]
@@ -806,20 +794,8 @@ jwks_ca = "{}"
     let engine = Engine::builder(Names::unique("auth-jwks-url"))
         .extra(&table)
         .start();
-    let post = |token: String| {
-        let engine = &engine;
-        async move {
-            call(
-                engine,
-                reqwest::Method::POST,
-                "/patientprofile",
-                Some(&token),
-                Some(&body("u1")),
-            )
-            .await
-            .0
-        }
-    };
+    let engine_ref = &engine;
+    let post = move |token: String| async move { post_status(engine_ref, &token, "u1").await };
     assert_eq!(
         post(first.token(json!({}))).await,
         202,
@@ -843,27 +819,13 @@ jwks_ca = "{}"
 // Multi-threaded, as above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_kept_on_its_host() {
-    use poem::listener::{Acceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener};
     // The issuer: an HTTPS server (its CA made here) serving a good set, one too large, and
     // redirects to the same host and to another name of the same server.
     let issuer_pki = common::pki("issuer");
     let good = SigningKey::new("good");
     let set = json!({"keys": [good.jwk()]}).to_string();
     let oversized = json!({"keys": [good.jwk()], "padding": "x".repeat(300 * 1024)}).to_string();
-    let tls = RustlsConfig::new().fallback(
-        RustlsCertificate::new()
-            .cert(issuer_pki.cert_pem.clone())
-            .key(issuer_pki.key_pem.clone()),
-    );
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .rustls(tls)
-        .into_acceptor()
-        .await
-        .expect("issuer listens");
-    let port = acceptor.local_addr()[0]
-        .as_socket_addr()
-        .expect("an address")
-        .port();
+    let (acceptor, port) = https_listener(&issuer_pki).await;
     let redirect = |to: String| {
         poem::get(poem::endpoint::make_sync(move |_| {
             poem::web::Redirect::temporary(to.clone())
@@ -885,8 +847,7 @@ async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_
         );
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = dir.path().join("issuer-ca.pem");
-    std::fs::write(&ca, &issuer_pki.ca_pem).expect("write CA");
+    let ca = issuer_ca(dir.path(), &issuer_pki);
     let table = |path: &str| {
         format!(
             "[auth]\n[auth.jwt]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks = \"https://127.0.0.1:{port}{path}\"\njwks_ca = \"{}\"\n",
@@ -922,20 +883,8 @@ async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_
     let engine = Engine::builder(Names::unique("auth-jwks-bound"))
         .extra(&table("/here"))
         .start();
-    let post = |token: String| {
-        let engine = &engine;
-        async move {
-            call(
-                engine,
-                reqwest::Method::POST,
-                "/patientprofile",
-                Some(&token),
-                Some(&body("b1")),
-            )
-            .await
-            .0
-        }
-    };
+    let engine_ref = &engine;
+    let post = move |token: String| async move { post_status(engine_ref, &token, "b1").await };
     assert_eq!(
         post(good.token(json!({}))).await,
         202,
@@ -961,20 +910,8 @@ async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_
             jwks.display()
         ))
         .start();
-    let post = |token: String| {
-        let engine = &engine;
-        async move {
-            call(
-                engine,
-                reqwest::Method::POST,
-                "/patientprofile",
-                Some(&token),
-                Some(&body("b2")),
-            )
-            .await
-            .0
-        }
-    };
+    let engine_ref = &engine;
+    let post = move |token: String| async move { post_status(engine_ref, &token, "b2").await };
     assert_eq!(post(usable.token(json!({}))).await, 202, "a signing key");
     assert_eq!(
         post(encryption.token(json!({}))).await,

@@ -94,28 +94,10 @@ async fn a_plugins_reason_reaches_the_dead_letter_and_only_its_code_the_log() {
 
 #[tokio::test]
 async fn refused_calls_log_the_route_template_never_the_key() {
-    let hash = |key: &str| -> String {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(key.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    let auth = format!(
-        r#"
-[auth]
-[[auth.api_keys]]
-name = "profile-service"
-sha256 = "{writer}"
-scopes = ["patient-profile:write"]
-[[auth.api_keys]]
-name = "operator"
-sha256 = "{admin}"
-scopes = ["admin"]
-"#,
-        writer = hash("writer-key"),
-        admin = hash("admin-key"),
-    );
+    let auth = common::api_keys_table(&[
+        ("profile-service", "writer-key", &["patient-profile:write"]),
+        ("operator", "admin-key", &["admin"]),
+    ]);
     let engine = Engine::builder(Names::unique("phi-auth"))
         .extra(&auth)
         .start();
@@ -178,34 +160,6 @@ scopes = ["admin"]
     assert!(!metrics.contains(&marker), "marker in /metrics");
 }
 
-/// Spans received by the test's OTLP/HTTP endpoint, as the JSON bodies that carried them.
-type Exports = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-#[poem::handler]
-async fn export(body: String, exports: poem::web::Data<&Exports>) -> &'static str {
-    exports.lock().expect("exports").push(body);
-    "{}"
-}
-
-/// Serves OTLP/HTTP (JSON) on a free port; returns its base URL.
-async fn collector(exports: Exports) -> String {
-    use poem::listener::{Acceptor as _, Listener as _};
-    use poem::EndpointExt as _;
-    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .expect("bind the collector");
-    let address = acceptor.local_addr()[0]
-        .as_socket_addr()
-        .copied()
-        .expect("socket address");
-    let app = poem::Route::new()
-        .at("/v1/traces", poem::post(export))
-        .data(exports);
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
-    format!("http://{address}")
-}
-
 /// Runs `ordo args…` at debug level; its log (standard error), after asserting it succeeded.
 fn ordo_log(args: &[&str]) -> String {
     let output = common::ordo_command()
@@ -227,18 +181,13 @@ async fn every_kind_of_answer_and_command_leaves_no_marker_in_logs_traces_or_met
     use std::time::Duration;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    let hash = |key: &str| -> String {
-        use sha2::Digest as _;
-        hex_of(&sha2::Sha256::digest(key.as_bytes()))
-    };
-    let auth = format!(
-        "[auth]\n[[auth.api_keys]]\nname = \"w\"\nsha256 = \"{}\"\nscopes = [\"patient-profile:write\"]\n[[auth.api_keys]]\nname = \"r\"\nsha256 = \"{}\"\nscopes = [\"patient-profile:read\"]\n[[auth.api_keys]]\nname = \"a\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n",
-        hash("writer-key"),
-        hash("reader-key"),
-        hash("admin-key"),
-    );
-    let exports: Exports = Default::default();
-    let endpoint = collector(exports.clone()).await;
+    let auth = common::api_keys_table(&[
+        ("w", "writer-key", &["patient-profile:write"]),
+        ("r", "reader-key", &["patient-profile:read"]),
+        ("a", "admin-key", &["admin"]),
+    ]);
+    let collector = common::Collector::start().await;
+    let endpoint = collector.url.clone();
     // Two shares of 1 MiB, so a bulk body declaring 3 MiB is turned away with a 503.
     let engine = Engine::builder(Names::unique("phi-sweep"))
         .extra(&auth)
@@ -408,7 +357,7 @@ async fn every_kind_of_answer_and_command_leaves_no_marker_in_logs_traces_or_met
         .expect("text");
     // Spans are exported every 200 ms; wait until some have arrived.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while exports.lock().expect("exports").len() < 2 {
+    while collector.bodies().len() < 2 {
         assert!(std::time::Instant::now() < deadline, "no spans exported");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -417,7 +366,7 @@ async fn every_kind_of_answer_and_command_leaves_no_marker_in_logs_traces_or_met
         log.contains("Event dead-lettered."),
         "the run logged at debug"
     );
-    let spans = exports.lock().expect("exports").join("\n");
+    let spans = collector.bodies().join("\n");
     assert!(
         spans.contains("/patientprofile") && spans.contains(&engine.names.table),
         "the spans carry their attributes (route, table), so a value among them would show"
@@ -431,8 +380,4 @@ async fn every_kind_of_answer_and_command_leaves_no_marker_in_logs_traces_or_met
         let leaks: Vec<&str> = text.lines().filter(|l| l.contains(&m)).collect();
         assert!(leaks.is_empty(), "marker in {what}:\n{}", leaks.join("\n"));
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,13 +5,9 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Engine, Names, EFFECT_TIMEOUT};
-use poem::listener::{Acceptor as _, Listener as _, TcpListener};
-use poem::web::Data;
-use poem::{handler, post, EndpointExt as _, Route, Server};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -19,46 +15,6 @@ use serde_json::Value;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
-
-/// Spans received: (trace id, span id, parent span id, name).
-type Spans = Arc<Mutex<Vec<(String, String, String, String)>>>;
-
-#[handler]
-async fn receive(body: String, spans: Data<&Spans>) -> &'static str {
-    let Ok(json) = serde_json::from_str::<Value>(&body) else {
-        return "{}";
-    };
-    let mut found = spans.lock().expect("spans");
-    for resource in json["resourceSpans"].as_array().into_iter().flatten() {
-        for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
-            for span in scope["spans"].as_array().into_iter().flatten() {
-                let text = |name: &str| span[name].as_str().unwrap_or_default().to_lowercase();
-                found.push((
-                    text("traceId"),
-                    text("spanId"),
-                    text("parentSpanId"),
-                    span["name"].as_str().unwrap_or_default().to_string(),
-                ));
-            }
-        }
-    }
-    "{}"
-}
-
-/// Serves OTLP/HTTP on a free port; returns its base URL.
-async fn collector(spans: Spans) -> String {
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .expect("bind the collector");
-    let address = acceptor.local_addr()[0]
-        .as_socket_addr()
-        .copied()
-        .expect("socket address");
-    let app = Route::new().at("/v1/traces", post(receive)).data(spans);
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-    format!("http://{address}")
-}
 
 /// The headers of the message at `partition`/`offset` of `topic`.
 fn headers_at(brokers: &str, topic: &str, partition: i32, offset: i64) -> Vec<(String, String)> {
@@ -96,8 +52,8 @@ fn headers_at(brokers: &str, topic: &str, partition: i32, offset: i64) -> Vec<(S
 
 #[tokio::test]
 async fn one_trace_follows_an_event_from_http_through_kafka_to_dynamodb() {
-    let spans: Spans = Arc::default();
-    let endpoint = collector(spans.clone()).await;
+    let collector = common::Collector::start().await;
+    let endpoint = collector.url.clone();
     let engine = Engine::builder(Names::unique("traces"))
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
@@ -136,14 +92,14 @@ async fn one_trace_follows_an_event_from_http_through_kafka_to_dynamodb() {
     // The spans arrive at the collector: ingest (child of the caller), apply (child of
     // ingest, from the Kafka header), the plugin call and the DynamoDB write (in apply).
     let deadline = Instant::now() + EFFECT_TIMEOUT;
-    let named = |name: &str, spans: &[(String, String, String, String)]| {
+    let named = |name: &str, spans: &[common::otlp::Span]| {
         spans
             .iter()
             .find(|(t, _, _, n)| t == TRACE_ID && n == name)
             .cloned()
     };
     loop {
-        let seen = spans.lock().expect("spans").clone();
+        let seen = collector.spans();
         let (ingest, apply, plugin, write) = (
             named("ingest", &seen),
             named("apply", &seen),
@@ -170,7 +126,7 @@ async fn one_trace_follows_an_event_from_http_through_kafka_to_dynamodb() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let all = spans.lock().expect("spans").clone();
+    let all = collector.spans();
     assert!(
         !format!("{all:?}").contains("t1"),
         "no key in span names: {all:?}"

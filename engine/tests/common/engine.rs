@@ -438,3 +438,22 @@ impl Drop for Engine {
         let _ = self.child.wait();
     }
 }
+
+/// An `[auth]` table of API keys: (name, the key itself, scopes); only the keys' SHA-256 is
+/// written, as in a real file.
+pub fn api_keys_table(keys: &[(&str, &str, &[&str])]) -> String {
+    use sha2::Digest as _;
+    let mut table = String::from("[auth]\n");
+    for (name, key, scopes) in keys {
+        let hash: String = sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+        table += &format!(
+            "[[auth.api_keys]]\nname = \"{name}\"\nsha256 = \"{hash}\"\nscopes = [{}]\n",
+            scopes.join(", ")
+        );
+    }
+    table
+}
