@@ -21,8 +21,10 @@
 //!
 //! - [`operator`]: the operator's side: health, readiness, metrics, the admin API, the live
 //!   stream, `/ui`, `/docs`, and the assembly of the HTTP application.
+//! - [`connections`]: each listener's bounds: connection cap, head deadline, idle timeout.
 //! - [`auth`]: who may call what.
 //! - [`audit`]: who did what, on a Kafka topic.
+//! - [`vouch`]: the principal an event carries, signed at ingest and checked at apply.
 //! - [`redact`]: keys in logs as keyed hashes.
 //! - [`metrics`]: the Prometheus registry, a leaf every component updates, and its snapshot.
 //! - [`telemetry`]: OpenTelemetry traces, from the HTTP call to the write.

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use poem::listener::{
-    Acceptor, IntoTlsConfigStream, Listener, RustlsCertificate, RustlsConfig, TcpListener,
+    Acceptor, AcceptorExt as _, IntoTlsConfigStream, Listener, RustlsCertificate, RustlsConfig,
+    TcpListener,
 };
+use poem::web::{LocalAddr, RemoteAddr};
 use poem::Server;
 use tracing::{info, warn};
 
@@ -148,11 +150,11 @@ pub async fn serve(
         }
         Some(tls) => {
             let first = tls.config()?;
-            let acceptor = TcpListener::bind(listen)
-                .rustls(configs(tls, first))
+            let tcp = TcpListener::bind(listen)
                 .into_acceptor()
                 .await
                 .map_err(|e| http_error(listen, e))?;
+            let acceptor = ConfigFirst::new(tcp).rustls(Box::pin(configs(tls, first)));
             // Outside TLS, so the handshake counts against the head's deadline.
             let acceptor = Guarded::new(acceptor, limits);
             run(acceptor, "https", name, listen, limits, app, shutdown).await
@@ -189,6 +191,43 @@ fn configs(
     ))
 }
 
+/// Lets the first `accept` wait one turn of the scheduler. Poem's TLS acceptor chooses at
+/// random between loading its first configuration and accepting a connection when both are
+/// ready, and drops a connection accepted before any configuration is loaded: a client that
+/// connected as the engine started would find its connection closed. Waiting one turn makes
+/// the configuration always come first.
+struct ConfigFirst<A> {
+    inner: A,
+    waited: bool,
+}
+
+impl<A> ConfigFirst<A> {
+    fn new(inner: A) -> Self {
+        Self {
+            inner,
+            waited: false,
+        }
+    }
+}
+
+impl<A: Acceptor> Acceptor for ConfigFirst<A> {
+    type Io = A::Io;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+        if !self.waited {
+            self.waited = true;
+            tokio::task::yield_now().await;
+        }
+        self.inner.accept().await
+    }
+}
+
 async fn run<A: Acceptor + 'static>(
     acceptor: A,
     scheme: &str,
@@ -217,4 +256,48 @@ async fn run<A: Acceptor + 'static>(
             addr: local,
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate for 127.0.0.1, as files in `dir`.
+    fn tls_files(dir: &Path) -> Tls {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("self-signed");
+        let tls = Tls {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        };
+        std::fs::write(&tls.cert, cert.pem()).expect("cert");
+        std::fs::write(&tls.key, key.serialize_pem()).expect("key");
+        tls
+    }
+
+    #[tokio::test]
+    async fn a_connection_waiting_as_the_tls_listener_starts_is_accepted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = tls_files(dir.path());
+        // Each round: a client already waiting when the listener first accepts. Without the
+        // configuration loaded first, about half the rounds would lose their connection.
+        for round in 0..20 {
+            let tcp = TcpListener::bind("127.0.0.1:0")
+                .into_acceptor()
+                .await
+                .expect("bind");
+            let addr = *tcp.local_addr()[0].as_socket_addr().expect("address");
+            let first = tls.config().expect("config");
+            let mut acceptor = ConfigFirst::new(tcp).rustls(Box::pin(configs(tls.clone(), first)));
+            let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let accepted = tokio::time::timeout(Duration::from_secs(5), acceptor.accept()).await;
+            assert!(
+                matches!(accepted, Ok(Ok(_))),
+                "round {round}: the waiting connection was not accepted"
+            );
+        }
+    }
 }

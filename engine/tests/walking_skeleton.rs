@@ -350,7 +350,7 @@ async fn a_body_that_dribbles_in_gets_408_and_holds_no_share_of_ingest() {
         .await
         .expect("connects");
     slow.write_all(
-        b"POST /patientprofile HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"PatientId\":",
+        b"POST /patientprofile HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"PatientId\":",
     )
     .await
     .expect("writes the start");

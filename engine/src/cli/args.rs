@@ -233,9 +233,9 @@ pub struct RunArgs {
     /// Milliseconds a request body may take to arrive; a slower one gets 408.
     #[arg(long, env = "ORDO_BODY_TIMEOUT_MS", default_value_t = ordo::ingest::DEFAULT_BODY_TIMEOUT.as_millis() as u64)]
     pub body_timeout_ms: u64,
-    /// Shares of ingest handled at once, each --body-limit bytes of body (a bulk request takes
-    /// one per --body-limit bytes it declares); taken before the body is read. More get 503
-    /// with Retry-After.
+    /// Shares of ingest handled at once, each --body-limit bytes of body: a request takes one,
+    /// a bulk request one per --body-limit bytes it declares, before its body is read. More
+    /// get 503 with Retry-After.
     #[arg(long, env = "ORDO_MAX_IN_FLIGHT", default_value_t = ordo::ingest::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// Connections each listener serves at once; more wait in the kernel's accept queue until

@@ -86,8 +86,10 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         }
         check_content_type(request)?;
         let idempotency_key = idempotency_key(request)?;
-        let _permit = self.in_flight_share(request, self.limits.body_limit)?;
+        // A single body is at most --body-limit and each connection holds one at a time, so it
+        // is read before its share is taken: a client dribbling it holds no share of ingest.
         let body = self.read_body(request, self.limits.body_limit).await?;
+        let _permit = self.in_flight_share(request, self.limits.body_limit)?;
         let value: Value = serde_json::from_slice(&body).map_err(|e| {
             let mut p = Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -241,10 +243,11 @@ impl<P: Publisher, S> PipelineApi<P, S> {
     /// The body, at most `limit` bytes. It is read before a permit is taken, within a time
     /// limit, so a slow client holds no share of the in-flight budget (which bounds the
     /// work: plugin calls and events waiting for their ack).
-    /// The share of the in-flight budget a body of up to `limit` bytes takes, taken before it
-    /// is read, so bodies waiting to be read cannot add up beyond the budget: one share per
+    /// The share of the in-flight budget a body of up to `limit` bytes takes: one per
     /// `--body-limit` bytes of its declared `Content-Length` (of `limit` when it declares
-    /// none). A declared length above `limit` is refused at once (413); no share left, 503.
+    /// none). A bulk body takes it before it is read, so bodies waiting to be read cannot add
+    /// up beyond the budget. A declared length above `limit` is refused at once (413); no
+    /// share left, 503.
     pub(super) fn in_flight_share(
         &self,
         request: &Request,
