@@ -3,7 +3,8 @@
 //! line. Keys appear only as keyed hashes. The sweep puts the marker in every field, in the
 //! key in the path and in the query, through every kind of answer (2xx, 4xx, 5xx, each auth
 //! refusal, bulk, dead letter, the operator's side) and command (load with rejects, tap, dead
-//! letters re-driven), and looks for it in the logs, the exported traces and `/metrics`.
+//! letters re-driven, the table replayed), and looks for it in the logs, the exported traces
+//! and `/metrics`.
 
 mod common;
 
@@ -343,6 +344,17 @@ async fn every_kind_of_answer_and_command_leaves_no_marker_in_logs_traces_or_met
         "dlq",
         "replay",
         &pipeline,
+        "--config",
+        &config,
+        "--brokers",
+        &engine.brokers,
+    ]);
+    // The table restored from the topic's first events.
+    commands += &ordo_log(&[
+        "replay",
+        &pipeline,
+        "--from",
+        "0",
         "--config",
         &config,
         "--brokers",
