@@ -45,16 +45,6 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            head_timeout: DEFAULT_HEAD_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        }
-    }
-}
-
 /// An acceptor that applies [`Limits`] (the cap and the head deadline) to `inner`'s
 /// connections.
 pub struct Guarded<A> {

@@ -33,9 +33,9 @@ pub fn init(secret: Option<&str>) {
 
 fn random_secret() -> Vec<u8> {
     let mut secret = vec![0u8; 32];
-    // Without randomness nothing can be vouched for safely; a fixed secret would be public.
+    // Without randomness the secret stays all zeros, which anyone can sign with: say so.
     if getrandom::fill(&mut secret).is_err() {
-        tracing::warn!("No randomness for the principal key: set ORDO_PRINCIPAL_KEY, or every principal is recorded as claimed.");
+        tracing::warn!("No randomness for the principal key: signatures use a fixed key anyone can forge; set ORDO_PRINCIPAL_KEY.");
     }
     secret
 }

@@ -794,10 +794,8 @@ jwks_ca = "{}"
     let engine = Engine::builder(Names::unique("auth-jwks-url"))
         .extra(&table)
         .start();
-    let engine_ref = &engine;
-    let post = move |token: String| async move { post_status(engine_ref, &token, "u1").await };
     assert_eq!(
-        post(first.token(json!({}))).await,
+        post_status(&engine, &first.token(json!({})), "u1").await,
         202,
         "a key fetched at start"
     );
@@ -806,14 +804,18 @@ jwks_ca = "{}"
     let second = SigningKey::new("url-second");
     *served.lock().expect("lock") = set(&[&second]);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while post(second.token(json!({}))).await != 202 {
+    while post_status(&engine, &second.token(json!({})), "u1").await != 202 {
         assert!(
             std::time::Instant::now() < deadline,
             "the rotated key set was never fetched"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(post(first.token(json!({}))).await, 401, "the retired key");
+    assert_eq!(
+        post_status(&engine, &first.token(json!({})), "u1").await,
+        401,
+        "the retired key"
+    );
 }
 
 // Multi-threaded, as above.
@@ -883,10 +885,8 @@ async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_
     let engine = Engine::builder(Names::unique("auth-jwks-bound"))
         .extra(&table("/here"))
         .start();
-    let engine_ref = &engine;
-    let post = move |token: String| async move { post_status(engine_ref, &token, "b1").await };
     assert_eq!(
-        post(good.token(json!({}))).await,
+        post_status(&engine, &good.token(json!({})), "b1").await,
         202,
         "fetched through the redirect"
     );
@@ -910,16 +910,18 @@ async fn jwks_keys_are_bound_to_their_use_and_algorithm_and_a_url_is_capped_and_
             jwks.display()
         ))
         .start();
-    let engine_ref = &engine;
-    let post = move |token: String| async move { post_status(engine_ref, &token, "b2").await };
-    assert_eq!(post(usable.token(json!({}))).await, 202, "a signing key");
     assert_eq!(
-        post(encryption.token(json!({}))).await,
+        post_status(&engine, &usable.token(json!({})), "b2").await,
+        202,
+        "a signing key"
+    );
+    assert_eq!(
+        post_status(&engine, &encryption.token(json!({})), "b2").await,
         401,
         "`use` is `enc`"
     );
     assert_eq!(
-        post(other_alg.token(json!({}))).await,
+        post_status(&engine, &other_alg.token(json!({})), "b2").await,
         401,
         "`alg` is ES384"
     );

@@ -92,16 +92,11 @@ async fn slow_heads_and_idle_connections_are_closed_on_a_plain_listener() {
 
     // A prompt request is answered, and its kept-alive connection is closed once idle.
     let mut prompt = TcpStream::connect(&addr).await.expect("connect");
-    prompt
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(10), prompt.read(&mut answer))
-        .await
-        .expect("answered in time")
-        .expect("read");
-    let head = String::from_utf8_lossy(&answer[..n]).to_string();
+    let head = common::first_answer(
+        &mut prompt,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
         !head.to_ascii_lowercase().contains("connection: close"),

@@ -180,7 +180,6 @@ fn ordo_log(args: &[&str]) -> String {
 #[tokio::test]
 async fn every_kind_of_answer_and_command_leaves_no_marker_in_logs_traces_or_metrics() {
     use std::time::Duration;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let auth = common::api_keys_table(&[
         ("w", "writer-key", &["patient-profile:write"]),
@@ -248,21 +247,12 @@ async fn every_kind_of_answer_and_command_leaves_no_marker_in_logs_traces_or_met
     let mut raw = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
-    raw.write_all(
-        format!(
-            "POST /patientprofile?PatientId={m} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer writer-key\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
-            3 << 20
-        )
-        .as_bytes(),
-    )
-    .await
-    .expect("write");
-    let mut answer = vec![0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut answer))
-        .await
-        .expect("answered")
-        .expect("read");
-    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 503"));
+    let head = format!(
+        "POST /patientprofile?PatientId={m} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer writer-key\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+        3 << 20
+    );
+    let answer = common::first_answer(&mut raw, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     drop(raw);
     // Reads: found, not found, refused; the key in the path and the query.
     let get = |bearer: &'static str, id: String| {

@@ -9,10 +9,9 @@
 //! signed with it.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-use std::str::FromStr as _;
 
 use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};

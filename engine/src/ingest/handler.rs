@@ -240,9 +240,6 @@ impl<P: Publisher, S> PipelineApi<P, S> {
         })
     }
 
-    /// The body, at most `limit` bytes. It is read before a permit is taken, within a time
-    /// limit, so a slow client holds no share of the in-flight budget (which bounds the
-    /// work: plugin calls and events waiting for their ack).
     /// The share of the in-flight budget a body of up to `limit` bytes takes: one per
     /// `--body-limit` bytes of its declared `Content-Length` (of `limit` when it declares
     /// none). A bulk body takes it before it is read, so bodies waiting to be read cannot add
@@ -276,6 +273,9 @@ impl<P: Publisher, S> PipelineApi<P, S> {
             })
     }
 
+    /// The body, at most `limit` bytes, within the body time limit. A single body is read
+    /// before its share of the in-flight budget is taken, so a slow client holds none; a bulk
+    /// body after (see [`Self::in_flight_share`]).
     pub(super) async fn read_body(
         &self,
         request: &mut Request,

@@ -457,3 +457,16 @@ pub fn api_keys_table(keys: &[(&str, &str, &[&str])]) -> String {
     }
     table
 }
+
+/// Writes `head` (a raw HTTP/1.1 request, or its start) to `stream` and returns the first
+/// bytes of the answer as text, waiting at most 10 s.
+pub async fn first_answer(stream: &mut tokio::net::TcpStream, head: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream.write_all(head).await.expect("write the request");
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read the answer");
+    String::from_utf8_lossy(&answer[..n]).to_string()
+}
