@@ -248,7 +248,10 @@ mod tests {
         let (_client, server) = tokio::io::duplex(64);
         let mut silent = guarded(server);
         let mut buf = [0u8; 16];
-        let err = silent.read(&mut buf).await.expect_err("late");
+        let err = tokio::time::timeout(Duration::from_secs(60), silent.read(&mut buf))
+            .await
+            .expect("closed by the deadline, not left hanging")
+            .expect_err("late");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
 
         // In time: after the head, waiting past the deadline is no longer an error.
