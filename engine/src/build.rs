@@ -95,30 +95,40 @@ pub struct Built {
     pub apply: ApplyLoop,
 }
 
-/// Creates `pipeline`'s topics unless they exist: its event topic with its `topic_config`,
-/// its dead-letter and audit topics as the cluster's defaults. The engine does so at its
-/// start, and `ordo load` before loading (a backfill may come before any engine ran).
+/// Makes `pipeline`'s topics ready and returns its event topic's partition count. A
+/// pipeline with a route owns its event topic: created with its `partitions` and
+/// `topic_config` unless it exists. A route-less one does not: the topic must exist, and
+/// Ordo reads its partitions from the brokers and never changes it. The dead-letter, change
+/// and audit topics are Ordo's, created as the cluster's defaults with as many partitions.
+/// The engine does so at its start, and `ordo load` before loading (a backfill may come
+/// before any engine ran).
 pub async fn ensure_topics(
     kafka: &KafkaConfig,
     pipeline: &Pipeline,
-) -> Result<(), crate::bus::BusError> {
-    kafka::ensure_topic_with(
-        kafka,
-        &pipeline.topic,
-        pipeline.partitions,
-        pipeline.replication_factor,
-        &pipeline.topic_config,
-    )
-    .await?;
+) -> Result<i32, crate::bus::BusError> {
+    let partitions = if pipeline.owns_topic() {
+        kafka::ensure_topic_with(
+            kafka,
+            &pipeline.topic,
+            pipeline.partitions,
+            pipeline.replication_factor,
+            &pipeline.topic_config,
+        )
+        .await?;
+        pipeline.partitions
+    } else {
+        kafka::partition_count(kafka, &pipeline.topic)
+            .await?
+            .ok_or_else(|| crate::bus::BusError::Admin {
+                topic: pipeline.topic.clone(),
+                reason: "it does not exist; a pipeline without a `route` consumes a topic other services produce, and Ordo does not create it (create it, or give the pipeline a route)".into(),
+            })?
+    };
     let mut topics = vec![pipeline.dead_letter_topic.as_str()];
+    topics.extend(pipeline.changes_topic.as_deref());
     topics.extend(pipeline.audit_topic.as_deref());
-    kafka::ensure_topics(
-        kafka,
-        &topics,
-        pipeline.partitions,
-        pipeline.replication_factor,
-    )
-    .await
+    kafka::ensure_topics(kafka, &topics, partitions, pipeline.replication_factor).await?;
+    Ok(partitions)
 }
 
 /// Builds `pipeline`: loads and self-tests its plugin, creates its topics and table when
@@ -138,7 +148,7 @@ pub async fn build(
         }
     })?;
     let bus_error = |source| Error::bus(&p.name, &shared.kafka, source);
-    ensure_topics(&shared.kafka, &p).await.map_err(bus_error)?;
+    let _partitions = ensure_topics(&shared.kafka, &p).await.map_err(bus_error)?;
     let store = DynamoStore::new(shared.dynamodb.clone(), &p.table, &p.key_field)
         .with_metrics(metrics.store(&p.name))
         .with_table_options(p.table_options.clone());
@@ -165,6 +175,7 @@ pub async fn build(
         })?;
     let policy = slot.handle().clone();
     let applier = Applier::new(store.clone(), policy.clone(), &p.key_field)
+        .with_key_source(p.key_source)
         .with_cache(p.cache_records)
         .with_version_skew(&p.version_field, p.max_version_skew);
     let consumer_metrics = metrics.consumer(&p.name);

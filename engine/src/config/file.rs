@@ -30,12 +30,26 @@ pub(super) struct PipelineFile {
     /// HTTP route that ingests events (`POST`), e.g. `/patientprofile`; `GET {route}/{id}`
     /// reads a record back. `/` and segments of letters, digits, `.`, `_`, `~`, `-` (nothing a
     /// router reads as a parameter or wildcard), up to 200 characters; not one of the engine's
-    /// own paths (`/docs`, `/metrics`, `/healthz`, `/readyz`, `/admin`, `/ui`) or under one
-    /// (required).
+    /// own paths (`/docs`, `/metrics`, `/healthz`, `/readyz`, `/admin`, `/ui`) or under one.
+    /// Without a route the pipeline only consumes `topic`, which other services produce: Ordo
+    /// then never creates or reconfigures that topic, and reads its partitions from the broker.
     pub route: Option<String>,
-    /// Kafka topic the events travel on, keyed by the key field; 1 to 249 of letters, digits,
-    /// `.`, `_`, `-` (required).
+    /// Kafka topic the events travel on; 1 to 249 of letters, digits, `.`, `_`, `-`
+    /// (required). With a route, Ordo owns it: creates it when missing and keys each event by
+    /// the key field.
     pub topic: Option<String>,
+    /// Where an event's entity id comes from: `"body"` (the body's `key_field`; the message
+    /// key is not looked at, so unkeyed and differently keyed producers are fine) or
+    /// `"message"` (the Kafka message key; a body whose `key_field` differs is dead-lettered,
+    /// one without it gets it from the key). Either way the merge and the conditional write
+    /// decide, so correctness never depends on which partition an event took. Default:
+    /// `"body"`.
+    pub key_source: Option<String>,
+    /// Opt-in change feed: after each write that changed a record, the record's new state is
+    /// published here, keyed by entity id, before the source offset may commit (at least
+    /// once; the `ordo-revision` header lets a consumer drop repeats). Skips publish nothing.
+    /// Created by Ordo when missing, with the source topic's partitions.
+    pub changes_topic: Option<String>,
     /// Top-level JSON field (a non-empty string): the Kafka key and the table's partition key
     /// (required).
     pub key_field: Option<String>,
@@ -48,9 +62,10 @@ pub(super) struct PipelineFile {
     /// The policy plugin, a WebAssembly component, relative to this file's folder (see
     /// plugins/README.md); watched and swapped in when it changes (required).
     pub plugin: Option<PathBuf>,
-    /// Partitions of the topic when Ordo creates it (1 to 10,000).
-    #[serde(default = "default_partitions")]
-    pub partitions: i32,
+    /// Partitions of the topic when Ordo creates it (1 to 10,000; default 6). Only with a
+    /// route: a route-less pipeline's topic is not Ordo's to create.
+    #[schemars(default = "default_partitions")]
+    pub partitions: Option<i32>,
     /// Replicas of the topic when Ordo creates it (1 to 16; use 3 on a real cluster).
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
@@ -173,9 +188,9 @@ pub(super) enum DurationText {
     Text(String),
 }
 
-/// The default of `partitions`.
-pub(super) fn default_partitions() -> i32 {
-    DEFAULT_PARTITIONS
+/// The default of `partitions`, as the reference shows it.
+fn default_partitions() -> Option<i32> {
+    Some(DEFAULT_PARTITIONS)
 }
 
 /// The default of `replication_factor`.

@@ -170,10 +170,15 @@ impl Default for Idempotency {
 pub struct Pipeline {
     /// The pipeline's name, used in logs, metrics and default names.
     pub name: String,
-    /// HTTP route that ingests events; starts with `/`.
-    pub route: String,
+    /// HTTP route that ingests events; starts with `/`. `None`: the pipeline only consumes
+    /// a topic other services produce, and does not own it.
+    pub route: Option<String>,
     /// Kafka topic of the events.
     pub topic: String,
+    /// Where an event's entity id comes from.
+    pub key_source: KeySource,
+    /// Where the record's new state is published after each write that changed it.
+    pub changes_topic: Option<String>,
     /// JSON field carrying the key.
     pub key_field: String,
     /// JSON field carrying the version.
@@ -182,7 +187,7 @@ pub struct Pipeline {
     pub table: String,
     /// Absolute (or config-relative resolved) path of the plugin file.
     pub plugin: PathBuf,
-    /// Partitions of the topic when created.
+    /// Partitions of the topic when Ordo creates it (only with a route).
     pub partitions: i32,
     /// Replication factor of the topic when created.
     pub replication_factor: i32,
@@ -219,7 +224,23 @@ pub struct Pipeline {
     pub table_options: crate::store::TableOptions,
 }
 
+/// Where an event's entity id comes from (`key_source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeySource {
+    /// The body's key field; the message key is not looked at.
+    #[default]
+    Body,
+    /// The Kafka message key; the body's key field must match it, or is set from it.
+    Message,
+}
+
 impl Pipeline {
+    /// Whether Ordo owns the topic: creates it, produces to it. Only a pipeline with a route
+    /// does; a route-less one consumes a topic other services own.
+    pub fn owns_topic(&self) -> bool {
+        self.route.is_some()
+    }
+
     /// What loading this pipeline's plugin needs.
     pub fn plugin_spec(&self) -> PluginSpec {
         PluginSpec {
@@ -387,6 +408,48 @@ plugin = "plugins/build/patient_profile_lww.wasm"
             p.plugin,
             PathBuf::from("/etc/ordo/plugins/build/patient_profile_lww.wasm")
         );
+    }
+
+    #[test]
+    fn a_pipeline_without_a_route_consumes_a_topic_it_does_not_own() {
+        let routeless = MINIMAL.replace("route = \"/patientprofile\"\n", "");
+        let p = &from_str(&routeless, Path::new(".")).expect("a route is optional")[0];
+        assert_eq!(p.route, None);
+        assert!(!p.owns_topic());
+        assert_eq!(p.key_source, KeySource::Body);
+        assert_eq!(p.changes_topic, None);
+        let p = &from_str(
+            &format!("{routeless}key_source = \"message\"\nchanges_topic = \"patient.changes\"\n"),
+            Path::new("."),
+        )
+        .expect("valid")[0];
+        assert_eq!(p.key_source, KeySource::Message);
+        assert_eq!(p.changes_topic.as_deref(), Some("patient.changes"));
+        for (line, says) in [
+            (
+                "partitions = 3",
+                "`partitions` applies only to a topic Ordo creates",
+            ),
+            (
+                "topic_config = { \"retention.ms\" = 1 }",
+                "`topic_config` applies only to a topic Ordo creates",
+            ),
+            ("key_source = \"header\"", "`key_source` \"header\" must be"),
+            ("changes_topic = \"a b\"", "`changes_topic`"),
+            (
+                "changes_topic = \"patient.profile.updated.dlq\"",
+                "`changes_topic` must differ",
+            ),
+        ] {
+            let msg = from_str(&format!("{routeless}{line}\n"), Path::new("."))
+                .expect_err(line)
+                .to_string();
+            assert!(msg.contains(says), "{line}: {msg}");
+        }
+        // With a route, the topic is Ordo's and `partitions` is read.
+        let p = &from_str(&format!("{MINIMAL}partitions = 3\n"), Path::new(".")).expect("valid")[0];
+        assert!(p.owns_topic());
+        assert_eq!(p.partitions, 3);
     }
 
     #[test]
@@ -631,7 +694,7 @@ plugin = "plugins/build/patient_profile_lww.wasm"
         let p = load(&path)
             .map(|c| c.pipelines)
             .expect("the shipped pipelines.toml is valid");
-        assert_eq!(p[0].route, "/patientprofile");
+        assert_eq!(p[0].route.as_deref(), Some("/patientprofile"));
         assert_eq!(p[0].table, "patient-profile");
     }
 }

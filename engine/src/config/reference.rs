@@ -121,7 +121,8 @@ mod tests {
     fn every_key_of_a_pipeline_is_in_the_page_with_its_default_and_required_ones_marked() {
         let page = markdown("| flag |");
         assert!(!page.contains("{{"), "every mark is filled");
-        assert!(page.contains("| `route` | yes |  |"), "{page}");
+        assert!(page.contains("| `topic` | yes |  |"), "{page}");
+        assert!(page.contains("| `route` |  |  |"), "{page}");
         assert!(page.contains("| `partitions` |  | `6` |"));
         assert!(page.contains("| `window_hours` |  | `24` |"));
         assert!(page.contains("| `billing_mode` |"));

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::file::{self, PipelineFile};
-use super::{ConfigError, Pipeline};
+use super::{ConfigError, KeySource, Pipeline};
 use crate::plugin::sandbox::{Capabilities, Limits};
 
 /// Partitions a topic may be created with.
@@ -95,7 +95,7 @@ pub(super) fn build(
         pipeline: name,
         found: Vec::new(),
     };
-    let route = problems.required("route", p.route);
+    let route = p.route;
     let topic = problems.required("topic", p.topic);
     let key_field = problems.required("key_field", p.key_field);
     let version_field = problems.required("version_field", p.version_field);
@@ -132,9 +132,46 @@ pub(super) fn build(
     if key_field.as_deref().is_some_and(|k| !k.trim().is_empty()) && key_field == version_field {
         problems.add("version_field", "must differ from key_field");
     }
+    if route.is_none() {
+        for (field, written) in [
+            ("partitions", p.partitions.is_some()),
+            ("topic_config", !p.topic_config.is_empty()),
+        ] {
+            if written {
+                problems.add(
+                    field,
+                    "applies only to a topic Ordo creates; a pipeline without a `route` consumes a topic other services own, and reads its partitions from the broker",
+                );
+            }
+        }
+    }
+    let key_source = match p.key_source.as_deref() {
+        None | Some("body") => KeySource::Body,
+        Some("message") => KeySource::Message,
+        Some(other) => {
+            problems.add(
+                "key_source",
+                format!("{other:?} must be \"body\" or \"message\""),
+            );
+            KeySource::Body
+        }
+    };
+    if let Some(problem) = p.changes_topic.as_deref().and_then(kafka_name_problem) {
+        problems.add("changes_topic", problem);
+    }
+    if p.changes_topic.is_some()
+        && (p.changes_topic == topic
+            || p.changes_topic.as_deref()
+                == dead_letter_topic(&p.dead_letter_topic, &topic).as_deref())
+    {
+        problems.add(
+            "changes_topic",
+            "must differ from topic and dead_letter_topic",
+        );
+    }
     let partitions = problems.bounded(
         "partitions",
-        p.partitions,
+        p.partitions.unwrap_or(file::DEFAULT_PARTITIONS),
         PARTITIONS,
         file::DEFAULT_PARTITIONS,
     );
@@ -203,20 +240,34 @@ pub(super) fn build(
     let topic_config = topic_config(&p.topic_config, &mut problems);
     let table_options = table_options(&p.table_options, &mut problems);
     let found = problems.found;
-    let (Some(route), Some(topic), Some(key_field), Some(version_field), Some(table), Some(plugin)) =
-        (route, topic, key_field, version_field, table, plugin)
+    let dead_letter_topic = dead_letter_topic(&p.dead_letter_topic, &topic);
+    let (
+        Some(topic),
+        Some(key_field),
+        Some(version_field),
+        Some(table),
+        Some(plugin),
+        Some(dead_letter_topic),
+    ) = (
+        topic,
+        key_field,
+        version_field,
+        table,
+        plugin,
+        dead_letter_topic,
+    )
     else {
         return (None, found);
     };
     let pipeline = Pipeline {
         consumer_group: p.consumer_group.unwrap_or_else(|| format!("ordo.{name}")),
-        dead_letter_topic: p
-            .dead_letter_topic
-            .unwrap_or_else(|| format!("{topic}.dlq")),
+        dead_letter_topic,
         plugin: base.join(plugin),
         name: name.to_string(),
         route,
         topic,
+        key_source,
+        changes_topic: p.changes_topic,
         key_field,
         version_field,
         table,
@@ -240,6 +291,13 @@ pub(super) fn build(
         table_options,
     };
     (Some(pipeline), found)
+}
+
+/// The dead-letter topic: as written, else `<topic>.dlq`.
+fn dead_letter_topic(written: &Option<String>, topic: &Option<String>) -> Option<String> {
+    written
+        .clone()
+        .or_else(|| topic.as_ref().map(|t| format!("{t}.dlq")))
 }
 
 /// Properties Ordo sets on a topic itself, and why.
@@ -491,6 +549,7 @@ pub(super) fn clashes(pipelines: &[(String, PipelineFile)]) -> Vec<ConfigError> 
             for (field, mine, theirs) in [
                 ("route", &a.route, &b.route),
                 ("topic", &a.topic, &b.topic),
+                ("changes_topic", &a.changes_topic, &b.changes_topic),
                 ("table", &a.table, &b.table),
             ] {
                 let (Some(mine), Some(theirs)) = (mine, theirs) else {

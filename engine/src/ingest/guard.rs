@@ -72,10 +72,11 @@ impl<P: crate::bus::Publisher, S> super::PipelineApi<P, S> {
             Err(denied) => denied,
         };
         // The route's template: a read's path holds the key.
-        let route = if request.uri().path() == self.pipeline.route {
-            self.pipeline.route.clone()
+        let own = self.pipeline.route.as_deref().unwrap_or_default();
+        let route = if request.uri().path() == own {
+            own.to_string()
         } else {
-            format!("{}/{{id}}", self.pipeline.route)
+            format!("{own}/{{id}}")
         };
         let problem = refusal(&denied, &route);
         if let Some(topic) = self.pipeline.audit_topic.as_deref() {

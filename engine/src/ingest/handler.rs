@@ -51,7 +51,7 @@ impl<P: Publisher, S> PipelineApi<P, S> {
     /// Handles one `POST {route}`.
     pub async fn ingest(&self, mut request: Request) -> Response {
         let id = request_id(&request);
-        let span = tracing::info_span!("ingest", otel.kind = "server", pipeline = %self.pipeline.name, http.route = %self.pipeline.route);
+        let span = tracing::info_span!("ingest", otel.kind = "server", pipeline = %self.pipeline.name, http.route = self.pipeline.route.as_deref().unwrap_or_default());
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
         let incoming = [telemetry::TRACEPARENT, telemetry::TRACESTATE]
             .into_iter()

@@ -80,9 +80,13 @@ pub fn routes<P: Publisher, S: Store>(
     pipelines: &[Arc<PipelineApi<P, S>>],
 ) -> Route {
     for p in pipelines {
+        // A route-less pipeline only consumes.
+        let Some(own) = p.pipeline.route.as_deref() else {
+            continue;
+        };
         let ingest = Arc::clone(p);
         route = route.at(
-            &p.pipeline.route,
+            own,
             post(poem::endpoint::make(move |request| {
                 let p = Arc::clone(&ingest);
                 async move { p.ingest(request).await }
@@ -90,7 +94,7 @@ pub fn routes<P: Publisher, S: Store>(
         );
         let read = Arc::clone(p);
         route = route.at(
-            format!("{}/:id", p.pipeline.route),
+            format!("{own}/:id"),
             get(poem::endpoint::make(move |request| {
                 let p = Arc::clone(&read);
                 async move { p.read_back(request).await }

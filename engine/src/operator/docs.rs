@@ -302,11 +302,11 @@ fn with_pipelines(mut spec: Value, pipelines: &[PipelineDoc<'_>]) -> Value {
         .map(|o| o.entry("paths").or_insert_with(|| json!({})));
     if let Some(Value::Object(paths)) = paths {
         for doc in pipelines {
-            paths.insert(doc.pipeline.route.clone(), operation(doc));
-            paths.insert(
-                format!("{}/{{id}}", doc.pipeline.route),
-                read_operation(doc),
-            );
+            let Some(route) = doc.pipeline.route.as_deref() else {
+                continue;
+            };
+            paths.insert(route.to_string(), operation(doc));
+            paths.insert(format!("{route}/{{id}}"), read_operation(doc));
         }
     }
     let schemas = spec.as_object_mut().map(|o| {
@@ -332,7 +332,10 @@ fn with_security(mut spec: Value, pipelines: &[PipelineDoc<'_>], secured: Secure
             || (secured.pipelines && path == super::METRICS_PATH)
             || (secured.pipelines
                 && pipelines.iter().any(|d| {
-                    path == d.pipeline.route || path == format!("{}/{{id}}", d.pipeline.route)
+                    d.pipeline
+                        .route
+                        .as_deref()
+                        .is_some_and(|route| path == route || path == format!("{route}/{{id}}"))
                 }))
     };
     if let Some(Value::Object(paths)) = spec.get_mut("paths") {
@@ -396,7 +399,7 @@ mod tests {
                 admin: true,
             },
         );
-        let route = &pipeline.route;
+        let route = pipeline.route.as_deref().unwrap_or_default();
         assert_eq!(
             spec["paths"][route]["post"]["security"],
             json!([{"bearer": []}])

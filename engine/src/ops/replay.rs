@@ -106,7 +106,8 @@ pub async fn replay(
         store,
         PolicyHandle::new(Arc::new(policy)),
         &pipeline.key_field,
-    );
+    )
+    .with_key_source(pipeline.key_source);
     let reader = kafka.reader(&format!("ordo.replay.{}", pipeline.name))?;
     let mut read = reader.to_end(&pipeline.topic, start.into())?;
     let total = read.total();

@@ -2,6 +2,7 @@
 //! its environment, each naming the pipeline and the key at fault.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -9,6 +10,7 @@ use serde_json::Value;
 use crate::bus::kafka::KafkaConfig;
 use crate::config::{self, Pipeline};
 use crate::plugin::reload::load_checked;
+use crate::plugin::wasm::WasmPolicy;
 use crate::plugin::Policy;
 use crate::store::dynamo::{self, DynamoStore};
 
@@ -53,8 +55,11 @@ pub async fn validate(path: &Path, options: &Options) -> Report {
         }
     }
     // Every pipeline that could be built gets its plugin checked, problems or not.
+    let mut policies = std::collections::HashMap::new();
     for p in &checked.pipelines {
-        check_plugin(p, &mut report);
+        if let Some(policy) = check_plugin(p, &mut report) {
+            policies.insert(p.name.clone(), Arc::new(policy));
+        }
     }
     if options.environment {
         // Only pipelines right as written: a table name DynamoDB refuses is already named.
@@ -71,13 +76,16 @@ pub async fn validate(path: &Path, options: &Options) -> Report {
             .collect();
         let kafka = options.kafka.clone().with_properties(&checked.kafka);
         check_environment(&right, &kafka, &mut report).await;
+        for p in &right {
+            check_topic(p, &kafka, policies.get(&p.name), &mut report).await;
+        }
     }
     report
 }
 
 /// The plugin loads, implements the contract, passes its self-test, and its schema has the
 /// key and version fields.
-fn check_plugin(p: &Pipeline, report: &mut Report) {
+fn check_plugin(p: &Pipeline, report: &mut Report) -> Option<WasmPolicy> {
     let mut spec = p.plugin_spec();
     // A self-test file that cannot be read is its own key's problem; the plugin is still
     // checked, without it.
@@ -97,7 +105,7 @@ fn check_plugin(p: &Pipeline, report: &mut Report) {
             report
                 .problems
                 .push(format!("pipeline `{}`: `plugin` {e}", p.name));
-            return;
+            return None;
         }
     };
     let schema: Value = policy
@@ -116,6 +124,143 @@ fn check_plugin(p: &Pipeline, report: &mut Report) {
             ));
         }
     }
+    Some(policy)
+}
+
+/// The pipeline's topic on the brokers: whether it exists and with how many partitions, and
+/// for a route-less pipeline (whose topic other services produce, and must exist) the last
+/// few messages of each partition checked as the engine would admit them: entity id from
+/// where `key_source` says, then the plugin's `validate`. Only counts and reason codes are
+/// reported, never a message's values.
+async fn check_topic(
+    p: &Pipeline,
+    kafka: &KafkaConfig,
+    policy: Option<&Arc<WasmPolicy>>,
+    report: &mut Report,
+) {
+    let partitions = match tokio::time::timeout(
+        ENVIRONMENT_TIMEOUT * 2,
+        crate::bus::kafka::partition_count(kafka, &p.topic),
+    )
+    .await
+    {
+        Ok(Ok(found)) => found,
+        // The brokers not answering is already named.
+        Ok(Err(_)) | Err(_) => return,
+    };
+    let Some(partitions) = partitions else {
+        if p.owns_topic() {
+            report.notes.push(format!(
+                "pipeline `{}`: `topic` {:?} does not exist yet; `ordo run` creates it with {} partitions",
+                p.name, p.topic, p.partitions
+            ));
+        } else {
+            report.problems.push(format!(
+                "pipeline `{}`: `topic` {:?} does not exist; a pipeline without a `route` consumes a topic other services produce, and Ordo does not create it",
+                p.name, p.topic
+            ));
+        }
+        return;
+    };
+    let owner = if p.owns_topic() {
+        "Ordo's, as the pipeline has a route"
+    } else {
+        "not Ordo's: it is only read"
+    };
+    report.notes.push(format!(
+        "pipeline `{}`: `topic` {:?} exists with {partitions} partition(s), {owner}",
+        p.name, p.topic
+    ));
+    if p.owns_topic() {
+        return;
+    }
+    let Some(policy) = policy else { return };
+    match sample(p, kafka, policy).await {
+        Ok(sampled) => report.notes.push(sampled.line(p)),
+        Err(e) => report.problems.push(format!(
+            "pipeline `{}`: `topic` {:?} could not be sampled: {e}",
+            p.name, p.topic
+        )),
+    }
+}
+
+/// Messages read per partition by [`sample`].
+pub const SAMPLE_PER_PARTITION: i64 = 20;
+
+/// What a sample of a topic showed.
+#[derive(Debug, Default)]
+struct Sampled {
+    /// Messages read.
+    read: usize,
+    /// Of those, admitted.
+    admitted: usize,
+    /// Reason code → messages refused for it.
+    refused: std::collections::BTreeMap<&'static str, usize>,
+}
+
+impl Sampled {
+    fn line(&self, p: &Pipeline) -> String {
+        let mut line = format!(
+            "pipeline `{}`: sampled the last {} message(s) of `topic` {:?} (up to {SAMPLE_PER_PARTITION} a partition): {} would apply",
+            p.name, self.read, p.topic, self.admitted
+        );
+        if !self.refused.is_empty() {
+            let refused: Vec<String> = self
+                .refused
+                .iter()
+                .map(|(code, n)| format!("{n} {code}"))
+                .collect();
+            line.push_str(&format!(
+                ", {} would be dead-lettered ({})",
+                self.read - self.admitted,
+                refused.join(", ")
+            ));
+        }
+        line
+    }
+}
+
+/// Reads the last messages of `p`'s topic and checks each as the engine would admit it.
+async fn sample(
+    p: &Pipeline,
+    kafka: &KafkaConfig,
+    policy: &Arc<WasmPolicy>,
+) -> Result<Sampled, crate::Error> {
+    use crate::bus::kafka::From;
+    use crate::pipeline::Event;
+    let reader = kafka
+        .reader(&format!("ordo.validate.{}", p.name))
+        .map_err(|e| crate::Error::bus(&p.name, kafka, e))?;
+    let mut read = reader
+        .to_end(&p.topic, From::Last(SAMPLE_PER_PARTITION))
+        .map_err(|e| crate::Error::bus(&p.name, kafka, e))?;
+    let handle = crate::plugin::PolicyHandle::new(Arc::clone(policy) as Arc<dyn Policy>);
+    let client = dynamo::client().await;
+    let applier = crate::pipeline::Applier::new(
+        DynamoStore::new(client, &p.table, &p.key_field),
+        handle,
+        &p.key_field,
+    )
+    .with_key_source(p.key_source);
+    let mut sampled = Sampled::default();
+    while let Some(message) = read
+        .next()
+        .await
+        .map_err(|e| crate::Error::bus(&p.name, kafka, e))?
+    {
+        sampled.read += 1;
+        let event = Event {
+            key: message.key.as_deref(),
+            payload: message.payload.as_deref().unwrap_or_default(),
+            timestamp: None,
+        };
+        match applier.admits(&event) {
+            Ok(Ok(_)) => sampled.admitted += 1,
+            Ok(Err(reason)) => *sampled.refused.entry(reason.code().as_str()).or_default() += 1,
+            Err(_) => *sampled.refused.entry("plugin-busy").or_default() += 1,
+        }
+    }
+    Ok(sampled)
 }
 
 /// A warning for a pipeline whose topics would have one replica on a cluster of `brokers`.

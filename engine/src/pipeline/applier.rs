@@ -5,10 +5,13 @@
 //! again and merged again, so two engines or a replay racing live traffic never regress a
 //! record, whatever the plugin's merge rule.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use tracing::debug;
 
 use super::reason::{Code, Reason};
+use crate::config::KeySource;
 use crate::plugin::{Decision, PluginError, Policy, PolicyHandle};
 use crate::store::cache::RecordCache;
 use crate::store::{split_meta, with_meta, Precondition, PutOutcome, Record, Store, StoreError};
@@ -117,6 +120,8 @@ pub struct Applier<S> {
     cache: RecordCache,
     /// The version field and how far ahead of an event's timestamp it may be, when checked.
     versions: Option<(String, std::time::Duration)>,
+    /// Where an event's entity id comes from.
+    key_source: KeySource,
 }
 
 impl<S: Store> Applier<S> {
@@ -128,7 +133,14 @@ impl<S: Store> Applier<S> {
             key_field: key_field.to_string(),
             cache: RecordCache::default(),
             versions: None,
+            key_source: KeySource::Body,
         }
+    }
+
+    /// Takes each event's entity id from `source` (default: the body's key field).
+    pub fn with_key_source(mut self, source: KeySource) -> Self {
+        self.key_source = source;
+        self
     }
 
     /// Refuses an event whose `version_field` is more than `skew` ahead of its message's
@@ -172,7 +184,7 @@ impl<S: Store> Applier<S> {
         let policy = policy.as_ref();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         // Admitted events grouped by key, in arrival order within each key.
-        let mut groups: Vec<(String, Vec<(usize, &str)>)> = Vec::new();
+        let mut groups: Vec<(String, Vec<(usize, Cow<'_, str>)>)> = Vec::new();
         for (i, event) in events.iter().enumerate() {
             match self.admit(policy, event)? {
                 Ok((text, key)) => match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -215,7 +227,7 @@ impl<S: Store> Applier<S> {
         &self,
         policy: &dyn Policy,
         key: &str,
-        group: &[(usize, &str)],
+        group: &[(usize, Cow<'_, str>)],
     ) -> Result<Folded, ApplyError> {
         // The record this engine wrote last is merged against without a read; see
         // [`RecordCache`] for why that is safe.
@@ -231,7 +243,8 @@ impl<S: Store> Applier<S> {
             let mut state = stored.map(|r| Value::Object(r).to_string());
             let mut merged: Option<Record> = None;
             let mut results = Vec::with_capacity(group.len());
-            for &(i, text) in group {
+            for (i, text) in group {
+                let (i, text) = (*i, text.as_ref());
                 let merged_by_plugin = merge_call(policy, text, state.as_deref());
                 let outcome = match merged_by_plugin {
                     Ok(Decision::Write(record)) => {
@@ -299,6 +312,14 @@ impl<S: Store> Applier<S> {
         })
     }
 
+    /// Whether `event` would be admitted: its entity id, or why it would be dead-lettered
+    /// (`ordo validate` checks a sample of a topic's messages with it). The outer `Err`: the
+    /// plugin could not take the call.
+    pub fn admits(&self, event: &Event<'_>) -> Result<Result<String, Reason>, ApplyError> {
+        let policy = self.policy.current();
+        Ok(self.admit(policy.as_ref(), event)?.map(|(_, key)| key))
+    }
+
     /// The stored record of `key` as the plugin sees it, and what a write merged against it
     /// must be conditioned on.
     async fn read(&self, key: &str) -> Result<(Option<Record>, Precondition), ApplyError> {
@@ -311,14 +332,15 @@ impl<S: Store> Applier<S> {
         })
     }
 
-    /// Checks what the engine itself relies on: UTF-8 JSON object, a string key that matches
-    /// the message key, and the plugin's own validation. The inner `Err` is why the event is
-    /// refused; the outer one, a plugin that could not take the call (retry later).
+    /// Checks what the engine itself relies on: UTF-8 JSON object, a string entity id (from
+    /// the body or the message key, as `key_source` says), and the plugin's own validation.
+    /// The inner `Err` is why the event is refused; the outer one, a plugin that could not
+    /// take the call (retry later).
     fn admit<'a>(
         &self,
         policy: &dyn Policy,
         event: &Event<'a>,
-    ) -> Result<Result<(&'a str, String), Reason>, ApplyError> {
+    ) -> Result<Result<(Cow<'a, str>, String), Reason>, ApplyError> {
         let (message_key, payload) = (event.key, event.payload);
         let text = match std::str::from_utf8(payload) {
             Ok(text) => text,
@@ -329,7 +351,7 @@ impl<S: Store> Applier<S> {
                 )))
             }
         };
-        let value: Value = match serde_json::from_str(text) {
+        let mut value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(e) => {
                 return Ok(Err(Reason::new(
@@ -338,29 +360,56 @@ impl<S: Store> Applier<S> {
                 )))
             }
         };
-        let key = match value.get(&self.key_field) {
-            Some(Value::String(k)) if !k.is_empty() => k.clone(),
-            _ => {
-                return Ok(Err(Reason::new(
-                    Code::NoKey,
-                    format!("`{}` must be a non-empty string", self.key_field),
-                )
-                .at(&self.key_field)))
+        let no_key = || {
+            Reason::new(
+                Code::NoKey,
+                format!("`{}` must be a non-empty string", self.key_field),
+            )
+            .at(&self.key_field)
+        };
+        let body_key = match value.get(&self.key_field) {
+            Some(Value::String(k)) if !k.is_empty() => Some(k.clone()),
+            None => None,
+            Some(_) => return Ok(Err(no_key())),
+        };
+        let (key, text) = match (self.key_source, body_key) {
+            // The body says which entity; the message key is the producer's business.
+            (KeySource::Body, Some(key)) => (key, Cow::Borrowed(text)),
+            (KeySource::Body, None) => return Ok(Err(no_key())),
+            (KeySource::Message, body_key) => {
+                let message_key = match message_key.map(std::str::from_utf8) {
+                    Some(Ok(k)) if !k.is_empty() => k.to_string(),
+                    _ => {
+                        return Ok(Err(Reason::new(
+                            Code::NoKey,
+                            "the message has no key (`key_source = \"message\"` takes the entity id from it)",
+                        )))
+                    }
+                };
+                match body_key {
+                    Some(body_key) if body_key != message_key => {
+                        // The values stay out of the reason: both are in the letter.
+                        return Ok(Err(Reason::new(
+                            Code::KeyMismatch,
+                            format!(
+                                "the message key differs from the body's `{}`",
+                                self.key_field
+                            ),
+                        )
+                        .at(&self.key_field)));
+                    }
+                    Some(_) => (message_key, Cow::Borrowed(text)),
+                    None => match value.as_object_mut() {
+                        Some(object) => {
+                            object
+                                .insert(self.key_field.clone(), Value::String(message_key.clone()));
+                            (message_key, Cow::Owned(value.to_string()))
+                        }
+                        None => return Ok(Err(no_key())),
+                    },
+                }
             }
         };
-        if let Some(message_key) = message_key {
-            if message_key != key.as_bytes() {
-                // The values stay out of the reason: both are in the letter.
-                return Ok(Err(Reason::new(
-                    Code::KeyMismatch,
-                    format!(
-                        "the message key differs from the body's `{}`",
-                        self.key_field
-                    ),
-                )
-                .at(&self.key_field)));
-            }
-        }
         if let (Some((field, skew)), Some(received)) = (
             &self.versions,
             event.timestamp.and_then(crate::version::from_millis),
@@ -376,7 +425,7 @@ impl<S: Store> Applier<S> {
                 .at(field)));
             }
         }
-        Ok(match policy.validate(text) {
+        Ok(match policy.validate(&text) {
             Ok(Ok(())) => Ok((text, key)),
             Ok(Err(e)) if e.field.is_empty() => Err(Reason::new(
                 Code::Invalid,
@@ -611,31 +660,71 @@ mod tests {
         assert!(matches!(err, ApplyError::Contended { .. }), "{err}");
     }
 
+    #[tokio::test]
+    async fn the_entity_id_comes_from_where_key_source_says() {
+        let store = MemoryStore::new("k");
+        // From the body: unkeyed and differently keyed messages apply to the body's key.
+        let by_body = applier(&store);
+        for (key, payload) in [
+            (None, br#"{"k":"a","v":1}"#),
+            (Some(&b"elsewhere"[..]), br#"{"k":"a","v":2}"#),
+        ] {
+            let outcome = by_body.apply(key, payload).await.expect("applied");
+            assert_eq!(outcome, Outcome::Written);
+        }
+        assert_eq!(v(&store, "a"), json!(2));
+        // From the message: a body without the key field gets it from the message key.
+        let by_message = applier(&store).with_key_source(KeySource::Message);
+        let outcome = by_message
+            .apply(Some(b"b"), br#"{"v":5}"#)
+            .await
+            .expect("applied");
+        assert_eq!(outcome, Outcome::Written);
+        let stored = store.record("b").map(|r| (r["k"].clone(), r["v"].clone()));
+        assert_eq!(stored, Some((json!("b"), json!(5))));
+    }
+
     /// A message key, a payload, and a word the rejection must contain.
     type Case<'a> = (Option<&'a [u8]>, &'a [u8], Code, &'a str);
 
     #[tokio::test]
     async fn poison_events_are_rejected_with_a_reason() {
         let store = MemoryStore::new("k");
-        let a = applier(&store);
-        let cases: [Case<'_>; 5] = [
-            (None, b"\xff", Code::NotUtf8, "UTF-8"),
-            (None, b"not json", Code::NotJson, "not JSON"),
-            (None, br#"{"v":1}"#, Code::NoKey, "`k`"),
+        let by_body = applier(&store);
+        let by_message = applier(&store).with_key_source(KeySource::Message);
+        let cases: [(&Applier<MemoryStore>, Case<'_>); 8] = [
+            (&by_body, (None, b"\xff", Code::NotUtf8, "UTF-8")),
+            (&by_body, (None, b"not json", Code::NotJson, "not JSON")),
+            (&by_body, (None, br#"{"v":1}"#, Code::NoKey, "`k`")),
             (
-                Some(b"b"),
-                br#"{"k":"a","v":1}"#,
-                Code::KeyMismatch,
-                "message key",
+                &by_body,
+                (Some(b"a"), br#"{"k":7,"v":1}"#, Code::NoKey, "`k`"),
             ),
             (
-                None,
-                br#"{"k":"a","v":"x"}"#,
-                Code::Invalid,
-                "`v` must be a number",
+                &by_message,
+                (
+                    Some(b"b"),
+                    br#"{"k":"a","v":1}"#,
+                    Code::KeyMismatch,
+                    "message key",
+                ),
+            ),
+            (
+                &by_message,
+                (None, br#"{"k":"a","v":1}"#, Code::NoKey, "no key"),
+            ),
+            (&by_message, (Some(b"a"), br#"[1]"#, Code::NoKey, "`k`")),
+            (
+                &by_body,
+                (
+                    None,
+                    br#"{"k":"a","v":"x"}"#,
+                    Code::Invalid,
+                    "`v` must be a number",
+                ),
             ),
         ];
-        for (key, payload, code, reason) in cases {
+        for (a, (key, payload, code, reason)) in cases {
             match a.apply(key, payload).await.expect("no store error") {
                 Outcome::Rejected(r) => assert!(
                     r.code() == code && r.text().contains(reason),

@@ -23,7 +23,7 @@ use super::waits::Waits;
 use super::worker::{self, Done, KeyId};
 use super::Applier;
 use crate::bus::{Consumer, Message, Publisher, Revocations};
-use crate::config::Pipeline;
+use crate::config::{KeySource, Pipeline};
 use crate::metrics::ConsumerMetrics;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -155,7 +155,7 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
             });
         state.offsets.start(message.offset);
         let generation = state.generation;
-        let key = (partition, message.key.clone().unwrap_or_default());
+        let key = (partition, queue_key(&self.work.pipeline, &message));
         let queue = self.keys.entry(key.clone()).or_default();
         queue.queued.push(message);
         self.buffered += 1;
@@ -246,6 +246,28 @@ impl<C: Consumer, S: Store, P: Publisher> Dispatcher<C, S, P> {
             debug!(pipeline = %self.work.pipeline.name, error = %e, "Final commit.");
         }
     }
+}
+
+/// The key a message queues under: the entity's id, so that one entity's events apply one
+/// at a time in offset order. A topic Ordo owns is keyed by it; a route-less pipeline taking
+/// the id from the body reads it there (an unkeyed or differently keyed producer's messages
+/// would otherwise wait behind each other, or apply one entity twice at once: still correct,
+/// as the conditional write decides, but slower). A body without a readable id queues under
+/// the message key and is refused by the applier.
+fn queue_key(pipeline: &Pipeline, message: &Message) -> Vec<u8> {
+    let from_message = || message.key.clone().unwrap_or_default();
+    if pipeline.owns_topic() || pipeline.key_source != KeySource::Body {
+        return from_message();
+    }
+    let id = message
+        .payload
+        .as_deref()
+        .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .and_then(|body| match body.get(&pipeline.key_field) {
+            Some(serde_json::Value::String(id)) if !id.is_empty() => Some(id.clone().into_bytes()),
+            _ => None,
+        });
+    id.unwrap_or_else(from_message)
 }
 
 /// Hands every event queued for `key` to a new worker.

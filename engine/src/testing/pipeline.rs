@@ -10,7 +10,9 @@ use crate::plugin::sandbox::{Capabilities, Limits};
 pub fn pipeline(name: &str) -> Pipeline {
     Pipeline {
         name: name.to_string(),
-        route: format!("/{name}"),
+        route: Some(format!("/{name}")),
+        key_source: Default::default(),
+        changes_topic: None,
         topic: format!("{name}.events"),
         key_field: "PatientId".into(),
         version_field: "UpdatedAt".into(),

@@ -62,9 +62,17 @@ pub struct EngineBuilder {
     plugin: PathBuf,
     extra: String,
     env: Vec<(String, String)>,
+    routeless: bool,
 }
 
 impl EngineBuilder {
+    /// Without a route: the pipeline consumes a topic that exists already (created by the
+    /// test, as another service would), and Ordo neither creates nor produces to it.
+    pub fn routeless(mut self) -> Self {
+        self.routeless = true;
+        self
+    }
+
     /// Against `brokers` instead of the local stack's.
     pub fn brokers(mut self, brokers: &str) -> Self {
         self.brokers = brokers.to_string();
@@ -108,13 +116,11 @@ impl EngineBuilder {
             &config,
             format!(
                 r#"[pipelines.{pipeline}]
-route = "/patientprofile"
-topic = "{topic}"
+{owned}topic = "{topic}"
 key_field = "PatientId"
 version_field = "UpdatedAt"
 table = "{table}"
 plugin = "{plugin}"
-partitions = 3
 consumer_group = "{group}"
 {extra}
 
@@ -125,6 +131,11 @@ table = "{table}-idempotency"
 topic = "{topic}.audit"
 "#,
                 pipeline = names.pipeline,
+                owned = if self.routeless {
+                    ""
+                } else {
+                    "route = \"/patientprofile\"\npartitions = 3\n"
+                },
                 topic = names.topic,
                 table = names.table,
                 group = names.group,
@@ -221,6 +232,7 @@ impl Engine {
             plugin: lww_plugin(),
             extra: String::new(),
             env: Vec::new(),
+            routeless: false,
         }
     }
 

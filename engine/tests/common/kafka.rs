@@ -85,6 +85,44 @@ pub async fn produce_with_headers(
     (delivery.partition, delivery.offset)
 }
 
+/// Creates `topic` with `partitions`, as the service that owns it would.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create topics request");
+    for result in created {
+        result.expect("topic created");
+    }
+}
+
+/// Produces `payload` to `partition` of `topic` without a key, as a producer that keys
+/// nothing would: the Profile service of the project's story. Returns its offset.
+pub async fn produce_unkeyed(brokers: &str, topic: &str, partition: i32, payload: &str) -> i64 {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .create()
+        .expect("plain producer");
+    let record: FutureRecord<'_, (), str> = FutureRecord::to(topic)
+        .partition(partition)
+        .payload(payload);
+    let delivery = producer
+        .send(record, Timeout::After(Duration::from_secs(10)))
+        .await
+        .expect("broker acknowledges");
+    assert_eq!(delivery.partition, partition);
+    delivery.offset
+}
+
 /// A broker of the test's own (tansu from the stack's cache), to stop without disturbing the
 /// tests that share the stack's broker. Killed when dropped.
 pub struct PrivateBroker {
@@ -357,6 +395,8 @@ pub struct Read {
     pub partition: i32,
     /// Its offset there.
     pub offset: i64,
+    /// Its key, when it has one.
+    pub key: Option<Vec<u8>>,
     /// Its body.
     pub payload: Vec<u8>,
     /// Its headers (values as text).
@@ -442,6 +482,7 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
         read.push(Read {
             partition: message.partition(),
             offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().unwrap_or_default().to_vec(),
             headers: message
                 .headers()

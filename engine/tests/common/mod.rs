@@ -21,8 +21,9 @@ pub mod workload;
 pub use dynamo::{dynamodb, dynamodb_at, get_item, s, wait_item, PrivateDynamo};
 pub use engine::{api_keys_table, first_answer, Engine, EngineBuilder, Names, EFFECT_TIMEOUT};
 pub use kafka::{
-    brokers, produce_raw, produce_with_headers, produce_with_id, read_all, read_all_json,
-    read_dead_letters, read_json_until, topic_size, Letter, PrivateBroker, Read,
+    brokers, create_topic, produce_raw, produce_unkeyed, produce_with_headers, produce_with_id,
+    read_all, read_all_json, read_dead_letters, read_json_until, topic_size, Letter, PrivateBroker,
+    Read,
 };
 pub use ledger::{Counts, Exact, Found, Ledger};
 pub use otlp::Collector;

@@ -61,6 +61,27 @@ pub async fn ensure_topic_with(
     Ok(())
 }
 
+/// How many partitions `topic` has on the brokers; `None` when it does not exist. Only reads
+/// metadata (never asking the brokers to create the topic), for a topic Ordo does not own.
+pub async fn partition_count(kafka: &KafkaConfig, topic: &str) -> Result<Option<i32>, BusError> {
+    let admin = kafka.admin()?;
+    let name = topic.to_string();
+    let metadata = tokio::task::spawn_blocking(move || {
+        admin.inner().fetch_metadata(Some(&name), ADMIN_TIMEOUT)
+    })
+    .await
+    .map_err(|e| BusError::Client(e.to_string()))?
+    .map_err(|e| BusError::Admin {
+        topic: topic.to_string(),
+        reason: explained(format!("metadata request failed: {e}"), kafka),
+    })?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as i32))
+}
+
 /// How `topic`'s configuration, as the brokers describe it, differs from `wanted`: one
 /// sentence per property whose value differs or that the brokers do not report.
 pub async fn topic_config_differences(

@@ -9,7 +9,7 @@ mod producer;
 mod reader;
 mod watchdog;
 
-pub use admin::{ensure_topic_with, ensure_topics, topic_config_differences};
+pub use admin::{ensure_topic_with, ensure_topics, partition_count, topic_config_differences};
 pub use client::{KafkaConfig, DEBUG_ENV, RECONNECT_BACKOFF_MAX_MS};
 pub use context::{MskIam, OrdoContext};
 pub use group::{GroupSettings, KafkaGroup, DEFAULT_FETCH_WAIT, REVOKE_WAIT};

@@ -26,6 +26,8 @@ pub enum From {
     Time(i64),
     /// After the last offset the reader's group committed (the earliest held if none).
     Committed,
+    /// The last this many messages of each partition (all of them, if fewer).
+    Last(i64),
 }
 
 /// A consumer that assigns itself partitions (see [`super::KafkaConfig::reader`]).
@@ -115,7 +117,7 @@ impl KafkaReader {
         let mut query = TopicPartitionList::new();
         for &p in partitions {
             let position = match from {
-                From::Offset(_) | From::Committed => Offset::Invalid,
+                From::Offset(_) | From::Committed | From::Last(_) => Offset::Invalid,
                 From::Time(millis) => Offset::Offset(millis),
             };
             query
@@ -123,7 +125,7 @@ impl KafkaReader {
                 .map_err(|e| read_error(topic, e))?;
         }
         let found = match from {
-            From::Offset(_) => None,
+            From::Offset(_) | From::Last(_) => None,
             From::Time(_) => Some(
                 self.consumer
                     .offsets_for_times(query, REQUEST_TIMEOUT)
@@ -148,6 +150,7 @@ impl KafkaReader {
                     // No message at or after the time: nothing to read.
                     From::Time(_) => looked_up.unwrap_or(high),
                     From::Committed => looked_up.unwrap_or(low).max(low),
+                    From::Last(n) => high.saturating_sub(n.max(0)).max(low),
                 };
                 (p, (start.min(high), high))
             })

@@ -98,6 +98,8 @@ impl Group {
         pipeline.audit_topic = Some(AUDIT_TOPIC.into());
         pipeline.concurrency = self.plan.concurrency;
         pipeline.max_attempts = 0;
+        // The strict source: the plan's events keyed apart from their body are poison.
+        pipeline.key_source = crate::config::KeySource::Message;
         let applier = Applier::new(
             SimStore {
                 world: Arc::clone(&self.world),
@@ -106,6 +108,7 @@ impl Group {
             policy.clone(),
             &pipeline.key_field,
         )
+        .with_key_source(pipeline.key_source)
         .with_cache(self.plan.cache_records)
         .with_version_skew(&pipeline.version_field, pipeline.max_version_skew);
         let metrics = ConsumerMetrics::default();

@@ -283,8 +283,9 @@ impl Events {
                 format!("{{\"{KEY}\":\"{key}\",").into(),
                 "not JSON",
             ),
+            // No key anywhere: the body lacks it and the message has none to lend it.
             1 => (
-                key.clone(),
+                String::new(),
                 json!({"FirstName": "nobody", VERSION: at}),
                 "no key",
             ),
