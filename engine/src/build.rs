@@ -176,6 +176,7 @@ pub async fn build(
     let policy = slot.handle().clone();
     let applier = Applier::new(store.clone(), policy.clone(), &p.key_field)
         .with_key_source(p.key_source)
+        .with_change_feed(p.changes_topic.is_some())
         .with_cache(p.cache_records)
         .with_version_skew(&p.version_field, p.max_version_skew);
     let consumer_metrics = metrics.consumer(&p.name);

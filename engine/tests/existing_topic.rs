@@ -23,7 +23,11 @@ async fn the_seed_unkeyed_on_two_partitions_event2_first_keeps_is_pregnant_true(
     let names = Names::unique("seed-topic");
     let brokers = brokers();
     create_topic(&brokers, &names.topic, 2).await;
-    let engine = Engine::builder(names.clone()).routeless().start();
+    let changes = format!("{}.changes", names.topic);
+    let engine = Engine::builder(names.clone())
+        .routeless()
+        .extra(&format!("changes_topic = \"{changes}\""))
+        .start();
 
     // Event2 on partition 1 is consumed and applied before Event1 is even produced.
     let second = produce_unkeyed(&brokers, &names.topic, 1, EVENT2).await;
@@ -49,6 +53,144 @@ async fn the_seed_unkeyed_on_two_partitions_event2_first_keeps_is_pregnant_true(
         "Ordo wrote nothing to a topic it does not own"
     );
     assert!(topic.iter().all(|m| m.key.is_none()));
+
+    // One change for patient 1, not two: Event1 was stale and published nothing.
+    let feed = read_all(&brokers, &changes);
+    assert_eq!(feed.len(), 1, "{feed:?}");
+    let change = &feed[0];
+    assert_eq!(change.key.as_deref(), Some(&b"1"[..]));
+    assert_eq!(change.header("ordo-revision"), Some("1"));
+    assert_eq!(change.header("ordo-pipeline"), Some("patient-profile"));
+    assert!(change
+        .header("ordo-plugin")
+        .is_some_and(|p| p.starts_with("sha256:")));
+    let record = change.json().expect("the record as JSON");
+    assert_eq!(record["IsPregnant"], "True");
+    assert!(
+        record.get("Ordo").is_none(),
+        "the engine's attribute stays home"
+    );
+}
+
+/// A downstream service reading the change feed: per key, the highest revision seen; a change
+/// whose revision is not higher is a repeat (at least once) and is dropped.
+#[derive(Default)]
+struct Downstream {
+    /// Key → (revision, record) last kept.
+    last: std::collections::HashMap<String, (u64, serde_json::Value)>,
+    /// Key → revision → the record first seen under it.
+    seen: std::collections::HashMap<(String, u64), serde_json::Value>,
+    /// Changes dropped as repeats.
+    repeats: usize,
+}
+
+impl Downstream {
+    fn read(&mut self, change: &common::Read) {
+        let key =
+            String::from_utf8(change.key.clone().expect("keyed by entity id")).expect("UTF-8 key");
+        let revision: u64 = change
+            .header("ordo-revision")
+            .and_then(|r| r.parse().ok())
+            .expect("ordo-revision header");
+        let record = change.json().expect("JSON record");
+        assert_eq!(
+            record["PatientId"],
+            key.as_str(),
+            "keyed by the record's id"
+        );
+        // One revision, one record: a repeat never carries another state.
+        let first = self
+            .seen
+            .entry((key.clone(), revision))
+            .or_insert_with(|| record.clone());
+        assert_eq!(
+            *first, record,
+            "{key} revision {revision} published with two states"
+        );
+        match self.last.get(&key) {
+            Some((kept, _)) if *kept >= revision => self.repeats += 1,
+            _ => {
+                self.last.insert(key, (revision, record));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_downstream_consumer_of_the_change_feed_ends_on_every_record_through_kills_and_rebalances(
+) {
+    use common::{produce_raw, Rng, Workload};
+    let names = Names::unique("changes");
+    let brokers = brokers();
+    let changes = format!("{}.changes", names.topic);
+    let start = |names: &Names| {
+        Engine::builder(names.clone())
+            .extra(&format!("changes_topic = \"{changes}\""))
+            .start()
+    };
+    let workload = Workload::new(&mut Rng::from_env(), "c", 24, 15);
+    let thirds: Vec<&[(String, String)]> = workload.events.chunks(120).collect();
+    let mut produced = Vec::new();
+
+    // One engine, then killed (SIGKILL: no drain, offsets uncommitted) mid-stream.
+    let mut first = start(&names);
+    for (key, body) in thirds[0] {
+        produced.push(produce_raw(&names.topic, key, body).await);
+    }
+    wait_item(&first, &thirds[0][0].0, |_| true).await;
+    first.kill();
+    // Two engines in the group: every partition moves, and the first's last events come again.
+    let second = start(&names);
+    let mut third = start(&names);
+    for (key, body) in thirds[1] {
+        produced.push(produce_raw(&names.topic, key, body).await);
+    }
+    wait_item(&second, &thirds[1][0].0, |_| true).await;
+    third.kill();
+    for (key, body) in thirds[2] {
+        produced.push(produce_raw(&names.topic, key, body).await);
+    }
+    second.wait_all_committed(&produced).await;
+
+    let mut downstream = Downstream::default();
+    for change in read_all(&brokers, &changes) {
+        downstream.read(&change);
+    }
+    let client = dynamodb().await;
+    for (key, newest) in &workload.newest {
+        let item = get_item(&client, &names.table, key).await.expect("record");
+        let table_revision = match item.get("Ordo") {
+            Some(aws_sdk_dynamodb::types::AttributeValue::M(meta)) => match meta.get("revision") {
+                Some(aws_sdk_dynamodb::types::AttributeValue::N(n)) => {
+                    n.parse::<u64>().expect("revision")
+                }
+                other => panic!("revision: {other:?}"),
+            },
+            other => panic!("Ordo: {other:?}"),
+        };
+        let (revision, record) = downstream
+            .last
+            .get(key)
+            .unwrap_or_else(|| panic!("{key}: no change published"));
+        assert_eq!(
+            *revision, table_revision,
+            "{key}: the feed ends at the table's revision"
+        );
+        assert_eq!(record["FirstName"], newest.as_str(), "{key}");
+        for field in ["FirstName", "LastName", "IsPregnant", "UpdatedAt"] {
+            assert_eq!(record[field], s(&item, field), "{key} {field}");
+        }
+    }
+    assert_eq!(
+        downstream.last.len(),
+        workload.newest.len(),
+        "no change for a key never written"
+    );
+    println!(
+        "change feed: {} changes kept, {} repeats dropped",
+        downstream.seen.len(),
+        downstream.repeats
+    );
 }
 
 #[tokio::test]

@@ -57,6 +57,8 @@ pub struct ConsumerMetrics {
     pub writes: IntCounter,
     /// Conditional writes lost to another writer (then merged again).
     pub conflicts: IntCounter,
+    /// Changed records published to the change feed.
+    pub changes: IntCounter,
     /// Retried attempts, by cause (one of [`super::RETRY_CAUSES`]).
     pub(super) retries: Vec<(&'static str, IntCounter)>,
     /// Keys waiting for a transient failure to pass.

@@ -58,6 +58,8 @@ struct Families {
     writes: IntCounterVec,
     /// `ordo_dynamodb_conditional_failures_total{pipeline}`.
     conflicts: IntCounterVec,
+    /// `ordo_changes_published_total{pipeline}`.
+    changes: IntCounterVec,
     /// `ordo_consumer_lag{pipeline, partition}`.
     lag: IntGaugeVec,
     /// `ordo_dynamodb_write_seconds{pipeline}`.
@@ -138,6 +140,11 @@ impl Metrics {
                 "Conditional writes lost to another writer, then merged again.",
                 &["pipeline"],
             ),
+            changes: counters(
+                "ordo_changes_published_total",
+                "Changed records published to the pipeline's changes_topic (again after a redelivery).",
+                &["pipeline"],
+            ),
             lag: gauges(
                 "ordo_consumer_lag",
                 "Messages of each partition not yet committed, as librdkafka last reported (every 5 s).",
@@ -199,12 +206,13 @@ impl Metrics {
             recent: Mutex::default(),
         };
         let f = &families;
-        let all: [Box<dyn prometheus::core::Collector>; 16] = [
+        let all: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(f.ingest_requests.clone()),
             Box::new(f.produce_seconds.clone()),
             Box::new(f.events.clone()),
             Box::new(f.writes.clone()),
             Box::new(f.conflicts.clone()),
+            Box::new(f.changes.clone()),
             Box::new(f.lag.clone()),
             Box::new(f.write_seconds.clone()),
             Box::new(f.plugin_seconds.clone()),
@@ -267,6 +275,7 @@ impl Metrics {
             dead_lettered: outcome("dead_lettered"),
             writes: f.writes.with_label_values(&[pipeline]),
             conflicts: f.conflicts.with_label_values(&[pipeline]),
+            changes: f.changes.with_label_values(&[pipeline]),
             retries: RETRY_CAUSES
                 .iter()
                 .map(|cause| (*cause, f.retries.with_label_values(&[pipeline, cause])))
@@ -373,7 +382,7 @@ mod tests {
 
     /// Every family as `/metrics` names it, with its type and label names: dashboards and
     /// alert rules depend on these, so a change here must be deliberate.
-    const FAMILIES: [(&str, &str, &str); 16] = [
+    const FAMILIES: [(&str, &str, &str); 17] = [
         ("ordo_ingest_requests_total", "counter", "pipeline,status"),
         ("ordo_produce_seconds", "histogram", "pipeline"),
         ("ordo_events_total", "counter", "outcome,pipeline"),
@@ -383,6 +392,7 @@ mod tests {
             "counter",
             "pipeline",
         ),
+        ("ordo_changes_published_total", "counter", "pipeline"),
         ("ordo_consumer_lag", "gauge", "partition,pipeline"),
         ("ordo_dynamodb_write_seconds", "histogram", "pipeline"),
         ("ordo_plugin_call_seconds", "histogram", "call,pipeline"),

@@ -253,6 +253,7 @@ async fn sample(
             key: message.key.as_deref(),
             payload: message.payload.as_deref().unwrap_or_default(),
             timestamp: None,
+            position: None,
         };
         match applier.admits(&event) {
             Ok(Ok(_)) => sampled.admitted += 1,

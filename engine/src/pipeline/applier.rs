@@ -40,6 +40,26 @@ pub struct Event<'a> {
     /// The message's timestamp (ms since the epoch): the receipt time a version is judged
     /// against. `None`: not judged.
     pub timestamp: Option<i64>,
+    /// Where it was read: (partition, offset). With a change feed, a write records the
+    /// position of the last event folded into it, so a redelivery of that event publishes the
+    /// record again (the first publish may not have happened).
+    pub position: Option<(i32, i64)>,
+}
+
+/// A record a batch changed (or found changed by one of its events, redelivered), for the
+/// change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The entity id.
+    pub key: String,
+    /// The record's new state, without the engine's attribute.
+    pub record: Record,
+    /// Its revision.
+    pub revision: u64,
+    /// The plugin that wrote it.
+    pub plugin: String,
+    /// The indices (in the batch) of the events folded into it.
+    pub events: Vec<usize>,
 }
 
 /// What became of a batch.
@@ -54,6 +74,9 @@ pub struct Applied {
     /// The id of the plugin that decided every outcome (the one in force when the batch
     /// started, even if another was swapped in meanwhile).
     pub plugin: String,
+    /// The records changed, when the applier keeps a change feed (see
+    /// [`Applier::with_change_feed`]).
+    pub changes: Vec<Change>,
 }
 
 /// What became of one key's events.
@@ -64,6 +87,8 @@ struct Folded {
     wrote: bool,
     /// Conditional writes lost before that.
     conflicts: usize,
+    /// The change to publish, with a change feed.
+    change: Option<Change>,
 }
 
 /// Why an event could not be applied yet; worth retrying later.
@@ -122,6 +147,8 @@ pub struct Applier<S> {
     versions: Option<(String, std::time::Duration)>,
     /// Where an event's entity id comes from.
     key_source: KeySource,
+    /// Whether writes record their source position and batches report their changes.
+    change_feed: bool,
 }
 
 impl<S: Store> Applier<S> {
@@ -134,7 +161,15 @@ impl<S: Store> Applier<S> {
             cache: RecordCache::default(),
             versions: None,
             key_source: KeySource::Body,
+            change_feed: false,
         }
+    }
+
+    /// Reports each batch's changed records ([`Applied::changes`]) for a change feed, and
+    /// stamps each write with the position of the last event folded into it.
+    pub fn with_change_feed(mut self, on: bool) -> Self {
+        self.change_feed = on;
+        self
     }
 
     /// Takes each event's entity id from `source` (default: the body's key field).
@@ -171,6 +206,7 @@ impl<S: Store> Applier<S> {
             key: message_key,
             payload,
             timestamp: None,
+            position: None,
         };
         let mut applied = self.apply_batch(&[event]).await?;
         Ok(applied.outcomes.pop().unwrap_or(Outcome::Written))
@@ -185,6 +221,7 @@ impl<S: Store> Applier<S> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         // Admitted events grouped by key, in arrival order within each key.
         let mut groups: Vec<(String, Vec<(usize, Cow<'_, str>)>)> = Vec::new();
+        let mut changes = Vec::new();
         for (i, event) in events.iter().enumerate() {
             match self.admit(policy, event)? {
                 Ok((text, key)) => match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -200,7 +237,9 @@ impl<S: Store> Applier<S> {
                 results,
                 wrote,
                 conflicts: lost,
-            } = self.fold_key(policy, key, group).await?;
+                change,
+            } = self.fold_key(policy, key, group, events).await?;
+            changes.extend(change);
             writes += usize::from(wrote);
             conflicts += lost;
             for (i, outcome) in results {
@@ -217,6 +256,7 @@ impl<S: Store> Applier<S> {
             writes,
             conflicts,
             plugin: policy.id().to_string(),
+            changes,
         })
     }
 
@@ -228,20 +268,22 @@ impl<S: Store> Applier<S> {
         policy: &dyn Policy,
         key: &str,
         group: &[(usize, Cow<'_, str>)],
+        events: &[Event<'_>],
     ) -> Result<Folded, ApplyError> {
         // The record this engine wrote last is merged against without a read; see
         // [`RecordCache`] for why that is safe.
-        let mut cached = self.cache.get(key).map(|(r, p)| (Some(r), p));
-        let mut read: Option<(Option<Record>, Precondition)> = None;
+        let mut cached = self.cache.get(key).map(|(r, p)| (Some(r), p, None));
+        let mut read: Option<Stored> = None;
         let mut conflicts = 0;
         while conflicts < MAX_CONFLICTS {
             let from_cache = cached.is_some();
-            let (stored, precondition) = match cached.take().or_else(|| read.take()) {
+            let (stored, precondition, source) = match cached.take().or_else(|| read.take()) {
                 Some(state) => state,
                 None => self.read(key).await?,
             };
             let mut state = stored.map(|r| Value::Object(r).to_string());
             let mut merged: Option<Record> = None;
+            let mut folded = Vec::new();
             let mut results = Vec::with_capacity(group.len());
             for (i, text) in group {
                 let (i, text) = (*i, text.as_ref());
@@ -257,6 +299,7 @@ impl<S: Store> Applier<S> {
                             Ok(checked) => {
                                 state = Some(record);
                                 merged = Some(checked);
+                                folded.push(i);
                                 Outcome::Written
                             }
                             Err(reason) => Outcome::Rejected(reason),
@@ -273,6 +316,7 @@ impl<S: Store> Applier<S> {
                 results.push((i, outcome));
             }
             let Some(record) = merged else {
+                let mut source = source;
                 if from_cache {
                     // Nothing to write: a verdict the table must confirm, not the cache. The
                     // same revision is the same record, and so the same verdict.
@@ -282,22 +326,57 @@ impl<S: Store> Applier<S> {
                         read = Some(table);
                         continue;
                     }
+                    source = table.2;
                 }
+                // The stored record was written by one of these events, delivered before:
+                // that write's change may never have been published.
+                let change = match (self.change_feed, source, precondition, &state) {
+                    (true, Some(at), Precondition::Revision(revision), Some(text)) => group
+                        .iter()
+                        .find(|(i, _)| events[*i].position == Some(at))
+                        .and_then(|(i, _)| {
+                            let record = serde_json::from_str::<Record>(text).ok()?;
+                            Some(Change {
+                                key: key.to_string(),
+                                record,
+                                revision,
+                                plugin: policy.id().to_string(),
+                                events: vec![*i],
+                            })
+                        }),
+                    _ => None,
+                };
                 return Ok(Folded {
                     results,
                     wrote: false,
                     conflicts,
+                    change,
                 });
             };
-            let record = with_meta(record, policy.id(), precondition);
+            let last = folded.last().and_then(|&i| events[i].position);
+            let mut record = with_meta(record, policy.id(), precondition);
+            if let (true, Some(at)) = (self.change_feed, last) {
+                stamp_source(&mut record, at);
+            }
             match self.store.put(&record, &precondition).await? {
                 PutOutcome::Written => {
                     let (plain, written) = split_meta(record);
+                    let change = match (self.change_feed, written) {
+                        (true, Precondition::Revision(revision)) => Some(Change {
+                            key: key.to_string(),
+                            record: plain.clone(),
+                            revision,
+                            plugin: policy.id().to_string(),
+                            events: folded,
+                        }),
+                        _ => None,
+                    };
                     self.cache.put(key, plain, written);
                     return Ok(Folded {
                         results,
                         wrote: true,
                         conflicts,
+                        change,
                     });
                 }
                 PutOutcome::Conflict => {
@@ -322,13 +401,14 @@ impl<S: Store> Applier<S> {
 
     /// The stored record of `key` as the plugin sees it, and what a write merged against it
     /// must be conditioned on.
-    async fn read(&self, key: &str) -> Result<(Option<Record>, Precondition), ApplyError> {
+    async fn read(&self, key: &str) -> Result<Stored, ApplyError> {
         Ok(match self.store.get(key).await? {
             Some(record) => {
+                let source = source_of(&record);
                 let (record, precondition) = split_meta(record);
-                (Some(record), precondition)
+                (Some(record), precondition, source)
             }
-            None => (None, Precondition::Absent),
+            None => (None, Precondition::Absent, None),
         })
     }
 
@@ -463,6 +543,28 @@ impl<S: Store> Applier<S> {
     }
 }
 
+/// A stored record as the plugin sees it, what a write merged against it is conditioned on,
+/// and the position of the event that wrote it (with a change feed).
+type Stored = (Option<Record>, Precondition, Option<(i32, i64)>);
+
+/// The name, inside [`crate::store::META_ATTRIBUTE`], of the position (`[partition, offset]`)
+/// of the last event folded into the write; only with a change feed.
+pub const META_SOURCE: &str = "source";
+
+/// Records `at` as the write's source position in the engine's attribute.
+fn stamp_source(record: &mut Record, (partition, offset): (i32, i64)) {
+    if let Some(Value::Object(meta)) = record.get_mut(crate::store::META_ATTRIBUTE) {
+        meta.insert(META_SOURCE.into(), serde_json::json!([partition, offset]));
+    }
+}
+
+/// The source position a stored record's attribute holds, if any.
+fn source_of(record: &Record) -> Option<(i32, i64)> {
+    let source = record.get(crate::store::META_ATTRIBUTE)?.get(META_SOURCE)?;
+    let partition = i32::try_from(source.get(0)?.as_i64()?).ok()?;
+    Some((partition, source.get(1)?.as_i64()?))
+}
+
 /// One `merge` call as the applier makes it: in its tracing span, through the policy in force.
 /// Public so that the plugin benchmark measures this path and no other.
 pub fn merge_call(
@@ -512,11 +614,13 @@ mod tests {
                 key: None,
                 payload: br#"{"k":"a","v":1,"at":"9999-12-31T23:59:59Z"}"#,
                 timestamp: Some(sent),
+                position: None,
             },
             Event {
                 key: None,
                 payload: br#"{"k":"b","v":1,"at":"2026-01-01T00:04:00Z"}"#,
                 timestamp: Some(sent),
+                position: None,
             },
         ];
         let applied = a.apply_batch(&events).await.expect("applied");
@@ -549,6 +653,7 @@ mod tests {
             key: None,
             payload: br#"{"k":"a","v":6}"#,
             timestamp: None,
+            position: None,
         }];
         store.rival(1, rival());
         let applied = a.apply_batch(&events).await.expect("applied");
@@ -588,6 +693,7 @@ mod tests {
                 key: None,
                 payload: p,
                 timestamp: None,
+                position: None,
             })
             .collect();
         let applied = applier(&store).apply_batch(&events).await.expect("applied");
@@ -627,6 +733,7 @@ mod tests {
                 key: None,
                 payload: br#"{"k":"a","v":5}"#,
                 timestamp: None,
+                position: None,
             }])
             .await
             .expect("applied");
@@ -682,6 +789,62 @@ mod tests {
         assert_eq!(outcome, Outcome::Written);
         let stored = store.record("b").map(|r| (r["k"].clone(), r["v"].clone()));
         assert_eq!(stored, Some((json!("b"), json!(5))));
+    }
+
+    #[tokio::test]
+    async fn a_change_feed_reports_each_write_and_again_the_redelivered_event_that_made_it() {
+        let store = MemoryStore::new("k");
+        let a = applier(&store).with_change_feed(true).with_cache(0);
+        let at = |v: i64, offset: i64| (format!(r#"{{"k":"a","v":{v}}}"#), Some((2, offset)));
+        let batch = [at(3, 10), at(1, 11), at(7, 12)];
+        let events: Vec<Event<'_>> = batch
+            .iter()
+            .map(|(body, position)| Event {
+                key: None,
+                payload: body.as_bytes(),
+                timestamp: None,
+                position: *position,
+            })
+            .collect();
+        let applied = a.apply_batch(&events).await.expect("applied");
+        let [change] = applied.changes.as_slice() else {
+            panic!("one write, one change: {:?}", applied.changes);
+        };
+        assert_eq!((change.key.as_str(), change.revision), ("a", 1));
+        assert_eq!(change.record["v"], json!(7));
+        assert_eq!(
+            change.events,
+            vec![0, 2],
+            "the events folded into the write"
+        );
+        assert_eq!(
+            store.record("a").map(|r| r["Ordo"]["source"].clone()),
+            Some(json!([2, 12])),
+            "the write names its last event"
+        );
+        // Delivered again (the first publish may not have happened): nothing is written, the
+        // stored record is reported again under the same revision.
+        let again = a.apply_batch(&events[2..]).await.expect("applied");
+        assert_eq!(again.writes, 0);
+        assert_eq!(
+            again
+                .changes
+                .iter()
+                .map(|c| (c.revision, c.events.clone()))
+                .collect::<Vec<_>>(),
+            vec![(1, vec![0])]
+        );
+        // A stale event that did not make the record publishes nothing.
+        let stale = a.apply_batch(&events[1..2]).await.expect("applied");
+        assert!(stale.changes.is_empty(), "{:?}", stale.changes);
+        // Without a change feed, nothing is reported and no position is stamped.
+        let plain = MemoryStore::new("k");
+        let applied = applier(&plain).apply_batch(&events).await.expect("applied");
+        assert!(applied.changes.is_empty());
+        assert_eq!(
+            plain.record("a").map(|r| r["Ordo"].get("source").is_none()),
+            Some(true)
+        );
     }
 
     /// A message key, a payload, and a word the rejection must contain.

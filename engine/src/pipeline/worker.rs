@@ -9,6 +9,9 @@ use tracing::{debug, error, warn, Instrument as _};
 
 use super::pace::Pace;
 use super::waits::{Wait, Waits};
+use serde_json::Value;
+
+use super::applier::Change;
 use super::{Applier, Code, Event, Failure, Outcome, Reason};
 use crate::audit::{self, Action};
 use crate::bus::{BusError, Fence, Lease, Message, Publisher};
@@ -22,6 +25,13 @@ use crate::store::Store;
 /// Header of a dead letter sent without its event, saying why the event was left out (it is
 /// still in its topic, at `ordo-original-partition` and `ordo-original-offset`).
 pub const EVENT_LEFT_OUT_HEADER: &str = "ordo-event-left-out";
+/// The change feed's header holding the record's revision: a consumer keeps the highest seen
+/// per key and drops a change whose revision is not higher (a repeat).
+pub const CHANGE_REVISION_HEADER: &str = "ordo-revision";
+/// The change feed's header naming the plugin (`sha256:` of its file) that wrote the record.
+pub const CHANGE_PLUGIN_HEADER: &str = "ordo-plugin";
+/// The change feed's header naming the pipeline.
+pub const CHANGE_PIPELINE_HEADER: &str = "ordo-pipeline";
 
 /// What a dead letter carries.
 enum Letter {
@@ -171,12 +181,13 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                 key: m.key.as_deref(),
                 payload: m.payload.as_deref().unwrap_or_default(),
                 timestamp: m.timestamp,
+                position: Some((m.partition, m.offset)),
             })
             .collect();
         let mut delays = backoff();
         let mut failures = 0u32;
         let mut waiting: Option<Wait> = None;
-        let (outcomes, plugin) = loop {
+        let (outcomes, plugin, changes) = loop {
             if !lease.holds() {
                 return false;
             }
@@ -185,14 +196,18 @@ impl<S: Store, P: Publisher> Shared<S, P> {
                     self.pace.went_through();
                     self.metrics.writes.inc_by(applied.writes as u64);
                     self.metrics.conflicts.inc_by(applied.conflicts as u64);
-                    break (applied.outcomes, applied.plugin);
+                    break (applied.outcomes, applied.plugin, applied.changes);
                 }
                 Err(e) => e,
             };
             let reason = error.to_string();
             let rejected = |reason: Reason| {
                 let plugin = self.applier.plugin();
-                (vec![Outcome::Rejected(reason); messages.len()], plugin)
+                (
+                    vec![Outcome::Rejected(reason); messages.len()],
+                    plugin,
+                    Vec::new(),
+                )
             };
             let cause = match error.failure() {
                 Failure::Permanent => break rejected(Reason::new(Code::StoreRefused, reason)),
@@ -221,6 +236,12 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             }
         };
         drop(waiting);
+        // The change feed before any of these offsets can be stored: at least once.
+        for change in &changes {
+            if !self.publish_change(lease, change, messages).await {
+                return false;
+            }
+        }
         for (message, outcome) in messages.iter().zip(outcomes) {
             let (action, done) = match outcome {
                 Outcome::Written => {
@@ -369,6 +390,50 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             .publish(&self.pipeline.dead_letter_topic, &key, payload, &headers)
             .await
             .map(|_| ())
+    }
+
+    /// Publishes `change` (a record's new state) to the pipeline's change feed, keyed by the
+    /// entity id, with its revision, plugin, pipeline and the request ids of the events
+    /// folded into it; retried until the broker acknowledges it, or shutdown or revocation
+    /// (`false`: the offsets are not stored, and the next owner publishes it).
+    async fn publish_change(&self, lease: &Lease, change: &Change, messages: &[Message]) -> bool {
+        let Some(topic) = self.pipeline.changes_topic.as_deref() else {
+            return true;
+        };
+        let payload = Value::Object(change.record.clone()).to_string();
+        let revision = change.revision.to_string();
+        let mut headers = vec![
+            (CHANGE_REVISION_HEADER, revision.as_str()),
+            (CHANGE_PLUGIN_HEADER, change.plugin.as_str()),
+            (CHANGE_PIPELINE_HEADER, self.pipeline.name.as_str()),
+        ];
+        headers.extend(
+            change
+                .events
+                .iter()
+                .filter_map(|&i| messages.get(i)?.header(audit::REQUEST_ID_KAFKA_HEADER))
+                .map(|id| (audit::REQUEST_ID_KAFKA_HEADER, id)),
+        );
+        let mut delays = backoff();
+        loop {
+            let delay = delays.next().unwrap_or(BACKOFF_CAP);
+            match self
+                .dead_letters
+                .publish(topic, &change.key, payload.as_bytes(), &headers)
+                .await
+            {
+                Ok(_) => {
+                    self.metrics.changes.inc();
+                    return true;
+                }
+                Err(e) => {
+                    warn!(pipeline = %self.pipeline.name, key = %redact::key(&change.key), revision = change.revision, error = %e, retry_in = ?delay, "Change not published yet; retrying.");
+                }
+            }
+            if !self.sleep(delay, Some(lease)).await {
+                return false;
+            }
+        }
     }
 
     /// Keeps `message`'s dead letter, with its reason's code and field, among the last ones shown.
