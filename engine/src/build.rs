@@ -50,6 +50,8 @@ pub struct Shared {
     pub fetch_wait: Duration,
     /// Who may call the pipelines' routes; `None` without `[auth]`.
     pub auth: Option<Arc<Auth>>,
+    /// What this process does: serve the routes, apply, or both.
+    pub role: crate::Role,
 }
 
 impl Shared {
@@ -78,6 +80,7 @@ impl Shared {
             },
             fetch_wait: settings.fetch_wait,
             auth,
+            role: settings.role,
         })
     }
 }
@@ -179,30 +182,47 @@ pub async fn build(
         .with_change_feed(p.changes_topic.is_some())
         .with_cache(p.cache_records)
         .with_version_skew(&p.version_field, p.max_version_skew);
-    let consumer_metrics = metrics.consumer(&p.name);
-    let group = GroupSettings {
-        pipeline: p.name.clone(),
-        group: p.consumer_group.clone(),
-        topic: p.topic.clone(),
-        fetch_wait: shared.fetch_wait,
+    // Metrics follow the role: a process that does not apply shows no consumer series, one
+    // that serves no route no ingest series.
+    let role = shared.role;
+    let consumer_metrics = if role.applies() {
+        metrics.consumer(&p.name)
+    } else {
+        crate::metrics::ConsumerMetrics::default()
     };
-    let (consumer, revoked) = shared
-        .kafka
-        .group(&group, consumer_metrics.lag.clone())
-        .map_err(bus_error)?;
     let waits = pipeline::Waits::new(&p.name, consumer_metrics.clone());
-    let apply = Box::pin(pipeline::consume::run(
-        consumer,
-        revoked,
-        Arc::clone(&p),
-        Arc::new(applier),
-        Arc::clone(&shared.publisher),
-        consumer_metrics,
-        waits.clone(),
-        shutdown.clone(),
-    ));
+    let apply: ApplyLoop = if role.applies() {
+        let group = GroupSettings {
+            pipeline: p.name.clone(),
+            group: p.consumer_group.clone(),
+            topic: p.topic.clone(),
+            fetch_wait: shared.fetch_wait,
+        };
+        let (consumer, revoked) = shared
+            .kafka
+            .group(&group, consumer_metrics.lag.clone())
+            .map_err(bus_error)?;
+        Box::pin(pipeline::consume::run(
+            consumer,
+            revoked,
+            Arc::clone(&p),
+            Arc::new(applier),
+            Arc::clone(&shared.publisher),
+            consumer_metrics,
+            waits.clone(),
+            shutdown.clone(),
+        ))
+    } else {
+        Box::pin(async {})
+    };
+    let serves = role.ingests() && p.route.is_some();
     let api = Arc::new(PipelineApi {
-        metrics: metrics.ingest(&p.name),
+        serves,
+        metrics: if serves {
+            metrics.ingest(&p.name)
+        } else {
+            crate::metrics::IngestMetrics::default()
+        },
         pipeline: p,
         policy,
         publisher: Arc::clone(&shared.publisher),
@@ -239,6 +259,10 @@ impl Engine {
         let shared = Shared::new(settings, &config.kafka, auth.clone()).await?;
         let (mut slots, mut apis, mut applying) = (Vec::new(), Vec::new(), Vec::new());
         for pipeline in config.pipelines {
+            if !settings.role.applies() && pipeline.route.is_none() {
+                tracing::info!(pipeline = %pipeline.name, role = settings.role.as_str(), "Pipeline without a route left to the engines that apply.");
+                continue;
+            }
             let built = build(pipeline, &shared, shutdown).await?;
             slots.push(built.slot);
             apis.push(built.api);
@@ -255,6 +279,7 @@ impl Engine {
                 .collect(),
         };
         let admin = Admin {
+            role: settings.role,
             reloader,
             token: settings.admin_token.clone(),
             auth,

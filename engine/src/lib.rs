@@ -109,6 +109,42 @@ pub struct Settings {
     pub fetch_wait: Duration,
     /// The bounds on each listener's connections.
     pub connections: connections::Limits,
+    /// What this process does: ingest, apply, or both.
+    pub role: Role,
+}
+
+/// What an engine process does (`ordo run --role`). Ingest and apply scale differently: by
+/// request rate, and by partitions and lag.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Serves the pipelines' routes (ingest and read-back); joins no consumer group.
+    Ingest,
+    /// Consumes and applies every pipeline's topic; serves no pipeline route.
+    Apply,
+    /// Both.
+    #[default]
+    All,
+}
+
+impl Role {
+    /// Whether this role serves the pipelines' routes.
+    pub fn ingests(self) -> bool {
+        matches!(self, Self::Ingest | Self::All)
+    }
+
+    /// Whether this role consumes and applies.
+    pub fn applies(self) -> bool {
+        matches!(self, Self::Apply | Self::All)
+    }
+
+    /// The role's name as `--role` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Apply => "apply",
+            Self::All => "all",
+        }
+    }
 }
 
 /// Why the engine could not start or stopped with an error.
@@ -199,6 +235,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), Error> {
     if let Some(tls) = &settings.tls {
         tls.check()?;
     }
+    tracing::info!(role = settings.role.as_str(), "Engine starting.");
     let engine = build::Engine::start(&settings, config, &shutdown).await?;
     let listeners = serve::Listeners {
         public: listen,

@@ -191,6 +191,11 @@ pub struct RunArgs {
     /// The pipelines file.
     #[arg(long, env = "ORDO_CONFIG", default_value = "pipelines.toml")]
     pub config: PathBuf,
+    /// What this process does: `ingest` serves the pipelines' routes and joins no consumer
+    /// group; `apply` consumes and applies every pipeline's topic and serves no pipeline
+    /// route; `all` does both. Scale ingest on request rate, apply on partitions and lag.
+    #[arg(long, env = "ORDO_ROLE", value_enum, default_value_t = RoleArg::All)]
+    pub role: RoleArg,
     /// HTTP listen address. Default: 0.0.0.0:3000 when the pipelines file has an [auth]
     /// table, else 127.0.0.1:3000 (without authentication the engine serves loopback only).
     #[arg(long, env = "ORDO_LISTEN")]
@@ -272,4 +277,25 @@ pub struct RunArgs {
     /// Bearer token the admin endpoints (/admin/...) require. Unset: they are open.
     #[arg(long, env = "ORDO_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+}
+
+/// `--role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Serve the pipelines' routes only.
+    Ingest,
+    /// Consume and apply only.
+    Apply,
+    /// Both.
+    All,
+}
+
+impl From<RoleArg> for ordo::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Ingest => Self::Ingest,
+            RoleArg::Apply => Self::Apply,
+            RoleArg::All => Self::All,
+        }
+    }
 }

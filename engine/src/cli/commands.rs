@@ -333,6 +333,7 @@ pub async fn serve(cli: RunArgs) -> anyhow::Result<ExitCode> {
             head_timeout: std::time::Duration::from_millis(cli.head_timeout_ms),
             idle_timeout: std::time::Duration::from_millis(cli.idle_timeout_ms),
         },
+        role: cli.role.into(),
     };
     ordo::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)

@@ -53,6 +53,8 @@ pub struct Limits {
 pub struct PipelineApi<P, S> {
     /// The pipeline as configured.
     pub pipeline: Arc<Pipeline>,
+    /// Whether its routes are served: it has a route and the process's role ingests.
+    pub serves: bool,
     /// Its plugin, for validation and the body schema; the one in force at each request.
     pub policy: PolicyHandle,
     /// The producer.
@@ -80,8 +82,8 @@ pub fn routes<P: Publisher, S: Store>(
     pipelines: &[Arc<PipelineApi<P, S>>],
 ) -> Route {
     for p in pipelines {
-        // A route-less pipeline only consumes.
-        let Some(own) = p.pipeline.route.as_deref() else {
+        // A route-less pipeline only consumes; a process in the apply role serves no route.
+        let Some(own) = p.pipeline.route.as_deref().filter(|_| p.serves) else {
             continue;
         };
         let ingest = Arc::clone(p);

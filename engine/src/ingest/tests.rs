@@ -86,6 +86,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
     let mut pipeline = crate::testing::pipeline("p");
     pipeline.audit_topic = Some("p.audit".into());
     let api = Arc::new(PipelineApi {
+        serves: true,
         pipeline: Arc::new(pipeline),
         policy: policy.clone(),
         publisher: Arc::new(bus.clone()),
@@ -115,6 +116,7 @@ fn fixture(in_flight: usize, token: Option<&str>) -> Fixture {
         shutdown,
     );
     let admin = Admin {
+        role: crate::Role::All,
         reloader,
         token: token.map(str::to_string),
         auth: None,

@@ -40,6 +40,10 @@ enum Tag {
 pub struct ReadyReport {
     /// Whether every check passed.
     pub ready: bool,
+    /// What this process does (`ordo run --role`): `ingest`, `apply` or `all`. The checks
+    /// are the same (the broker, each pipeline's table); `degraded` only ever shows with a
+    /// role that applies.
+    pub role: String,
     /// Each check (`kafka`, `dynamodb:<pipeline>`) and `ok` or why it failed.
     pub checks: BTreeMap<String, String>,
     /// Each pipeline and the plugin in force (`sha256:` of its file).
@@ -176,6 +180,8 @@ pub struct Admin {
     pub live: Live,
     /// The last outcome of the readiness checks, which `/readyz` answers with.
     pub readiness: super::ready::Readiness,
+    /// What this process does.
+    pub role: crate::Role,
 }
 
 /// Why an admin request was refused: its problem (with the challenge of a 401), and who
@@ -321,6 +327,7 @@ impl<P: Publisher, S: Store> SystemApi<P, S> {
         }
         let report = Json(ReadyReport {
             ready,
+            role: self.admin.role.as_str().to_string(),
             checks,
             plugins,
             degraded,

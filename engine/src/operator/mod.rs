@@ -51,6 +51,8 @@ pub fn app<P: Publisher, S: Store>(
     admin: Admin,
 ) -> BoxEndpoint<'static> {
     let admin_secured = admin.auth.is_some() || admin.token.is_some();
+    // The pipelines whose routes this process serves, and so documents.
+    let served: Vec<_> = pipelines.iter().filter(|p| p.serves).cloned().collect();
     let system = SystemApi {
         publisher,
         pipelines: pipelines.clone(),
@@ -61,12 +63,12 @@ pub fn app<P: Publisher, S: Store>(
         "Ordo keeps a replica of each pipeline's entity correct when its update events arrive out of order.",
     );
     let secured = docs::Secured {
-        pipelines: pipelines.iter().any(|p| p.auth.is_some()),
+        pipelines: served.iter().any(|p| p.auth.is_some()),
         admin: admin_secured,
     };
     let live = Arc::new(docs::LiveSpec::new(
         &service,
-        pipelines
+        served
             .iter()
             .map(|p| (Arc::clone(&p.pipeline), p.policy.clone()))
             .collect(),
@@ -92,7 +94,7 @@ pub fn app<P: Publisher, S: Store>(
             ),
         );
     route = ui::routes(route);
-    route = crate::ingest::routes(route, &pipelines);
+    route = crate::ingest::routes(route, &served);
     route.nest("/", service).with(allowed).boxed()
 }
 
