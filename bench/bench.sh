@@ -69,7 +69,7 @@ fresh_broker() {
   echo
   echo "## Consume: topic to table"
   echo
-  echo "Each topic is filled before the consumers start: a consumer catching up. Ordo folds the queued updates of a key into one write and merges against the record it wrote last without reading it again; the sequential baseline handles one event at a time (read, merge, write, commit), like the original Go service; the no-op consumer reads the same topic and does nothing, the physical ceiling of any consumer here. The 4 ms store is a **model** of a latency-bound DynamoDB (every request takes 4 ms, any number at once), not a measurement of it; moto is the local DynamoDB API, throughput-bound at about 430 writes/s. Goals on the model: Ordo ≥ 0.5× the no-op ceiling on the bursty shape, ≥ 10× the baseline on both shapes; 3 engines ≥ 2× one."
+  echo "Each topic is filled before the consumers start: a consumer catching up. Ordo folds the queued updates of a key into one write and merges against the record it wrote last without reading it again; the sequential baseline handles one event at a time (read, merge, write, commit), like the original Go service; the no-op consumer reads the same topic and does nothing, the physical ceiling of any consumer here. The 4 ms store is a **model** of a latency-bound DynamoDB (every request takes 4 ms, any number at once), not a measurement of it; moto is the local DynamoDB API, throughput-bound at about 430 writes/s. Goals on the model: Ordo ≥ 0.5× the no-op ceiling on the bursty shape, ≥ 10× the baseline on both shapes; 3 engines ≥ 2× one. Last, the change feed's cost: one consumer with and without \`changes_topic\`, on the shape where every event publishes a change."
   echo
   fresh_broker >&2
   "$bin/consume_bench"

@@ -49,10 +49,11 @@ pub fn lww_policy() -> anyhow::Result<PolicyHandle> {
 /// engine's default limits; returns the route's URL. The server runs until the runtime ends.
 pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Result<String> {
     let mut pipeline = ordo::testing::pipeline("patient-profile");
-    pipeline.route = ROUTE.into();
+    pipeline.route = Some(ROUTE.into());
     pipeline.topic = topic.into();
     let publisher = Arc::new(publisher);
     let api = Arc::new(PipelineApi {
+        serves: true,
         pipeline: Arc::new(pipeline),
         policy: lww_policy()?,
         publisher: Arc::clone(&publisher),
@@ -83,6 +84,7 @@ pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Re
         shutdown,
     );
     let admin = ordo::operator::Admin {
+        role: ordo::Role::All,
         reloader,
         token: None,
         auth: None,
@@ -120,6 +122,8 @@ pub struct Source<'a> {
     pub group: String,
     /// Keys applied at once.
     pub concurrency: usize,
+    /// The change feed's topic, when the consumer keeps one.
+    pub changes_topic: Option<String>,
 }
 
 /// One running consumer (what one engine runs per pipeline); stopped by [`Member::stop`].
@@ -144,6 +148,7 @@ impl Member {
         pipeline.dead_letter_topic = format!("{}.dlq", source.topic);
         pipeline.concurrency = source.concurrency;
         pipeline.max_attempts = 20;
+        pipeline.changes_topic = source.changes_topic.clone();
         let group = GroupSettings {
             pipeline: pipeline.name.clone(),
             group: pipeline.consumer_group.clone(),
@@ -157,7 +162,10 @@ impl Member {
         let metrics = ConsumerMetrics::default();
         let (consumer, revoked) = kafka.group(&group, metrics.lag.clone())?;
         let (trigger, shutdown) = ordo::shutdown::channel();
-        let applier = Arc::new(Applier::new(store, policy.clone(), "PatientId"));
+        let applier = Arc::new(
+            Applier::new(store, policy.clone(), "PatientId")
+                .with_change_feed(pipeline.changes_topic.is_some()),
+        );
         let task = tokio::spawn(ordo::pipeline::consume::run(
             consumer,
             revoked,

@@ -48,10 +48,15 @@ fn consume_bench_runs() {
         &[
             ("ORDO_BENCH_SCALE", "1"),
             ("ORDO_BENCH_RUNS", "1"),
-            ("ORDO_BENCH_STORES", "moto,model"),
+            ("ORDO_BENCH_STORES", "moto,model,changes"),
         ],
     );
     assert_table(&report);
+    assert!(
+        report.contains("| Ordo with `changes_topic` |")
+            && report.contains("cost per applied event"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -189,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
                     o.ensure_table().await?;
                     let (rate, writes) = baseline(&reader, &policy, b, events).await?;
                     base.add(events, rate, writes);
-                    let (rate, writes, _) = ordo_group(&reader, &policy, o, 1, n).await?;
+                    let (rate, writes, _) = ordo_group(&reader, &policy, o, 1, n, None).await?;
                     ordo.add(n, rate, writes);
                 } else {
                     let (rate, writes) =
@@ -197,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
                     base.add(events, rate, writes);
                     noop.add(n, no_op(&reader, n).await?, 0);
                     let store = ModelStore::new(MODEL_LATENCY);
-                    let (rate, writes, _) = ordo_group(&reader, &policy, store, 1, n).await?;
+                    let (rate, writes, _) = ordo_group(&reader, &policy, store, 1, n, None).await?;
                     ordo.add(n, rate, writes);
                 }
             }
@@ -254,6 +254,74 @@ async fn main() -> anyhow::Result<()> {
     if wanted("scaling") {
         scaling(&brokers, &policy, scale, runs, run_id).await?;
     }
+    if wanted("changes") {
+        change_feed(&brokers, &policy, scale, runs, run_id).await?;
+    }
+    Ok(())
+}
+
+/// One Ordo consumer on the model store, uniform shape (every event a write, so every event
+/// publishes a change: the feed's worst case), without and with `changes_topic`, alternating
+/// within each run; prints a table and the feed's cost per applied event.
+async fn change_feed(
+    brokers: &str,
+    policy: &PolicyHandle,
+    scale: usize,
+    runs: usize,
+    run_id: u32,
+) -> anyhow::Result<()> {
+    let w = workload("uniform", SCALING_EVENTS * scale);
+    let n = w.len();
+    let topic = format!("bench.{run_id}.changes");
+    let changes = format!("{topic}.changed");
+    ensure_consumed_topic(brokers, &topic, PARTITIONS).await?;
+    ordo::bus::kafka::ensure_topics(
+        &ordo::bus::kafka::KafkaConfig::new(brokers),
+        &[&changes],
+        PARTITIONS,
+        1,
+    )
+    .await?;
+    produce(brokers, &topic, &w).await?;
+    let (mut plain, mut feed) = (Figures::default(), Figures::default());
+    for run in 0..runs {
+        for with_feed in [false, true] {
+            let reader = Reader {
+                brokers,
+                topic: &topic,
+                label: format!("{topic}.{run}.{with_feed}"),
+            };
+            let store = ModelStore::new(MODEL_LATENCY);
+            let feed_topic = with_feed.then(|| changes.clone());
+            let (rate, writes, _) = ordo_group(&reader, policy, store, 1, n, feed_topic).await?;
+            if with_feed {
+                feed.add(n, rate, writes);
+            } else {
+                plain.add(n, rate, writes);
+            }
+        }
+    }
+    let (p, f) = (plain.rate(), feed.rate());
+    println!("\n| design | events/s, median (range) | writes/event, median (range) | vs without the feed |");
+    println!("|---|---|---|---|");
+    println!(
+        "| Ordo | {} | {} | 1.00× |",
+        p.show(0),
+        spread(&mut plain.writes_per_event).show(2)
+    );
+    println!(
+        "| Ordo with `changes_topic` | {} | {} | {:.2}× |",
+        f.show(0),
+        spread(&mut feed.writes_per_event).show(2),
+        f.median / p.median
+    );
+    let cost_us = (1.0 / f.median - 1.0 / p.median) * 1e6;
+    println!(
+        "\n{n} events, uniform shape (every event a write, so every applied event publishes one change), model store, {PARTITIONS} partitions, one consumer (concurrency {}), median of {runs} runs, the two designs alternating in each run on one broker. The change feed's cost per applied event: {cost_us:.0} µs of the consumer's wall time at this concurrency (medians: 1/{:.0} − 1/{:.0} events/s); the publish is awaited before the event's offset can be committed. No goal was set before measuring.",
+        concurrency(),
+        f.median,
+        p.median,
+    );
     Ok(())
 }
 
@@ -281,7 +349,8 @@ async fn scaling(
                 label: format!("{topic}.{run}.{members}"),
             };
             let store = ModelStore::new(MODEL_LATENCY);
-            let (rate, _, (cores, busy)) = ordo_group(&reader, policy, store, members, n).await?;
+            let (rate, _, (cores, busy)) =
+                ordo_group(&reader, policy, store, members, n, None).await?;
             let f = &mut figures[members - 1];
             f[0].push(rate);
             f[1].push(cores);
@@ -441,12 +510,14 @@ async fn ordo_group<S: Store + Clone>(
     store: S,
     members: usize,
     n: usize,
+    changes_topic: Option<String>,
 ) -> anyhow::Result<(f64, usize, (f64, f64))> {
     let source = Source {
         brokers: reader.brokers,
         topic: reader.topic,
         group: format!("{}.ordo", reader.label),
         concurrency: concurrency(),
+        changes_topic,
     };
     let running = (0..members)
         .map(|_| Member::start(&source, policy, store.clone()))

@@ -120,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
             topic: &topic,
             group: format!("{topic}.ordo"),
             concurrency: ordo::config::DEFAULT_CONCURRENCY,
+            changes_topic: None,
         };
         let member = Member::start(&source, &policy, ModelStore::watched(MODEL_LATENCY, watch))?;
         let (warm, _) = send(&http, &url, &format!("warm{run}"), WARM_UP, rate).await?;
