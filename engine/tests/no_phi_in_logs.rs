@@ -12,7 +12,10 @@ use common::{produce_raw, Engine, Names};
 
 #[tokio::test]
 async fn no_marker_value_or_key_reaches_any_log_line() {
-    let engine = Engine::builder(Names::unique("phi")).start();
+    // The entity id from the message key, so that a body keyed apart is refused.
+    let engine = Engine::builder(Names::unique("phi"))
+        .extra("key_source = \"message\"")
+        .start();
     let marker = format!("phi-marker-{}", std::process::id());
     let key = format!("{marker}-key");
     let topic = engine.names.topic.clone();

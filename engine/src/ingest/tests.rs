@@ -388,6 +388,7 @@ async fn readiness_names_each_check_and_fails_when_a_seam_is_down() {
     ready
         .assert_json(json!({
             "ready": true,
+            "role": "all",
             "checks": {"kafka": "ok", "dynamodb:p": "ok"},
             "plugins": {"p": "native:sex-is-text"},
             "degraded": {}
