@@ -116,7 +116,10 @@ fn chart_max(chart: &str) -> String {
 
 #[tokio::test]
 async fn the_page_renders_moves_with_the_events_and_shows_dead_letters_without_values() {
-    let engine = Engine::start("ui");
+    // The entity id from the message key, so that a body keyed apart is a dead letter.
+    let engine = Engine::builder(Names::unique("ui"))
+        .extra("key_source = \"message\"")
+        .start();
     let mut browser = Browser::start();
     browser.open(&format!("{}/ui?interval=250", engine.url));
     browser.wait(r#"document.querySelector('section[data-pipeline="patient-profile"]') && document.getElementById("status").dataset.state === "live""#);
