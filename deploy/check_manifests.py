@@ -7,10 +7,17 @@ and its configMapGenerator; anything else in it is refused rather than ignored) 
    bundles, strict (an unknown or misspelt field is an error), for the oldest and the newest
    Kubernetes versions in K8S_VERSIONS; KEDA's ScaledObject and TriggerAuthentication (CRDs,
    not in those schemas) against the schemas in deploy/kubernetes/schemas/;
-2. checked for Ordo's own invariants (selectors, probes, shutdown grace against the engine's
-   drain timeouts read from its source, security context, the pipelines file against the keys
-   the engine knows and against the ScaledObject, secrets only by reference, Kafka over TLS,
-   HTTPS from a Secret, a NetworkPolicy that keeps the admin port to its callers, ...).
+2. checked for Ordo's own invariants, on every Deployment of the engine (selectors, probes,
+   shutdown grace against the drain timeouts of the engine's role read from its source,
+   security context, the pipelines file against the keys the engine knows and against the
+   ScaledObject, secrets only by reference, Kafka over TLS, HTTPS from a Secret, a
+   NetworkPolicy that keeps the admin port to its callers, ...), and for the split by role:
+   one `ingest` and one `apply` Deployment (`ordo run --role`), the Service on the ingest pods
+   only, KEDA on lag for apply and an HPA on CPU for ingest (one autoscaler per Deployment),
+   and both running one engine (image, pipelines file, identity, the principal key, ...).
+
+check_manifests_test.py breaks a copy of the directory once per invariant and expects this
+script to name the problem.
 
 Every problem is printed as `FILE: KIND/NAME: what is wrong`; the exit status is 1 if there is
 any, 2 if the check itself cannot run.
@@ -23,7 +30,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 try:
     import tomllib
@@ -46,8 +53,15 @@ CRD_SCHEMAS = {
 MSK_IAM_PORT = 9098
 # librdkafka's security.protocol values that encrypt.
 KAFKA_TLS_PROTOCOLS = {"SSL", "SASL_SSL"}
-# The container that runs the engine, and the Secret it reads.
+# The container that runs the engine.
 ENGINE_CONTAINER = "engine"
+# The roles of `ordo run --role` (engine/src/cli/args.rs) that the manifests split the engine
+# into, one Deployment each; `all` (both in one process) is not one of them.
+ROLES = ("ingest", "apply")
+# What both Deployments must agree on: they are one engine split in two. The principal key
+# above all: apply vouches for a principal only when ingest's signature checks under it.
+SHARED_ENV = ("ORDO_PRINCIPAL_KEY", "ORDO_LOG_KEY_SECRET", "ORDO_ADMIN_TOKEN", "ORDO_CONFIG",
+              "KAFKA_BROKERS", "AWS_REGION", "ORDO_TLS_CERT", "ORDO_TLS_KEY")
 # Environment variables that must come from a Secret, and names that look like secrets.
 SECRET_ENV = ("ORDO_ADMIN_TOKEN", "ORDO_LOG_KEY_SECRET", "ORDO_PRINCIPAL_KEY")
 SECRET_LOOKING = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|_KEY|CREDENTIALS)$")
@@ -102,6 +116,23 @@ class Source:
         return known, required
 
 
+class Workload(NamedTuple):
+    """One Deployment of the engine, with the container that runs it."""
+
+    file: str
+    deploy: dict
+    template: dict
+    engine: dict
+
+    @property
+    def name(self) -> str:
+        return self.deploy["metadata"]["name"]
+
+    @property
+    def labels(self) -> dict:
+        return self.template.get("metadata", {}).get("labels") or {}
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses a key given twice in one mapping (the API server would too)."""
 
@@ -144,7 +175,9 @@ class Checker:
         where = f"{file}: "
         if obj is not None:
             where += f"{obj.get('kind', '?')}/{(obj.get('metadata') or {}).get('name', '?')}: "
-        self.problems.append(where + message)
+        # Both Deployments read one pipelines file: its problems are named once.
+        if where + message not in self.problems:
+            self.problems.append(where + message)
 
     def run(self, name: str, check: Callable[[], None]) -> None:
         before = len(self.problems)
@@ -159,43 +192,68 @@ class Checker:
     def of_kind(self, kind: str) -> list[tuple[str, dict]]:
         return [(f, o) for f, o in self.objects if o.get("kind") == kind]
 
-    def one(self, kind: str) -> tuple[str, dict]:
-        found = self.of_kind(kind)
-        if len(found) != 1:
-            raise LookupError(f"expected exactly one {kind}, found {len(found)}")
-        return found[0]
+    def workloads(self) -> list[Workload]:
+        """Every Deployment, each with its engine container."""
+        found = []
+        for file, deploy in self.of_kind("Deployment"):
+            template = deploy["spec"]["template"]
+            engine = next((c for c in template["spec"]["containers"] if c.get("name") == ENGINE_CONTAINER), None)
+            if engine is None:
+                raise LookupError(f"Deployment/{deploy['metadata']['name']} has no container named `{ENGINE_CONTAINER}`")
+            found.append(Workload(file, deploy, template, engine))
+        if not found:
+            raise LookupError("there is no Deployment")
+        return found
 
-    def pod(self) -> tuple[str, dict, dict]:
-        file, deploy = self.one("Deployment")
-        return file, deploy, deploy["spec"]["template"]
+    def each(self, check: Callable[[Workload], None]) -> Callable[[], None]:
+        """A check of one Deployment, run on every one."""
+        def run() -> None:
+            for w in self.workloads():
+                check(w)
+        return run
 
-    def engine(self) -> dict:
-        _, _, template = self.pod()
-        for c in template["spec"]["containers"]:
-            if c.get("name") == ENGINE_CONTAINER:
-                return c
-        raise LookupError(f"the Deployment has no container named `{ENGINE_CONTAINER}`")
+    def role(self, w: Workload) -> tuple[str, str | None]:
+        """The role the engine runs in (`--role` wins over ORDO_ROLE, as clap has it), and
+        where that was set (None: neither, so the engine's default)."""
+        argv = [str(a) for a in (w.engine.get("command") or []) + (w.engine.get("args") or [])]
+        for i, arg in enumerate(argv):
+            if arg == "--role" and i + 1 < len(argv):
+                return argv[i + 1], "--role"
+            if arg.startswith("--role="):
+                return arg.split("=", 1)[1], "--role"
+        entry = self.env(w.engine).get("ORDO_ROLE")
+        if entry is not None:
+            return str(entry.get("value")), "ORDO_ROLE"
+        default = self.src.find("engine/src/cli/args.rs", r'env = "ORDO_ROLE", value_enum, default_value_t = RoleArg::(\w+)', "the default of `--role`")
+        return (default or "all").lower(), None
+
+    def of_role(self, role: str) -> list[Workload]:
+        return [w for w in self.workloads() if self.role(w)[0] == role]
+
+    def selects(self, selector: dict | None, w: Workload) -> bool:
+        """Whether a matchLabels-style selector picks the pods of `w` (an empty one picks all)."""
+        return all(w.labels.get(k) == v for k, v in (selector or {}).items())
 
     def env(self, container: dict) -> dict[str, dict]:
         return {e["name"]: e for e in container.get("env") or []}
 
-    def config_source(self) -> str:
+    def config_source(self, w: Workload) -> str:
         """Where the pipelines file the engine reads comes from, for messages."""
-        config = self.env(self.engine()).get("ORDO_CONFIG", {}).get("value", "")
+        config = self.env(w.engine).get("ORDO_CONFIG", {}).get("value", "")
         key = config.rsplit("/", 1)[-1]
         for (name, k), file in self.generated_files.items():
             if k == key:
                 return f"{file} (ConfigMap {name}, read as ORDO_CONFIG={config})"
         return f"ORDO_CONFIG={config}"
 
-    def pipelines_file(self, strict: bool = False) -> tuple[str, dict] | None:
+    def pipelines_file(self, w: Workload, strict: bool = False) -> tuple[str, dict] | None:
         """The pipelines file the engine reads: the ConfigMap key ORDO_CONFIG points at. A file
         that does not parse is `None`, unless `strict` (its own check names the error)."""
-        file, _, template = self.pod()
-        config = self.env(self.engine()).get("ORDO_CONFIG", {}).get("value")
+        template = w.template
+        config = self.env(w.engine).get("ORDO_CONFIG", {}).get("value")
         if not config:
             return None
-        for mount in self.engine().get("volumeMounts") or []:
+        for mount in w.engine.get("volumeMounts") or []:
             prefix = mount["mountPath"].rstrip("/") + "/"
             if not config.startswith(prefix):
                 continue
@@ -310,52 +368,156 @@ class Checker:
                     break
 
     def check_selectors(self) -> None:
-        file, deploy, template = self.pod()
-        labels = template.get("metadata", {}).get("labels") or {}
+        workloads = self.workloads()
 
-        def matches(where: str, obj: dict, ofile: str, selector: dict | None) -> None:
+        def matches(where: str, obj: dict, ofile: str, selector: dict | None, w: Workload) -> None:
             if not selector:
                 self.problem(ofile, obj, f"{where} is empty: it would select every pod, or none")
                 return
-            wrong = {k: v for k, v in selector.items() if labels.get(k) != v}
+            wrong = {k: v for k, v in selector.items() if w.labels.get(k) != v}
             if wrong:
-                self.problem(ofile, obj, f"{where} {wrong} does not match the pod labels {labels} of Deployment/{deploy['metadata']['name']}")
+                self.problem(ofile, obj, f"{where} {wrong} does not match the pod labels {w.labels} of Deployment/{w.name}")
 
-        matches("spec.selector.matchLabels", deploy, file, deploy["spec"]["selector"].get("matchLabels"))
-        if deploy["spec"]["selector"].get("matchExpressions"):
-            self.problem(file, deploy, "spec.selector.matchExpressions is not checked here: use matchLabels")
-        for i, tsc in enumerate(template["spec"].get("topologySpreadConstraints") or []):
-            matches(f"spec.template.spec.topologySpreadConstraints[{i}].labelSelector.matchLabels", deploy, file,
-                    (tsc.get("labelSelector") or {}).get("matchLabels"))
+        for w in workloads:
+            selector = w.deploy["spec"]["selector"].get("matchLabels")
+            matches("spec.selector.matchLabels", w.deploy, w.file, selector, w)
+            if w.deploy["spec"]["selector"].get("matchExpressions"):
+                self.problem(w.file, w.deploy, "spec.selector.matchExpressions is not checked here: use matchLabels")
+            # Two Deployments whose selectors overlap each count the other's pods as their own.
+            for other in workloads:
+                if other is not w and selector and self.selects(selector, other):
+                    self.problem(w.file, w.deploy, f"spec.selector.matchLabels {selector} also selects the pods of Deployment/{other.name} ({other.labels}): each would scale and replace the other's pods")
+            for i, tsc in enumerate(w.template["spec"].get("topologySpreadConstraints") or []):
+                matches(f"spec.template.spec.topologySpreadConstraints[{i}].labelSelector.matchLabels", w.deploy, w.file,
+                        (tsc.get("labelSelector") or {}).get("matchLabels"), w)
         for sfile, svc in self.of_kind("Service"):
-            matches("spec.selector", svc, sfile, svc["spec"].get("selector"))
+            selector = svc["spec"].get("selector")
+            if not selector:
+                self.problem(sfile, svc, "spec.selector is empty: it would select every pod, or none")
+            elif not any(self.selects(selector, w) for w in workloads):
+                self.problem(sfile, svc, f"spec.selector {selector} matches the pods of no Deployment ({', '.join(f'{w.name}: {w.labels}' for w in workloads)})")
         pdbs = self.of_kind("PodDisruptionBudget")
-        if not pdbs:
-            self.problem(self.rel(self.kdir), None, "has no PodDisruptionBudget")
+        for w in workloads:
+            mine = [(f, pdb) for f, pdb in pdbs if self.selects(pdb["spec"]["selector"].get("matchLabels"), w)]
+            if len(mine) != 1:
+                self.problem(w.file, w.deploy, f"needs exactly one PodDisruptionBudget selecting its pods, has {len(mine)} ({', '.join(pdb['metadata']['name'] for _, pdb in mine) or 'none'})")
         for pfile, pdb in pdbs:
-            matches("spec.selector.matchLabels", pdb, pfile, pdb["spec"]["selector"].get("matchLabels"))
+            selector = pdb["spec"]["selector"].get("matchLabels")
+            if not selector:
+                self.problem(pfile, pdb, "spec.selector.matchLabels is empty: it would select every pod, or none")
+            elif not any(self.selects(selector, w) for w in workloads):
+                self.problem(pfile, pdb, f"spec.selector.matchLabels {selector} matches the pods of no Deployment ({', '.join(f'{w.name}: {w.labels}' for w in workloads)})")
+
+    def autoscalers(self) -> list[tuple[str, dict, dict]]:
+        """Every ScaledObject and HorizontalPodAutoscaler, with its scaleTargetRef. KEDA drives
+        an HPA of its own for each ScaledObject, so both count as one autoscaler each."""
+        return [(f, o, o["spec"].get("scaleTargetRef") or {})
+                for kind in ("ScaledObject", "HorizontalPodAutoscaler") for f, o in self.of_kind(kind)]
 
     def check_scale_target(self) -> None:
-        _, deploy, _ = self.pod()
-        found = self.of_kind("ScaledObject")
-        if not found:
+        names = {w.name: w for w in self.workloads()}
+        if not self.of_kind("ScaledObject"):
             self.problem(self.rel(self.kdir), None, "has no ScaledObject")
-        for file, so in found:
-            ref = so["spec"]["scaleTargetRef"]
-            if ref.get("name") != deploy["metadata"]["name"]:
-                self.problem(file, so, f"spec.scaleTargetRef.name is `{ref.get('name')}`, but the Deployment is `{deploy['metadata']['name']}`")
+        targeted: dict[str, list[str]] = {}
+        for file, obj, ref in self.autoscalers():
+            if ref.get("name") not in names:
+                self.problem(file, obj, f"spec.scaleTargetRef.name is `{ref.get('name')}`, but the Deployments are {', '.join(f'`{n}`' for n in names)}")
             if ref.get("kind", "Deployment") != "Deployment" or ref.get("apiVersion", "apps/v1") != "apps/v1":
-                self.problem(file, so, f"spec.scaleTargetRef must be an apps/v1 Deployment (is {ref.get('apiVersion')} {ref.get('kind')})")
+                self.problem(file, obj, f"spec.scaleTargetRef must be an apps/v1 Deployment (is {ref.get('apiVersion')} {ref.get('kind')})")
+            targeted.setdefault(ref.get("name"), []).append(f"{obj['kind']}/{obj['metadata']['name']}")
+        for name, w in names.items():
+            by = targeted.get(name, [])
+            if len(by) > 1:
+                self.problem(w.file, w.deploy, f"is the scaleTargetRef of {' and '.join(by)}: two autoscalers would fight over its replicas")
 
-    def check_grace(self) -> None:
-        file, deploy, template = self.pod()
+    def check_roles(self) -> None:
+        """Exactly one Deployment per role, each saying its role, labelled with it."""
+        default = None
+        for w in self.workloads():
+            role, how = self.role(w)
+            if how is None:
+                default = role
+                self.problem(w.file, w.deploy, f"container `{ENGINE_CONTAINER}` sets neither ORDO_ROLE nor --role, so it runs the default role `{role}`; set one of {', '.join(ROLES)}")
+            elif role not in ROLES:
+                self.problem(w.file, w.deploy, f"container `{ENGINE_CONTAINER}`: {how} is {role!r}, not one of {', '.join(ROLES)}")
+            component = w.labels.get("app.kubernetes.io/component")
+            if role in ROLES and component != role:
+                self.problem(w.file, w.deploy, f"runs the role `{role}` ({how}), but its pods are labelled app.kubernetes.io/component={shown(component)}: the Service, policies and budgets select by that label")
+        for role in ROLES:
+            found = self.of_role(role)
+            if len(found) != 1:
+                self.problem(self.rel(self.kdir), None, (
+                    f"needs exactly one Deployment of role `{role}`, has {len(found)} ({', '.join(w.name for w in found) or 'none'})"
+                    + (f"; one without a role runs `{default}`" if default else "")))
+
+    def check_service_to_ingest(self) -> None:
+        """Ingest traffic reaches the ingest pods only: an apply pod answers 404 on every route."""
+        for sfile, svc in self.of_kind("Service"):
+            selector = svc["spec"].get("selector")
+            if not selector:
+                continue  # named by check_selectors
+            for w in self.workloads():
+                role = self.role(w)[0]
+                if self.selects(selector, w) and role != "ingest":
+                    self.problem(sfile, svc, f"spec.selector {selector} selects the pods of Deployment/{w.name}, whose role is `{role}`: the Service is for ingest, and {'an apply pod answers 404 on every pipeline route' if role == 'apply' else 'only ingest pods should take it'}")
+            if not any(self.selects(selector, w) for w in self.of_role("ingest")):
+                self.problem(sfile, svc, f"spec.selector {selector} selects no ingest pod")
+
+    def check_autoscaler_roles(self) -> None:
+        """Apply scales on lag (KEDA), ingest on CPU (an HPA); each Deployment has one."""
+        targets = {}
+        for file, obj, ref in self.autoscalers():
+            targets.setdefault(ref.get("name"), []).append((file, obj))
+        for w in self.workloads():
+            role = self.role(w)[0]
+            mine = targets.get(w.name, [])
+            kinds = [o["kind"] for _, o in mine]
+            if role == "apply" and "ScaledObject" not in kinds:
+                self.problem(w.file, w.deploy, f"is the apply Deployment, but no ScaledObject targets it ({', '.join(kinds) or 'nothing'} does): apply scales on the consumer group's lag")
+            if role == "ingest" and "HorizontalPodAutoscaler" not in kinds:
+                self.problem(w.file, w.deploy, f"is the ingest Deployment, but no HorizontalPodAutoscaler targets it ({', '.join(kinds) or 'nothing'} does)")
+            for file, obj in mine:
+                if obj["kind"] == "ScaledObject" and role != "apply":
+                    self.problem(file, obj, (
+                        f"targets Deployment/{w.name}, whose role is `{role}`, not `apply`: lag measures the apply side's work"
+                        + (", and an ingest pod joins no consumer group" if role == "ingest" else "")))
+                if obj["kind"] == "HorizontalPodAutoscaler" and role == "ingest":
+                    self.hpa_on_cpu(file, obj, w)
+
+    def hpa_on_cpu(self, file: str, hpa: dict, w: Workload) -> None:
+        spec = hpa["spec"]
+        lo, hi = spec.get("minReplicas", 1), spec["maxReplicas"]
+        if lo < 2:
+            self.problem(file, hpa, f"minReplicas is {lo}: ingest is what callers wait on; keep at least 2 so a drain or a crash leaves one serving")
+        if hi < lo:
+            self.problem(file, hpa, f"maxReplicas {hi} is below minReplicas {lo}")
+        replicas = w.deploy["spec"].get("replicas", 1)
+        if not lo <= replicas <= hi:
+            self.problem(w.file, w.deploy, f"spec.replicas {replicas} is outside HorizontalPodAutoscaler/{hpa['metadata']['name']}'s minReplicas..maxReplicas ({lo}..{hi})")
+        cpu = [m for m in spec.get("metrics") or []
+               if m.get("type") == "Resource" and (m.get("resource") or {}).get("name") == "cpu"]
+        if not cpu:
+            self.problem(file, hpa, "has no Resource metric on cpu: ingest scales on CPU here (or replace this with a request-rate scaler, docs/deploy.md)")
+        for m in cpu:
+            target = m["resource"].get("target") or {}
+            if target.get("type") == "Utilization":
+                if "cpu" not in ((w.engine.get("resources") or {}).get("requests") or {}):
+                    self.problem(w.file, w.deploy, f"container `{ENGINE_CONTAINER}` has no cpu request, which the HPA's cpu Utilization is a share of")
+                if not 0 < target.get("averageUtilization", 0) <= 90:
+                    self.problem(file, hpa, f"cpu averageUtilization is {shown(target.get('averageUtilization'))}: above 90 % leaves no room while a new pod starts")
+
+    def check_grace(self, w: Workload) -> None:
+        """The grace period outlasts the shutdown of the engine's role: an ingest engine drains
+        HTTP, an apply engine its consumers (and its listeners beside them); both then flush
+        the producer. Pods behind a Service wait in preStop while they leave its endpoints."""
+        file, deploy, template = w.file, w.deploy, w.template
         http = self.src.seconds("engine/src/serve.rs", "DRAIN_TIMEOUT")
         workers = self.src.seconds("engine/src/pipeline/consume.rs", "DRAIN_TIMEOUT")
         flush = self.src.seconds("engine/src/build.rs", "DRAIN_TIMEOUT")
         if None in (http, workers, flush):
             return
         pre_stop = 0
-        hook = (self.engine().get("lifecycle") or {}).get("preStop")
+        hook = (w.engine.get("lifecycle") or {}).get("preStop")
         if hook:
             command = (hook.get("exec") or {}).get("command") or []
             if len(command) == 2 and command[0] == "sleep" and command[1].isdigit():
@@ -364,24 +526,34 @@ class Checker:
                 pre_stop = int(hook["sleep"]["seconds"])
             else:
                 self.problem(file, deploy, f"the engine's preStop hook {hook} is not a plain sleep: its length cannot be counted in the grace period")
-        # HTTP and the consumers drain side by side; the producer flushes after both.
-        budget = pre_stop + max(http, workers) + flush
+        services = [svc["metadata"]["name"] for _, svc in self.of_kind("Service") if svc["spec"].get("selector") and self.selects(svc["spec"]["selector"], w)]
+        if services and not pre_stop:
+            self.problem(file, deploy, (
+                f"its pods are behind the Service {', '.join(services)} but have no preStop sleep: they would stop taking "
+                "connections while the Service still sends them requests"))
+        role = self.role(w)[0]
+        # What runs at SIGTERM side by side, then the producer's flush after all of it.
+        drains = {"HTTP drain": http}
+        if role != "ingest":  # apply and all consume
+            drains["consumer drain"] = workers
+        longest = max(drains.values())
+        budget = pre_stop + longest + flush
         grace = template["spec"].get("terminationGracePeriodSeconds", 30)
         if grace <= budget:
+            parts = ", ".join(f"{k} {v} s" for k, v in drains.items())
             self.problem(file, deploy, (
-                f"spec.template.spec.terminationGracePeriodSeconds is {grace}, not more than the engine's shutdown: "
-                f"preStop {pre_stop} s + max(HTTP drain {http} s, consumer drain {workers} s) + producer flush {flush} s = {budget} s "
-                "(engine/src/serve.rs, pipeline/consume.rs, build.rs)"))
+                f"spec.template.spec.terminationGracePeriodSeconds is {grace}, not more than the shutdown of an engine of role `{role}`: "
+                f"preStop {pre_stop} s + max({parts}) + producer flush {flush} s = {budget} s "
+                "(DRAIN_TIMEOUT in engine/src/serve.rs, pipeline/consume.rs, build.rs)"))
 
-    def check_probes(self) -> None:
-        file, deploy, _ = self.pod()
-        engine = self.engine()
+    def check_probes(self, w: Workload) -> None:
+        file, deploy, engine = w.file, w.deploy, w.engine
         ports = {p.get("name"): p["containerPort"] for p in engine.get("ports") or []}
         numbers = set(ports.values())
         listen = self.env(engine).get("ORDO_LISTEN", {}).get("value", "127.0.0.1:3000")
         listen_port = int(listen.rsplit(":", 1)[1])
         check_timeout = self.src.seconds("engine/src/operator/ready.rs", "CHECK_TIMEOUT")
-        loaded = self.pipelines_file()
+        loaded = self.pipelines_file(w)
         pipelines = len((loaded[1] if loaded else {}).get("pipelines") or {}) or 1
         want = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
         for probe, path in want.items():
@@ -410,9 +582,8 @@ class Checker:
                     f"container `{ENGINE_CONTAINER}`: readinessProbe.timeoutSeconds is {ready.get('timeoutSeconds', 1)}, but /readyz may take "
                     f"{need} s ({check_timeout} s for the broker and {check_timeout} s for each of {pipelines} pipeline tables, one after the other)"))
 
-    def check_listeners(self) -> None:
-        file, deploy, template = self.pod()
-        engine = self.engine()
+    def check_listeners(self, w: Workload) -> None:
+        file, deploy, template, engine = w
         env = self.env(engine)
         ports = {p.get("name"): p["containerPort"] for p in engine.get("ports") or []}
         for var, name in (("ORDO_LISTEN", "http"), ("ORDO_ADMIN_LISTEN", "admin")):
@@ -430,14 +601,16 @@ class Checker:
         if scrape is not None and ports.get("admin") != int(scrape):
             self.problem(file, deploy, f"the annotation prometheus.io/port is {scrape}, but /metrics is on the admin port {ports.get('admin')}")
         for sfile, svc in self.of_kind("Service"):
+            if not (svc["spec"].get("selector") and self.selects(svc["spec"]["selector"], w)):
+                continue
             for p in svc["spec"].get("ports") or []:
                 target = p.get("targetPort", p.get("port"))
                 number = ports.get(target) if isinstance(target, str) else target
                 if number not in ports.values():
-                    self.problem(sfile, svc, f"port `{p.get('name')}` targets `{target}`, which no containerPort of `{ENGINE_CONTAINER}` declares ({ports})")
+                    self.problem(sfile, svc, f"port `{p.get('name')}` targets `{target}`, which no containerPort of `{ENGINE_CONTAINER}` in Deployment/{w.name} declares ({ports})")
 
-    def check_security(self) -> None:
-        file, deploy, template = self.pod()
+    def check_security(self, w: Workload) -> None:
+        file, deploy, template = w.file, w.deploy, w.template
         pod_sc = template["spec"].get("securityContext") or {}
         containers = [("initContainers", c) for c in template["spec"].get("initContainers") or []]
         containers += [("containers", c) for c in template["spec"]["containers"]]
@@ -479,15 +652,21 @@ class Checker:
                 req, lim = (resources.get("requests") or {}).get(res), (resources.get("limits") or {}).get(res)
                 if req is not None and lim is not None and quantity(req) > quantity(lim):
                     self.problem(file, deploy, f"{group}[{c.get('name')}].resources: the {res} request {req} is above the limit {lim}")
+
+    def check_security_and_namespace(self) -> None:
+        self.each(self.check_security)()
         for nfile, ns in self.of_kind("Namespace"):
             if self.namespace and ns["metadata"]["name"] != self.namespace:
                 self.problem(nfile, ns, f"is not the kustomization's namespace `{self.namespace}`")
 
-    def check_secrets(self) -> None:
-        file, deploy, template = self.pod()
+    def check_secrets_everywhere(self) -> None:
         for file_, obj in self.objects:
             if obj.get("kind") == "Secret" and (obj.get("data") or obj.get("stringData")):
                 self.problem(file_, obj, "holds secret values in the repository; make the Secret outside it (docs/deploy.md, Kubernetes)")
+        self.each(self.check_secrets)()
+
+    def check_secrets(self, w: Workload) -> None:
+        file, deploy, template = w.file, w.deploy, w.template
         containers = (template["spec"].get("initContainers") or []) + template["spec"]["containers"]
         for c in containers:
             env = self.env(c)
@@ -497,14 +676,14 @@ class Checker:
             for ref in c.get("envFrom") or []:
                 if "configMapRef" in ref:
                     self.problem(file, deploy, f"container `{c['name']}`: envFrom a ConfigMap is not checked for secrets here; use env")
-        engine = self.env(self.engine())
+        engine = self.env(w.engine)
         for name in SECRET_ENV:
             ref = (engine.get(name, {}).get("valueFrom") or {}).get("secretKeyRef")
             if not ref and "value" not in engine.get(name, {}):  # a literal one is named above
                 self.problem(file, deploy, f"container `{ENGINE_CONTAINER}`: env {name} must come from a Secret (valueFrom.secretKeyRef)")
 
-    def check_identity_and_env(self) -> None:
-        file, deploy, template = self.pod()
+    def check_identity_and_env(self, w: Workload) -> None:
+        file, deploy, template = w.file, w.deploy, w.template
         name = template["spec"].get("serviceAccountName")
         accounts = {o["metadata"]["name"]: (f, o) for f, o in self.of_kind("ServiceAccount")}
         if name not in accounts:
@@ -514,7 +693,7 @@ class Checker:
             arn = (account["metadata"].get("annotations") or {}).get("eks.amazonaws.com/role-arn", "")
             if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
                 self.problem(afile, account, f"annotation eks.amazonaws.com/role-arn must be an IAM role ARN (IRSA), is {arn!r}")
-        env = self.env(self.engine())
+        env = self.env(w.engine)
         for var in ("KAFKA_BROKERS", "AWS_REGION", "ORDO_CONFIG"):
             if var not in env:
                 self.problem(file, deploy, f"container `{ENGINE_CONTAINER}` does not set {var}")
@@ -522,20 +701,19 @@ class Checker:
             if var in env:
                 self.problem(file, deploy, f"container `{ENGINE_CONTAINER}` sets {var}: credentials come from IRSA, the endpoint from the region")
 
-    def check_pipelines_file(self) -> None:
-        file, deploy, template = self.pod()
-        engine = self.engine()
+    def check_pipelines_file(self, w: Workload) -> None:
+        file, deploy, template, engine = w
         config = self.env(engine).get("ORDO_CONFIG", {}).get("value")
         try:
-            loaded = self.pipelines_file(strict=True)
+            loaded = self.pipelines_file(w, strict=True)
         except tomllib.TOMLDecodeError as e:
-            self.problem(self.config_source(), None, f"does not parse as TOML: {e}")
+            self.problem(self.config_source(w), None, f"does not parse as TOML: {e}")
             return
         if loaded is None:
             self.problem(file, deploy, f"ORDO_CONFIG={config} is not a key of a ConfigMap mounted in container `{ENGINE_CONTAINER}`")
             return
         _, doc = loaded
-        where = self.config_source()
+        where = self.config_source(w)
         unknown = set(doc) - {"pipelines", "auth", "audit", "kafka"}
         if unknown:
             self.problem(where, None, f"unknown top-level keys {sorted(unknown)} (the engine refuses them)")
@@ -577,13 +755,20 @@ class Checker:
     def check_kafka_transport(self) -> None:
         """Records and credentials never cross the network in clear text: the engine's Kafka
         clients, and KEDA's scaler reading the same brokers, speak TLS."""
-        file, deploy, _ = self.pod()
-        loaded = self.pipelines_file()
+        msk_iam = False
+        for w in self.workloads():
+            msk_iam |= self.kafka_transport(w)
+        self.keda_transport(msk_iam)
+
+    def kafka_transport(self, w: Workload) -> bool:
+        """The engine's clients in one Deployment; whether they speak MSK IAM."""
+        file, deploy = w.file, w.deploy
+        loaded = self.pipelines_file(w)
         if loaded is None:
-            return  # named by check_pipelines_file
-        where = self.config_source()
+            return False  # named by check_pipelines_file
+        where = self.config_source(w)
         kafka = loaded[1].get("kafka") or {}
-        brokers = self.env(self.engine()).get("KAFKA_BROKERS", {}).get("value") or ""
+        brokers = self.env(w.engine).get("KAFKA_BROKERS", {}).get("value") or ""
         msk_iam = "aws_msk_iam" in kafka
         protocol = "SASL_SSL" if msk_iam else str(kafka.get("security.protocol", "PLAINTEXT")).upper()
         if protocol not in KAFKA_TLS_PROTOCOLS:
@@ -596,6 +781,11 @@ class Checker:
                 if port != str(MSK_IAM_PORT):
                     self.problem(file, deploy, (
                         f"KAFKA_BROKERS names {broker}, but [kafka.aws_msk_iam] ({where}) speaks to MSK's IAM port {MSK_IAM_PORT}"))
+        return msk_iam
+
+    def keda_transport(self, msk_iam: bool) -> None:
+        """KEDA's scaler reads the engine's brokers: over TLS, and with IAM tokens when they
+        want them."""
         auths = {o["metadata"]["name"]: o for _, o in self.of_kind("TriggerAuthentication")}
         for sfile, so in self.of_kind("ScaledObject"):
             for t in so["spec"].get("triggers") or []:
@@ -614,10 +804,9 @@ class Checker:
                 elif msk_iam and (auths[ref]["spec"].get("podIdentity") or {}).get("provider") != "aws":
                     self.problem(sfile, so, f"kafka trigger `{name}`: TriggerAuthentication `{ref}` must use podIdentity provider `aws` for MSK IAM")
 
-    def check_https(self) -> None:
+    def check_https(self, w: Workload) -> None:
         """Every port of the engine serves HTTPS, with a key from a Secret."""
-        file, deploy, template = self.pod()
-        engine = self.engine()
+        file, deploy, template, engine = w
         env = self.env(engine)
         mounts = {m["mountPath"].rstrip("/"): m for m in engine.get("volumeMounts") or []}
         volumes = {v["name"]: v for v in template["spec"].get("volumes") or []}
@@ -638,12 +827,12 @@ class Checker:
         if annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/scheme") != "https":
             self.problem(file, deploy, f"the annotation prometheus.io/scheme is {shown(annotations.get('prometheus.io/scheme'))}, but /metrics is served over HTTPS")
 
-    def check_network_policy(self) -> None:
+    def check_network_policy(self, w: Workload) -> None:
         """A NetworkPolicy selects the engine's pods and opens the admin port only to named
-        peers (the scraper, operators' tools), never to every pod or address."""
-        file, deploy, template = self.pod()
-        labels = template.get("metadata", {}).get("labels") or {}
-        ports = {p.get("name"): p["containerPort"] for p in self.engine().get("ports") or []}
+        peers (the scraper, operators' tools), never to every pod or address; an apply pod,
+        which serves no pipeline route, is open on the admin port only."""
+        labels = w.labels
+        ports = {p.get("name"): p["containerPort"] for p in w.engine.get("ports") or []}
         admin = ports.get("admin")
         policies = []
         for nfile, np in self.of_kind("NetworkPolicy"):
@@ -655,13 +844,20 @@ class Checker:
             if all(labels.get(k) == v for k, v in wanted.items()):
                 policies.append((nfile, np))
         if not policies:
-            self.problem(self.rel(self.kdir), None, f"has no NetworkPolicy selecting the engine's pods {labels}: every pod of the cluster could reach the admin port {admin}")
+            self.problem(self.rel(self.kdir), None, f"has no NetworkPolicy selecting the pods of Deployment/{w.name} {labels}: every pod of the cluster could reach the admin port {admin}")
             return
         if not any("Ingress" in (np["spec"].get("policyTypes") or ["Ingress"]) for _, np in policies):
-            self.problem(self.rel(self.kdir), None, "no NetworkPolicy of the engine's pods has policyType Ingress: it would restrict nothing coming in")
+            self.problem(self.rel(self.kdir), None, f"no NetworkPolicy of the pods of Deployment/{w.name} has policyType Ingress: it would restrict nothing coming in")
+        apply = self.role(w)[0] == "apply"
         for nfile, np in policies:
             for i, rule in enumerate(np["spec"].get("ingress") or []):
                 rule_ports = rule.get("ports") or []
+                if apply:
+                    others = [p.get("port") for p in rule_ports if p.get("port") not in ("admin", admin) or p.get("endPort")]
+                    if not rule_ports or others:
+                        self.problem(nfile, np, (
+                            f"spec.ingress[{i}] opens {'every port' if not rule_ports else 'port ' + ', '.join(map(str, others))} of the apply pods "
+                            f"(Deployment/{w.name}), which take nothing but the admin port {admin}: they serve no pipeline route"))
                 opens_admin = not rule_ports or any(
                     p.get("port") is None or p.get("port") in ("admin", admin)
                     or (isinstance(p.get("port"), int) and p.get("endPort") and p["port"] <= admin <= p["endPort"])
@@ -679,23 +875,26 @@ class Checker:
                         self.problem(nfile, np, f"spec.ingress[{i}].from[{j}] opens the admin port {admin} to every pod of {'its namespaces' if 'namespaceSelector' in peer else 'the namespace'}: name the pods (podSelector)")
 
     def check_scaling(self) -> None:
-        file, deploy, _ = self.pod()
-        loaded = self.pipelines_file()
-        if loaded is None:
-            return  # named by check_pipelines_file
-        pipelines = loaded[1].get("pipelines") or {}
+        """The ScaledObject reads the lag of every pipeline its Deployment consumes, on the same
+        brokers, and scales no further than the partitions; no budget blocks a drain."""
+        workloads = {w.name: w for w in self.workloads()}
         default_partitions = self.src.find("engine/src/config/file.rs", r"const DEFAULT_PARTITIONS: i32 = (\d+);", "`const DEFAULT_PARTITIONS`")
         group_format = self.src.find("engine/src/config/rules.rs", r'consumer_group\.unwrap_or_else\(\|\| format!\("([^"]*)"', "the default consumer group's format")
         offset_reset = self.src.find("engine/src/bus/kafka/group.rs", r'"auto\.offset\.reset", "(\w+)"', "the consumer's auto.offset.reset")
-        brokers = self.env(self.engine()).get("KAFKA_BROKERS", {}).get("value")
-        replicas = deploy["spec"].get("replicas", 1)
         for sfile, so in self.of_kind("ScaledObject"):
             spec = so["spec"]
+            w = workloads.get((spec.get("scaleTargetRef") or {}).get("name"))
+            loaded = self.pipelines_file(w) if w else None
+            if loaded is None:
+                continue  # named by check_scale_target or check_pipelines_file
+            pipelines = loaded[1].get("pipelines") or {}
+            brokers = self.env(w.engine).get("KAFKA_BROKERS", {}).get("value")
+            replicas = w.deploy["spec"].get("replicas", 1)
             lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
             if not lo <= replicas <= hi:
-                self.problem(sfile, so, f"the Deployment's replicas ({replicas}) is outside minReplicaCount..maxReplicaCount ({lo}..{hi})")
+                self.problem(sfile, so, f"Deployment/{w.name}'s replicas ({replicas}) is outside minReplicaCount..maxReplicaCount ({lo}..{hi})")
             if lo < 1:
-                self.problem(sfile, so, "minReplicaCount must be at least 1: the same pods serve HTTP ingest, which lag does not measure")
+                self.problem(sfile, so, "minReplicaCount must be at least 1: at 0 the first event after a quiet spell waits for an apply pod to start (up to 2 minutes)")
             triggers = [t for t in spec.get("triggers") or [] if t.get("type") == "kafka"]
             for name, p in pipelines.items():
                 group = p.get("consumer_group") or (group_format or "ordo.{name}").replace("{name}", name)
@@ -709,7 +908,7 @@ class Checker:
                 if meta.get("consumerGroup") != group:
                     self.problem(sfile, so, f"trigger on `{topic}`: consumerGroup is `{meta.get('consumerGroup')}`, but pipeline `{name}`'s engines join `{group}`")
                 if brokers is not None and meta.get("bootstrapServers") != brokers:
-                    self.problem(sfile, so, f"trigger on `{topic}`: bootstrapServers `{meta.get('bootstrapServers')}` differs from the Deployment's KAFKA_BROKERS `{brokers}`")
+                    self.problem(sfile, so, f"trigger on `{topic}`: bootstrapServers `{meta.get('bootstrapServers')}` differs from Deployment/{w.name}'s KAFKA_BROKERS `{brokers}`")
                 if offset_reset and meta.get("offsetResetPolicy", "latest") != offset_reset:
                     self.problem(sfile, so, f"trigger on `{topic}`: offsetResetPolicy is `{meta.get('offsetResetPolicy', 'latest')}`, the engine's consumer uses `{offset_reset}`")
                 if meta.get("allowIdleConsumers") == "true":
@@ -719,13 +918,56 @@ class Checker:
             for t in triggers:
                 if t["metadata"].get("topic") not in {p.get("topic") for p in pipelines.values()}:
                     self.problem(sfile, so, f"a kafka trigger reads topic `{t['metadata'].get('topic')}`, which no pipeline consumes")
+        least = {}  # Deployment -> the fewest replicas it may run
+        for w in workloads.values():
+            replicas = w.deploy["spec"].get("replicas", 1)
+            least[w.name] = min([o["spec"].get("minReplicaCount" if o["kind"] == "ScaledObject" else "minReplicas", replicas)
+                                 for _, o, ref in self.autoscalers() if ref.get("name") == w.name] + [replicas])
         for pfile, pdb in self.of_kind("PodDisruptionBudget"):
             spec = pdb["spec"]
-            floor = min([so["spec"].get("minReplicaCount", replicas) for _, so in self.of_kind("ScaledObject")] + [replicas])
+            selected = [least[w.name] for w in workloads.values() if self.selects(pdb["spec"]["selector"].get("matchLabels"), w)]
+            if not selected:
+                continue  # named by check_selectors
+            floor = min(selected)
             if "maxUnavailable" in spec and spec["maxUnavailable"] in (0, "0%"):
                 self.problem(pfile, pdb, "maxUnavailable 0 blocks every node drain")
             if isinstance(spec.get("minAvailable"), int) and spec["minAvailable"] >= floor:
                 self.problem(pfile, pdb, f"minAvailable {spec['minAvailable']} leaves no disruption at {floor} replicas: node drains would block")
+
+
+    def check_shared(self) -> None:
+        """Both Deployments run one engine: the same image and plugins, pipelines file,
+        identity, brokers, TLS and secrets. Above all the principal key: apply records the
+        principal of an event only when ingest's signature checks under the same key."""
+        workloads = self.workloads()
+        why = {
+            "env ORDO_PRINCIPAL_KEY": ": the apply side would record every principal the ingest side signed as `claimed`",
+            "env ORDO_LOG_KEY_SECRET": ": one key would have different hashes in the two sides' logs",
+            "pipelines file": ": ingest would take events that apply does not apply the same way",
+            "plugin images (initContainers)": ": ingest would validate with another plugin than the one apply merges with",
+        }
+
+        def facts(w: Workload) -> dict[str, tuple[Any, Any]]:
+            """What must agree: the value compared, and how a message shows it."""
+            env = self.env(w.engine)
+            loaded = self.pipelines_file(w)
+            found: dict[str, tuple[Any, Any]] = {
+                "image": (w.engine.get("image"),) * 2,
+                "plugin images (initContainers)": (sorted(c.get("image", "") for c in w.template["spec"].get("initContainers") or []),) * 2,
+                "serviceAccountName": (w.template["spec"].get("serviceAccountName"),) * 2,
+                "pipelines file": (loaded and loaded[1], self.config_source(w)),
+            }
+            for name in SHARED_ENV:
+                entry = env.get(name, {})
+                found[f"env {name}"] = (entry.get("valueFrom", entry.get("value")),) * 2
+            return found
+
+        first = workloads[0]
+        mine = facts(first)
+        for w in workloads[1:]:
+            for what, (value, shown_theirs) in facts(w).items():
+                if value != mine[what][0]:
+                    self.problem(w.file, w.deploy, f"its {what} ({shown_theirs}) differs from Deployment/{first.name}'s ({mine[what][1]}){why.get(what, '')}")
 
 
 def shown(value: Any) -> str:
@@ -757,17 +999,22 @@ def main(argv: list[str]) -> int:
         ("schemas", checker.check_schemas),
         ("selectors", checker.check_selectors),
         ("scale target", checker.check_scale_target),
-        ("grace period", checker.check_grace),
-        ("probes", checker.check_probes),
-        ("listeners and ports", checker.check_listeners),
-        ("security context and resources", checker.check_security),
-        ("secrets by reference", checker.check_secrets),
-        ("identity and environment", checker.check_identity_and_env),
-        ("pipelines file", checker.check_pipelines_file),
+        ("grace period", checker.each(checker.check_grace)),
+        ("probes", checker.each(checker.check_probes)),
+        ("listeners and ports", checker.each(checker.check_listeners)),
+        ("security context and resources", checker.check_security_and_namespace),
+        ("secrets by reference", checker.check_secrets_everywhere),
+        ("identity and environment", checker.each(checker.check_identity_and_env)),
+        ("pipelines file", checker.each(checker.check_pipelines_file)),
         ("scaling on lag", checker.check_scaling),
         ("Kafka over TLS", checker.check_kafka_transport),
-        ("HTTPS from a Secret", checker.check_https),
-        ("admin port behind a NetworkPolicy", checker.check_network_policy),
+        ("HTTPS from a Secret", checker.each(checker.check_https)),
+        ("admin port behind a NetworkPolicy", checker.each(checker.check_network_policy)),
+        # The engine split by role (ordo run --role): one Deployment each, scaled each its way.
+        ("a Deployment per role", checker.check_roles),
+        ("Service to ingest pods only", checker.check_service_to_ingest),
+        ("autoscaler per role", checker.check_autoscaler_roles),
+        ("one engine in both roles", checker.check_shared),
     ]
     loading_problems = len(checker.problems)
     for name, check in checks:
