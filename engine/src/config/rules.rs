@@ -202,6 +202,10 @@ pub(super) fn build(
     };
     let topic_config = topic_config(&p.topic_config, &mut problems);
     let table_options = table_options(&p.table_options, &mut problems);
+    let plugin_config = super::plugin_config::to_json(&p.plugin_config).unwrap_or_else(|e| {
+        problems.add("plugin_config", e);
+        Default::default()
+    });
     let found = problems.found;
     let (Some(route), Some(topic), Some(key_field), Some(version_field), Some(table), Some(plugin)) =
         (route, topic, key_field, version_field, table, plugin)
@@ -238,6 +242,7 @@ pub(super) fn build(
         create_tables: p.create_tables,
         topic_config,
         table_options,
+        plugin_config,
     };
     (Some(pipeline), found)
 }

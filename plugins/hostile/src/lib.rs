@@ -11,6 +11,10 @@
 //! - flooding: `huge-field-error` fails validation with a 2 MB message;
 //! - `trap` panics.
 //!
+//! A configuration with an `attack` (`plugin_config = { attack = "loop" }`) runs that attack
+//! inside `configure`, when each instance is made; any other configuration is taken and
+//! ignored, so the plugin can stand in for any other in a swap.
+//!
 //! Run inside `merge`: `huge-record` writes a record of 500 KB (past DynamoDB's item limit),
 //! `huge-reason` rejects with a 2 MB reason, `echo` rejects with a reason that quotes the
 //! event's `FirstName` (as a careless plugin would: the engine must not log it). The schema's description tries to break out of
@@ -121,10 +125,26 @@ fn flood_random() -> Result<(), Invalid> {
     Err(Invalid::field("attack", "no host to flood natively"))
 }
 
-impl Plugin for Hostile {
-    const SCHEMA: &'static str = r#"{"type": "object", "description": "</script><script>window.ordoPwned = true</script><!--", "properties": {"attack": {"type": "string", "example": "</script><img src=x onerror=alert(1)>"}}}"#;
+/// The schema: its description tries to break out of the page that shows it.
+pub const SCHEMA: &str = r#"{"type": "object", "description": "</script><script>window.ordoPwned = true</script><!--", "properties": {"attack": {"type": "string", "example": "</script><img src=x onerror=alert(1)>"}}}"#;
 
-    fn validate(event: &Record) -> Result<(), Invalid> {
+impl Plugin for Hostile {
+    type Config = ();
+
+    /// Takes any configuration (so it can stand in for any plugin in a swap); one with an
+    /// `attack` runs that attack while being configured, and refuses with its report.
+    fn configure(config: &Record) -> Result<(), String> {
+        match config.get("attack") {
+            Some(Value::String(name)) => attack(name).map_err(|e| e.message),
+            _ => Ok(()),
+        }
+    }
+
+    fn schema(_: &()) -> String {
+        SCHEMA.into()
+    }
+
+    fn validate(_: &(), event: &Record) -> Result<(), Invalid> {
         match event.get("attack") {
             // Attacks of `merge`: the event must get there.
             Some(Value::String(name))
@@ -137,7 +157,7 @@ impl Plugin for Hostile {
         }
     }
 
-    fn merge(incoming: Record, stored: Option<Record>) -> Decision {
+    fn merge(_: &(), incoming: Record, stored: Option<Record>) -> Decision {
         match incoming.get("attack").and_then(Value::as_str) {
             Some("huge-record") => {
                 let mut record = incoming;

@@ -1,0 +1,473 @@
+//! The configuration of a generic entity policy, shared by the plugins that take it: which
+//! field keys a record, which orders updates and in what form, which must be present, and the
+//! schema help `/docs` shows. The Python (`ordo_policy.Entity`) and JavaScript
+//! (`Entity`) SDKs read the same keys with the same rules and messages.
+//!
+//! ```toml
+//! [pipelines.patient-profile.plugin_config]
+//! key_field = "PatientId"          # required: a non-empty string field
+//! version_field = "UpdatedAt"      # required: orders updates
+//! version_form = "rfc3339"         # or epoch_seconds, epoch_millis, epoch_micros, epoch_nanos, sequence
+//! required_fields = []             # top-level fields every event must carry besides those two
+//! strings_only = true              # every field a string (a numeric version excepted)
+//! description = "A patient profile update."
+//! [pipelines.patient-profile.plugin_config.fields]
+//! PatientId = { description = "The patient's id.", example = "1" }
+//! ```
+
+use std::cmp::Ordering;
+
+use crate::{all_strings_but, non_empty, parse_timestamp, string, Instant, Invalid, Map, Record, Value};
+
+/// The largest whole number a version may be as a JSON number: beyond it a double (which
+/// JavaScript parses every number into) loses units, so larger versions are written as
+/// strings of digits.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// The keys [`Entity::parse`] reads.
+pub const KEYS: [&str; 7] = [
+    "key_field",
+    "version_field",
+    "version_form",
+    "required_fields",
+    "strings_only",
+    "description",
+    "fields",
+];
+
+/// How a version is written, and so how two are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionForm {
+    /// RFC 3339 text with any offset, compared by the instant it denotes.
+    Rfc3339,
+    /// Unix time in seconds.
+    EpochSeconds,
+    /// Unix time in milliseconds.
+    EpochMillis,
+    /// Unix time in microseconds.
+    EpochMicros,
+    /// Unix time in nanoseconds.
+    EpochNanos,
+    /// A number that grows with every update.
+    Sequence,
+}
+
+impl VersionForm {
+    /// Every form, by its name in the configuration.
+    pub const ALL: [(&'static str, VersionForm); 6] = [
+        ("rfc3339", Self::Rfc3339),
+        ("epoch_seconds", Self::EpochSeconds),
+        ("epoch_millis", Self::EpochMillis),
+        ("epoch_micros", Self::EpochMicros),
+        ("epoch_nanos", Self::EpochNanos),
+        ("sequence", Self::Sequence),
+    ];
+
+    /// The form named `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    }
+
+    /// What a version of this form is, for messages and the schema.
+    fn what(self) -> &'static str {
+        match self {
+            Self::Rfc3339 => "an RFC 3339 timestamp",
+            Self::EpochSeconds => "Unix time in seconds",
+            Self::EpochMillis => "Unix time in milliseconds",
+            Self::EpochMicros => "Unix time in microseconds",
+            Self::EpochNanos => "Unix time in nanoseconds",
+            Self::Sequence => "a sequence number",
+        }
+    }
+
+    /// The version `value` holds, or `None` when it is not one of this form.
+    pub fn parse(self, value: &Value) -> Option<Version> {
+        match (self, value) {
+            (Self::Rfc3339, Value::String(s)) => parse_timestamp(s).ok().map(Version::Instant),
+            (Self::Rfc3339, _) => None,
+            (_, Value::String(s)) => {
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let digits = s.trim_start_matches('0');
+                Some(Version::Number(if digits.is_empty() { "0" } else { digits }.to_string()))
+            }
+            (_, Value::Number(n)) => {
+                let whole = match (n.as_u64(), n.as_f64()) {
+                    (Some(u), _) => Some(u),
+                    (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= MAX_SAFE_INTEGER as f64 => {
+                        Some(f as u64)
+                    }
+                    _ => None,
+                }?;
+                (whole <= MAX_SAFE_INTEGER).then(|| Version::Number(whole.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The version `field` of `record` holds; an error names the field.
+    pub fn read(self, record: &Record, field: &str) -> Result<Version, Invalid> {
+        if self == Self::Rfc3339 {
+            let text = string(record, field)?;
+            return parse_timestamp(text).map(Version::Instant).map_err(|e| {
+                Invalid::field(
+                    field,
+                    format!("must be an RFC 3339 timestamp such as 2006-01-02T15:00:00.5+10:00 ({e})"),
+                )
+            });
+        }
+        let value = record.get(field).ok_or_else(|| Invalid::field(field, "is required"))?;
+        self.parse(value).ok_or_else(|| {
+            Invalid::field(
+                field,
+                format!(
+                    "must be {}: a whole number, as a JSON number up to {MAX_SAFE_INTEGER} or a string of digits",
+                    self.what()
+                ),
+            )
+        })
+    }
+
+    /// The JSON Schema of a version of this form.
+    fn schema(self) -> Value {
+        match self {
+            Self::Rfc3339 => serde_json::json!({"type": "string", "format": "date-time"}),
+            _ => serde_json::json!({"oneOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_SAFE_INTEGER},
+                {"type": "string", "pattern": "^[0-9]+$"}
+            ]}),
+        }
+    }
+}
+
+/// A version, read in its pipeline's form: versions of one form compare as their form says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// An instant (the RFC 3339 form).
+    Instant(Instant),
+    /// A whole number, as its digits without leading zeros (the epoch and sequence forms).
+    Number(String),
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Instant(a), Self::Instant(b)) => a.cmp(b),
+            (Self::Number(a), Self::Number(b)) => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
+            (Self::Instant(_), Self::Number(_)) => Ordering::Less,
+            (Self::Number(_), Self::Instant(_)) => Ordering::Greater,
+        }
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A generic entity policy's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    /// The field that keys a record: a non-empty string in every event.
+    pub key_field: String,
+    /// The field that orders updates.
+    pub version_field: String,
+    /// How the version is written.
+    pub version_form: VersionForm,
+    /// Top-level fields every event must carry, besides the key and the version.
+    pub required_fields: Vec<String>,
+    /// Whether every field must be a string (a version of a numeric form excepted).
+    pub strings_only: bool,
+    /// The schema's description of an event.
+    pub description: Option<String>,
+    /// Per field, what the schema says of it: `description` and `example`.
+    pub fields: Map<String, Value>,
+}
+
+/// Why a configuration is refused, naming its key.
+fn wrong(key: &str, rule: &str) -> String {
+    format!("plugin_config: `{key}` {rule}")
+}
+
+impl Entity {
+    /// Reads `config`; `also` names the keys the plugin reads itself (left alone here).
+    /// Unknown keys and values of the wrong type are refused, naming the key.
+    pub fn parse(config: &Record, also: &[&str]) -> Result<Self, String> {
+        if let Some(key) = config
+            .keys()
+            .find(|k| !KEYS.contains(&k.as_str()) && !also.contains(&k.as_str()))
+        {
+            let mut known: Vec<&str> = KEYS.to_vec();
+            known.extend_from_slice(also);
+            return Err(wrong(key, &format!("is not a key this plugin knows (it knows {})", known.join(", "))));
+        }
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match config.get(key) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(wrong(key, "must be a string")),
+            }
+        };
+        let field = |key: &str| -> Result<String, String> {
+            match text(key)? {
+                None => Err(wrong(key, "is required")),
+                Some(s) if s.is_empty() => Err(wrong(key, "must not be empty")),
+                Some(s) => Ok(s),
+            }
+        };
+        let key_field = field("key_field")?;
+        let version_field = field("version_field")?;
+        if version_field == key_field {
+            return Err(wrong("version_field", "must differ from key_field"));
+        }
+        let version_form = match text("version_form")? {
+            None => VersionForm::Rfc3339,
+            Some(name) => VersionForm::named(&name).ok_or_else(|| {
+                let names: Vec<&str> = VersionForm::ALL.iter().map(|(n, _)| *n).collect();
+                wrong("version_form", &format!("must be one of {}", names.join(", ")))
+            })?,
+        };
+        let required_fields = match config.get("required_fields") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                    _ => Err(wrong("required_fields", "must be a list of field names")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(wrong("required_fields", "must be a list of field names")),
+        };
+        let strings_only = match config.get("strings_only") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(wrong("strings_only", "must be true or false")),
+        };
+        let description = text("description")?;
+        let fields = match config.get("fields") {
+            None => Map::new(),
+            Some(Value::Object(fields)) => {
+                for (name, doc) in fields {
+                    let Value::Object(doc) = doc else {
+                        return Err(wrong(&format!("fields.{name}"), "must be a table of `description` and `example`"));
+                    };
+                    for (key, value) in doc {
+                        match (key.as_str(), value) {
+                            ("description", Value::String(_)) | ("example", _) => {}
+                            ("description", _) => {
+                                return Err(wrong(&format!("fields.{name}.description"), "must be a string"))
+                            }
+                            _ => {
+                                return Err(wrong(
+                                    &format!("fields.{name}.{key}"),
+                                    "is not a key this plugin knows (it knows description, example)",
+                                ))
+                            }
+                        }
+                    }
+                }
+                fields.clone()
+            }
+            Some(_) => return Err(wrong("fields", "must be a table of fields")),
+        };
+        Ok(Self {
+            key_field,
+            version_field,
+            version_form,
+            required_fields,
+            strings_only,
+            description,
+            fields,
+        })
+    }
+
+    /// Checks an event's shape and returns its version: every field a string when
+    /// `strings_only` (in key order), the key a non-empty string, the version of its form,
+    /// each required field present. Errors name the field.
+    pub fn check(&self, event: &Record) -> Result<Version, Invalid> {
+        if self.strings_only {
+            let numeric = self.version_form != VersionForm::Rfc3339;
+            all_strings_but(event, numeric.then_some(self.version_field.as_str()))?;
+        }
+        non_empty(event, &self.key_field)?;
+        let version = self.version(event)?;
+        for field in &self.required_fields {
+            if !event.contains_key(field) {
+                return Err(Invalid::field(field, "is required"));
+            }
+        }
+        Ok(version)
+    }
+
+    /// The version `record` holds; an error names the field.
+    pub fn version(&self, record: &Record) -> Result<Version, Invalid> {
+        self.version_form.read(record, &self.version_field)
+    }
+
+    /// The JSON Schema of an event: the key, the version of its form, the required fields,
+    /// and the `fields` documented. `description` is the default when the configuration
+    /// gives none.
+    pub fn schema(&self, description: &str) -> Value {
+        let mut properties = Map::new();
+        let mut property = |name: &str, mut schema: Map<String, Value>| {
+            if let Some(Value::Object(doc)) = self.fields.get(name) {
+                for (k, v) in doc {
+                    schema.insert(k.clone(), v.clone());
+                }
+            }
+            properties.insert(name.to_string(), Value::Object(schema));
+        };
+        let string = || {
+            let mut m = Map::new();
+            m.insert("type".into(), "string".into());
+            m
+        };
+        let mut key = string();
+        key.insert("minLength".into(), 1.into());
+        property(&self.key_field, key);
+        let Value::Object(version) = self.version_form.schema() else {
+            unreachable!("a form's schema is an object")
+        };
+        property(&self.version_field, version);
+        let others = self.required_fields.iter().chain(self.fields.keys());
+        for name in others {
+            if name != &self.key_field && name != &self.version_field {
+                property(name, if self.strings_only { string() } else { Map::new() });
+            }
+        }
+        let mut required = vec![Value::String(self.key_field.clone())];
+        if self.version_form != VersionForm::Rfc3339 {
+            // Ingest stamps an absent version with the time of receipt, as RFC 3339 only.
+            required.push(Value::String(self.version_field.clone()));
+        }
+        for name in &self.required_fields {
+            if !required.iter().any(|r| r == name) {
+                required.push(Value::String(name.clone()));
+            }
+        }
+        let mut schema = Map::new();
+        schema.insert("type".into(), "object".into());
+        schema.insert(
+            "description".into(),
+            self.description.as_deref().unwrap_or(description).into(),
+        );
+        schema.insert("required".into(), Value::Array(required));
+        schema.insert("properties".into(), Value::Object(properties));
+        if self.strings_only {
+            schema.insert("additionalProperties".into(), serde_json::json!({"type": "string"}));
+        }
+        Value::Object(schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn config(value: Value) -> Record {
+        match value {
+            Value::Object(m) => m,
+            _ => panic!("fixture is an object"),
+        }
+    }
+
+    fn record(value: Value) -> Record {
+        config(value)
+    }
+
+    fn patient() -> Entity {
+        Entity::parse(
+            &config(json!({"key_field": "PatientId", "version_field": "UpdatedAt", "strings_only": true})),
+            &[],
+        )
+        .expect("parses")
+    }
+
+    #[test]
+    fn a_configuration_is_read_with_its_defaults() {
+        let e = patient();
+        assert_eq!(e.version_form, VersionForm::Rfc3339);
+        assert!(e.required_fields.is_empty());
+        assert!(e.strings_only);
+    }
+
+    #[test]
+    fn a_bad_configuration_is_refused_naming_its_key() {
+        let cases = [
+            (json!({}), "`key_field` is required"),
+            (json!({"key_field": "Id"}), "`version_field` is required"),
+            (json!({"key_field": 1, "version_field": "V"}), "`key_field` must be a string"),
+            (json!({"key_field": "", "version_field": "V"}), "`key_field` must not be empty"),
+            (json!({"key_field": "V", "version_field": "V"}), "`version_field` must differ"),
+            (json!({"key_field": "Id", "version_field": "V", "version_form": "julian"}), "`version_form` must be one of rfc3339, epoch_seconds"),
+            (json!({"key_field": "Id", "version_field": "V", "required_fields": "A"}), "`required_fields` must be a list"),
+            (json!({"key_field": "Id", "version_field": "V", "strings_only": "yes"}), "`strings_only` must be true or false"),
+            (json!({"key_field": "Id", "version_field": "V", "colour": "red"}), "`colour` is not a key"),
+            (json!({"key_field": "Id", "version_field": "V", "fields": {"A": {"exampel": 1}}}), "`fields.A.exampel` is not a key"),
+        ];
+        for (c, expected) in cases {
+            let err = Entity::parse(&config(c.clone()), &[]).expect_err(&c.to_string());
+            assert!(err.contains(expected), "{c}: {err}");
+        }
+        assert!(Entity::parse(&config(json!({"key_field": "Id", "version_field": "V", "mine": 1})), &["mine"]).is_ok());
+    }
+
+    #[test]
+    fn numeric_versions_compare_as_numbers_whatever_their_writing() {
+        let form = VersionForm::Sequence;
+        let v = |value: Value| form.parse(&value);
+        assert!(v(json!(10)) > v(json!(9)));
+        assert!(v(json!("10")) > v(json!(9)));
+        assert_eq!(v(json!("0009")), v(json!(9)));
+        assert_eq!(v(json!(9.0)), v(json!(9)));
+        assert!(v(json!("123456789012345678901234567890")) > v(json!(MAX_SAFE_INTEGER)));
+        for bad in [json!(-1), json!(1.5), json!(MAX_SAFE_INTEGER + 1), json!(""), json!("1e3"), json!("-1"), json!(true)] {
+            assert_eq!(v(bad.clone()), None, "{bad}");
+        }
+        let err = VersionForm::EpochMillis
+            .read(&record(json!({"At": "soon"})), "At")
+            .expect_err("not a number");
+        assert_eq!(err.field, "At");
+        assert!(err.message.starts_with("must be Unix time in milliseconds"), "{err}");
+    }
+
+    #[test]
+    fn rfc3339_versions_compare_by_instant() {
+        let form = VersionForm::Rfc3339;
+        assert!(form.parse(&json!("2006-01-02T05:00:00.6Z")) > form.parse(&json!("2006-01-02T15:00:00.5+10:00")));
+        assert_eq!(form.parse(&json!(5)), None);
+    }
+
+    #[test]
+    fn check_names_the_field_in_the_order_of_the_old_flat_update() {
+        let e = patient();
+        let name = |v: Value| e.check(&record(v)).expect_err("invalid").field;
+        assert_eq!(name(json!({"PatientId": "1", "IsPregnant": false, "UpdatedAt": "x"})), "IsPregnant");
+        assert_eq!(name(json!({"PatientId": "", "UpdatedAt": "2006-01-02T05:00:00Z"})), "PatientId");
+        assert_eq!(name(json!({"PatientId": "1"})), "UpdatedAt");
+        let seq = Entity::parse(
+            &config(json!({"key_field": "Id", "version_field": "Rev", "version_form": "sequence", "strings_only": true, "required_fields": ["Name"]})),
+            &[],
+        )
+        .expect("parses");
+        assert!(seq.check(&record(json!({"Id": "1", "Rev": 3, "Name": "A"}))).is_ok());
+        assert_eq!(seq.check(&record(json!({"Id": "1", "Rev": 3}))).expect_err("no name").field, "Name");
+        assert_eq!(seq.check(&record(json!({"Id": "1", "Rev": 3, "Name": 1}))).expect_err("not text").field, "Name");
+    }
+
+    #[test]
+    fn the_schema_carries_the_fields_documented() {
+        let mut e = patient();
+        e.fields = config(json!({"PatientId": {"example": "1"}, "FirstName": {"example": "John"}}));
+        let schema = e.schema("An update.");
+        assert_eq!(schema["required"], json!(["PatientId"]));
+        assert_eq!(schema["properties"]["PatientId"], json!({"type": "string", "minLength": 1, "example": "1"}));
+        assert_eq!(schema["properties"]["FirstName"], json!({"type": "string", "example": "John"}));
+        assert_eq!(schema["properties"]["UpdatedAt"], json!({"type": "string", "format": "date-time"}));
+        assert_eq!(schema["additionalProperties"], json!({"type": "string"}));
+    }
+}
