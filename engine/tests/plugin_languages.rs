@@ -18,10 +18,11 @@ const CASES: usize = 3_000;
 
 fn load(name: &str) -> WasmPolicy {
     let started = Instant::now();
-    let policy = WasmPolicy::load(
+    let policy = WasmPolicy::load_configured(
         &common::built_plugin(name),
         Limits::default(),
         Capabilities::default(),
+        &common::patient_config(),
     )
     .unwrap_or_else(|e| panic!("{name} loads under the default sandbox: {e}"));
     println!("{name}: loaded in {:?}", started.elapsed());
@@ -317,6 +318,8 @@ fn passes_the_rust_policys_self_test(name: &str) {
         .args(["plugin", "test"])
         .arg(common::built_plugin(name))
         .arg(&samples)
+        .arg("--config-file")
+        .arg(common::patient_config_file())
         .output()
         .expect("ordo plugin test");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -116,6 +116,7 @@ table = "{table}"
 plugin = "{plugin}"
 partitions = 3
 consumer_group = "{group}"
+{config}
 {extra}
 
 [idempotency]
@@ -129,6 +130,7 @@ topic = "{topic}.audit"
                 table = names.table,
                 group = names.group,
                 plugin = self.plugin.display(),
+                config = super::stack::PATIENT_PLUGIN_CONFIG,
                 extra = self.extra,
             ),
         )

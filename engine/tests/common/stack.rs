@@ -24,6 +24,22 @@ pub fn aws_env() -> [(&'static str, String); 5] {
     ]
 }
 
+/// The patient profile's `plugin_config`, `plugins/samples/patient-profile.config.json` (what
+/// `pipelines.toml` writes out), as a file `ordo plugin test --config-file` reads.
+pub fn patient_config_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/samples/patient-profile.config.json")
+}
+
+/// [`patient_config_file`]'s JSON text: what the generic plugins are configured with to serve
+/// the patient profile.
+pub fn patient_config() -> String {
+    std::fs::read_to_string(patient_config_file()).expect("the patient profile's configuration")
+}
+
+/// The patient profile's `plugin_config` as a line of a pipelines file: the keys that decide
+/// (the schema help left out).
+pub const PATIENT_PLUGIN_CONFIG: &str = r#"plugin_config = { key_field = "PatientId", version_field = "UpdatedAt", strings_only = true }"#;
+
 /// The built patient-profile plugin; `make plugins` builds it.
 pub fn lww_plugin() -> PathBuf {
     built_plugin("patient_profile_lww")
@@ -110,6 +126,7 @@ key_field = "PatientId"
 version_field = "UpdatedAt"
 table = "{table}"
 plugin = "{}"
+{PATIENT_PLUGIN_CONFIG}
 {extra}
 "#,
         plugin.display()

@@ -9,7 +9,8 @@
 //! - reaching out: `file`, `env`, `clock` and `network` try the outside world and report what
 //!   they got as a validation error on the field `attack` (the host tests read that report);
 //! - flooding: `huge-field-error` fails validation with a 2 MB message;
-//! - `trap` panics.
+//! - `trap` panics;
+//! - `config` reports the configuration the instance holds.
 //!
 //! A configuration with an `attack` (`plugin_config = { attack = "loop" }`) runs that attack
 //! inside `configure`, when each instance is made; any other configuration is taken and
@@ -129,23 +130,30 @@ fn flood_random() -> Result<(), Invalid> {
 pub const SCHEMA: &str = r#"{"type": "object", "description": "</script><script>window.ordoPwned = true</script><!--", "properties": {"attack": {"type": "string", "example": "</script><img src=x onerror=alert(1)>"}}}"#;
 
 impl Plugin for Hostile {
-    type Config = ();
+    type Config = Record;
 
     /// Takes any configuration (so it can stand in for any plugin in a swap); one with an
     /// `attack` runs that attack while being configured, and refuses with its report.
-    fn configure(config: &Record) -> Result<(), String> {
+    fn configure(config: &Record) -> Result<Record, String> {
         match config.get("attack") {
-            Some(Value::String(name)) => attack(name).map_err(|e| e.message),
-            _ => Ok(()),
+            Some(Value::String(name)) => attack(name).map_err(|e| e.message)?,
+            _ => {}
         }
+        Ok(config.clone())
     }
 
-    fn schema(_: &()) -> String {
+    fn schema(_: &Record) -> String {
         SCHEMA.into()
     }
 
-    fn validate(_: &(), event: &Record) -> Result<(), Invalid> {
+    fn validate(config: &Record, event: &Record) -> Result<(), Invalid> {
         match event.get("attack") {
+            // Reports the configuration this instance holds (the host tests check that every
+            // instance, even one made after a trap, was configured).
+            Some(Value::String(name)) if name == "config" => Err(Invalid::field(
+                "attack",
+                format!("configured with {}", Value::Object(config.clone())),
+            )),
             // Attacks of `merge`: the event must get there.
             Some(Value::String(name))
                 if ["huge-record", "huge-reason", "echo"].contains(&name.as_str()) =>
@@ -157,7 +165,7 @@ impl Plugin for Hostile {
         }
     }
 
-    fn merge(_: &(), incoming: Record, stored: Option<Record>) -> Decision {
+    fn merge(_: &Record, incoming: Record, stored: Option<Record>) -> Decision {
         match incoming.get("attack").and_then(Value::as_str) {
             Some("huge-record") => {
                 let mut record = incoming;

@@ -7,7 +7,7 @@
 //! [`patient_profile`] is the configuration `pipelines.toml` gives the patient profile.
 
 use ordo_plugin_sdk::entity::Entity;
-use ordo_plugin_sdk::{json, Decision, Invalid, Plugin, Record, Value};
+use ordo_plugin_sdk::{Decision, Invalid, Plugin, Record, Value};
 
 /// The schema's description when the configuration gives none.
 const DESCRIPTION: &str = "An update of one record, which replaces the record when its version is newer.";
@@ -67,27 +67,13 @@ impl Plugin for Lww {
     }
 }
 
-/// The patient profile's configuration, as `pipelines.toml` writes it out: for native users
-/// of the rule (the engine's simulation, the benchmarks) and the tests.
+/// The patient profile's configuration, `plugins/samples/patient-profile.config.json`: the
+/// `plugin_config` `pipelines.toml` writes out (`engine/tests/plugin_config.rs` checks they
+/// agree), for native users of the rule (the engine's simulation, the benchmarks) and tests.
 pub fn patient_profile() -> Record {
-    let config = json!({
-        "key_field": "PatientId",
-        "version_field": "UpdatedAt",
-        "version_form": "rfc3339",
-        "required_fields": [],
-        "strings_only": true,
-        "description": "A patient profile update. Every field is a string.",
-        "fields": {
-            "PatientId": {"description": "The patient's id; the Kafka key and the table's partition key.", "example": "1"},
-            "FirstName": {"example": "John"},
-            "LastName": {"example": "Doe"},
-            "IsPregnant": {"example": "False"},
-            "Sex": {"example": "Female"},
-            "UpdatedAt": {"description": "When the profile changed (RFC 3339, any offset). Stamped with the time of receipt when absent.", "example": "2006-01-02T15:00:00.5+10:00"}
-        }
-    });
-    match config {
-        Value::Object(config) => config,
+    const TEXT: &str = include_str!("../../samples/patient-profile.config.json");
+    match ordo_plugin_sdk::serde_json::from_str::<Value>(TEXT) {
+        Ok(Value::Object(config)) => config,
         _ => Record::new(),
     }
 }
