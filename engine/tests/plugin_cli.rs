@@ -229,7 +229,7 @@ fn plugin_test_configures_the_plugin_and_names_a_refused_configuration() {
     ]);
     assert!(!ok, "{out}");
     assert!(
-        out.contains("refuses its plugin_config: plugin_config: `version_form` must be one of"),
+        out.contains("refuses its plugin_config: `version_form` must be one of"),
         "{out}"
     );
     // Without a configuration the generic plugin has no key field to work with.

@@ -246,7 +246,7 @@ export function compareVersions(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-const wrong = (key, rule) => new ConfigError(`plugin_config: \`${key}\` ${rule}`);
+const wrong = (key, rule) => new ConfigError(`\`${key}\` ${rule}`);
 
 /** A generic entity policy's configuration, read from a plugin_config as the Rust SDK's
  * `entity::Entity` reads it: `key_field` and `version_field` (required), `version_form`

@@ -220,7 +220,7 @@ def parse_version(form: str, value):
 
 
 def _wrong(key: str, rule: str) -> ConfigError:
-    return ConfigError(f"plugin_config: `{key}` {rule}")
+    return ConfigError(f"`{key}` {rule}")
 
 
 class Entity:

@@ -46,10 +46,10 @@ impl Plugin for FieldMerge {
         let field_versions = match config.get("field_versions") {
             None => FIELD_VERSIONS.to_string(),
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err("plugin_config: `field_versions` must be a non-empty string".into()),
+            Some(_) => return Err("`field_versions` must be a non-empty string".into()),
         };
         if field_versions == entity.key_field || field_versions == entity.version_field {
-            return Err("plugin_config: `field_versions` must differ from key_field and version_field".into());
+            return Err("`field_versions` must differ from key_field and version_field".into());
         }
         Ok(Config {
             entity,

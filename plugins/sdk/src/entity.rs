@@ -188,7 +188,7 @@ pub struct Entity {
 
 /// Why a configuration is refused, naming its key.
 fn wrong(key: &str, rule: &str) -> String {
-    format!("plugin_config: `{key}` {rule}")
+    format!("`{key}` {rule}")
 }
 
 impl Entity {

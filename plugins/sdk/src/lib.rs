@@ -123,7 +123,7 @@ pub fn no_config(config: &Record) -> Result<(), String> {
     match config.keys().next() {
         None => Ok(()),
         Some(key) => Err(format!(
-            "plugin_config: `{key}` is not a key this plugin knows (it takes no configuration)"
+            "`{key}` is not a key this plugin knows (it takes no configuration)"
         )),
     }
 }
