@@ -74,6 +74,44 @@ mod tests {
         );
     }
 
+    const PIPELINE: &str = r#"
+[pipelines.p]
+route = "/p"
+topic = "p"
+key_field = "Id"
+version_field = "At"
+table = "ppp"
+plugin = "p.wasm"
+"#;
+
+    #[test]
+    fn a_pipeline_takes_its_plugin_config_as_a_table_or_inline_and_none_is_empty() {
+        let base = std::path::Path::new("/etc/ordo");
+        let table = format!("{PIPELINE}[pipelines.p.plugin_config]\nkey_field = \"Id\"\n[pipelines.p.plugin_config.fields]\nId = {{ example = \"1\" }}\n");
+        let inline = format!("{PIPELINE}plugin_config = {{ key_field = \"Id\", fields = {{ Id = {{ example = \"1\" }} }} }}\n");
+        for text in [table, inline] {
+            let p = crate::config::from_str(&text, base).expect("a right file");
+            assert_eq!(
+                Value::Object(p[0].plugin_config.clone()),
+                json!({"key_field": "Id", "fields": {"Id": {"example": "1"}}})
+            );
+            assert_eq!(
+                p[0].plugin_spec().config,
+                r#"{"fields":{"Id":{"example":"1"}},"key_field":"Id"}"#
+            );
+        }
+        let p = crate::config::from_str(PIPELINE, base).expect("a right file");
+        assert_eq!(p[0].plugin_spec().config, "{}");
+        let err = crate::config::from_str(&format!("{PIPELINE}plugin_config = 3\n"), base)
+            .expect_err("not a table")
+            .to_string();
+        assert!(err.contains("`plugin_config`"), "{err}");
+        let err = crate::config::from_str(&format!("{PIPELINE}plugin_config = {{ x = nan }}\n"), base)
+            .expect_err("nan")
+            .to_string();
+        assert!(err.contains("`plugin_config` `x` is NaN"), "{err}");
+    }
+
     #[test]
     fn a_float_json_cannot_hold_is_refused_naming_its_key() {
         let err = convert("[limits]\nmax = [1.0, nan]").expect_err("nan");
