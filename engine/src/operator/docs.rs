@@ -418,6 +418,19 @@ mod tests {
     }
 
     #[test]
+    fn a_version_the_schema_requires_stays_in_the_example() {
+        let pipeline = crate::testing::pipeline("practitioner");
+        let doc = PipelineDoc {
+            pipeline: &pipeline,
+            schema: json!({"type": "object", "required": ["PatientId", "UpdatedAt"], "properties": {
+                "PatientId": {"type": "string", "example": "1"},
+                "UpdatedAt": {"example": 7}
+            }}),
+        };
+        assert_eq!(example(&doc), json!({"PatientId": "1", "UpdatedAt": 7}));
+    }
+
+    #[test]
     fn pipeline_operation_is_added_with_schema_and_example() {
         let pipeline = crate::testing::pipeline("patient-profile");
         let doc = PipelineDoc {

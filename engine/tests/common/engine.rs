@@ -130,7 +130,7 @@ topic = "{topic}.audit"
                 table = names.table,
                 group = names.group,
                 plugin = self.plugin.display(),
-                config = super::stack::PATIENT_PLUGIN_CONFIG,
+                config = super::stack::patient_plugin_config(),
                 extra = self.extra,
             ),
         )

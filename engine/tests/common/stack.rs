@@ -36,9 +36,30 @@ pub fn patient_config() -> String {
     std::fs::read_to_string(patient_config_file()).expect("the patient profile's configuration")
 }
 
-/// The patient profile's `plugin_config` as a line of a pipelines file: the keys that decide
-/// (the schema help left out).
-pub const PATIENT_PLUGIN_CONFIG: &str = r#"plugin_config = { key_field = "PatientId", version_field = "UpdatedAt", strings_only = true }"#;
+/// The patient profile's `plugin_config` ([`patient_config`]) as one line of a pipelines file.
+pub fn patient_plugin_config() -> String {
+    let config: serde_json::Value =
+        serde_json::from_str(&patient_config()).expect("the configuration is JSON");
+    format!("plugin_config = {}", inline_toml(&config))
+}
+
+/// `value` as a TOML inline value: JSON's strings, numbers, booleans and arrays are TOML's,
+/// and an object is an inline table of quoted keys.
+fn inline_toml(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(items) => {
+            format!("[{}]", items.iter().map(inline_toml).collect::<Vec<_>>().join(", "))
+        }
+        serde_json::Value::Object(map) => format!(
+            "{{ {} }}",
+            map.iter()
+                .map(|(k, v)| format!("{} = {}", serde_json::Value::from(k.as_str()), inline_toml(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
 
 /// The built patient-profile plugin; `make plugins` builds it.
 pub fn lww_plugin() -> PathBuf {
@@ -126,10 +147,11 @@ key_field = "PatientId"
 version_field = "UpdatedAt"
 table = "{table}"
 plugin = "{}"
-{PATIENT_PLUGIN_CONFIG}
+{}
 {extra}
 "#,
-        plugin.display()
+        plugin.display(),
+        patient_plugin_config(),
     );
     std::fs::write(&config, text).expect("write config");
     config
