@@ -233,7 +233,12 @@ fn plugin_test_configures_the_plugin_and_names_a_refused_configuration() {
         "{out}"
     );
     // Without a configuration the generic plugin has no key field to work with.
-    let (ok, out) = ordo(&["plugin", "test", &path(&common::lww_plugin()), &path(&events)]);
+    let (ok, out) = ordo(&[
+        "plugin",
+        "test",
+        &path(&common::lww_plugin()),
+        &path(&events),
+    ]);
     assert!(!ok, "{out}");
     assert!(out.contains("`key_field` is required"), "{out}");
 }

@@ -27,7 +27,11 @@ fn pipelines_uncommented() -> String {
     let (head, example) = text.split_at(start);
     let uncommented: Vec<&str> = example
         .lines()
-        .map(|l| l.strip_prefix("# ").or_else(|| l.strip_prefix('#')).unwrap_or(l))
+        .map(|l| {
+            l.strip_prefix("# ")
+                .or_else(|| l.strip_prefix('#'))
+                .unwrap_or(l)
+        })
         .collect();
     format!("{head}{}\n", uncommented.join("\n"))
 }
@@ -55,7 +59,9 @@ fn one_lww_plugin_file_serves_the_patient_profile_and_the_commented_practitioner
         ("patient-profile", "practitioner")
     );
     assert_eq!(patient.plugin, practitioner.plugin, "the same plugin file");
-    assert!(patient.plugin.ends_with("plugins/build/patient_profile_lww.wasm"));
+    assert!(patient
+        .plugin
+        .ends_with("plugins/build/patient_profile_lww.wasm"));
     assert!(patient.plugin.exists(), "run `make plugins`");
 
     // Each loads as the engine loads it (the patient profile with its self-test).
@@ -66,23 +72,47 @@ fn one_lww_plugin_file_serves_the_patient_profile_and_the_commented_practitioner
     // Patients: by the instant of UpdatedAt.
     let old = r#"{"PatientId":"1","Sex":"Female","UpdatedAt":"2006-01-02T15:00:00+10:00"}"#;
     let new = r#"{"PatientId":"1","Sex":"Male","UpdatedAt":"2006-01-02T05:00:00.5Z"}"#;
-    assert_eq!(written(patients.merge(new, Some(old)).expect("call"))["Sex"], "Male");
-    assert!(matches!(patients.merge(old, Some(new)).expect("call"), Decision::Skip(_)));
+    assert_eq!(
+        written(patients.merge(new, Some(old)).expect("call"))["Sex"],
+        "Male"
+    );
+    assert!(matches!(
+        patients.merge(old, Some(new)).expect("call"),
+        Decision::Skip(_)
+    ));
 
     // Practitioners: by the number of Revision (10 after 9, whatever the text says), Name
     // required, a patient's event refused naming the key the pipeline configured.
     let r9 = r#"{"PractitionerId":"p-1","Name":"Ann","Revision":9}"#;
     let r10 = r#"{"PractitionerId":"p-1","Name":"Bea","Revision":"10"}"#;
-    assert_eq!(written(practitioners.merge(r10, Some(r9)).expect("call"))["Name"], "Bea");
-    assert!(matches!(practitioners.merge(r9, Some(r10)).expect("call"), Decision::Skip(_)));
-    let field = |p: &WasmPolicy, event: &str| p.validate(event).expect("call").err().map(|e| e.field);
-    assert_eq!(field(&practitioners, r#"{"PractitionerId":"p-1","Revision":1}"#), Some("Name".into()));
+    assert_eq!(
+        written(practitioners.merge(r10, Some(r9)).expect("call"))["Name"],
+        "Bea"
+    );
+    assert!(matches!(
+        practitioners.merge(r9, Some(r10)).expect("call"),
+        Decision::Skip(_)
+    ));
+    let field =
+        |p: &WasmPolicy, event: &str| p.validate(event).expect("call").err().map(|e| e.field);
+    assert_eq!(
+        field(&practitioners, r#"{"PractitionerId":"p-1","Revision":1}"#),
+        Some("Name".into())
+    );
     assert_eq!(field(&practitioners, new), Some("PractitionerId".into()));
-    assert_eq!(field(&patients, r9), Some("Revision".into()), "every patient field is a string");
+    assert_eq!(
+        field(&patients, r9),
+        Some("Revision".into()),
+        "every patient field is a string"
+    );
 
     // Each schema is its entity's: /docs shows each route its own example.
-    let schema = |p: &WasmPolicy| serde_json::from_str::<Value>(&p.schema().expect("schema")).expect("JSON");
-    assert_eq!(schema(&patients)["properties"]["FirstName"]["example"], "John");
+    let schema =
+        |p: &WasmPolicy| serde_json::from_str::<Value>(&p.schema().expect("schema")).expect("JSON");
+    assert_eq!(
+        schema(&patients)["properties"]["FirstName"]["example"],
+        "John"
+    );
     let practitioner_schema = schema(&practitioners);
     assert_eq!(
         practitioner_schema["required"],
@@ -116,9 +146,22 @@ fn a_plugin_built_against_0_1_0_loads_and_runs_without_configuration() {
     let old = r#"{"PatientId":"1","UpdatedAt":"2006-01-02T05:00:00Z"}"#;
     let new = r#"{"PatientId":"1","UpdatedAt":"2006-01-02T06:00:00Z"}"#;
     assert_eq!(policy.validate(new).expect("call"), Ok(()));
-    assert_eq!(policy.validate(r#"{"PatientId":""}"#).expect("call").expect_err("invalid").field, "PatientId");
-    assert!(matches!(policy.merge(new, Some(old)).expect("call"), Decision::Write(_)));
-    assert!(matches!(policy.merge(old, Some(new)).expect("call"), Decision::Skip(_)));
+    assert_eq!(
+        policy
+            .validate(r#"{"PatientId":""}"#)
+            .expect("call")
+            .expect_err("invalid")
+            .field,
+        "PatientId"
+    );
+    assert!(matches!(
+        policy.merge(new, Some(old)).expect("call"),
+        Decision::Write(_)
+    ));
+    assert!(matches!(
+        policy.merge(old, Some(new)).expect("call"),
+        Decision::Skip(_)
+    ));
 
     let err = WasmPolicy::load_configured(
         &legacy,
@@ -150,9 +193,16 @@ fn a_configuration_the_plugin_refuses_refuses_the_load_with_its_reason() {
             .err()
             .unwrap_or_else(|| panic!("{config} is refused"))
     };
-    let err = refused(&common::lww_plugin(), r#"{"key_field":"PatientId","version_field":"UpdatedAt","colour":"red"}"#);
+    let err = refused(
+        &common::lww_plugin(),
+        r#"{"key_field":"PatientId","version_field":"UpdatedAt","colour":"red"}"#,
+    );
     assert!(matches!(err, PluginError::Config { .. }), "{err}");
-    assert!(err.to_string().contains("`colour` is not a key this plugin knows"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`colour` is not a key this plugin knows"),
+        "{err}"
+    );
     let err = refused(&common::lww_plugin(), EMPTY_CONFIG);
     assert!(err.to_string().contains("`key_field` is required"), "{err}");
     let err = refused(&common::lww_plugin(), "[1]");
@@ -161,7 +211,10 @@ fn a_configuration_the_plugin_refuses_refuses_the_load_with_its_reason() {
     let err = refused(&common::hostile_plugin(), r#"{"attack":"env"}"#);
     assert!(matches!(err, PluginError::Config { .. }), "{err}");
     assert!(err.to_string().contains("env vars: 0, args: 0"), "{err}");
-    let err = refused(&common::hostile_plugin(), r#"{"attack":"huge-field-error"}"#);
+    let err = refused(
+        &common::hostile_plugin(),
+        r#"{"attack":"huge-field-error"}"#,
+    );
     assert!(err.to_string().len() < 4096, "the reason is cut");
     // A configure that never ends is stopped by the call limits, and the load refused.
     let err = refused(&common::hostile_plugin(), r#"{"attack":"loop"}"#);

@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
             Capabilities::default(),
             &ordo_bench::engine::patient_config(),
         )
-            .with_context(|| format!("loading {file} (make plugins)"))
+        .with_context(|| format!("loading {file} (make plugins)"))
     };
 
     // Nothing cached: the process has no cache until `configure` below.

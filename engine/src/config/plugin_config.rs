@@ -106,9 +106,10 @@ plugin = "p.wasm"
             .expect_err("not a table")
             .to_string();
         assert!(err.contains("`plugin_config`"), "{err}");
-        let err = crate::config::from_str(&format!("{PIPELINE}plugin_config = {{ x = nan }}\n"), base)
-            .expect_err("nan")
-            .to_string();
+        let err =
+            crate::config::from_str(&format!("{PIPELINE}plugin_config = {{ x = nan }}\n"), base)
+                .expect_err("nan")
+                .to_string();
         assert!(err.contains("`plugin_config` `x` is NaN"), "{err}");
     }
 

@@ -46,8 +46,9 @@ impl Contract {
     pub fn of(component: &Component, engine: &Engine) -> Result<Self, String> {
         let ty = component.component_type();
         let exported = |name: &str| {
-            ty.exports(engine)
-                .any(|(n, item)| n == name && matches!(item.ty, ComponentItem::ComponentInstance(_)))
+            ty.exports(engine).any(|(n, item)| {
+                n == name && matches!(item.ty, ComponentItem::ComponentInstance(_))
+            })
         };
         if exported(EXPORT_0_2) {
             Ok(Self::V0_2)
@@ -79,7 +80,10 @@ pub enum Pre {
 
 impl Pre {
     /// Binds `instance_pre` as `contract` says.
-    pub fn new(contract: Contract, instance_pre: InstancePre<GuestState>) -> wasmtime::Result<Self> {
+    pub fn new(
+        contract: Contract,
+        instance_pre: InstancePre<GuestState>,
+    ) -> wasmtime::Result<Self> {
         Ok(match contract {
             Contract::V0_1 => Self::V0_1(v0_1::PolicyPluginPre::new(instance_pre)?),
             Contract::V0_2 => Self::V0_2(v0_2::PolicyPluginPre::new(instance_pre)?),
@@ -117,7 +121,11 @@ impl Bound {
     /// Hands the instance its configuration (JSON text); `Ok(Err(reason))` when the plugin
     /// refuses it, its reason bounded. A `0.1.0` instance takes none: only `{}` reaches it,
     /// and it is not called.
-    pub fn configure(&self, store: Store<'_>, config: &str) -> wasmtime::Result<Result<(), String>> {
+    pub fn configure(
+        &self,
+        store: Store<'_>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
         match self {
             Self::V0_1(_) => Ok(Ok(())),
             Self::V0_2(p) => Ok(p
@@ -128,7 +136,11 @@ impl Bound {
     }
 
     /// `validate`, its error's texts bounded (they reach 422 answers and log lines).
-    pub fn validate(&self, store: Store<'_>, event: &str) -> wasmtime::Result<Result<(), FieldError>> {
+    pub fn validate(
+        &self,
+        store: Store<'_>,
+        event: &str,
+    ) -> wasmtime::Result<Result<(), FieldError>> {
         let field_error = |field: &str, message: &str| FieldError {
             field: bounded(field, MAX_FIELD),
             message: bounded(message, MAX_TEXT),

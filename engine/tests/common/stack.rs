@@ -48,12 +48,19 @@ pub fn patient_plugin_config() -> String {
 fn inline_toml(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Array(items) => {
-            format!("[{}]", items.iter().map(inline_toml).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                items.iter().map(inline_toml).collect::<Vec<_>>().join(", ")
+            )
         }
         serde_json::Value::Object(map) => format!(
             "{{ {} }}",
             map.iter()
-                .map(|(k, v)| format!("{} = {}", serde_json::Value::from(k.as_str()), inline_toml(v)))
+                .map(|(k, v)| format!(
+                    "{} = {}",
+                    serde_json::Value::from(k.as_str()),
+                    inline_toml(v)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -14,7 +14,8 @@ use patient_profile_lww::policy::{patient_entity, Lww};
 /// The patient profile's configuration, read once per instance (Extism has no configure step
 /// of Ordo's; the benchmark compares the merge call alone).
 fn entity() -> &'static ordo_plugin_sdk::entity::Entity {
-    static ENTITY: std::sync::OnceLock<ordo_plugin_sdk::entity::Entity> = std::sync::OnceLock::new();
+    static ENTITY: std::sync::OnceLock<ordo_plugin_sdk::entity::Entity> =
+        std::sync::OnceLock::new();
     ENTITY.get_or_init(patient_entity)
 }
 

@@ -135,9 +135,8 @@ impl Plugin for Hostile {
     /// Takes any configuration (so it can stand in for any plugin in a swap); one with an
     /// `attack` runs that attack while being configured, and refuses with its report.
     fn configure(config: &Record) -> Result<Record, String> {
-        match config.get("attack") {
-            Some(Value::String(name)) => attack(name).map_err(|e| e.message)?,
-            _ => {}
+        if let Some(Value::String(name)) = config.get("attack") {
+            attack(name).map_err(|e| e.message)?;
         }
         Ok(config.clone())
     }

@@ -19,10 +19,12 @@ mod component {
 
     impl Guest for Legacy {
         fn validate(event: String) -> Result<(), FieldError> {
-            super::check(&event).map(|_| ()).map_err(|(field, message)| FieldError {
-                field: field.into(),
-                message: message.into(),
-            })
+            super::check(&event)
+                .map(|_| ())
+                .map_err(|(field, message)| FieldError {
+                    field: field.into(),
+                    message: message.into(),
+                })
         }
 
         fn merge(incoming: String, stored: Option<String>) -> Decision {

@@ -99,8 +99,12 @@ impl Plugin for FieldMerge {
         // fixed before this event moves it: otherwise a field's standing would change with
         // every other field's update, and the order of arrival would decide the result.
         let inherit = !mistakes::instant();
-        let inheritable = |v: &Value| v.is_string() || (form != VersionForm::Rfc3339 && v.is_number());
-        if let (true, Some(record_at_text)) = (inherit, record.get(version_field).filter(|v| inheritable(v))) {
+        let inheritable =
+            |v: &Value| v.is_string() || (form != VersionForm::Rfc3339 && v.is_number());
+        if let (true, Some(record_at_text)) = (
+            inherit,
+            record.get(version_field).filter(|v| inheritable(v)),
+        ) {
             let record_at_text = record_at_text.clone();
             for field in record.keys() {
                 if field != version_field && field != key_field && !versions.contains_key(field) {
@@ -117,7 +121,9 @@ impl Plugin for FieldMerge {
                 .get(&field)
                 .and_then(|v| form.parse(v))
                 // The mistake: a field without its own version takes the record's, as it moves.
-                .or(record_at.clone().filter(|_| !inherit && record.contains_key(&field)));
+                .or(record_at
+                    .clone()
+                    .filter(|_| !inherit && record.contains_key(&field)));
             let wins = match (held_at, record.get(&field)) {
                 (Some(held), Some(held_value)) => {
                     at > held || (at == held && value_key(&value) > value_key(held_value))
@@ -364,10 +370,13 @@ mod tests {
 
     #[test]
     fn the_patient_profiles_schema_names_the_key_and_the_examples() {
-        let schema: Value =
-            serde_json::from_str(&run::schema::<FieldMerge>(&patient_profile())).expect("schema parses");
+        let schema: Value = serde_json::from_str(&run::schema::<FieldMerge>(&patient_profile()))
+            .expect("schema parses");
         assert_eq!(schema["required"], json!(["PatientId"]));
-        assert_eq!(schema["properties"]["FirstName"], json!({"type": "string", "example": "John"}));
+        assert_eq!(
+            schema["properties"]["FirstName"],
+            json!({"type": "string", "example": "John"})
+        );
         assert_eq!(schema["properties"]["UpdatedAt"]["format"], "date-time");
     }
 
@@ -380,9 +389,16 @@ mod tests {
         .expect("fixture");
         let c = FieldMerge::configure(&config).expect("configures");
         let apply = |incoming: Value, stored: Option<&Value>| {
-            run::merge::<FieldMerge>(&c, &incoming.to_string(), stored.map(|s| s.to_string()).as_deref())
+            run::merge::<FieldMerge>(
+                &c,
+                &incoming.to_string(),
+                stored.map(|s| s.to_string()).as_deref(),
+            )
         };
-        let first = match apply(json!({"Id": "7", "Name": "Ann", "Ward": "A", "Rev": 9}), None) {
+        let first = match apply(
+            json!({"Id": "7", "Name": "Ann", "Ward": "A", "Rev": 9}),
+            None,
+        ) {
             Wire::Write(r) => serde_json::from_str::<Value>(&r).expect("JSON"),
             other => panic!("{other:?}"),
         };
@@ -392,10 +408,19 @@ mod tests {
             Wire::Write(r) => serde_json::from_str::<Value>(&r).expect("JSON"),
             other => panic!("{other:?}"),
         };
-        assert_eq!((second["Name"].clone(), second["Ward"].clone()), (json!("Bea"), json!("A")));
-        assert!(matches!(apply(json!({"Id": "7", "Name": "Cy", "Rev": 8}), Some(&second)), Wire::Skip(_)));
+        assert_eq!(
+            (second["Name"].clone(), second["Ward"].clone()),
+            (json!("Bea"), json!("A"))
+        );
+        assert!(matches!(
+            apply(json!({"Id": "7", "Name": "Cy", "Rev": 8}), Some(&second)),
+            Wire::Skip(_)
+        ));
         let err = FieldMerge::configure(
-            &serde_json::from_value::<Record>(json!({"key_field": "Id", "version_field": "Rev", "field_versions": 3})).expect("fixture"),
+            &serde_json::from_value::<Record>(
+                json!({"key_field": "Id", "version_field": "Rev", "field_versions": 3}),
+            )
+            .expect("fixture"),
         )
         .expect_err("not text");
         assert!(err.contains("`field_versions`"), "{err}");

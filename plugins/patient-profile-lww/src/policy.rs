@@ -10,7 +10,8 @@ use ordo_plugin_sdk::entity::Entity;
 use ordo_plugin_sdk::{Decision, Invalid, Plugin, Record, Value};
 
 /// The schema's description when the configuration gives none.
-const DESCRIPTION: &str = "An update of one record, which replaces the record when its version is newer.";
+const DESCRIPTION: &str =
+    "An update of one record, which replaces the record when its version is newer.";
 
 /// Whole-record last-writer-wins on the configured version.
 pub struct Lww;
@@ -40,8 +41,7 @@ impl Plugin for Lww {
             Err(e) => return Decision::Reject(e.to_string()),
         };
         // A stored record without a readable version cannot be ordered: the valid event wins.
-        let Some((stored, current)) =
-            stored.and_then(|s| entity.version(&s).ok().map(|v| (s, v)))
+        let Some((stored, current)) = stored.and_then(|s| entity.version(&s).ok().map(|v| (s, v)))
         else {
             return Decision::Write(incoming);
         };
@@ -80,7 +80,8 @@ pub fn patient_profile() -> Record {
 
 /// [`patient_profile`], read.
 pub fn patient_entity() -> Entity {
-    Entity::parse(&patient_profile(), &[]).unwrap_or_else(|e| panic!("the patient profile's configuration reads: {e}"))
+    Entity::parse(&patient_profile(), &[])
+        .unwrap_or_else(|e| panic!("the patient profile's configuration reads: {e}"))
 }
 
 #[cfg(test)]
@@ -194,8 +195,9 @@ mod tests {
 
     #[test]
     fn the_patient_profiles_schema_is_the_one_it_always_was() {
-        let schema: Value = ordo_plugin_sdk::serde_json::from_str(&run::schema::<Lww>(&patient_entity()))
-            .expect("schema parses");
+        let schema: Value =
+            ordo_plugin_sdk::serde_json::from_str(&run::schema::<Lww>(&patient_entity()))
+                .expect("schema parses");
         let before: Value = ordo_plugin_sdk::serde_json::from_str(PATIENT_SCHEMA).expect("fixture");
         assert_eq!(schema, before);
     }
@@ -216,14 +218,22 @@ mod tests {
         let merge = |incoming: &str, stored: Option<&str>| run::merge::<Lww>(&p, incoming, stored);
         let r9 = r#"{"PractitionerId":"7","Name":"Ann","Revision":9}"#;
         let r10 = r#"{"PractitionerId":"7","Name":"Bea","Revision":"10"}"#;
-        assert!(matches!(merge(r10, Some(r9)), Wire::Write(_)), "10 is newer than 9, as numbers");
+        assert!(
+            matches!(merge(r10, Some(r9)), Wire::Write(_)),
+            "10 is newer than 9, as numbers"
+        );
         assert!(matches!(merge(r9, Some(r10)), Wire::Skip(_)));
-        let err = run::validate::<Lww>(&p, r#"{"PractitionerId":"7","Revision":1}"#).expect_err("no name");
+        let err = run::validate::<Lww>(&p, r#"{"PractitionerId":"7","Revision":1}"#)
+            .expect_err("no name");
         assert_eq!(err.field, "Name");
-        let err = run::validate::<Lww>(&p, r#"{"PractitionerId":"7","Name":"A","Revision":"soon"}"#)
-            .expect_err("not a number");
+        let err =
+            run::validate::<Lww>(&p, r#"{"PractitionerId":"7","Name":"A","Revision":"soon"}"#)
+                .expect_err("not a number");
         assert_eq!(err.field, "Revision");
-        assert!(run::validate::<Lww>(&p, EVENT1).is_err(), "a patient is no practitioner");
+        assert!(
+            run::validate::<Lww>(&p, EVENT1).is_err(),
+            "a patient is no practitioner"
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@
 
 use std::cmp::Ordering;
 
-use crate::{all_strings_but, non_empty, parse_timestamp, string, Instant, Invalid, Map, Record, Value};
+use crate::{
+    all_strings_but, non_empty, parse_timestamp, string, Instant, Invalid, Map, Record, Value,
+};
 
 /// The largest whole number a version may be as a JSON number: beyond it a double (which
 /// JavaScript parses every number into) loses units, so larger versions are written as
@@ -90,12 +92,16 @@ impl VersionForm {
                     return None;
                 }
                 let digits = s.trim_start_matches('0');
-                Some(Version::Number(if digits.is_empty() { "0" } else { digits }.to_string()))
+                Some(Version::Number(
+                    if digits.is_empty() { "0" } else { digits }.to_string(),
+                ))
             }
             (_, Value::Number(n)) => {
                 let whole = match (n.as_u64(), n.as_f64()) {
                     (Some(u), _) => Some(u),
-                    (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f <= MAX_SAFE_INTEGER as f64 => {
+                    (None, Some(f))
+                        if f >= 0.0 && f.fract() == 0.0 && f <= MAX_SAFE_INTEGER as f64 =>
+                    {
                         Some(f as u64)
                     }
                     _ => None,
@@ -113,11 +119,15 @@ impl VersionForm {
             return parse_timestamp(text).map(Version::Instant).map_err(|e| {
                 Invalid::field(
                     field,
-                    format!("must be an RFC 3339 timestamp such as 2006-01-02T15:00:00.5+10:00 ({e})"),
+                    format!(
+                        "must be an RFC 3339 timestamp such as 2006-01-02T15:00:00.5+10:00 ({e})"
+                    ),
                 )
             });
         }
-        let value = record.get(field).ok_or_else(|| Invalid::field(field, "is required"))?;
+        let value = record
+            .get(field)
+            .ok_or_else(|| Invalid::field(field, "is required"))?;
         self.parse(value).ok_or_else(|| {
             Invalid::field(
                 field,
@@ -201,7 +211,13 @@ impl Entity {
         {
             let mut known: Vec<&str> = KEYS.to_vec();
             known.extend_from_slice(also);
-            return Err(wrong(key, &format!("is not a key this plugin knows (it knows {})", known.join(", "))));
+            return Err(wrong(
+                key,
+                &format!(
+                    "is not a key this plugin knows (it knows {})",
+                    known.join(", ")
+                ),
+            ));
         }
         let text = |key: &str| -> Result<Option<String>, String> {
             match config.get(key) {
@@ -226,7 +242,10 @@ impl Entity {
             None => VersionForm::Rfc3339,
             Some(name) => VersionForm::named(&name).ok_or_else(|| {
                 let names: Vec<&str> = VersionForm::ALL.iter().map(|(n, _)| *n).collect();
-                wrong("version_form", &format!("must be one of {}", names.join(", ")))
+                wrong(
+                    "version_form",
+                    &format!("must be one of {}", names.join(", ")),
+                )
             })?,
         };
         let required_fields = match config.get("required_fields") {
@@ -251,20 +270,24 @@ impl Entity {
             Some(Value::Object(fields)) => {
                 for (name, doc) in fields {
                     let Value::Object(doc) = doc else {
-                        return Err(wrong(&format!("fields.{name}"), "must be a table of `description` and `example`"));
+                        return Err(wrong(
+                            &format!("fields.{name}"),
+                            "must be a table of `description` and `example`",
+                        ));
                     };
                     for (key, value) in doc {
                         match (key.as_str(), value) {
                             ("description", Value::String(_)) | ("example", _) => {}
                             ("description", _) => {
-                                return Err(wrong(&format!("fields.{name}.description"), "must be a string"))
-                            }
-                            _ => {
                                 return Err(wrong(
-                                    &format!("fields.{name}.{key}"),
-                                    "is not a key this plugin knows (it knows description, example)",
+                                    &format!("fields.{name}.description"),
+                                    "must be a string",
                                 ))
                             }
+                            _ => return Err(wrong(
+                                &format!("fields.{name}.{key}"),
+                                "is not a key this plugin knows (it knows description, example)",
+                            )),
                         }
                     }
                 }
@@ -334,7 +357,14 @@ impl Entity {
         let others = self.required_fields.iter().chain(self.fields.keys());
         for name in others {
             if name != &self.key_field && name != &self.version_field {
-                property(name, if self.strings_only { string() } else { Map::new() });
+                property(
+                    name,
+                    if self.strings_only {
+                        string()
+                    } else {
+                        Map::new()
+                    },
+                );
             }
         }
         let mut required = vec![Value::String(self.key_field.clone())];
@@ -356,7 +386,10 @@ impl Entity {
         schema.insert("required".into(), Value::Array(required));
         schema.insert("properties".into(), Value::Object(properties));
         if self.strings_only {
-            schema.insert("additionalProperties".into(), serde_json::json!({"type": "string"}));
+            schema.insert(
+                "additionalProperties".into(),
+                serde_json::json!({"type": "string"}),
+            );
         }
         Value::Object(schema)
     }
@@ -400,20 +433,48 @@ mod tests {
         let cases = [
             (json!({}), "`key_field` is required"),
             (json!({"key_field": "Id"}), "`version_field` is required"),
-            (json!({"key_field": 1, "version_field": "V"}), "`key_field` must be a string"),
-            (json!({"key_field": "", "version_field": "V"}), "`key_field` must not be empty"),
-            (json!({"key_field": "V", "version_field": "V"}), "`version_field` must differ"),
-            (json!({"key_field": "Id", "version_field": "V", "version_form": "julian"}), "`version_form` must be one of rfc3339, epoch_seconds"),
-            (json!({"key_field": "Id", "version_field": "V", "required_fields": "A"}), "`required_fields` must be a list"),
-            (json!({"key_field": "Id", "version_field": "V", "strings_only": "yes"}), "`strings_only` must be true or false"),
-            (json!({"key_field": "Id", "version_field": "V", "colour": "red"}), "`colour` is not a key"),
-            (json!({"key_field": "Id", "version_field": "V", "fields": {"A": {"exampel": 1}}}), "`fields.A.exampel` is not a key"),
+            (
+                json!({"key_field": 1, "version_field": "V"}),
+                "`key_field` must be a string",
+            ),
+            (
+                json!({"key_field": "", "version_field": "V"}),
+                "`key_field` must not be empty",
+            ),
+            (
+                json!({"key_field": "V", "version_field": "V"}),
+                "`version_field` must differ",
+            ),
+            (
+                json!({"key_field": "Id", "version_field": "V", "version_form": "julian"}),
+                "`version_form` must be one of rfc3339, epoch_seconds",
+            ),
+            (
+                json!({"key_field": "Id", "version_field": "V", "required_fields": "A"}),
+                "`required_fields` must be a list",
+            ),
+            (
+                json!({"key_field": "Id", "version_field": "V", "strings_only": "yes"}),
+                "`strings_only` must be true or false",
+            ),
+            (
+                json!({"key_field": "Id", "version_field": "V", "colour": "red"}),
+                "`colour` is not a key",
+            ),
+            (
+                json!({"key_field": "Id", "version_field": "V", "fields": {"A": {"exampel": 1}}}),
+                "`fields.A.exampel` is not a key",
+            ),
         ];
         for (c, expected) in cases {
             let err = Entity::parse(&config(c.clone()), &[]).expect_err(&c.to_string());
             assert!(err.contains(expected), "{c}: {err}");
         }
-        assert!(Entity::parse(&config(json!({"key_field": "Id", "version_field": "V", "mine": 1})), &["mine"]).is_ok());
+        assert!(Entity::parse(
+            &config(json!({"key_field": "Id", "version_field": "V", "mine": 1})),
+            &["mine"]
+        )
+        .is_ok());
     }
 
     #[test]
@@ -425,20 +486,34 @@ mod tests {
         assert_eq!(v(json!("0009")), v(json!(9)));
         assert_eq!(v(json!(9.0)), v(json!(9)));
         assert!(v(json!("123456789012345678901234567890")) > v(json!(MAX_SAFE_INTEGER)));
-        for bad in [json!(-1), json!(1.5), json!(MAX_SAFE_INTEGER + 1), json!(""), json!("1e3"), json!("-1"), json!(true)] {
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!(MAX_SAFE_INTEGER + 1),
+            json!(""),
+            json!("1e3"),
+            json!("-1"),
+            json!(true),
+        ] {
             assert_eq!(v(bad.clone()), None, "{bad}");
         }
         let err = VersionForm::EpochMillis
             .read(&record(json!({"At": "soon"})), "At")
             .expect_err("not a number");
         assert_eq!(err.field, "At");
-        assert!(err.message.starts_with("must be Unix time in milliseconds"), "{err}");
+        assert!(
+            err.message.starts_with("must be Unix time in milliseconds"),
+            "{err}"
+        );
     }
 
     #[test]
     fn rfc3339_versions_compare_by_instant() {
         let form = VersionForm::Rfc3339;
-        assert!(form.parse(&json!("2006-01-02T05:00:00.6Z")) > form.parse(&json!("2006-01-02T15:00:00.5+10:00")));
+        assert!(
+            form.parse(&json!("2006-01-02T05:00:00.6Z"))
+                > form.parse(&json!("2006-01-02T15:00:00.5+10:00"))
+        );
         assert_eq!(form.parse(&json!(5)), None);
     }
 
@@ -446,17 +521,35 @@ mod tests {
     fn check_names_the_field_in_the_order_of_the_old_flat_update() {
         let e = patient();
         let name = |v: Value| e.check(&record(v)).expect_err("invalid").field;
-        assert_eq!(name(json!({"PatientId": "1", "IsPregnant": false, "UpdatedAt": "x"})), "IsPregnant");
-        assert_eq!(name(json!({"PatientId": "", "UpdatedAt": "2006-01-02T05:00:00Z"})), "PatientId");
+        assert_eq!(
+            name(json!({"PatientId": "1", "IsPregnant": false, "UpdatedAt": "x"})),
+            "IsPregnant"
+        );
+        assert_eq!(
+            name(json!({"PatientId": "", "UpdatedAt": "2006-01-02T05:00:00Z"})),
+            "PatientId"
+        );
         assert_eq!(name(json!({"PatientId": "1"})), "UpdatedAt");
         let seq = Entity::parse(
             &config(json!({"key_field": "Id", "version_field": "Rev", "version_form": "sequence", "strings_only": true, "required_fields": ["Name"]})),
             &[],
         )
         .expect("parses");
-        assert!(seq.check(&record(json!({"Id": "1", "Rev": 3, "Name": "A"}))).is_ok());
-        assert_eq!(seq.check(&record(json!({"Id": "1", "Rev": 3}))).expect_err("no name").field, "Name");
-        assert_eq!(seq.check(&record(json!({"Id": "1", "Rev": 3, "Name": 1}))).expect_err("not text").field, "Name");
+        assert!(seq
+            .check(&record(json!({"Id": "1", "Rev": 3, "Name": "A"})))
+            .is_ok());
+        assert_eq!(
+            seq.check(&record(json!({"Id": "1", "Rev": 3})))
+                .expect_err("no name")
+                .field,
+            "Name"
+        );
+        assert_eq!(
+            seq.check(&record(json!({"Id": "1", "Rev": 3, "Name": 1})))
+                .expect_err("not text")
+                .field,
+            "Name"
+        );
     }
 
     #[test]
@@ -465,9 +558,18 @@ mod tests {
         e.fields = config(json!({"PatientId": {"example": "1"}, "FirstName": {"example": "John"}}));
         let schema = e.schema("An update.");
         assert_eq!(schema["required"], json!(["PatientId"]));
-        assert_eq!(schema["properties"]["PatientId"], json!({"type": "string", "minLength": 1, "example": "1"}));
-        assert_eq!(schema["properties"]["FirstName"], json!({"type": "string", "example": "John"}));
-        assert_eq!(schema["properties"]["UpdatedAt"], json!({"type": "string", "format": "date-time"}));
+        assert_eq!(
+            schema["properties"]["PatientId"],
+            json!({"type": "string", "minLength": 1, "example": "1"})
+        );
+        assert_eq!(
+            schema["properties"]["FirstName"],
+            json!({"type": "string", "example": "John"})
+        );
+        assert_eq!(
+            schema["properties"]["UpdatedAt"],
+            json!({"type": "string", "format": "date-time"})
+        );
         assert_eq!(schema["additionalProperties"], json!({"type": "string"}));
     }
 }

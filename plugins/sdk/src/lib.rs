@@ -382,21 +382,22 @@ mod tests {
 
     #[test]
     fn text_entry_points_parse_validate_and_serialise() {
-        let c = run::configure::<MaxN>("{}").expect("no configuration");
+        run::configure::<MaxN>("{}").expect("no configuration");
+        let c = &();
         assert_eq!(
-            run::merge::<MaxN>(&c, r#"{"n":2}"#, Some(r#"{"n":1}"#)),
+            run::merge::<MaxN>(c, r#"{"n":2}"#, Some(r#"{"n":1}"#)),
             run::Wire::Write(r#"{"n":2}"#.into())
         );
         assert!(matches!(
-            run::merge::<MaxN>(&c, r#"{"n":1}"#, Some(r#"{"n":2}"#)),
+            run::merge::<MaxN>(c, r#"{"n":1}"#, Some(r#"{"n":2}"#)),
             run::Wire::Skip(_)
         ));
         assert_eq!(
-            run::merge::<MaxN>(&c, r#"{"n":"x"}"#, None),
+            run::merge::<MaxN>(c, r#"{"n":"x"}"#, None),
             run::Wire::Reject("`n` must be a number".into())
         );
         assert_eq!(
-            run::validate::<MaxN>(&c, "[1]"),
+            run::validate::<MaxN>(c, "[1]"),
             Err(Invalid::body("must be a JSON object"))
         );
     }

@@ -70,10 +70,12 @@ impl<P: Plugin> Native<P> {
 impl<P: Plugin + 'static> Policy for Native<P> {
     fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
         self.faults("validate")?;
-        Ok(run::validate::<P>(&self.config, event).map_err(|e| FieldError {
-            field: e.field,
-            message: e.message,
-        }))
+        Ok(
+            run::validate::<P>(&self.config, event).map_err(|e| FieldError {
+                field: e.field,
+                message: e.message,
+            }),
+        )
     }
 
     fn merge(&self, incoming: &str, stored: Option<&str>) -> Result<Decision, PluginError> {
