@@ -25,6 +25,8 @@ export const Lww = {
   // record whatever order the events arrive in.
   merge(entity, incoming, stored) {
     const [keyField, versionField] = [entity.keyField, entity.versionField];
+    entity.normalize(incoming);
+    if (stored !== null) entity.normalize(stored);
     const version = entity.version(incoming);
     let current = null;
     try {

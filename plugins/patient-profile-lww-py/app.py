@@ -29,6 +29,9 @@ class Lww:
         settled by comparing the serialised records, so every replica converges on the same
         record whatever order the events arrive in."""
         key_field, version_field = entity.key_field, entity.version_field
+        entity.normalize(incoming)
+        if stored is not None:
+            entity.normalize(stored)
         version = entity.version(incoming)
         try:
             current = None if stored is None else entity.version(stored)

@@ -322,6 +322,16 @@ export class Entity {
     return value;
   }
 
+  /** Writes a numeric version given as a JSON number as the whole number it is (as the Rust
+   * SDK's `Entity::normalize`: a tie-break on the text of records then agrees). */
+  normalize(record) {
+    if (this.versionForm === "rfc3339" || !own(record, this.versionField)) return;
+    const value = record[this.versionField];
+    if (typeof value !== "number") return;
+    const parsed = parseVersion(this.versionForm, value);
+    if (parsed !== null) record[this.versionField] = Number(parsed);
+  }
+
   /** An event's shape, as the Rust SDK checks it; returns its version. */
   check(event) {
     if (this.stringsOnly) allStrings(event, this.versionForm !== "rfc3339" ? this.versionField : null);

@@ -228,6 +228,15 @@ describe("configuration", () => {
     assert.throws(() => e.version({ At: "soon" }), (err) => err.field === "At" && err.rule.startsWith("must be Unix time in milliseconds"));
   });
 
+  it("writes a numeric version given as a JSON number as its whole number", () => {
+    const seq = new Entity({ key_field: "Id", version_field: "Rev", version_form: "sequence" });
+    for (const [written, plain] of [[-0, 0], ["0009", "0009"], [1.5, 1.5], [9, 9]]) {
+      const record = { Id: "1", Rev: written };
+      seq.normalize(record);
+      assert.ok(Object.is(record.Rev, plain), String(written));
+    }
+  });
+
   it("checks an event naming the field in the order of flatUpdate", () => {
     const e = new Entity({ key_field: "PatientId", version_field: "UpdatedAt", strings_only: true });
     for (const [event, field] of [

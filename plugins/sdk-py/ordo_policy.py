@@ -296,6 +296,17 @@ class Entity:
                                  f"number up to {MAX_SAFE_INTEGER} or a string of digits")
         return value
 
+    def normalize(self, record: dict) -> None:
+        """Writes a numeric version given as a JSON number as the whole number it is (as the
+        Rust SDK's `Entity::normalize`: a tie-break on the text of records then agrees)."""
+        if self.version_form == "rfc3339":
+            return
+        value = record.get(self.version_field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parsed = parse_version(self.version_form, value)
+            if parsed is not None:
+                record[self.version_field] = int(parsed[1])
+
     def check(self, event: dict):
         """An event's shape, as the Rust SDK checks it; returns its version."""
         if self.strings_only:

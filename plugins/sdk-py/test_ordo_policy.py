@@ -169,6 +169,14 @@ class Configuration(unittest.TestCase):
         self.assertEqual(caught.exception.field, "At")
         self.assertTrue(caught.exception.message.startswith("must be Unix time in milliseconds"))
 
+    def test_a_numeric_version_written_as_a_json_number_is_normalised(self):
+        seq = Entity({"key_field": "Id", "version_field": "Rev", "version_form": "sequence"})
+        for written, plain in [(9.0, 9), (1000.0, 1000), (-0.0, 0), ("0009", "0009"), (1.5, 1.5)]:
+            record = {"Id": "1", "Rev": written}
+            seq.normalize(record)
+            self.assertEqual(record["Rev"], plain)
+            self.assertEqual(type(record["Rev"]), type(plain))
+
     def test_check_names_the_field_in_the_order_of_flat_update(self):
         e = Entity({"key_field": "PatientId", "version_field": "UpdatedAt", "strings_only": True})
         cases = [

@@ -34,8 +34,13 @@ impl Plugin for Lww {
     /// The newer event replaces the whole record. Equal versions with different bodies are
     /// settled by comparing the serialised records, so every replica converges on the same
     /// record whatever order the events arrive in.
-    fn merge(entity: &Entity, incoming: Record, stored: Option<Record>) -> Decision {
+    fn merge(entity: &Entity, mut incoming: Record, stored: Option<Record>) -> Decision {
         let (key_field, version_field) = (&entity.key_field, &entity.version_field);
+        entity.normalize(&mut incoming);
+        let stored = stored.map(|mut s| {
+            entity.normalize(&mut s);
+            s
+        });
         let version = match entity.version(&incoming) {
             Ok(v) => v,
             Err(e) => return Decision::Reject(e.to_string()),

@@ -329,6 +329,23 @@ impl Entity {
         self.version_form.read(record, &self.version_field)
     }
 
+    /// Writes a numeric version given as a JSON number as the whole number it is (`9.0`,
+    /// `1e3` and `-0` become `9`, `1000` and `0`). Each language's parser keeps such a
+    /// number its own way (serde_json as `9.0`, JavaScript as `9`), so a tie-break on the
+    /// text of records would differ between them; written plainly, it cannot.
+    pub fn normalize(&self, record: &mut Record) {
+        if self.version_form == VersionForm::Rfc3339 {
+            return;
+        }
+        if let Some(value @ Value::Number(_)) = record.get_mut(&self.version_field) {
+            if let Some(Version::Number(digits)) = self.version_form.parse(value) {
+                if let Ok(n) = digits.parse::<u64>() {
+                    *value = Value::from(n);
+                }
+            }
+        }
+    }
+
     /// The JSON Schema of an event: the key, the version of its form, the required fields,
     /// and the `fields` documented. `description` is the default when the configuration
     /// gives none.
@@ -504,6 +521,33 @@ mod tests {
         assert!(
             err.message.starts_with("must be Unix time in milliseconds"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_numeric_version_written_as_a_json_number_is_normalised() {
+        let seq = Entity::parse(
+            &config(json!({"key_field": "Id", "version_field": "Rev", "version_form": "sequence"})),
+            &[],
+        )
+        .expect("parses");
+        for (written, plain) in [
+            (json!(9.0), json!(9)),
+            (json!(1e3), json!(1000)),
+            (json!(-0.0), json!(0)),
+            (json!("0009"), json!("0009")),
+            (json!(1.5), json!(1.5)),
+        ] {
+            let mut r = record(json!({"Id": "1", "Rev": written.clone()}));
+            seq.normalize(&mut r);
+            assert_eq!(r["Rev"], plain, "{written}");
+        }
+        let mut r = record(json!({"Id": "1", "Rev": 9.0}));
+        patient().normalize(&mut r);
+        assert_eq!(
+            r["Rev"],
+            json!(9.0),
+            "an RFC 3339 pipeline's fields are left alone"
         );
     }
 
