@@ -325,8 +325,19 @@ impl Reloader {
                     ReloadOutcome::Refused,
                     Some(super::bounded(&source.to_string(), super::MAX_REASON)),
                 );
-                error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(), error = %source,
-                    "New plugin refused; the old one keeps serving.");
+                // A refused configuration's reason is the plugin's text (it may quote the
+                // configuration): the log names the kind, the reload's answer and the
+                // pipeline's status carry the reason.
+                match &source {
+                    PluginError::Config { .. } => {
+                        error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(),
+                        error = source.kind(), "New plugin refused; the old one keeps serving.")
+                    }
+                    _ => {
+                        error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(), error = %source,
+                        "New plugin refused; the old one keeps serving.")
+                    }
+                }
                 return Err(ReloadError::Refused {
                     pipeline: slot.pipeline.clone(),
                     source,

@@ -36,10 +36,15 @@ pub fn patient_config() -> String {
     std::fs::read_to_string(patient_config_file()).expect("the patient profile's configuration")
 }
 
-/// The patient profile's `plugin_config` ([`patient_config`]) as one line of a pipelines file.
+/// The patient profile's `plugin_config` ([`patient_config`]) as one line of a pipelines file,
+/// without its `description`: `/docs` then shows the plugin's own, which tells the plugin in
+/// force (a swap test reads it).
 pub fn patient_plugin_config() -> String {
-    let config: serde_json::Value =
+    let mut config: serde_json::Value =
         serde_json::from_str(&patient_config()).expect("the configuration is JSON");
+    if let Some(config) = config.as_object_mut() {
+        config.remove("description");
+    }
     format!("plugin_config = {}", inline_toml(&config))
 }
 
