@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 
 pub mod entity;
+mod version;
 
 use chrono::Timelike as _;
 pub use chrono::{DateTime, FixedOffset};
