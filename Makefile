@@ -17,7 +17,7 @@ export AWS_ENDPOINT_URL ?= http://127.0.0.1:4566
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export PATH := $(ORDO_CACHE)/venv/bin:$(PATH)
 
-PLUGINS := patient-profile-lww patient-profile-field-merge hostile backdoor
+PLUGINS := patient-profile-lww patient-profile-field-merge hostile backdoor legacy-lww
 PLUGIN_DIR := plugins/build
 # Plugins in Python: each folder plugins/<name>-py/ holds app.py (see plugins/README.md).
 PY_PLUGINS := patient-profile-lww

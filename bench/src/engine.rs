@@ -22,6 +22,15 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 /// The route every benchmark pipeline serves.
 pub const ROUTE: &str = "/patientprofile";
 
+/// The patient profile's `plugin_config` as JSON text, as `pipelines.toml` gives it.
+pub fn patient_config() -> String {
+    serde_json::Value::Object(patient_profile_lww::policy::patient_profile()).to_string()
+}
+
+/// The patient profile's `plugin_config` as one line of a pipelines file (the keys that
+/// decide; the schema help left out).
+pub const PATIENT_PLUGIN_CONFIG: &str = r#"plugin_config = { key_field = "PatientId", version_field = "UpdatedAt", strings_only = true }"#;
+
 /// The built plugins' directory (`make plugins`).
 pub fn plugins_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build")
@@ -36,6 +45,7 @@ pub fn policy(file: &str) -> anyhow::Result<PolicyHandle> {
         capabilities: Capabilities::default(),
         self_test: None,
         key_field: "PatientId".into(),
+        config: patient_config(),
     };
     Ok(PolicyHandle::new(Arc::new(load_checked(&spec)?)))
 }

@@ -34,6 +34,8 @@ fn plugin_test_prints_each_decision_and_the_final_records() {
     let (ok, out) = ordo(&[
         "plugin",
         "test",
+        "--config-file",
+        &path(&common::patient_config_file()),
         &path(&common::field_merge_plugin()),
         &path(&sample("partial-updates.jsonl")),
     ]);
@@ -71,6 +73,8 @@ fn the_shipped_plugins_pass_the_shipped_self_test() {
         let (ok, out) = ordo(&[
             "plugin",
             "test",
+            "--config-file",
+            &path(&common::patient_config_file()),
             &path(&plugin),
             &path(&sample("patient-profile.selftest.jsonl")),
         ]);
@@ -128,6 +132,8 @@ fn plugin_test_reports_the_costliest_call_and_keeps_the_compiled_plugin() {
             "test",
             "--plugin-cache",
             &path(&dir),
+            "--config-file",
+            &path(&common::patient_config_file()),
             &path(&common::lww_plugin()),
             &path(&sample("patient-profile.selftest.jsonl")),
         ])
@@ -172,6 +178,8 @@ fn a_cache_directory_others_may_write_is_not_used() {
         "test",
         "--plugin-cache",
         &path(cache.path()),
+        "--config-file",
+        &path(&common::patient_config_file()),
         &path(&common::lww_plugin()),
         &path(&sample("patient-profile.selftest.jsonl")),
     ]);
@@ -181,4 +189,56 @@ fn a_cache_directory_others_may_write_is_not_used() {
         0,
         "nothing kept"
     );
+}
+
+#[test]
+fn plugin_test_configures_the_plugin_and_names_a_refused_configuration() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events = dir.path().join("practitioners.jsonl");
+    std::fs::write(
+        &events,
+        concat!(
+            r#"{"event": {"PractitionerId": "7", "Name": "Bea", "Revision": "10"}, "expect": "write"}"#,
+            "\n",
+            r#"{"event": {"PractitionerId": "7", "Name": "Ann", "Revision": 9}, "expect": "skip"}"#,
+            "\n",
+            r#"{"event": {"PractitionerId": "7", "Revision": 11}, "expect": "invalid"}"#,
+            "\n",
+        ),
+    )
+    .expect("write events");
+    let practitioner = r#"{"key_field": "PractitionerId", "version_field": "Revision", "version_form": "sequence", "required_fields": ["Name"]}"#;
+    let (ok, out) = ordo(&[
+        "plugin",
+        "test",
+        "--config",
+        practitioner,
+        &path(&common::lww_plugin()),
+        &path(&events),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("3 events, 0 failed expectations"), "{out}");
+
+    let (ok, out) = ordo(&[
+        "plugin",
+        "test",
+        "--config",
+        r#"{"key_field": "PractitionerId", "version_field": "Revision", "version_form": "julian"}"#,
+        &path(&common::lww_plugin()),
+        &path(&events),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("refuses its plugin_config: `version_form` must be one of"),
+        "{out}"
+    );
+    // Without a configuration the generic plugin has no key field to work with.
+    let (ok, out) = ordo(&[
+        "plugin",
+        "test",
+        &path(&common::lww_plugin()),
+        &path(&events),
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("`key_field` is required"), "{out}");
 }

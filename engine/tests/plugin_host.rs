@@ -13,8 +13,11 @@ const OLD: &str =
     r#"{"PatientId":"1","IsPregnant":"False","UpdatedAt":"2006-01-02T15:00:00+10:00"}"#;
 const NEW: &str = r#"{"PatientId":"1","IsPregnant":"True","UpdatedAt":"2006-01-02T05:00:00.5Z"}"#;
 
+/// The built plugin at `path`, configured for the patient profile (the hostile plugin takes
+/// any configuration).
 fn load(path: &std::path::Path, limits: Limits, caps: Capabilities) -> WasmPolicy {
-    WasmPolicy::load(path, limits, caps).expect("the built plugin loads")
+    WasmPolicy::load_configured(path, limits, caps, &common::patient_config())
+        .expect("the built plugin loads")
 }
 
 fn plugin() -> WasmPolicy {

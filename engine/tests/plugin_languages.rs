@@ -18,10 +18,11 @@ const CASES: usize = 3_000;
 
 fn load(name: &str) -> WasmPolicy {
     let started = Instant::now();
-    let policy = WasmPolicy::load(
+    let policy = WasmPolicy::load_configured(
         &common::built_plugin(name),
         Limits::default(),
         Capabilities::default(),
+        &common::patient_config(),
     )
     .unwrap_or_else(|e| panic!("{name} loads under the default sandbox: {e}"));
     println!("{name}: loaded in {:?}", started.elapsed());
@@ -300,6 +301,76 @@ fn decides_as_the_rust_policy(name: &str) {
     assert!(writes > 100 && skips > 50 && rejects > 100 && invalid > 100);
 }
 
+/// Versions of the numeric forms, as JSON text: whole numbers every way they can be written,
+/// at the edge of a double's integers, and what is not one.
+const NUMBERS: &[&str] = &[
+    "0",
+    "9",
+    "10",
+    "\"10\"",
+    "\"0009\"",
+    "9.0",
+    "1e3",
+    "-0",
+    "-1",
+    "1.5",
+    "9007199254740991",
+    "9007199254740992",
+    "\"9007199254740993\"",
+    "\"123456789012345678901234567890\"",
+    "\"\"",
+    "\"1e3\"",
+    "\"-1\"",
+    "true",
+    "null",
+    "\"\u{663}\"",
+    "[1]",
+];
+
+/// The same file configured for another entity (a sequence-numbered practitioner, as in
+/// `pipelines.toml`'s commented example): every language decides alike over numeric versions.
+#[test]
+fn every_language_decides_alike_for_an_entity_with_a_numeric_version() {
+    let config = r#"{"key_field": "PractitionerId", "version_field": "Revision", "version_form": "sequence", "required_fields": ["Name"], "strings_only": true}"#;
+    let configured = |name: &str| {
+        WasmPolicy::load_configured(
+            &common::built_plugin(name),
+            Limits::default(),
+            Capabilities::default(),
+            config,
+        )
+        .unwrap_or_else(|e| panic!("{name} takes the configuration: {e}"))
+    };
+    let rust = configured("patient_profile_lww");
+    let event =
+        |revision: &str| format!(r#"{{"PractitionerId":"7","Name":"Ann","Revision":{revision}}}"#);
+    for other in ["patient_profile_lww_py", "patient_profile_lww_js"] {
+        let other = configured(other);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&rust.schema().expect("schema")).ok(),
+            serde_json::from_str::<serde_json::Value>(&other.schema().expect("schema")).ok(),
+            "the same JSON Schema"
+        );
+        let mut tally = Tally::default();
+        for incoming in NUMBERS {
+            compare(&rust, &other, &event(incoming), None, &mut tally);
+            for stored in NUMBERS {
+                compare(
+                    &rust,
+                    &other,
+                    &event(incoming),
+                    Some(&event(stored)),
+                    &mut tally,
+                );
+            }
+        }
+        assert!(
+            tally.writes > 50 && tally.skips > 50 && tally.rejects > 50,
+            "every outcome is reached"
+        );
+    }
+}
+
 #[test]
 fn the_python_policy_passes_the_rust_policys_self_test() {
     passes_the_rust_policys_self_test("patient_profile_lww_py");
@@ -317,6 +388,8 @@ fn passes_the_rust_policys_self_test(name: &str) {
         .args(["plugin", "test"])
         .arg(common::built_plugin(name))
         .arg(&samples)
+        .arg("--config-file")
+        .arg(common::patient_config_file())
         .output()
         .expect("ordo plugin test");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -254,3 +254,33 @@ async fn the_admin_token_from_the_environment_guards_the_admin_endpoints_and_sta
         engine.log()
     );
 }
+
+#[tokio::test]
+async fn a_swap_to_a_plugin_refusing_the_pipelines_configuration_is_refused_with_its_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = own_plugin(&dir);
+    let engine = Engine::builder(Names::unique("refuse-config"))
+        .plugin(&plugin)
+        .start();
+    let lww = id_of(&common::lww_plugin());
+    // A plugin built against ordo:plugin@0.1.0 takes no configuration, and this pipeline has
+    // one: the swap is refused, with the reason in the pipeline's status, not in the log.
+    install(&common::built_plugin("legacy_lww"), &plugin);
+    wait_refusals(&engine, 1).await;
+    let (_, listed) = engine.get_json("/admin/pipelines").await;
+    assert_eq!(listed[0]["plugin"], lww.as_str(), "{listed}");
+    let detail = listed[0]["last_reload"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.contains("refuses its plugin_config")
+            && detail.contains("implements ordo:plugin@0.1.0, which takes no configuration"),
+        "{listed}"
+    );
+    let log = engine.log();
+    assert!(log.contains("config-refused"), "{log}");
+    assert!(!log.contains("which takes no configuration"), "{log}");
+    // The plugin in force still serves, configured.
+    let record = full_then_partial(&engine, "refuse-config-1").await;
+    assert_eq!(record["Ordo"]["plugin"], lww.as_str());
+}

@@ -3,13 +3,19 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 
-import { Reject, Skip, Write, mergeText } from "../sdk-js/ordo_policy.js";
+import { ConfigError, Reject, Skip, Write, configureText, mergeText, validateText } from "../sdk-js/ordo_policy.js";
 import { Lww } from "./app.js";
+
+const PATIENT = configureText(Lww, JSON.stringify({ key_field: "PatientId", version_field: "UpdatedAt", strings_only: true }));
+const PRACTITIONER = configureText(
+  Lww,
+  JSON.stringify({ key_field: "PractitionerId", version_field: "Revision", version_form: "sequence", required_fields: ["Name"] }),
+);
 
 const EVENT1 = '{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"False","UpdatedAt":"2006-01-02T15:00:00.000000000+10:00"}';
 const EVENT2 = '{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"True","UpdatedAt":"2006-01-02T15:00:00.500000000+10:00"}';
 
-const merge = (incoming, stored) => mergeText(Lww, incoming, stored);
+const merge = (incoming, stored, config = PATIENT) => mergeText(Lww, config, incoming, stored);
 
 it("writes the newer, skips the older, writes the first", () => {
   assert.ok(merge(EVENT2, EVENT1) instanceof Write);
@@ -39,4 +45,16 @@ it("rejects a different key", () => {
 
 it("replaces a stored record without a version", () => {
   assert.ok(merge(EVENT1, '{"PatientId":"1"}') instanceof Write);
+});
+
+it("merges another entity by its own key and sequence", () => {
+  const r9 = '{"PractitionerId":"7","Name":"Ann","Revision":9}';
+  const r10 = '{"PractitionerId":"7","Name":"Bea","Revision":"10"}';
+  assert.ok(merge(r10, r9, PRACTITIONER) instanceof Write);
+  assert.ok(merge(r9, r10, PRACTITIONER) instanceof Skip);
+  assert.throws(() => validateText(Lww, PRACTITIONER, '{"PractitionerId":"7","Revision":1}'), (e) => e.field === "Name");
+});
+
+it("refuses a configuration without its key field", () => {
+  assert.throws(() => configureText(Lww, "{}"), (e) => e instanceof ConfigError && e.message.includes("`key_field` is required"));
 });

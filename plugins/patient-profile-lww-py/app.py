@@ -1,56 +1,54 @@
-"""Ordo policy plugin for patient profiles, in Python: whole-record last-writer-wins on the
-instant of `UpdatedAt`. The same rule as `plugins/patient-profile-lww` (Rust), decision for
-decision: built by `make plugins` into `plugins/build/patient_profile_lww_py.wasm`."""
-from ordo_policy import Reject, Skip, Write, canonical, component, flat_update, timestamp
+"""Ordo policy plugin in Python: whole-record last-writer-wins for any entity, its key,
+version and version form set by the pipeline's `plugin_config` (`ordo_policy.Entity`; named
+for the patient profile, its first user). The same rule as `plugins/patient-profile-lww`
+(Rust), decision for decision: built by `make plugins` into
+`plugins/build/patient_profile_lww_py.wasm`."""
+import json
 
-KEY_FIELD = "PatientId"
-VERSION_FIELD = "UpdatedAt"
+from ordo_policy import Entity, Reject, Skip, Write, canonical, component
 
-SCHEMA = """{
-  "type": "object",
-  "description": "A patient profile update. Every field is a string.",
-  "required": ["PatientId"],
-  "properties": {
-    "PatientId": {"type": "string", "minLength": 1, "description": "The patient's id; the Kafka key and the table's partition key.", "example": "1"},
-    "FirstName": {"type": "string", "example": "John"},
-    "LastName": {"type": "string", "example": "Doe"},
-    "IsPregnant": {"type": "string", "example": "False"},
-    "Sex": {"type": "string", "example": "Female"},
-    "UpdatedAt": {"type": "string", "format": "date-time", "description": "When the profile changed (RFC 3339, any offset). Stamped with the time of receipt when absent.", "example": "2006-01-02T15:00:00.5+10:00"}
-  },
-  "additionalProperties": {"type": "string"}
-}"""
+DESCRIPTION = "An update of one record, which replaces the record when its version is newer."
 
 
 class Lww:
-    SCHEMA = SCHEMA
+    @staticmethod
+    def configure(config):
+        return Entity(config)
 
     @staticmethod
-    def validate(event):
-        flat_update(event, KEY_FIELD, VERSION_FIELD)
+    def schema(entity):
+        return json.dumps(entity.schema(DESCRIPTION))
 
     @staticmethod
-    def merge(incoming, stored):
-        """The newer event replaces the whole record. Equal instants with different bodies are
+    def validate(entity, event):
+        entity.check(event)
+
+    @staticmethod
+    def merge(entity, incoming, stored):
+        """The newer event replaces the whole record. Equal versions with different bodies are
         settled by comparing the serialised records, so every replica converges on the same
         record whatever order the events arrive in."""
-        version = timestamp(incoming, VERSION_FIELD)
+        key_field, version_field = entity.key_field, entity.version_field
+        entity.normalize(incoming)
+        if stored is not None:
+            entity.normalize(stored)
+        version = entity.version(incoming)
         try:
-            current = None if stored is None else timestamp(stored, VERSION_FIELD)
+            current = None if stored is None else entity.version(stored)
         except Exception:
             current = None
         # A stored record without a readable version cannot be ordered: the valid event wins.
         if current is None:
             return Write(incoming)
-        if incoming.get(KEY_FIELD) != stored.get(KEY_FIELD):
-            return Reject(f"{KEY_FIELD} differs from the stored record's")
+        if incoming.get(key_field) != stored.get(key_field):
+            return Reject(f"{key_field} differs from the stored record's")
         if version > current:
             return Write(incoming)
         if version < current:
-            return Skip(f"stale: {VERSION_FIELD} is older than the stored record's")
+            return Skip(f"stale: {version_field} is older than the stored record's")
         if canonical(incoming) > canonical(stored):
             return Write(incoming)
-        return Skip(f"{VERSION_FIELD} equals the stored record's and the stored record wins the tie")
+        return Skip(f"{version_field} equals the stored record's and the stored record wins the tie")
 
 
 Policy = component(Lww)

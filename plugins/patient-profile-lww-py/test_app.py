@@ -1,16 +1,25 @@
 """The Python last-writer-wins rule under a plain CPython (its decisions against the Rust
 plugin's, over generated events, are in engine/tests/plugin_languages.rs)."""
+import json
 import unittest
 
 from app import Lww
-from ordo_policy import Reject, Skip, Write, merge_text
+from ordo_policy import ConfigError, Invalid, Reject, Skip, Write, configure_text, merge_text, validate_text
+
+PATIENT = configure_text(Lww, json.dumps({
+    "key_field": "PatientId", "version_field": "UpdatedAt", "strings_only": True,
+}))
+PRACTITIONER = configure_text(Lww, json.dumps({
+    "key_field": "PractitionerId", "version_field": "Revision", "version_form": "sequence",
+    "required_fields": ["Name"],
+}))
 
 EVENT1 = '{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"False","UpdatedAt":"2006-01-02T15:00:00.000000000+10:00"}'
 EVENT2 = '{"PatientId":"1","FirstName":"John","LastName":"Doe","IsPregnant":"True","UpdatedAt":"2006-01-02T15:00:00.500000000+10:00"}'
 
 
-def merge(incoming, stored):
-    return merge_text(Lww, incoming, stored)
+def merge(incoming, stored, config=PATIENT):
+    return merge_text(Lww, config, incoming, stored)
 
 
 class LastWriterWins(unittest.TestCase):
@@ -37,6 +46,22 @@ class LastWriterWins(unittest.TestCase):
 
     def test_a_stored_record_without_a_version_is_replaced(self):
         self.assertIsInstance(merge(EVENT1, '{"PatientId":"1"}'), Write)
+
+
+class AnotherEntity(unittest.TestCase):
+    def test_it_merges_by_its_own_key_and_sequence(self):
+        r9 = '{"PractitionerId":"7","Name":"Ann","Revision":9}'
+        r10 = '{"PractitionerId":"7","Name":"Bea","Revision":"10"}'
+        self.assertIsInstance(merge(r10, r9, PRACTITIONER), Write)
+        self.assertIsInstance(merge(r9, r10, PRACTITIONER), Skip)
+        with self.assertRaises(Invalid) as caught:
+            validate_text(Lww, PRACTITIONER, '{"PractitionerId":"7","Revision":1}')
+        self.assertEqual(caught.exception.field, "Name")
+
+    def test_a_configuration_without_its_key_field_is_refused(self):
+        with self.assertRaises(ConfigError) as caught:
+            configure_text(Lww, "{}")
+        self.assertIn("`key_field` is required", str(caught.exception))
 
 
 if __name__ == "__main__":

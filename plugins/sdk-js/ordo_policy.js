@@ -1,12 +1,15 @@
 // The JavaScript side of Ordo's plugin SDK: write a policy as an object, export it as a
 // component.
 //
-// A policy has three members, the same as the Rust SDK's `Plugin` trait:
+// A policy has four members, the same as the Rust SDK's `Plugin` trait:
 //
 //     const Lww = {
-//       SCHEMA: '{"type": "object", ...}',          // JSON Schema of an event body
-//       validate(event) { ... },                    // throw new Invalid(field, message)
-//       merge(incoming, stored) { ... },            // return new Write(record) | Skip | Reject
+//       configure(config) { ... },                  // the pipeline's plugin_config ({} when
+//                                                   // none): what it returns is handed to the
+//                                                   // others; throw new ConfigError(reason)
+//       schema(config) { ... },                     // JSON Schema of an event body, as text
+//       validate(config, event) { ... },            // throw new Invalid(field, message)
+//       merge(config, incoming, stored) { ... },    // return new Write(record) | Skip | Reject
 //     };
 //     export const policy = component(Lww);
 //
@@ -19,7 +22,10 @@
 // 127), runs `validate` before `merge` (an invalid event is rejected naming its field),
 // serialises the record written (compact, keys sorted by code point: the Rust SDK's text, so a
 // tie-break on the text agrees across languages), and turns an exception thrown by the policy
-// into a reject with its name and message rather than a trap.
+// into a reject with its name and message rather than a trap. `configure` runs once per
+// instance (the engine calls it before anything else) and its result is kept for every call.
+// `Entity` reads the configuration of a generic entity policy (key, version and its form,
+// required fields, schema help) with the Rust SDK's keys, rules and messages.
 //
 // An event or a stored record is an object without a prototype, so `record.constructor` or
 // `"toString" in record` see only its own fields (objects nested in it are plain objects:
@@ -41,6 +47,14 @@ export class Invalid extends Error {
   /** The body as a whole is wrong. */
   static body(message) {
     return new Invalid("", message);
+  }
+}
+
+/** Why a configuration is refused: the text the engine shows (name the key at fault). */
+export class ConfigError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "ConfigError";
   }
 }
 
@@ -113,11 +127,13 @@ function sortedKeys(record) {
   return HIGH.test(keys.join("")) ? keys.sort(compareText) : keys.sort();
 }
 
-/** Every field is a string; the error names the first that is not, in key order (as the Rust
- * SDK, whose records keep their keys sorted). */
-export function allStrings(record) {
+/** Every field (but `exceptField`) is a string; the error names the first that is not, in key
+ * order (as the Rust SDK, whose records keep their keys sorted). */
+export function allStrings(record, exceptField = null) {
   for (const name of sortedKeys(record)) {
-    if (typeof record[name] !== "string") throw new Invalid(name, "must be a string");
+    if (typeof record[name] !== "string" && name !== exceptField) {
+      throw new Invalid(name, "must be a string");
+    }
   }
 }
 
@@ -191,6 +207,175 @@ export function flatUpdate(event, keyField, versionField) {
   allStrings(event);
   nonEmpty(event, keyField);
   return timestamp(event, versionField);
+}
+
+/** The largest whole number a version may be as a JSON number (a double beyond it loses
+ * units: write larger versions as strings of digits). */
+export const MAX_SAFE_INTEGER = Number.MAX_SAFE_INTEGER;
+
+/** Every version form, by its name in the configuration, with what it is for messages. */
+export const VERSION_FORMS = {
+  rfc3339: "an RFC 3339 timestamp",
+  epoch_seconds: "Unix time in seconds",
+  epoch_millis: "Unix time in milliseconds",
+  epoch_micros: "Unix time in microseconds",
+  epoch_nanos: "Unix time in nanoseconds",
+  sequence: "a sequence number",
+};
+const DIGITS = /^[0-9]+$/;
+const ENTITY_KEYS = ["key_field", "version_field", "version_form", "required_fields", "strings_only", "description", "fields"];
+
+/** The version `value` holds in `form`, as something `compareVersions` orders (a BigInt of
+ * nanoseconds for rfc3339, the digits without leading zeros for a whole number), or null. */
+export function parseVersion(form, value) {
+  if (form === "rfc3339") return typeof value === "string" ? parseTimestamp(value) : null;
+  if (typeof value === "string") {
+    if (!DIGITS.test(value)) return null;
+    return value.replace(/^0+/, "") || "0";
+  }
+  if (typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_SAFE_INTEGER) {
+    return String(value === 0 ? 0 : value);
+  }
+  return null;
+}
+
+/** Orders two versions of one form: negative, zero or positive. */
+export function compareVersions(a, b) {
+  if (typeof a === "bigint") return a < b ? -1 : a > b ? 1 : 0;
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+const wrong = (key, rule) => new ConfigError(`\`${key}\` ${rule}`);
+
+/** A generic entity policy's configuration, read from a plugin_config as the Rust SDK's
+ * `entity::Entity` reads it: `key_field` and `version_field` (required), `version_form`
+ * (rfc3339 by default; epoch_seconds, epoch_millis, epoch_micros, epoch_nanos, sequence),
+ * `required_fields`, `strings_only`, `description`, and `fields` (per field, `description`
+ * and `example` for the schema). `also` names keys the plugin reads itself. */
+export class Entity {
+  constructor(config, also = []) {
+    const known = [...ENTITY_KEYS, ...also];
+    for (const key of Object.keys(config)) {
+      if (!known.includes(key)) throw wrong(key, `is not a key this plugin knows (it knows ${known.join(", ")})`);
+    }
+    const text = (key) => {
+      if (!own(config, key)) return null;
+      if (typeof config[key] !== "string") throw wrong(key, "must be a string");
+      return config[key];
+    };
+    const field = (key) => {
+      const value = text(key);
+      if (value === null) throw wrong(key, "is required");
+      if (value === "") throw wrong(key, "must not be empty");
+      return value;
+    };
+    this.keyField = field("key_field");
+    this.versionField = field("version_field");
+    if (this.versionField === this.keyField) throw wrong("version_field", "must differ from key_field");
+    const form = text("version_form") ?? "rfc3339";
+    if (!own(VERSION_FORMS, form)) {
+      throw wrong("version_form", `must be one of ${Object.keys(VERSION_FORMS).join(", ")}`);
+    }
+    this.versionForm = form;
+    const required = own(config, "required_fields") ? config.required_fields : [];
+    if (!Array.isArray(required) || !required.every((r) => typeof r === "string" && r !== "")) {
+      throw wrong("required_fields", "must be a list of field names");
+    }
+    this.requiredFields = [...required];
+    const stringsOnly = own(config, "strings_only") ? config.strings_only : false;
+    if (typeof stringsOnly !== "boolean") throw wrong("strings_only", "must be true or false");
+    this.stringsOnly = stringsOnly;
+    this.description = text("description");
+    const fields = own(config, "fields") ? config.fields : {};
+    if (fields === null || typeof fields !== "object" || Array.isArray(fields)) {
+      throw wrong("fields", "must be a table of fields");
+    }
+    for (const [name, doc] of Object.entries(fields)) {
+      if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+        throw wrong(`fields.${name}`, "must be a table of `description` and `example`");
+      }
+      for (const [key, value] of Object.entries(doc)) {
+        if (key === "description" && typeof value !== "string") {
+          throw wrong(`fields.${name}.description`, "must be a string");
+        }
+        if (key !== "description" && key !== "example") {
+          throw wrong(`fields.${name}.${key}`, "is not a key this plugin knows (it knows description, example)");
+        }
+      }
+    }
+    this.fields = fields;
+  }
+
+  /** The version `record` holds (see `parseVersion`); an error names the field. */
+  version(record) {
+    const [field, form] = [this.versionField, this.versionForm];
+    if (form === "rfc3339") return timestamp(record, field);
+    if (!own(record, field)) throw new Invalid(field, "is required");
+    const value = parseVersion(form, record[field]);
+    if (value === null) {
+      throw new Invalid(
+        field,
+        `must be ${VERSION_FORMS[form]}: a whole number, as a JSON number up to ${MAX_SAFE_INTEGER} or a string of digits`,
+      );
+    }
+    return value;
+  }
+
+  /** Writes a numeric version given as a JSON number as the whole number it is (as the Rust
+   * SDK's `Entity::normalize`: a tie-break on the text of records then agrees). */
+  normalize(record) {
+    if (this.versionForm === "rfc3339" || !own(record, this.versionField)) return;
+    const value = record[this.versionField];
+    if (typeof value !== "number") return;
+    const parsed = parseVersion(this.versionForm, value);
+    if (parsed !== null) record[this.versionField] = Number(parsed);
+  }
+
+  /** An event's shape, as the Rust SDK checks it; returns its version. */
+  check(event) {
+    if (this.stringsOnly) allStrings(event, this.versionForm !== "rfc3339" ? this.versionField : null);
+    nonEmpty(event, this.keyField);
+    const version = this.version(event);
+    for (const name of this.requiredFields) {
+      if (!own(event, name)) throw new Invalid(name, "is required");
+    }
+    return version;
+  }
+
+  /** The JSON Schema of an event, as the Rust SDK makes it. */
+  schema(description) {
+    const properties = {};
+    const prop = (name, schema) => {
+      properties[name] = { ...schema, ...(own(this.fields, name) ? this.fields[name] : {}) };
+    };
+    prop(this.keyField, { type: "string", minLength: 1 });
+    prop(
+      this.versionField,
+      this.versionForm === "rfc3339"
+        ? { type: "string", format: "date-time" }
+        : {
+            oneOf: [
+              { type: "integer", minimum: 0, maximum: MAX_SAFE_INTEGER },
+              { type: "string", pattern: "^[0-9]+$" },
+            ],
+          },
+    );
+    for (const name of [...this.requiredFields, ...Object.keys(this.fields)]) {
+      if (name !== this.keyField && name !== this.versionField) prop(name, this.stringsOnly ? { type: "string" } : {});
+    }
+    const required = [this.keyField];
+    if (this.versionForm !== "rfc3339") required.push(this.versionField);
+    for (const name of this.requiredFields) if (!required.includes(name)) required.push(name);
+    const schema = {
+      type: "object",
+      description: this.description ?? description,
+      required,
+      properties,
+    };
+    if (this.stringsOnly) schema.additionalProperties = { type: "string" };
+    return schema;
+  }
 }
 
 /** A record as the engine is handed it: compact JSON, keys sorted by code point, non-ASCII
@@ -280,18 +465,38 @@ function describe(thrown) {
 
 const text = (reason) => (typeof reason === "string" ? reason : describe(reason));
 
-/** Parses `event` and validates it with `policy`; throws `Invalid`. */
-export function validateText(policy, event) {
-  policy.validate(object(event));
+/** Parses the configuration (JSON text) and hands it to `policy.configure`; throws
+ * `ConfigError`, also for a failure of the policy's own. */
+export function configureText(policy, config) {
+  let value;
+  try {
+    value = JSON.parse(config);
+  } catch {
+    value = null;
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new ConfigError("plugin_config must be a JSON object");
+  }
+  try {
+    return policy.configure(Object.assign(Object.create(null), value));
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(`the policy failed: ${describe(e)}`);
+  }
+}
+
+/** Parses `event` and validates it with `policy` under `config`; throws `Invalid`. */
+export function validateText(policy, config, event) {
+  policy.validate(config, object(event));
 }
 
 /** Parses and validates `incoming`, parses `stored` (null or undefined when the key is new),
- * merges: a decision whose record (for a write) is already serialised. */
-export function mergeText(policy, incoming, stored) {
+ * merges under `config`: a decision whose record (for a write) is already serialised. */
+export function mergeText(policy, config, incoming, stored) {
   let event;
   try {
     event = object(incoming);
-    policy.validate(event);
+    policy.validate(config, event);
   } catch (e) {
     if (e instanceof Invalid) return new Reject(e.message);
     return new Reject(`the policy failed: ${describe(e)}`);
@@ -306,7 +511,7 @@ export function mergeText(policy, incoming, stored) {
   }
   let decision;
   try {
-    decision = policy.merge(event, held);
+    decision = policy.merge(config, event, held);
   } catch (e) {
     // A bug in the policy refuses this event, not the engine.
     return new Reject(`the policy failed: ${describe(e)}`);
@@ -324,23 +529,57 @@ export function mergeText(policy, incoming, stored) {
 
 /** The export componentize-js binds to the WIT interface `policy`, running `policy`. */
 export function component(policy) {
+  // This instance's configuration, set by `configure` (the engine calls it first); a host
+  // that never does gets the policy as `{}` configures it.
+  let held;
+  let configured = false;
+  const config = () => {
+    if (!configured) {
+      try {
+        held = configureText(policy, "{}");
+      } catch (e) {
+        throw new ConfigError(`the plugin was not configured: ${e.message}`);
+      }
+      configured = true;
+    }
+    return held;
+  };
   return {
+    configure(text) {
+      if (configured) throw "the plugin was configured already";
+      try {
+        held = configureText(policy, text);
+      } catch (e) {
+        throw e instanceof ConfigError ? e.message : describe(e);
+      }
+      configured = true;
+    },
     validate(event) {
       try {
-        validateText(policy, event);
+        validateText(policy, config(), event);
       } catch (e) {
+        if (e instanceof ConfigError) throw { field: "", message: e.message };
         if (e instanceof Invalid) throw { field: e.field, message: e.rule };
         throw { field: "", message: `the policy failed: ${describe(e)}` };
       }
     },
     merge(incoming, stored) {
-      const decision = mergeText(policy, incoming, stored);
+      let decision;
+      try {
+        decision = mergeText(policy, config(), incoming, stored);
+      } catch (e) {
+        decision = new Reject(e instanceof ConfigError ? e.message : describe(e));
+      }
       if (decision instanceof Write) return { tag: "write", val: decision.record };
       if (decision instanceof Skip) return { tag: "skip", val: text(decision.reason) };
       return { tag: "reject", val: text(decision.reason) };
     },
     schema() {
-      return policy.SCHEMA;
+      try {
+        return policy.schema(config());
+      } catch (e) {
+        return e instanceof ConfigError ? e.message : describe(e); // not JSON: the engine refuses the plugin
+      }
     },
   };
 }

@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import {
-  Invalid, Reject, Skip, Write, canonical, compareText, component, flatUpdate, mergeText,
-  parseTimestamp, validateText,
+  ConfigError, Entity, Invalid, MAX_SAFE_INTEGER, Reject, Skip, Write, canonical, compareText,
+  compareVersions, component, configureText, flatUpdate, mergeText, parseTimestamp, parseVersion,
+  validateText,
 } from "./ordo_policy.js";
 
 const NS = 1_000_000_000n;
@@ -71,8 +72,8 @@ describe("validation", () => {
   });
 
   it("sees only the event's own fields", () => {
-    assert.throws(() => validateText(Strict, '{"PatientId":"1"}'), (e) => e.field === "constructor");
-    validateText(Strict, '{"constructor":"x"}');
+    assert.throws(() => validateText(Strict, null, '{"PatientId":"1"}'), (e) => e.field === "constructor");
+    validateText(Strict, null, '{"constructor":"x"}');
   });
 
   it("refuses a body that is not an object as a whole, and what serde_json refuses", () => {
@@ -81,26 +82,31 @@ describe("validation", () => {
       "[]", '"x"', "{", "null", '{"a": NaN}', '{"a": -Infinity}', '{"a": "\\ud800"}',
       '{"a": "\\udc00x"}', '{"a": 1e400}', '{"\\udc00": "x"}', deep,
     ]) {
-      assert.throws(() => validateText(Keep, text), (e) => e instanceof Invalid && e.field === "", text);
+      assert.throws(() => validateText(Keep, null, text), (e) => e instanceof Invalid && e.field === "", text);
     }
   });
 });
 
 // Refuses an event without the field `constructor`.
 const Strict = {
-  SCHEMA: "{}",
-  validate(event) {
+  configure: () => null,
+  schema: () => "{}",
+  validate(config, event) {
     if (!("constructor" in event)) throw new Invalid("constructor", "is required");
   },
   merge: () => new Skip("never"),
 };
 
 const Keep = {
-  SCHEMA: "{}",
-  validate(event) {
+  configure(config) {
+    if (Object.keys(config).length > 0) throw new ConfigError("takes none");
+    return null;
+  },
+  schema: () => "{}",
+  validate(config, event) {
     if ("bad" in event) throw new Invalid("bad", "is not allowed");
   },
-  merge(incoming, stored) {
+  merge(config, incoming, stored) {
     if ("boom" in incoming) throw new RangeError("out of range");
     if ("odd" in incoming) return 42;
     if ("string" in incoming) throw "a string";
@@ -112,19 +118,19 @@ const Keep = {
 describe("parsing", () => {
   it("takes what the Rust SDK takes", () => {
     const pair = '{"a": "\\ud83d\\ude00", "b": "[{\\"}]"}';
-    assert.equal(mergeText(Keep, pair, null).record, '{"a":"😀","b":"[{\\"}]"}');
+    assert.equal(mergeText(Keep, null, pair, null).record, '{"a":"😀","b":"[{\\"}]"}');
     const nested = `{"a":${"[".repeat(126)}${"]".repeat(126)}}`;
-    assert.ok(mergeText(Keep, nested, null) instanceof Write);
+    assert.ok(mergeText(Keep, null, nested, null) instanceof Write);
   });
 
   it("keeps a field named __proto__ as a field", () => {
-    assert.equal(mergeText(Keep, '{"__proto__": {"x": "1"}, "a": "2"}', null).record, '{"__proto__":{"x":"1"},"a":"2"}');
+    assert.equal(mergeText(Keep, null, '{"__proto__": {"x": "1"}, "a": "2"}', null).record, '{"__proto__":{"x":"1"},"a":"2"}');
   });
 });
 
 describe("merging", () => {
   it("writes a record as compact JSON sorted by code point", () => {
-    const decision = mergeText(Keep, '{"b": "é", "a": "\\n", "\\ud83d\\ude00": "", "\\uffff": ""}', null);
+    const decision = mergeText(Keep, null, '{"b": "é", "a": "\\n", "\\ud83d\\ude00": "", "\\uffff": ""}', null);
     assert.ok(decision instanceof Write);
     assert.equal(decision.record, '{"a":"\\n","b":"é","\uffff":"","😀":""}');
     assert.equal(canonical({ b: 1, a: [1, 2, null, false] }), '{"a":[1,2,null,false],"b":1}');
@@ -138,21 +144,21 @@ describe("merging", () => {
   });
 
   it("rejects an invalid event naming its field", () => {
-    const decision = mergeText(Keep, '{"bad": "1"}', null);
+    const decision = mergeText(Keep, null, '{"bad": "1"}', null);
     assert.ok(decision instanceof Reject);
     assert.match(decision.reason, /bad/);
   });
 
   it("turns a failing policy into a reject that says why", () => {
     for (const [body, why] of [['{"boom": "1"}', /RangeError: out of range/], ['{"odd": "1"}', /42/], ['{"string": "1"}', /a string/], ['{"array": "1"}', /not a JSON object/]]) {
-      const decision = mergeText(Keep, body, null);
+      const decision = mergeText(Keep, null, body, null);
       assert.ok(decision instanceof Reject, body);
       assert.match(decision.reason, why);
     }
   });
 
   it("rejects when the stored record is unreadable", () => {
-    const decision = mergeText(Keep, '{"a": "1"}', "not json");
+    const decision = mergeText(Keep, null, '{"a": "1"}', "not json");
     assert.ok(decision instanceof Reject);
     assert.match(decision.reason, /stored record/);
   });
@@ -174,5 +180,92 @@ describe("the component's export", () => {
       assert.deepEqual(e, { field: "bad", message: "is not allowed" });
       return true;
     });
+  });
+});
+
+describe("configuration", () => {
+  it("is read with its defaults", () => {
+    const e = new Entity({ key_field: "PatientId", version_field: "UpdatedAt" });
+    assert.deepEqual([e.versionForm, e.requiredFields, e.stringsOnly], ["rfc3339", [], false]);
+  });
+
+  it("is refused naming its key, as the Rust SDK words it", () => {
+    const cases = [
+      [{}, "`key_field` is required"],
+      [{ key_field: "Id" }, "`version_field` is required"],
+      [{ key_field: 1, version_field: "V" }, "`key_field` must be a string"],
+      [{ key_field: "", version_field: "V" }, "`key_field` must not be empty"],
+      [{ key_field: "V", version_field: "V" }, "`version_field` must differ"],
+      [{ key_field: "Id", version_field: "V", version_form: "julian" }, "`version_form` must be one of rfc3339, epoch_seconds"],
+      [{ key_field: "Id", version_field: "V", required_fields: "A" }, "`required_fields` must be a list"],
+      [{ key_field: "Id", version_field: "V", strings_only: "yes" }, "`strings_only` must be true or false"],
+      [{ key_field: "Id", version_field: "V", colour: "red" }, "`colour` is not a key"],
+      [{ key_field: "Id", version_field: "V", fields: { A: { exampel: 1 } } }, "`fields.A.exampel` is not a key"],
+    ];
+    for (const [config, expected] of cases) {
+      assert.throws(() => new Entity(config), (e) => e instanceof ConfigError && e.message.includes(expected), JSON.stringify(config));
+    }
+    new Entity({ key_field: "Id", version_field: "V", mine: 1 }, ["mine"]);
+  });
+
+  it("must be a JSON object, and the policy's refusal is kept", () => {
+    for (const text of ["[]", "nope", "1", "null"]) {
+      assert.throws(() => configureText(Keep, text), ConfigError, text);
+    }
+    assert.throws(() => configureText(Keep, '{"a": 1}'), /takes none/);
+  });
+
+  it("compares numeric versions as numbers whatever their writing", () => {
+    const v = (value) => parseVersion("sequence", value);
+    assert.ok(compareVersions(v(10), v(9)) > 0);
+    assert.ok(compareVersions(v("10"), v(9)) > 0);
+    assert.equal(v("0009"), v(9));
+    assert.ok(compareVersions(v("123456789012345678901234567890"), v(MAX_SAFE_INTEGER)) > 0);
+    for (const bad of [-1, 1.5, MAX_SAFE_INTEGER + 1, "", "1e3", "-1", true, "\u0661"]) {
+      assert.equal(v(bad), null, String(bad));
+    }
+    const e = new Entity({ key_field: "Id", version_field: "At", version_form: "epoch_millis" });
+    assert.throws(() => e.version({ At: "soon" }), (err) => err.field === "At" && err.rule.startsWith("must be Unix time in milliseconds"));
+  });
+
+  it("writes a numeric version given as a JSON number as its whole number", () => {
+    const seq = new Entity({ key_field: "Id", version_field: "Rev", version_form: "sequence" });
+    for (const [written, plain] of [[-0, 0], ["0009", "0009"], [1.5, 1.5], [9, 9]]) {
+      const record = { Id: "1", Rev: written };
+      seq.normalize(record);
+      assert.ok(Object.is(record.Rev, plain), String(written));
+    }
+  });
+
+  it("checks an event naming the field in the order of flatUpdate", () => {
+    const e = new Entity({ key_field: "PatientId", version_field: "UpdatedAt", strings_only: true });
+    for (const [event, field] of [
+      [{ PatientId: "1", IsPregnant: false, UpdatedAt: "x" }, "IsPregnant"],
+      [{ PatientId: "", UpdatedAt: "2006-01-02T05:00:00Z" }, "PatientId"],
+      [{ PatientId: "1" }, "UpdatedAt"],
+    ]) {
+      assert.throws(() => e.check(event), (err) => err.field === field, JSON.stringify(event));
+    }
+    const seq = new Entity({ key_field: "Id", version_field: "Rev", version_form: "sequence", strings_only: true, required_fields: ["Name"] });
+    seq.check({ Id: "1", Rev: 3, Name: "A" });
+    assert.throws(() => seq.check({ Id: "1", Rev: 3 }), (err) => err.field === "Name");
+    assert.throws(() => seq.check({ Id: "1", Rev: 3, Name: 1 }), (err) => err.field === "Name");
+  });
+
+  it("makes the schema of the fields documented", () => {
+    const e = new Entity({ key_field: "PatientId", version_field: "UpdatedAt", strings_only: true, fields: { PatientId: { example: "1" }, FirstName: { example: "John" } } });
+    const schema = e.schema("An update.");
+    assert.deepEqual(schema.required, ["PatientId"]);
+    assert.deepEqual(schema.properties.PatientId, { type: "string", minLength: 1, example: "1" });
+    assert.deepEqual(schema.properties.FirstName, { type: "string", example: "John" });
+    assert.deepEqual(schema.properties.UpdatedAt, { type: "string", format: "date-time" });
+    assert.deepEqual(schema.additionalProperties, { type: "string" });
+  });
+
+  it("is taken once by the export, which refuses a bad one with the reason", () => {
+    const exported = component(Keep);
+    assert.throws(() => exported.configure('{"a": 1}'), (e) => e === "takes none");
+    exported.configure("{}");
+    assert.throws(() => exported.configure("{}"), (e) => /configured already/.test(e));
   });
 });

@@ -131,10 +131,11 @@ async fn main() -> anyhow::Result<()> {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let plugin =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build/patient_profile_lww.wasm");
-    let policy = PolicyHandle::new(Arc::new(WasmPolicy::load(
+    let policy = PolicyHandle::new(Arc::new(WasmPolicy::load_configured(
         &plugin,
         Limits::default(),
         Capabilities::default(),
+        &ordo_bench::engine::patient_config(),
     )?));
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);

@@ -430,8 +430,9 @@ async fn ordo_load(
     std::fs::write(
         &config,
         format!(
-            "[audit]\nenabled = false\n\n[pipelines.{PIPELINE}]\nroute = \"{ROUTE}\"\ntopic = \"{topic}\"\nkey_field = \"PatientId\"\nversion_field = \"UpdatedAt\"\ntable = \"{topic}\"\nplugin = \"{}\"\n",
-            plugin_path()?.display()
+            "[audit]\nenabled = false\n\n[pipelines.{PIPELINE}]\nroute = \"{ROUTE}\"\ntopic = \"{topic}\"\nkey_field = \"PatientId\"\nversion_field = \"UpdatedAt\"\ntable = \"{topic}\"\nplugin = \"{}\"\n{}\n",
+            plugin_path()?.display(),
+            ordo_bench::engine::PATIENT_PLUGIN_CONFIG,
         ),
     )
     .with_context(|| format!("cannot write {}", config.display()))?;

@@ -79,9 +79,15 @@ fn main() -> anyhow::Result<()> {
     let rounds = setting("ORDO_BENCH_RUNS", 5);
     let calls = setting("ORDO_BENCH_CALLS", 2_000);
     let limits = limits();
+    let entity = patient_profile_lww::policy::patient_entity();
     let load = |file: &str| {
-        WasmPolicy::load(&plugins_dir().join(file), limits, Capabilities::default())
-            .with_context(|| format!("loading {file} (make plugins)"))
+        WasmPolicy::load_configured(
+            &plugins_dir().join(file),
+            limits,
+            Capabilities::default(),
+            &ordo_bench::engine::patient_config(),
+        )
+        .with_context(|| format!("loading {file} (make plugins)"))
     };
 
     // Nothing cached: the process has no cache until `configure` below.
@@ -113,7 +119,7 @@ fn main() -> anyhow::Result<()> {
         let first = policy.take_costliest();
         let memory_mib = first.memory_bytes as f64 / f64::from(1 << 20);
         // The same decision in every language, or the comparison means nothing.
-        let native = match run::merge::<Lww>(INCOMING, Some(STORED)) {
+        let native = match run::merge::<Lww>(&entity, INCOMING, Some(STORED)) {
             run::Wire::Write(record) => record,
             other => anyhow::bail!("native decided {other:?}"),
         };
@@ -145,6 +151,7 @@ fn main() -> anyhow::Result<()> {
         for call in 0..warm_up + calls {
             let started = Instant::now();
             black_box(run::merge::<Lww>(
+                &entity,
                 black_box(INCOMING),
                 black_box(Some(STORED)),
             ));

@@ -109,13 +109,20 @@ fn main() -> anyhow::Result<()> {
 
     println!("| plugin | native Rust (µs) | Ordo component, the consumer's call (µs) | Ordo component, bare call (µs) | Extism, same limits (µs) | Extism, no limits (µs) | Ordo (consumer's call) / native | Ordo (bare) / native | Extism (same limits) / native |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    type Native = fn(&str, Option<&str>) -> run::Wire;
+    type Native = Box<dyn Fn(&str, Option<&str>) -> run::Wire>;
+    let lww_config = patient_profile_lww::policy::patient_entity();
+    let field_merge_config = patient_profile_field_merge::policy::patient_profile();
     let rows: [(&str, PolicyHandle, Native, bool); 2] = [
-        ("patient-profile-lww", lww, run::merge::<Lww>, true),
+        (
+            "patient-profile-lww",
+            lww,
+            Box::new(move |i, s| run::merge::<Lww>(&lww_config, i, s)),
+            true,
+        ),
         (
             "patient-profile-field-merge",
             field_merge,
-            run::merge::<FieldMerge>,
+            Box::new(move |i, s| run::merge::<FieldMerge>(&field_merge_config, i, s)),
             false,
         ),
     ];

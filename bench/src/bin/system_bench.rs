@@ -63,8 +63,9 @@ impl Engine {
         std::fs::write(
             &config,
             format!(
-                "[pipelines.patient-profile]\nroute = \"/patientprofile\"\ntopic = \"{t}\"\nkey_field = \"PatientId\"\nversion_field = \"UpdatedAt\"\ntable = \"{t}\"\nconsumer_group = \"{t}.ordo\"\nplugin = \"{}\"\n",
+                "[pipelines.patient-profile]\nroute = \"/patientprofile\"\ntopic = \"{t}\"\nkey_field = \"PatientId\"\nversion_field = \"UpdatedAt\"\ntable = \"{t}\"\nconsumer_group = \"{t}.ordo\"\nplugin = \"{}\"\n{}\n",
                 root.join("plugins/build/patient_profile_lww.wasm").display(),
+                ordo_bench::engine::PATIENT_PLUGIN_CONFIG,
                 t = names.topic,
             ),
         )?;

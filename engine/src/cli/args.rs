@@ -184,6 +184,13 @@ pub struct PluginTestArgs {
     /// MiB of memory per instance.
     #[arg(long, default_value_t = ordo::plugin::sandbox::DEFAULT_MEMORY_BYTES >> 20)]
     pub memory_mib: usize,
+    /// The plugin's configuration, as a pipeline's `plugin_config` gives it: a JSON object,
+    /// e.g. '{"key_field": "PatientId", "version_field": "UpdatedAt"}'. Default: {}.
+    #[arg(long, value_name = "JSON", conflicts_with = "config_file")]
+    pub config: Option<String>,
+    /// As --config, read from a file holding the JSON object.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,18 @@ pub fn plugin_test(args: PluginTestArgs) -> anyhow::Result<ExitCode> {
         timeout: std::time::Duration::from_millis(args.timeout_ms),
         memory_bytes: args.memory_mib << 20,
     };
-    let policy = ordo::plugin::wasm::WasmPolicy::load(&args.plugin, limits, Default::default())?;
+    let config = match (&args.config, &args.config_file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?,
+        (None, None) => ordo::plugin::wasm::EMPTY_CONFIG.to_string(),
+    };
+    let policy = ordo::plugin::wasm::WasmPolicy::load_configured(
+        &args.plugin,
+        limits,
+        Default::default(),
+        &config,
+    )?;
     let key_field = match args.key_field {
         Some(k) => k,
         None => serde_json::from_str::<serde_json::Value>(&policy.schema()?)

@@ -126,6 +126,16 @@ pub(super) struct PipelineFile {
     /// the topic is not changed. `cleanup.policy` cannot be set.
     #[serde(default)]
     pub topic_config: BTreeMap<String, Scalar>,
+    /// The policy plugin's own configuration, `[pipelines.<name>.plugin_config]` (or inline
+    /// `plugin_config = { ... }`): any TOML values, handed to the plugin as a JSON object
+    /// (datetimes as RFC 3339 strings) once per instance before its first call, at start-up,
+    /// on every reload and by `ordo validate`. The plugin checks it: one that refuses it is
+    /// not loaded, with its reason. Its keys are the plugin's (plugins/README.md lists those
+    /// of the plugins shipped). A plugin built against `ordo:plugin@0.1.0` takes none.
+    /// Default: `{}`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub plugin_config: toml::Table,
     /// How Ordo creates the table: the sub-table `[pipelines.<name>.table_options]` below.
     /// Applied only to a table Ordo creates (docs/deploy.md lists the IAM actions each needs).
     #[serde(default)]

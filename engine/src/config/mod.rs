@@ -14,6 +14,7 @@ pub mod auth;
 mod document;
 mod file;
 pub mod kafka;
+mod plugin_config;
 pub mod reference;
 pub mod rules;
 
@@ -222,6 +223,8 @@ pub struct Pipeline {
     pub topic_config: Vec<(String, String)>,
     /// How Ordo creates the table.
     pub table_options: crate::store::TableOptions,
+    /// The plugin's own configuration (`plugin_config`), as JSON; empty when not given.
+    pub plugin_config: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Where an event's entity id comes from (`key_source`).
@@ -249,6 +252,7 @@ impl Pipeline {
             capabilities: self.plugin_capabilities,
             self_test: self.plugin_self_test.clone(),
             key_field: self.key_field.clone(),
+            config: serde_json::Value::Object(self.plugin_config.clone()).to_string(),
         }
     }
 }

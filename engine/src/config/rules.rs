@@ -239,6 +239,10 @@ pub(super) fn build(
     };
     let topic_config = topic_config(&p.topic_config, &mut problems);
     let table_options = table_options(&p.table_options, &mut problems);
+    let plugin_config = super::plugin_config::to_json(&p.plugin_config).unwrap_or_else(|e| {
+        problems.add("plugin_config", e);
+        Default::default()
+    });
     let found = problems.found;
     let dead_letter_topic = dead_letter_topic(&p.dead_letter_topic, &topic);
     let (
@@ -289,6 +293,7 @@ pub(super) fn build(
         create_tables: p.create_tables,
         topic_config,
         table_options,
+        plugin_config,
     };
     (Some(pipeline), found)
 }

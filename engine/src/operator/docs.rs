@@ -30,12 +30,19 @@ struct PipelineDoc<'a> {
     schema: Value,
 }
 
-/// The seed's body, shown as the example of the patient profile route.
+/// The example body of a pipeline's route: each property's `example` (for the patient profile,
+/// the seed's body), without the version field unless the schema requires it (ingest stamps
+/// an absent one).
 fn example(doc: &PipelineDoc<'_>) -> Value {
     let mut example = Map::new();
+    let required = |name: &str| {
+        doc.schema["required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|n| n == name))
+    };
     if let Some(Value::Object(props)) = doc.schema.get("properties") {
         for (name, prop) in props {
-            if name == &doc.pipeline.version_field {
+            if name == &doc.pipeline.version_field && !required(name) {
                 continue; // stamped at receipt when absent: leave it out of the example
             }
             if let Some(e) = prop.get("example") {
@@ -411,6 +418,19 @@ mod tests {
             spec["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
+    }
+
+    #[test]
+    fn a_version_the_schema_requires_stays_in_the_example() {
+        let pipeline = crate::testing::pipeline("practitioner");
+        let doc = PipelineDoc {
+            pipeline: &pipeline,
+            schema: json!({"type": "object", "required": ["PatientId", "UpdatedAt"], "properties": {
+                "PatientId": {"type": "string", "example": "1"},
+                "UpdatedAt": {"example": 7}
+            }}),
+        };
+        assert_eq!(example(&doc), json!({"PatientId": "1", "UpdatedAt": 7}));
     }
 
     #[test]

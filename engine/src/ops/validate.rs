@@ -102,9 +102,14 @@ fn check_plugin(p: &Pipeline, report: &mut Report) -> Option<WasmPolicy> {
     let policy = match load_checked(&spec) {
         Ok(policy) => policy,
         Err(e) => {
+            // A configuration the plugin refuses is the `plugin_config` table's problem.
+            let key = match e {
+                crate::plugin::PluginError::Config { .. } => "plugin_config",
+                _ => "plugin",
+            };
             report
                 .problems
-                .push(format!("pipeline `{}`: `plugin` {e}", p.name));
+                .push(format!("pipeline `{}`: `{key}` {e}", p.name));
             return None;
         }
     };

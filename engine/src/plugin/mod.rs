@@ -74,12 +74,21 @@ pub enum PluginError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not a component implementing `ordo:plugin/policy@0.1.0`.
+    /// The file is not a component implementing `ordo:plugin/policy@0.2.0` (or `@0.1.0`).
     #[error("plugin {path} is not a valid policy component: {reason}")]
     Load {
         /// The plugin file.
         path: std::path::PathBuf,
         /// wasmtime's explanation, with its causes.
+        reason: String,
+    },
+    /// The plugin refused its configuration (the pipeline's `plugin_config`), or takes none
+    /// and was given some.
+    #[error("plugin {path} refuses its plugin_config: {reason}")]
+    Config {
+        /// The plugin file.
+        path: std::path::PathBuf,
+        /// The plugin's reason (bounded), or the engine's.
         reason: String,
     },
     /// A call did not complete (trap, fuel or memory exhausted).
@@ -123,6 +132,7 @@ impl PluginError {
         match self {
             Self::Read { .. } => "unreadable",
             Self::Load { .. } => "not-a-policy",
+            Self::Config { .. } => "config-refused",
             Self::Call {
                 call: "validate", ..
             } => "validate-failed",

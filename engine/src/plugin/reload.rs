@@ -27,7 +27,7 @@ use crate::watch::{stamp, Stamp};
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Everything needed to load a pipeline's plugin.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PluginSpec {
     /// The plugin file.
     pub path: PathBuf,
@@ -39,12 +39,31 @@ pub struct PluginSpec {
     pub self_test: Option<PathBuf>,
     /// The pipeline's key field, to key the self-test's records.
     pub key_field: String,
+    /// The pipeline's `plugin_config`, as JSON text (an object; `{}` when it has none):
+    /// handed to every instance before its first call.
+    pub config: String,
 }
 
-/// Loads the plugin `spec` names and runs its self-test. Blocking: compiles the component.
+/// Without the configuration's text: a spec may reach a log line, its configuration never.
+impl std::fmt::Debug for PluginSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSpec")
+            .field("path", &self.path)
+            .field("limits", &self.limits)
+            .field("capabilities", &self.capabilities)
+            .field("self_test", &self.self_test)
+            .field("key_field", &self.key_field)
+            .field("config", &format_args!("<{} bytes>", self.config.len()))
+            .finish()
+    }
+}
+
+/// Loads the plugin `spec` names, configured with its `config`, and runs its self-test.
+/// Blocking: compiles the component.
 /// The self-test's calls are not counted in any pipeline's metrics.
 pub fn load_checked(spec: &PluginSpec) -> Result<WasmPolicy, PluginError> {
-    let policy = WasmPolicy::load(&spec.path, spec.limits, spec.capabilities)?;
+    let policy =
+        WasmPolicy::load_configured(&spec.path, spec.limits, spec.capabilities, &spec.config)?;
     if let Some(test) = &spec.self_test {
         let refused = |reason: String| PluginError::Load {
             path: spec.path.clone(),
@@ -306,8 +325,19 @@ impl Reloader {
                     ReloadOutcome::Refused,
                     Some(super::bounded(&source.to_string(), super::MAX_REASON)),
                 );
-                error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(), error = %source,
-                    "New plugin refused; the old one keeps serving.");
+                // A refused configuration's reason is the plugin's text (it may quote the
+                // configuration): the log names the kind, the reload's answer and the
+                // pipeline's status carry the reason.
+                match &source {
+                    PluginError::Config { .. } => {
+                        error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(),
+                        error = source.kind(), "New plugin refused; the old one keeps serving.")
+                    }
+                    _ => {
+                        error!(pipeline = %slot.pipeline, plugin = %slot.spec.path.display(), error = %source,
+                        "New plugin refused; the old one keeps serving.")
+                    }
+                }
                 return Err(ReloadError::Refused {
                     pipeline: slot.pipeline.clone(),
                     source,

@@ -6,6 +6,10 @@
 //! failed (trap, fuel, time or memory) is dropped, so the next call starts clean; an instance
 //! is also retired after [`RECYCLE_AFTER`] calls, which bounds whatever a guest accumulates in
 //! its memory.
+//!
+//! Every instance is configured before its first call: a component implementing
+//! `ordo:plugin@0.2.0` gets the pipeline's `plugin_config` through `configure`, whenever the
+//! pool makes an instance (at load, on demand, after a failed call or a retirement).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +20,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Linker;
 use wasmtime::{Store, Trap, WasmBacktrace};
 
-use super::bindings::{PolicyPlugin, PolicyPluginPre};
+use super::bindings::{Bound, Contract, Pre};
 use super::budget::WALL_CAP_FACTOR;
 use super::limiter::LimitHit;
 use super::sandbox::{self, Capabilities, GuestState, Limits};
@@ -25,6 +29,8 @@ use crate::metrics::PluginMetrics;
 
 /// Longest schema a plugin may export, in bytes; a longer one is refused at load.
 pub const MAX_SCHEMA: usize = 256 << 10;
+/// The configuration of a pipeline without `plugin_config`.
+pub const EMPTY_CONFIG: &str = "{}";
 /// Calls an instance serves before it is retired.
 pub const RECYCLE_AFTER: u32 = 10_000;
 /// Idle instances kept per plugin at most; more are dropped when returned.
@@ -55,14 +61,18 @@ struct Pool {
 /// One instance with its own store (and so its own memory, fuel and limits).
 struct Instance {
     store: Store<GuestState>,
-    plugin: PolicyPlugin,
+    plugin: Bound,
     calls: u32,
 }
 
 /// A compiled, linked policy component and its pool of instances.
 pub struct WasmPolicy {
     /// The component with its imports resolved, ready to instantiate cheaply.
-    pre: PolicyPluginPre<GuestState>,
+    pre: Pre,
+    /// The version of the contract the component implements.
+    contract: Contract,
+    /// The configuration every new instance is handed (a JSON object, as text).
+    config: String,
     /// Limits applied to every call.
     limits: Limits,
     /// `sha256:<hex>` of the file's bytes.
@@ -84,6 +94,18 @@ pub struct WasmPolicy {
     source: compiled::Source,
 }
 
+/// A plugin's `configure` answered `err`: its reason, bounded.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the plugin refused its configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// What a plugin's calls needed at most: what its limits must leave room for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cost {
@@ -99,23 +121,43 @@ pub fn content_id(bytes: &[u8]) -> String {
 }
 
 impl WasmPolicy {
-    /// Reads, compiles and links the component at `path`, then calls `schema` once to prove
-    /// it implements the contract.
+    /// Reads, compiles and links the component at `path`, configures an instance with `{}`,
+    /// then calls `schema` once to prove it implements the contract.
     pub fn load(path: &Path, limits: Limits, caps: Capabilities) -> Result<Self, PluginError> {
+        Self::load_configured(path, limits, caps, EMPTY_CONFIG)
+    }
+
+    /// As [`WasmPolicy::load`], every instance configured with `config` (a JSON object, as
+    /// text: a pipeline's `plugin_config`).
+    pub fn load_configured(
+        path: &Path,
+        limits: Limits,
+        caps: Capabilities,
+        config: &str,
+    ) -> Result<Self, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_bytes(path, &bytes, limits, caps)
+        Self::from_bytes(path, &bytes, limits, caps, config)
     }
 
-    /// As [`WasmPolicy::load`], from bytes already read; `path` is for messages.
+    /// As [`WasmPolicy::load_configured`], from bytes already read; `path` is for messages.
     pub fn from_bytes(
         path: &Path,
         bytes: &[u8],
         limits: Limits,
         caps: Capabilities,
+        config: &str,
     ) -> Result<Self, PluginError> {
+        let refused = |reason: String| PluginError::Config {
+            path: PathBuf::from(path),
+            reason,
+        };
+        let empty = match serde_json::from_str::<serde_json::Value>(config) {
+            Ok(serde_json::Value::Object(map)) => map.is_empty(),
+            _ => return Err(refused("the configuration is not a JSON object".into())),
+        };
         let load_error = |e: wasmtime::Error| PluginError::Load {
             path: PathBuf::from(path),
             reason: format!("{e:#}"),
@@ -138,10 +180,23 @@ impl WasmPolicy {
                 reason,
             }
         })?;
+        let contract = Contract::of(&component, engine).map_err(|reason| PluginError::Load {
+            path: PathBuf::from(path),
+            reason,
+        })?;
+        if contract == Contract::V0_1 && !empty {
+            return Err(refused(format!(
+                "it implements {}, which takes no configuration; remove plugin_config or rebuild it against {}",
+                contract.name(),
+                Contract::V0_2.name()
+            )));
+        }
         let instance_pre = linker.instantiate_pre(&component).map_err(load_error)?;
-        let pre = PolicyPluginPre::new(instance_pre).map_err(load_error)?;
+        let pre = Pre::new(contract, instance_pre).map_err(load_error)?;
         let policy = Self {
             pre,
+            contract,
+            config: config.to_string(),
             limits,
             id,
             pool: Mutex::new(Pool::default()),
@@ -152,6 +207,7 @@ impl WasmPolicy {
             most_memory: AtomicUsize::new(0),
             source,
         };
+        policy.first_instance(path)?;
         let schema = policy.schema().map_err(|e| PluginError::Load {
             path: PathBuf::from(path),
             reason: e.to_string(),
@@ -183,6 +239,38 @@ impl WasmPolicy {
     /// Whether the component was compiled at load or read from the on-disk cache.
     pub fn source(&self) -> compiled::Source {
         self.source
+    }
+
+    /// The version of the contract the component implements.
+    pub fn contract(&self) -> Contract {
+        self.contract
+    }
+
+    /// Makes and configures the first instance and puts it in the pool: a plugin that
+    /// refuses its configuration, or fails while taking it, is refused.
+    fn first_instance(&self, path: &Path) -> Result<(), PluginError> {
+        off_executor(|| {
+            self.take()?;
+            let made = self.instantiate();
+            let out = made
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| match e.downcast_ref::<Refused>() {
+                    Some(Refused(reason)) => PluginError::Config {
+                        path: PathBuf::from(path),
+                        reason: reason.clone(),
+                    },
+                    None => PluginError::Load {
+                        path: PathBuf::from(path),
+                        reason: format!(
+                            "instantiating and configuring it failed: {}",
+                            bounded(&self.explain(e), super::MAX_TEXT)
+                        ),
+                    },
+                });
+            self.give_back(made.ok());
+            out
+        })
     }
 
     /// The most fuel a call has burnt and the most memory an instance has held since load or
@@ -231,6 +319,11 @@ impl WasmPolicy {
         store.epoch_deadline_callback(|mut store| Ok(store.data_mut().budget.check()));
         self.arm(&mut store)?;
         let plugin = self.pre.instantiate(&mut store)?;
+        // Configuring is part of making the instance: it runs under the same fuel and time as
+        // instantiation, before the call's own budget is armed.
+        plugin
+            .configure(&mut store, &self.config)?
+            .map_err(|reason| wasmtime::Error::new(Refused(reason)))?;
         Ok(Instance {
             store,
             plugin,
@@ -252,7 +345,7 @@ impl WasmPolicy {
     fn call<R: Send>(
         &self,
         name: &'static str,
-        f: impl FnOnce(&PolicyPlugin, &mut Store<GuestState>) -> wasmtime::Result<R> + Send,
+        f: impl FnOnce(&Bound, &mut Store<GuestState>) -> wasmtime::Result<R> + Send,
     ) -> Result<R, PluginError> {
         off_executor(|| self.call_here(name, f))
     }
@@ -260,7 +353,7 @@ impl WasmPolicy {
     fn call_here<R>(
         &self,
         name: &'static str,
-        f: impl FnOnce(&PolicyPlugin, &mut Store<GuestState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bound, &mut Store<GuestState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let started = Instant::now();
         let taken = self.take()?;
@@ -354,6 +447,9 @@ impl WasmPolicy {
     /// guest function it happened in (never the whole backtrace, which would crowd out the
     /// cause once the text is cut to [`super::MAX_TEXT`]).
     fn explain(&self, e: &wasmtime::Error) -> String {
+        if let Some(Refused(reason)) = e.downcast_ref::<Refused>() {
+            return format!("a new instance refused its configuration: {reason}");
+        }
         match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => format!(
                 "ran out of fuel (the limit is {} units per call)",
@@ -400,21 +496,15 @@ fn off_executor<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 
 impl Policy for WasmPolicy {
     fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
-        self.call("validate", |p, s| {
-            p.ordo_plugin_policy().call_validate(s, event)
-        })
-        .map(|r| r.map_err(FieldError::from))
+        self.call("validate", |p, s| p.validate(s, event))
     }
 
     fn merge(&self, incoming: &str, stored: Option<&str>) -> Result<Decision, PluginError> {
-        self.call("merge", |p, s| {
-            p.ordo_plugin_policy().call_merge(s, incoming, stored)
-        })
-        .map(Decision::from)
+        self.call("merge", |p, s| p.merge(s, incoming, stored))
     }
 
     fn schema(&self) -> Result<String, PluginError> {
-        self.call("schema", |p, s| p.ordo_plugin_policy().call_schema(s))
+        self.call("schema", |p, s| p.schema(s))
     }
 
     fn id(&self) -> &str {
@@ -433,6 +523,7 @@ mod tests {
             b"garbage",
             Limits::default(),
             Capabilities::default(),
+            EMPTY_CONFIG,
         )
         .err()
         .map(|e| e.to_string())

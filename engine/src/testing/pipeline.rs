@@ -34,5 +34,6 @@ pub fn pipeline(name: &str) -> Pipeline {
         create_tables: true,
         topic_config: Vec::new(),
         table_options: Default::default(),
+        plugin_config: Default::default(),
     }
 }

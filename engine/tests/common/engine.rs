@@ -122,6 +122,7 @@ version_field = "UpdatedAt"
 table = "{table}"
 plugin = "{plugin}"
 consumer_group = "{group}"
+{config}
 {extra}
 
 [idempotency]
@@ -140,6 +141,7 @@ topic = "{topic}.audit"
                 table = names.table,
                 group = names.group,
                 plugin = self.plugin.display(),
+                config = super::stack::patient_plugin_config(),
                 extra = self.extra,
             ),
         )

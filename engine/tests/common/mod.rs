@@ -30,7 +30,8 @@ pub use otlp::Collector;
 pub use proxy::FaultProxy;
 pub use stack::{
     built_plugin, cache_dir, field_merge_plugin, free_port, hostile_plugin, lww_plugin,
-    ordo_command, pipelines_file, pipelines_file_of, send_signal,
+    ordo_command, patient_config, patient_config_file, patient_plugin_config, pipelines_file,
+    pipelines_file_of, send_signal,
 };
 pub use tls::{pki, Pki};
 pub use workload::{assert_newest, ndjson_with_bad_lines, Rng, Workload};

@@ -24,6 +24,55 @@ pub fn aws_env() -> [(&'static str, String); 5] {
     ]
 }
 
+/// The patient profile's `plugin_config`, `plugins/samples/patient-profile.config.json` (what
+/// `pipelines.toml` writes out), as a file `ordo plugin test --config-file` reads.
+pub fn patient_config_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/samples/patient-profile.config.json")
+}
+
+/// [`patient_config_file`]'s JSON text: what the generic plugins are configured with to serve
+/// the patient profile.
+pub fn patient_config() -> String {
+    std::fs::read_to_string(patient_config_file()).expect("the patient profile's configuration")
+}
+
+/// The patient profile's `plugin_config` ([`patient_config`]) as one line of a pipelines file,
+/// without its `description`: `/docs` then shows the plugin's own, which tells the plugin in
+/// force (a swap test reads it).
+pub fn patient_plugin_config() -> String {
+    let mut config: serde_json::Value =
+        serde_json::from_str(&patient_config()).expect("the configuration is JSON");
+    if let Some(config) = config.as_object_mut() {
+        config.remove("description");
+    }
+    format!("plugin_config = {}", inline_toml(&config))
+}
+
+/// `value` as a TOML inline value: JSON's strings, numbers, booleans and arrays are TOML's,
+/// and an object is an inline table of quoted keys.
+fn inline_toml(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(items) => {
+            format!(
+                "[{}]",
+                items.iter().map(inline_toml).collect::<Vec<_>>().join(", ")
+            )
+        }
+        serde_json::Value::Object(map) => format!(
+            "{{ {} }}",
+            map.iter()
+                .map(|(k, v)| format!(
+                    "{} = {}",
+                    serde_json::Value::from(k.as_str()),
+                    inline_toml(v)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// The built patient-profile plugin; `make plugins` builds it.
 pub fn lww_plugin() -> PathBuf {
     built_plugin("patient_profile_lww")
@@ -110,9 +159,11 @@ key_field = "PatientId"
 version_field = "UpdatedAt"
 table = "{table}"
 plugin = "{}"
+{}
 {extra}
 "#,
-        plugin.display()
+        plugin.display(),
+        patient_plugin_config(),
     );
     std::fs::write(&config, text).expect("write config");
     config

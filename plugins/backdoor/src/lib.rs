@@ -1,10 +1,11 @@
 //! A test fixture: a policy component that imports `ordo-test:backdoor/door`, an interface
-//! outside WASI that no Ordo engine provides. Loading it must fail, naming the import.
+//! outside WASI that no Ordo engine provides. Loading it must fail, naming the import. It is
+//! built against the contract's 0.1.0 version (`plugins/wit/legacy/0.1.0`).
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod component {
     wit_bindgen::generate!({
-        path: ["../wit", "wit"],
+        path: ["../wit/legacy/0.1.0", "wit"],
         world: "ordo-test:backdoor/backdoor-plugin",
     });
 

@@ -9,7 +9,15 @@
 
 use extism_pdk::{plugin_fn, FnResult};
 use ordo_plugin_sdk::run::{self, Wire};
-use patient_profile_lww::policy::Lww;
+use patient_profile_lww::policy::{patient_entity, Lww};
+
+/// The patient profile's configuration, read once per instance (Extism has no configure step
+/// of Ordo's; the benchmark compares the merge call alone).
+fn entity() -> &'static ordo_plugin_sdk::entity::Entity {
+    static ENTITY: std::sync::OnceLock<ordo_plugin_sdk::entity::Entity> =
+        std::sync::OnceLock::new();
+    ENTITY.get_or_init(patient_entity)
+}
 
 /// `merge(incoming \0 stored?)` → tag byte + record or reason.
 #[plugin_fn]
@@ -20,7 +28,7 @@ pub fn merge(input: Vec<u8>) -> FnResult<Vec<u8>> {
         Some((incoming, stored)) => (incoming, Some(stored)),
         None => (text.as_ref(), None),
     };
-    let (tag, body) = match run::merge::<Lww>(incoming, stored) {
+    let (tag, body) = match run::merge::<Lww>(entity(), incoming, stored) {
         Wire::Write(record) => (b'W', record),
         Wire::Skip(why) => (b'S', why),
         Wire::Reject(why) => (b'R', why),

@@ -9,7 +9,12 @@
 //! - reaching out: `file`, `env`, `clock` and `network` try the outside world and report what
 //!   they got as a validation error on the field `attack` (the host tests read that report);
 //! - flooding: `huge-field-error` fails validation with a 2 MB message;
-//! - `trap` panics.
+//! - `trap` panics;
+//! - `config` reports the configuration the instance holds.
+//!
+//! A configuration with an `attack` (`plugin_config = { attack = "loop" }`) runs that attack
+//! inside `configure`, when each instance is made; any other configuration is taken and
+//! ignored, so the plugin can stand in for any other in a swap.
 //!
 //! Run inside `merge`: `huge-record` writes a record of 500 KB (past DynamoDB's item limit),
 //! `huge-reason` rejects with a 2 MB reason, `echo` rejects with a reason that quotes the
@@ -121,11 +126,33 @@ fn flood_random() -> Result<(), Invalid> {
     Err(Invalid::field("attack", "no host to flood natively"))
 }
 
-impl Plugin for Hostile {
-    const SCHEMA: &'static str = r#"{"type": "object", "description": "</script><script>window.ordoPwned = true</script><!--", "properties": {"attack": {"type": "string", "example": "</script><img src=x onerror=alert(1)>"}}}"#;
+/// The schema: its description tries to break out of the page that shows it.
+pub const SCHEMA: &str = r#"{"type": "object", "description": "</script><script>window.ordoPwned = true</script><!--", "properties": {"attack": {"type": "string", "example": "</script><img src=x onerror=alert(1)>"}}}"#;
 
-    fn validate(event: &Record) -> Result<(), Invalid> {
+impl Plugin for Hostile {
+    type Config = Record;
+
+    /// Takes any configuration (so it can stand in for any plugin in a swap); one with an
+    /// `attack` runs that attack while being configured, and refuses with its report.
+    fn configure(config: &Record) -> Result<Record, String> {
+        if let Some(Value::String(name)) = config.get("attack") {
+            attack(name).map_err(|e| e.message)?;
+        }
+        Ok(config.clone())
+    }
+
+    fn schema(_: &Record) -> String {
+        SCHEMA.into()
+    }
+
+    fn validate(config: &Record, event: &Record) -> Result<(), Invalid> {
         match event.get("attack") {
+            // Reports the configuration this instance holds (the host tests check that every
+            // instance, even one made after a trap, was configured).
+            Some(Value::String(name)) if name == "config" => Err(Invalid::field(
+                "attack",
+                format!("configured with {}", Value::Object(config.clone())),
+            )),
             // Attacks of `merge`: the event must get there.
             Some(Value::String(name))
                 if ["huge-record", "huge-reason", "echo"].contains(&name.as_str()) =>
@@ -137,7 +164,7 @@ impl Plugin for Hostile {
         }
     }
 
-    fn merge(incoming: Record, stored: Option<Record>) -> Decision {
+    fn merge(_: &Record, incoming: Record, stored: Option<Record>) -> Decision {
         match incoming.get("attack").and_then(Value::as_str) {
             Some("huge-record") => {
                 let mut record = incoming;

@@ -1,104 +1,129 @@
-//! Per-field last-writer-wins merge of patient profile events.
+//! Per-field last-writer-wins merge of an entity's events, configured by the pipeline's
+//! `plugin_config` (see [`ordo_plugin_sdk::entity`]: key, version and its form, required
+//! fields, strings only), plus `field_versions`, the record attribute this plugin keeps each
+//! field's version in (default `FieldUpdatedAt`). [`patient_profile`] is the patient
+//! profile's configuration.
 //!
-//! An event carries `PatientId`, `UpdatedAt` and any subset of the other fields (all strings).
-//! Each field of the record keeps the `UpdatedAt` of the event that last set it, in the
-//! record's `FieldUpdatedAt` map (this plugin owns that attribute). An event sets a field when
-//! it is newer than that field's own timestamp, so two near-simultaneous updates that touch
-//! different fields both survive, and a late event still wins the fields for which it is the
-//! newest. The record's `UpdatedAt` is the newest instant any event brought.
+//! An event carries the key, the version and any subset of the other fields. Each field of the
+//! record keeps the version of the event that last set it, in the record's `field_versions`
+//! map (this plugin owns that attribute). An event sets a field when it is newer than that
+//! field's own version, so two near-simultaneous updates that touch different fields both
+//! survive, and a late event still wins the fields for which it is the newest. The record's
+//! version is the newest any event brought.
 //!
-//! Ties: when an event's instant equals a field's timestamp, the greater value (by byte order)
-//! wins, so every replica converges whatever order the events arrive in.
+//! Ties: when an event's version equals a field's, the greater value (by byte order) wins, so
+//! every replica converges whatever order the events arrive in.
 //!
-//! A record written by the whole-record plugin (no `FieldUpdatedAt`) is read as if each of its
-//! fields carried the record's `UpdatedAt`: swapping plugins needs no migration.
+//! A record written by the whole-record plugin (no `field_versions`) is read as if each of its
+//! fields carried the record's version: swapping plugins needs no migration.
 
-use ordo_plugin_sdk::{
-    flat_update, parse_timestamp, timestamp, Decision, Invalid, Map, Plugin, Record, Value,
-};
+use ordo_plugin_sdk::entity::{Entity, VersionForm};
+use ordo_plugin_sdk::{json, Decision, Invalid, Map, Plugin, Record, Value};
 
-/// The field that identifies a patient.
-pub const KEY_FIELD: &str = "PatientId";
-/// The field whose instant orders updates.
-pub const VERSION_FIELD: &str = "UpdatedAt";
-/// The record attribute holding each field's timestamp.
+/// The record attribute holding each field's version when the configuration does not say.
 pub const FIELD_VERSIONS: &str = "FieldUpdatedAt";
 
-/// The JSON Schema of an event body.
-pub const SCHEMA: &str = r#"{
-  "type": "object",
-  "description": "A patient profile update, partial or whole: only the fields present change, each kept by its own last writer. Every field is a string.",
-  "required": ["PatientId"],
-  "properties": {
-    "PatientId": {"type": "string", "minLength": 1, "description": "The patient's id; the Kafka key and the table's partition key.", "example": "1"},
-    "FirstName": {"type": "string", "example": "John"},
-    "LastName": {"type": "string", "example": "Doe"},
-    "IsPregnant": {"type": "string", "example": "False"},
-    "Sex": {"type": "string", "example": "Female"},
-    "UpdatedAt": {"type": "string", "format": "date-time", "description": "When these fields changed (RFC 3339, any offset). Stamped with the time of receipt when absent.", "example": "2006-01-02T15:00:00.5+10:00"}
-  },
-  "additionalProperties": {"type": "string"}
-}"#;
+/// The schema's description when the configuration gives none.
+const DESCRIPTION: &str = "An update of one record, partial or whole: only the fields present change, each kept by its own last writer.";
 
-/// Per-field last-writer-wins on the instant of `UpdatedAt`.
+/// The plugin's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The entity: key, version, required fields, schema help.
+    pub entity: Entity,
+    /// The record attribute holding each field's version.
+    pub field_versions: String,
+}
+
+/// Per-field last-writer-wins on the configured version.
 pub struct FieldMerge;
 
 impl Plugin for FieldMerge {
-    const SCHEMA: &'static str = SCHEMA;
+    type Config = Config;
 
-    fn validate(event: &Record) -> Result<(), Invalid> {
-        flat_update(event, KEY_FIELD, VERSION_FIELD).map(|_| ())
+    fn configure(config: &Record) -> Result<Config, String> {
+        let entity = Entity::parse(config, &["field_versions"])?;
+        let field_versions = match config.get("field_versions") {
+            None => FIELD_VERSIONS.to_string(),
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => return Err("`field_versions` must be a non-empty string".into()),
+        };
+        if field_versions == entity.key_field || field_versions == entity.version_field {
+            return Err("`field_versions` must differ from key_field and version_field".into());
+        }
+        Ok(Config {
+            entity,
+            field_versions,
+        })
     }
 
-    fn merge(incoming: Record, stored: Option<Record>) -> Decision {
-        let at = match timestamp(&incoming, VERSION_FIELD) {
+    fn schema(config: &Config) -> String {
+        config.entity.schema(DESCRIPTION).to_string()
+    }
+
+    fn validate(config: &Config, event: &Record) -> Result<(), Invalid> {
+        config.entity.check(event).map(|_| ())
+    }
+
+    fn merge(config: &Config, incoming: Record, stored: Option<Record>) -> Decision {
+        let entity = &config.entity;
+        let (key_field, version_field) = (entity.key_field.as_str(), entity.version_field.as_str());
+        let field_versions = config.field_versions.as_str();
+        let form = entity.version_form;
+        let at = match entity.version(&incoming) {
             Ok(at) => at,
             Err(e) => return Decision::Reject(e.to_string()),
         };
-        let at_text = incoming.get(VERSION_FIELD).cloned().unwrap_or_default();
+        let at_text = incoming.get(version_field).cloned().unwrap_or_default();
         let mut record = match stored {
-            Some(s) if s.get(KEY_FIELD) != incoming.get(KEY_FIELD) => {
-                return Decision::Reject(format!("{KEY_FIELD} differs from the stored record's"))
+            Some(s) if s.get(key_field) != incoming.get(key_field) => {
+                return Decision::Reject(format!("{key_field} differs from the stored record's"))
             }
             Some(s) => s,
             None => {
                 let mut fresh = Record::new();
                 fresh.insert(
-                    KEY_FIELD.into(),
-                    incoming.get(KEY_FIELD).cloned().unwrap_or_default(),
+                    key_field.into(),
+                    incoming.get(key_field).cloned().unwrap_or_default(),
                 );
                 fresh
             }
         };
-        let record_at = timestamp(&record, VERSION_FIELD).ok();
-        let mut versions = match record.remove(FIELD_VERSIONS) {
+        let record_at = entity.version(&record).ok();
+        let mut versions = match record.remove(field_versions) {
             Some(Value::Object(v)) => v,
             _ => Map::new(),
         };
-        // A field without a timestamp of its own (the record was written by the whole-record
-        // plugin, or before the field was kept) holds the record's instant as it is now,
+        // A field without a version of its own (the record was written by the whole-record
+        // plugin, or before the field was kept) holds the record's version as it is now,
         // fixed before this event moves it: otherwise a field's standing would change with
         // every other field's update, and the order of arrival would decide the result.
         let inherit = !mistakes::instant();
-        if let (true, Some(Value::String(record_at_text))) = (inherit, record.get(VERSION_FIELD)) {
+        let inheritable =
+            |v: &Value| v.is_string() || (form != VersionForm::Rfc3339 && v.is_number());
+        if let (true, Some(record_at_text)) = (
+            inherit,
+            record.get(version_field).filter(|v| inheritable(v)),
+        ) {
             let record_at_text = record_at_text.clone();
             for field in record.keys() {
-                if field != VERSION_FIELD && field != KEY_FIELD && !versions.contains_key(field) {
-                    versions.insert(field.clone(), Value::String(record_at_text.clone()));
+                if field != version_field && field != key_field && !versions.contains_key(field) {
+                    versions.insert(field.clone(), record_at_text.clone());
                 }
             }
         }
         let mut changed = false;
         for (field, value) in incoming {
-            if field == VERSION_FIELD || field == KEY_FIELD {
+            if field == version_field || field == key_field {
                 continue;
             }
             let held_at = versions
                 .get(&field)
-                .and_then(Value::as_str)
-                .and_then(|t| parse_timestamp(t).ok())
-                // The mistake: a field without its own instant takes the record's, as it moves.
-                .or(record_at.filter(|_| !inherit && record.contains_key(&field)));
+                .and_then(|v| form.parse(v))
+                // The mistake: a field without its own version takes the record's, as it moves.
+                .or(record_at
+                    .clone()
+                    .filter(|_| !inherit && record.contains_key(&field)));
             let wins = match (held_at, record.get(&field)) {
                 (Some(held), Some(held_value)) => {
                     at > held || (at == held && value_key(&value) > value_key(held_value))
@@ -113,7 +138,7 @@ impl Plugin for FieldMerge {
             }
         }
         if record_at.is_none_or(|r| at > r) {
-            record.insert(VERSION_FIELD.into(), at_text);
+            record.insert(version_field.into(), at_text);
             changed = true;
         }
         if !changed {
@@ -121,9 +146,34 @@ impl Plugin for FieldMerge {
                 "stale: every field it carries is newer in the stored record".into(),
             );
         }
-        record.insert(FIELD_VERSIONS.into(), Value::Object(versions));
+        record.insert(field_versions.into(), Value::Object(versions));
         Decision::Write(record)
     }
+}
+
+/// The patient profile's configuration, read: for native users of the rule (the engine's
+/// simulation, the benchmarks) and the tests.
+pub fn patient_profile() -> Config {
+    let config = json!({
+        "key_field": "PatientId",
+        "version_field": "UpdatedAt",
+        "version_form": "rfc3339",
+        "strings_only": true,
+        "description": "A patient profile update, partial or whole: only the fields present change, each kept by its own last writer. Every field is a string.",
+        "fields": {
+            "PatientId": {"description": "The patient's id; the Kafka key and the table's partition key.", "example": "1"},
+            "FirstName": {"example": "John"},
+            "LastName": {"example": "Doe"},
+            "IsPregnant": {"example": "False"},
+            "Sex": {"example": "Female"},
+            "UpdatedAt": {"description": "When these fields changed (RFC 3339, any offset). Stamped with the time of receipt when absent.", "example": "2006-01-02T15:00:00.5+10:00"}
+        }
+    });
+    let Value::Object(config) = config else {
+        unreachable!("the literal is an object")
+    };
+    FieldMerge::configure(&config)
+        .unwrap_or_else(|e| panic!("the patient profile's configuration reads: {e}"))
 }
 
 /// The mistake this policy once made, which only a native build with the `mistakes` feature
@@ -177,6 +227,7 @@ mod tests {
 
     fn merge(incoming: Value, stored: Option<&Value>) -> Wire {
         run::merge::<FieldMerge>(
+            &patient_profile(),
             &incoming.to_string(),
             stored.map(|s| s.to_string()).as_deref(),
         )
@@ -300,11 +351,13 @@ mod tests {
     #[test]
     fn invalid_events_are_refused_naming_the_field() {
         let err = run::validate::<FieldMerge>(
+            &patient_profile(),
             r#"{"PatientId":"1","IsPregnant":true,"UpdatedAt":"2006-01-02T15:00:00Z"}"#,
         )
         .expect_err("not a string");
         assert_eq!(err.field, "IsPregnant");
-        let err = run::validate::<FieldMerge>(r#"{"PatientId":"1"}"#).expect_err("no time");
+        let err = run::validate::<FieldMerge>(&patient_profile(), r#"{"PatientId":"1"}"#)
+            .expect_err("no time");
         assert_eq!(err.field, "UpdatedAt");
         assert!(matches!(
             merge(
@@ -316,8 +369,60 @@ mod tests {
     }
 
     #[test]
-    fn schema_is_json() {
-        let schema: Value = serde_json::from_str(SCHEMA).expect("schema parses");
+    fn the_patient_profiles_schema_names_the_key_and_the_examples() {
+        let schema: Value = serde_json::from_str(&run::schema::<FieldMerge>(&patient_profile()))
+            .expect("schema parses");
         assert_eq!(schema["required"], json!(["PatientId"]));
+        assert_eq!(
+            schema["properties"]["FirstName"],
+            json!({"type": "string", "example": "John"})
+        );
+        assert_eq!(schema["properties"]["UpdatedAt"]["format"], "date-time");
+    }
+
+    #[test]
+    fn another_entity_keeps_each_fields_sequence_number() {
+        let config = serde_json::from_value::<Record>(json!({
+            "key_field": "Id", "version_field": "Rev", "version_form": "sequence",
+            "field_versions": "FieldRevs"
+        }))
+        .expect("fixture");
+        let c = FieldMerge::configure(&config).expect("configures");
+        let apply = |incoming: Value, stored: Option<&Value>| {
+            run::merge::<FieldMerge>(
+                &c,
+                &incoming.to_string(),
+                stored.map(|s| s.to_string()).as_deref(),
+            )
+        };
+        let first = match apply(
+            json!({"Id": "7", "Name": "Ann", "Ward": "A", "Rev": 9}),
+            None,
+        ) {
+            Wire::Write(r) => serde_json::from_str::<Value>(&r).expect("JSON"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first["FieldRevs"], json!({"Name": 9, "Ward": 9}));
+        // Revision 10 (as text) renames; a late revision 8 moves nothing.
+        let second = match apply(json!({"Id": "7", "Name": "Bea", "Rev": "10"}), Some(&first)) {
+            Wire::Write(r) => serde_json::from_str::<Value>(&r).expect("JSON"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (second["Name"].clone(), second["Ward"].clone()),
+            (json!("Bea"), json!("A"))
+        );
+        assert!(matches!(
+            apply(json!({"Id": "7", "Name": "Cy", "Rev": 8}), Some(&second)),
+            Wire::Skip(_)
+        ));
+        let err = FieldMerge::configure(
+            &serde_json::from_value::<Record>(
+                json!({"key_field": "Id", "version_field": "Rev", "field_versions": 3}),
+            )
+            .expect("fixture"),
+        )
+        .expect_err("not text");
+        assert!(err.contains("`field_versions`"), "{err}");
     }
 }

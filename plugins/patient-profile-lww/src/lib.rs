@@ -1,4 +1,6 @@
-//! Ordo policy plugin for patient profiles: whole-record last-writer-wins on `UpdatedAt`.
+//! Ordo policy plugin: whole-record last-writer-wins for any entity, its key, version and
+//! version form set by the pipeline's `plugin_config` (named for the patient profile, its
+//! first user).
 //!
 //! The rule lives in [`policy`] as plain Rust, tested natively; [`ordo_plugin_sdk`] exports
 //! it as a component when built for `wasm32-wasip2`.

@@ -1,27 +1,37 @@
 //! The Ordo plugin SDK: write a policy plugin as a type implementing [`Plugin`] and export it
 //! with [`export_plugin!`].
 //!
-//! The SDK does the WIT plumbing (`ordo:plugin/policy@0.1.0`), parses events and records into
-//! [`Record`]s, runs [`Plugin::validate`] before [`Plugin::merge`] (an invalid event is
-//! rejected with the field it names), and serialises the decision. The same code runs
-//! natively, so a plugin's rules are unit-tested with `cargo test` and benchmarked against the
-//! component; [`run`] holds the text-level entry points the host calls.
+//! The SDK does the WIT plumbing (`ordo:plugin/policy@0.2.0`), hands the pipeline's
+//! `plugin_config` to [`Plugin::configure`] once per instance and keeps what it makes, parses
+//! events and records into [`Record`]s, runs [`Plugin::validate`] before [`Plugin::merge`] (an
+//! invalid event is rejected with the field it names), and serialises the decision. The same
+//! code runs natively, so a plugin's rules are unit-tested with `cargo test` and benchmarked
+//! against the component; [`run`] holds the text-level entry points the host calls.
+//! [`entity`] reads the configuration of a generic entity policy (key, version and its form,
+//! required fields, schema help).
 //!
 //! ```ignore
-//! use ordo_plugin_sdk::{export_plugin, timestamp, Decision, Invalid, Plugin, Record};
+//! use ordo_plugin_sdk::{entity::Entity, export_plugin, Decision, Invalid, Plugin, Record};
 //!
 //! struct Lww;
 //!
 //! impl Plugin for Lww {
-//!     const SCHEMA: &'static str = r#"{"type": "object", "required": ["Id", "UpdatedAt"]}"#;
+//!     type Config = Entity;
 //!
-//!     fn validate(event: &Record) -> Result<(), Invalid> {
-//!         ordo_plugin_sdk::non_empty(event, "Id")?;
-//!         timestamp(event, "UpdatedAt").map(|_| ())
+//!     fn configure(config: &Record) -> Result<Entity, String> {
+//!         Entity::parse(config, &[])
 //!     }
 //!
-//!     fn merge(incoming: Record, stored: Option<Record>) -> Decision {
-//!         let newer = stored.map_or(true, |s| timestamp(&s, "UpdatedAt") < timestamp(&incoming, "UpdatedAt"));
+//!     fn schema(entity: &Entity) -> String {
+//!         entity.schema("An update.").to_string()
+//!     }
+//!
+//!     fn validate(entity: &Entity, event: &Record) -> Result<(), Invalid> {
+//!         entity.check(event).map(|_| ())
+//!     }
+//!
+//!     fn merge(entity: &Entity, incoming: Record, stored: Option<Record>) -> Decision {
+//!         let newer = stored.map_or(true, |s| entity.version(&s).ok() < entity.version(&incoming).ok());
 //!         if newer { Decision::Write(incoming) } else { Decision::Skip("stale".into()) }
 //!     }
 //! }
@@ -29,6 +39,9 @@
 //! export_plugin!(Lww);
 //! ```
 #![deny(missing_docs)]
+
+pub mod entity;
+mod version;
 
 use chrono::Timelike as _;
 pub use chrono::{DateTime, FixedOffset};
@@ -87,16 +100,33 @@ pub enum Decision {
 
 /// A policy plugin.
 pub trait Plugin {
+    /// What the plugin makes of its configuration, kept by the instance for every call.
+    type Config: Send + Sync + 'static;
+
+    /// Reads the pipeline's `plugin_config` (`{}` when it has none). An error refuses the
+    /// plugin with that reason: name the key at fault.
+    fn configure(config: &Record) -> Result<Self::Config, String>;
+
     /// The JSON Schema of an event body; the engine shows it in its OpenAPI document.
-    const SCHEMA: &'static str;
+    fn schema(config: &Self::Config) -> String;
 
     /// Checks one event. Called at ingest (a failure is a 422 naming the field) and before
     /// every merge (a failure rejects the event).
-    fn validate(event: &Record) -> Result<(), Invalid>;
+    fn validate(config: &Self::Config, event: &Record) -> Result<(), Invalid>;
 
     /// Merges a valid `incoming` event into the `stored` record (`None` for a new key).
     /// Must be deterministic: the same inputs always give the same decision.
-    fn merge(incoming: Record, stored: Option<Record>) -> Decision;
+    fn merge(config: &Self::Config, incoming: Record, stored: Option<Record>) -> Decision;
+}
+
+/// A plugin's configuration for a plugin that takes none: `{}` only.
+pub fn no_config(config: &Record) -> Result<(), String> {
+    match config.keys().next() {
+        None => Ok(()),
+        Some(key) => Err(format!(
+            "`{key}` is not a key this plugin knows (it takes no configuration)"
+        )),
+    }
 }
 
 /// The value of `field` as a string; an error names the field when it is absent or not one.
@@ -118,7 +148,16 @@ pub fn non_empty<'a>(record: &'a Record, field: &str) -> Result<&'a str, Invalid
 
 /// Every field is a string; the error names the first that is not.
 pub fn all_strings(record: &Record) -> Result<(), Invalid> {
-    match record.iter().find(|(_, v)| !v.is_string()) {
+    all_strings_but(record, None)
+}
+
+/// Every field but `except` is a string; the error names the first that is not (in key
+/// order: records keep their keys sorted).
+pub fn all_strings_but(record: &Record, except: Option<&str>) -> Result<(), Invalid> {
+    match record
+        .iter()
+        .find(|(name, v)| !v.is_string() && Some(name.as_str()) != except)
+    {
         Some((name, _)) => Err(Invalid::field(name, "must be a string")),
         None => Ok(()),
     }
@@ -183,14 +222,27 @@ pub mod run {
         }
     }
 
+    /// Parses the configuration (JSON text) and hands it to [`Plugin::configure`].
+    pub fn configure<P: Plugin>(config: &str) -> Result<P::Config, String> {
+        match serde_json::from_str::<Value>(config) {
+            Ok(Value::Object(config)) => P::configure(&config),
+            _ => Err("plugin_config must be a JSON object".into()),
+        }
+    }
+
+    /// The plugin's schema under `config`.
+    pub fn schema<P: Plugin>(config: &P::Config) -> String {
+        P::schema(config)
+    }
+
     /// Parses `event` and validates it.
-    pub fn validate<P: Plugin>(event: &str) -> Result<(), Invalid> {
-        P::validate(&object(event)?)
+    pub fn validate<P: Plugin>(config: &P::Config, event: &str) -> Result<(), Invalid> {
+        P::validate(config, &object(event)?)
     }
 
     /// Parses and validates `incoming`, parses `stored`, merges.
-    pub fn merge<P: Plugin>(incoming: &str, stored: Option<&str>) -> Wire {
-        let incoming = match object(incoming).and_then(|e| P::validate(&e).map(|()| e)) {
+    pub fn merge<P: Plugin>(config: &P::Config, incoming: &str, stored: Option<&str>) -> Wire {
+        let incoming = match object(incoming).and_then(|e| P::validate(config, &e).map(|()| e)) {
             Ok(event) => event,
             Err(e) => return Wire::Reject(e.to_string()),
         };
@@ -198,7 +250,7 @@ pub mod run {
             Ok(stored) => stored,
             Err(e) => return Wire::Reject(format!("the stored record is unreadable: {e}")),
         };
-        match P::merge(incoming, stored) {
+        match P::merge(config, incoming, stored) {
             // Straight into a byte buffer: `Value`'s `Display` goes through `fmt::Write`, which
             // costs a plugin about a tenth of its merge.
             Decision::Write(record) => {
@@ -234,16 +286,47 @@ macro_rules! export_plugin {
 
             struct OrdoExport;
 
+            type Config = <$plugin as $crate::Plugin>::Config;
+
+            /// This instance's configuration, set once by `configure`.
+            static CONFIG: ::std::sync::OnceLock<Config> = ::std::sync::OnceLock::new();
+
+            /// The configuration; a host that never called `configure` gets the plugin as
+            /// `{}` configures it.
+            fn config() -> Result<&'static Config, String> {
+                if let Some(config) = CONFIG.get() {
+                    return Ok(config);
+                }
+                let config = $crate::run::configure::<$plugin>("{}")
+                    .map_err(|why| format!("the plugin was not configured: {why}"))?;
+                Ok(CONFIG.get_or_init(|| config))
+            }
+
             impl wit::Guest for OrdoExport {
+                fn configure(config: String) -> Result<(), String> {
+                    let config = $crate::run::configure::<$plugin>(&config)?;
+                    CONFIG
+                        .set(config)
+                        .map_err(|_| "the plugin was configured already".to_string())
+                }
+
                 fn validate(event: String) -> Result<(), wit::FieldError> {
-                    $crate::run::validate::<$plugin>(&event).map_err(|e| wit::FieldError {
+                    let config = config().map_err(|why| wit::FieldError {
+                        field: String::new(),
+                        message: why,
+                    })?;
+                    $crate::run::validate::<$plugin>(config, &event).map_err(|e| wit::FieldError {
                         field: e.field,
                         message: e.message,
                     })
                 }
 
                 fn merge(incoming: String, stored: Option<String>) -> wit::Decision {
-                    match $crate::run::merge::<$plugin>(&incoming, stored.as_deref()) {
+                    let config = match config() {
+                        Ok(config) => config,
+                        Err(why) => return wit::Decision::Reject(why),
+                    };
+                    match $crate::run::merge::<$plugin>(config, &incoming, stored.as_deref()) {
                         $crate::run::Wire::Write(record) => wit::Decision::Write(record),
                         $crate::run::Wire::Skip(why) => wit::Decision::Skip(why),
                         $crate::run::Wire::Reject(why) => wit::Decision::Reject(why),
@@ -251,7 +334,11 @@ macro_rules! export_plugin {
                 }
 
                 fn schema() -> String {
-                    <$plugin as $crate::Plugin>::SCHEMA.to_string()
+                    match config() {
+                        Ok(config) => $crate::run::schema::<$plugin>(config),
+                        // Not JSON: the host refuses the plugin, with the reason in its log.
+                        Err(why) => why,
+                    }
                 }
             }
 
@@ -268,16 +355,24 @@ mod tests {
     struct MaxN;
 
     impl Plugin for MaxN {
-        const SCHEMA: &'static str = "{}";
+        type Config = ();
 
-        fn validate(event: &Record) -> Result<(), Invalid> {
+        fn configure(config: &Record) -> Result<(), String> {
+            no_config(config)
+        }
+
+        fn schema(_: &()) -> String {
+            "{}".into()
+        }
+
+        fn validate(_: &(), event: &Record) -> Result<(), Invalid> {
             match event.get("n") {
                 Some(Value::Number(_)) => Ok(()),
                 _ => Err(Invalid::field("n", "must be a number")),
             }
         }
 
-        fn merge(incoming: Record, stored: Option<Record>) -> Decision {
+        fn merge(_: &(), incoming: Record, stored: Option<Record>) -> Decision {
             let n = |r: &Record| r["n"].as_i64();
             match stored {
                 Some(s) if n(&s) >= n(&incoming) => Decision::Skip("older".into()),
@@ -288,22 +383,31 @@ mod tests {
 
     #[test]
     fn text_entry_points_parse_validate_and_serialise() {
+        run::configure::<MaxN>("{}").expect("no configuration");
+        let c = &();
         assert_eq!(
-            run::merge::<MaxN>(r#"{"n":2}"#, Some(r#"{"n":1}"#)),
+            run::merge::<MaxN>(c, r#"{"n":2}"#, Some(r#"{"n":1}"#)),
             run::Wire::Write(r#"{"n":2}"#.into())
         );
         assert!(matches!(
-            run::merge::<MaxN>(r#"{"n":1}"#, Some(r#"{"n":2}"#)),
+            run::merge::<MaxN>(c, r#"{"n":1}"#, Some(r#"{"n":2}"#)),
             run::Wire::Skip(_)
         ));
         assert_eq!(
-            run::merge::<MaxN>(r#"{"n":"x"}"#, None),
+            run::merge::<MaxN>(c, r#"{"n":"x"}"#, None),
             run::Wire::Reject("`n` must be a number".into())
         );
         assert_eq!(
-            run::validate::<MaxN>("[1]"),
+            run::validate::<MaxN>(c, "[1]"),
             Err(Invalid::body("must be a JSON object"))
         );
+    }
+
+    #[test]
+    fn a_configuration_that_is_no_object_or_not_taken_is_refused() {
+        assert!(run::configure::<MaxN>("[]").is_err());
+        let err = run::configure::<MaxN>(r#"{"n": 1}"#).expect_err("takes none");
+        assert!(err.contains("`n`"), "{err}");
     }
 
     #[test]

@@ -13,8 +13,10 @@ use super::plan;
 use super::world::{State, World};
 use crate::plugin::{Decision, FieldError, PluginError, Policy};
 
-/// A plugin crate's policy as the engine calls it.
-pub struct Native<P> {
+/// A plugin crate's policy as the engine calls it, configured for the patient profile.
+pub struct Native<P: Plugin> {
+    /// What the plugin made of the patient profile's configuration.
+    config: P::Config,
     /// The world, for its faults.
     world: Arc<World>,
     /// The id records name.
@@ -27,12 +29,14 @@ pub struct Native<P> {
 pub fn policy(world: &Arc<World>, which: plan::Policy) -> Arc<dyn Policy> {
     match which {
         plan::Policy::Lww => Arc::new(Native::<patient_profile_lww::policy::Lww> {
+            config: patient_profile_lww::policy::patient_entity(),
             world: Arc::clone(world),
             id: "sim:lww",
             plugin: PhantomData,
         }),
         plan::Policy::FieldMerge => {
             Arc::new(Native::<patient_profile_field_merge::policy::FieldMerge> {
+                config: patient_profile_field_merge::policy::patient_profile(),
                 world: Arc::clone(world),
                 id: "sim:field-merge",
                 plugin: PhantomData,
@@ -41,7 +45,7 @@ pub fn policy(world: &Arc<World>, which: plan::Policy) -> Arc<dyn Policy> {
     }
 }
 
-impl<P> Native<P> {
+impl<P: Plugin> Native<P> {
     /// Panics or answers busy when the world says so.
     fn faults(&self, call: &'static str) -> Result<(), PluginError> {
         let mut w = self.world.lock();
@@ -66,15 +70,17 @@ impl<P> Native<P> {
 impl<P: Plugin + 'static> Policy for Native<P> {
     fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
         self.faults("validate")?;
-        Ok(run::validate::<P>(event).map_err(|e| FieldError {
-            field: e.field,
-            message: e.message,
-        }))
+        Ok(
+            run::validate::<P>(&self.config, event).map_err(|e| FieldError {
+                field: e.field,
+                message: e.message,
+            }),
+        )
     }
 
     fn merge(&self, incoming: &str, stored: Option<&str>) -> Result<Decision, PluginError> {
         self.faults("merge")?;
-        Ok(match run::merge::<P>(incoming, stored) {
+        Ok(match run::merge::<P>(&self.config, incoming, stored) {
             Wire::Write(record) => Decision::Write(record),
             Wire::Skip(why) => Decision::Skip(why),
             Wire::Reject(why) => Decision::Reject(why),
@@ -82,7 +88,7 @@ impl<P: Plugin + 'static> Policy for Native<P> {
     }
 
     fn schema(&self) -> Result<String, PluginError> {
-        Ok(P::SCHEMA.to_string())
+        Ok(run::schema::<P>(&self.config))
     }
 
     fn id(&self) -> &str {
