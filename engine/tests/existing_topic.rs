@@ -311,6 +311,7 @@ version_field = "UpdatedAt"
 table = "{table}"
 plugin = "{plugin}"
 consumer_group = "{group}"
+{config}
 
 [idempotency]
 table = "{table}-idempotency"
@@ -322,6 +323,7 @@ enabled = false
         table = names.table,
         group = names.group,
         plugin = common::lww_plugin().display(),
+        config = common::patient_plugin_config(),
     )
 }
 
