@@ -220,7 +220,7 @@ impl<S: Store> Applier<S> {
         let policy = policy.as_ref();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         // Admitted events grouped by key, in arrival order within each key.
-        let mut groups: Vec<(String, Vec<(usize, Cow<'_, str>)>)> = Vec::new();
+        let mut groups: Vec<(String, Group<'_>)> = Vec::new();
         let mut changes = Vec::new();
         for (i, event) in events.iter().enumerate() {
             match self.admit(policy, event)? {
@@ -267,7 +267,7 @@ impl<S: Store> Applier<S> {
         &self,
         policy: &dyn Policy,
         key: &str,
-        group: &[(usize, Cow<'_, str>)],
+        group: &Group<'_>,
         events: &[Event<'_>],
     ) -> Result<Folded, ApplyError> {
         // The record this engine wrote last is merged against without a read; see
@@ -542,6 +542,9 @@ impl<S: Store> Applier<S> {
         }
     }
 }
+
+/// One key's admitted events of a batch: (index in the batch, text as the plugin sees it).
+type Group<'a> = Vec<(usize, Cow<'a, str>)>;
 
 /// A stored record as the plugin sees it, what a write merged against it is conditioned on,
 /// and the position of the event that wrote it (with a change feed).
