@@ -221,17 +221,8 @@ async fn a_missing_topic_is_named_and_not_created_by_run_or_validate() {
     let config = dir.path().join("pipelines.toml");
     std::fs::write(&config, routeless_file(&names)).expect("write config");
 
-    let validated = common::ordo_command()
-        .args([
-            "validate",
-            &config.display().to_string(),
-            "--brokers",
-            &brokers,
-        ])
-        .output()
-        .expect("run ordo validate");
-    let out = String::from_utf8_lossy(&validated.stdout);
-    assert!(!validated.status.success(), "{out}");
+    let (validated, out) = validate(&config, &brokers);
+    assert!(!validated, "{out}");
     assert!(
         out.contains(&format!("`topic` \"{}\" does not exist", names.topic)),
         "{out}"
@@ -277,17 +268,8 @@ async fn a_missing_topic_is_named_and_not_created_by_run_or_validate() {
     create_topic(&brokers, &names.topic, 2).await;
     produce_unkeyed(&brokers, &names.topic, 0, EVENT1).await;
     produce_unkeyed(&brokers, &names.topic, 1, "not json").await;
-    let validated = common::ordo_command()
-        .args([
-            "validate",
-            &config.display().to_string(),
-            "--brokers",
-            &brokers,
-        ])
-        .output()
-        .expect("run ordo validate");
-    let out = String::from_utf8_lossy(&validated.stdout);
-    assert!(validated.status.success(), "{out}");
+    let (validated, out) = validate(&config, &brokers);
+    assert!(validated, "{out}");
     for says in [
         "exists with 2 partition(s), not Ordo's",
         "sampled the last 2 message(s)",
@@ -299,6 +281,23 @@ async fn a_missing_topic_is_named_and_not_created_by_run_or_validate() {
         !out.contains("John"),
         "values stay out of the report: {out}"
     );
+}
+
+/// Runs `ordo validate` on `config` against `brokers`: (passed, what it printed).
+fn validate(config: &std::path::Path, brokers: &str) -> (bool, String) {
+    let out = common::ordo_command()
+        .args([
+            "validate",
+            &config.display().to_string(),
+            "--brokers",
+            brokers,
+        ])
+        .output()
+        .expect("run ordo validate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// A pipelines file with one route-less pipeline on `names`' topic and table.
