@@ -457,6 +457,37 @@ plugin = "plugins/build/patient_profile_lww.wasm"
     }
 
     #[test]
+    fn the_plugins_key_and_version_fields_must_be_the_pipelines() {
+        let ok = format!(
+            "{MINIMAL}[pipelines.patient-profile.plugin_config]\nkey_field = \"PatientId\"\nversion_field = \"UpdatedAt\"\n"
+        );
+        from_str(&ok, Path::new(".")).expect("the same fields");
+        for (from, to, says) in [
+            (
+                "key_field = \"PatientId\"\nv",
+                "key_field = \"Id\"\nv",
+                "`key_field` is \"Id\" but the pipeline's `key_field` is \"PatientId\"",
+            ),
+            (
+                "version_field = \"UpdatedAt\"\n",
+                "version_field = \"Rev\"\n",
+                "`version_field` is \"Rev\"",
+            ),
+        ] {
+            let (head, table) = ok.split_at(
+                ok.find("[pipelines.patient-profile.plugin_config]")
+                    .unwrap_or_default(),
+            );
+            let text = format!("{head}{}", table.replace(from, to));
+            let msg = from_str(&text, Path::new(".")).expect_err(to).to_string();
+            assert!(
+                msg.contains("`plugin_config`") && msg.contains(says),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = format!("{MINIMAL}partitons = 3\n");
         let err = from_str(&text, Path::new(".")).expect_err("typo must fail");

@@ -243,6 +243,21 @@ pub(super) fn build(
         problems.add("plugin_config", e);
         Default::default()
     });
+    // A generic plugin is told the key and version fields again in its configuration: they
+    // must be the pipeline's, or the plugin would key and order records by other fields than
+    // the engine's table and checks.
+    for (name, pipeline_value) in [("key_field", &key_field), ("version_field", &version_field)] {
+        if let (Some(serde_json::Value::String(told)), Some(own)) =
+            (plugin_config.get(name), pipeline_value)
+        {
+            if told != own {
+                problems.add(
+                    "plugin_config",
+                    format!("`{name}` is {told:?} but the pipeline's `{name}` is {own:?}; they must be the same field"),
+                );
+            }
+        }
+    }
     let found = problems.found;
     let dead_letter_topic = dead_letter_topic(&p.dead_letter_topic, &topic);
     let (
