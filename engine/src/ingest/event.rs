@@ -25,7 +25,8 @@ pub struct Prepared {
 }
 
 /// Checks one event as ingest takes it (HTTP, bulk, `ordo load`): a JSON object, its
-/// version stamped with the time of receipt when absent and not too far ahead, a non-empty
+/// version stamped with the time of receipt when absent (unless the plugin's schema requires
+/// it) and not too far ahead, a non-empty
 /// string key, and `policy`'s validation. Returns what to produce, or the problem naming the
 /// field.
 pub fn prepare(
@@ -37,7 +38,9 @@ pub fn prepare(
         return Err(unprocessable("", "the body must be a JSON object"));
     };
     let p = pipeline;
-    if !record.contains_key(&p.version_field) {
+    // Stamped with the time of receipt, unless the plugin requires the client's own version
+    // (one that is not an instant: a sequence, epoch numbers); it then names the field.
+    if !record.contains_key(&p.version_field) && !policy.requires(&p.version_field) {
         let now = crate::version::rfc3339(Utc::now());
         record.insert(p.version_field.clone(), Value::String(now));
     }

@@ -833,3 +833,58 @@ async fn the_in_flight_share_is_taken_from_the_declared_length_before_the_body_i
     send(Some(line.len())).await.assert_status_is_ok();
     assert_eq!(bus.published("p.events").len(), 1);
 }
+
+/// Requires its version field `UpdatedAt` (a sequence number): never stamped by ingest.
+struct RequiresVersion;
+
+impl Policy for RequiresVersion {
+    fn validate(&self, event: &str) -> Result<Result<(), FieldError>, PluginError> {
+        let v: Value = serde_json::from_str(event).unwrap_or(Value::Null);
+        Ok(match v.get("UpdatedAt") {
+            Some(n) if n.is_u64() => Ok(()),
+            Some(_) => Err(FieldError {
+                field: "UpdatedAt".into(),
+                message: "must be a whole number".into(),
+            }),
+            None => Err(FieldError {
+                field: "UpdatedAt".into(),
+                message: "is required".into(),
+            }),
+        })
+    }
+    fn merge(&self, incoming: &str, _: Option<&str>) -> Result<Decision, PluginError> {
+        Ok(Decision::Write(incoming.into()))
+    }
+    fn schema(&self) -> Result<String, PluginError> {
+        Ok(json!({"type": "object", "required": ["PatientId", "UpdatedAt"]}).to_string())
+    }
+    fn id(&self) -> &str {
+        "native:requires-version"
+    }
+    fn requires(&self, field: &str) -> bool {
+        field == "UpdatedAt"
+    }
+}
+
+#[test]
+fn a_version_the_plugin_requires_is_not_stamped_and_its_absence_is_named() {
+    let pipeline = crate::testing::pipeline("p");
+    let missing = json!({"PatientId": "1"});
+    let Err(problem) = event::prepare(&pipeline, &RequiresVersion, missing.clone()) else {
+        panic!("an event without its sequence number was accepted");
+    };
+    let body = serde_json::to_value(&problem).unwrap_or_default();
+    assert_eq!(body["field"], "UpdatedAt", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("is required")),
+        "{body}"
+    );
+    let given = json!({"PatientId": "1", "UpdatedAt": 7});
+    let prepared = event::prepare(&pipeline, &RequiresVersion, given);
+    assert!(prepared.is_ok_and(|p| p.updated_at == json!(7)));
+    // A plugin that does not require it gets the time of receipt.
+    let stamped = event::prepare(&pipeline, &SexIsText, missing);
+    assert!(stamped.is_ok_and(|p| p.updated_at.is_string()));
+}

@@ -155,6 +155,12 @@ pub trait Policy: Send + Sync + 'static {
     /// What identifies this policy's code, e.g. `sha256:<hex>` of the plugin file; written on
     /// every record it produces.
     fn id(&self) -> &str;
+    /// Whether its schema requires `field` in every event. Ingest stamps an absent version
+    /// field with the time of receipt only when it does not: a version the plugin requires
+    /// (a sequence, epoch numbers) is the client's to send.
+    fn requires(&self, _field: &str) -> bool {
+        false
+    }
 }
 
 /// The policy a pipeline runs now. Cloning shares it; [`PolicyHandle::replace`] swaps it for

@@ -73,6 +73,8 @@ pub struct WasmPolicy {
     contract: Contract,
     /// The configuration every new instance is handed (a JSON object, as text).
     config: String,
+    /// The fields its schema requires (`required`), read once at load.
+    required: Vec<String>,
     /// Limits applied to every call.
     limits: Limits,
     /// `sha256:<hex>` of the file's bytes.
@@ -193,10 +195,11 @@ impl WasmPolicy {
         }
         let instance_pre = linker.instantiate_pre(&component).map_err(load_error)?;
         let pre = Pre::new(contract, instance_pre).map_err(load_error)?;
-        let policy = Self {
+        let mut policy = Self {
             pre,
             contract,
             config: config.to_string(),
+            required: Vec::new(),
             limits,
             id,
             pool: Mutex::new(Pool::default()),
@@ -221,12 +224,21 @@ impl WasmPolicy {
                 ),
             });
         }
-        if !serde_json::from_str::<serde_json::Value>(&schema).is_ok_and(|s| s.is_object()) {
+        let Some(schema) = serde_json::from_str::<serde_json::Value>(&schema)
+            .ok()
+            .filter(serde_json::Value::is_object)
+        else {
             return Err(PluginError::Load {
                 path: PathBuf::from(path),
                 reason: "its `schema` export did not return a JSON object".into(),
             });
-        }
+        };
+        policy.required = schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect();
         Ok(policy)
     }
 
@@ -509,6 +521,10 @@ impl Policy for WasmPolicy {
 
     fn id(&self) -> &str {
         &self.id
+    }
+
+    fn requires(&self, field: &str) -> bool {
+        self.required.iter().any(|f| f == field)
     }
 }
 
