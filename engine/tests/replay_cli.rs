@@ -26,7 +26,11 @@ fn event(key: &str, name: &str, at: &str) -> String {
 
 #[tokio::test]
 async fn replay_restores_lost_records_and_leaves_newer_ones_alone() {
-    let engine = Engine::start("replay");
+    let names = common::Names::unique("replay");
+    let feed = format!("{}.changes", names.topic);
+    let engine = Engine::builder(names)
+        .extra(&format!("changes_topic = \"{feed}\""))
+        .start();
     let mut produced = Vec::new();
     for key in ["r1", "r2", "r3"] {
         produced.push(
@@ -56,6 +60,16 @@ async fn replay_restores_lost_records_and_leaves_newer_ones_alone() {
     }
     let config = engine.config_path().display().to_string();
     let brokers = common::brokers();
+    // Changes per key in the feed: the engine's first, then the replays'.
+    let changes = |key: &str| {
+        common::read_all(&brokers, &feed)
+            .iter()
+            .filter(|m| m.key.as_deref() == Some(key.as_bytes()))
+            .count()
+    };
+    let before: Vec<usize> = ["r1", "r2", "r3"].iter().map(|k| changes(k)).collect();
+    assert!(before.iter().all(|n| *n >= 1), "{before:?}");
+    let mut first = true;
     for from in ["0", "2000-01-01T00:00:00Z"] {
         let (ok, out, err) = ordo(&[
             "replay",
@@ -74,6 +88,27 @@ async fn replay_restores_lost_records_and_leaves_newer_ones_alone() {
                 .await
                 .unwrap_or_else(|| panic!("{key} restored"));
             assert_eq!(common::s(&item, "FirstName"), "new", "{key}");
+        }
+        if first {
+            // The restored records' writes are in the feed. The record left alone is at most
+            // published again, under the revision it had: its event was delivered again.
+            let after: Vec<usize> = ["r1", "r2", "r3"].iter().map(|k| changes(k)).collect();
+            assert!(
+                after[0] > before[0] && after[1] > before[1],
+                "{before:?} → {after:?}"
+            );
+            let revisions: Vec<String> = common::read_all(&brokers, &feed)
+                .iter()
+                .filter(|m| m.key.as_deref() == Some(&b"r3"[..]))
+                .filter_map(|m| m.header("ordo-revision").map(String::from))
+                .collect();
+            assert!(after[2] <= before[2] + 1, "{before:?} → {after:?}");
+            assert_eq!(
+                revisions.last(),
+                revisions.get(before[2] - 1),
+                "{revisions:?}"
+            );
+            first = false;
         }
     }
     // From past the end there is nothing to do.

@@ -12,7 +12,7 @@ use chrono::{DateTime, FixedOffset};
 use crate::bus::kafka::{self, KafkaConfig};
 use crate::bus::{BusError, Message};
 use crate::config::Pipeline;
-use crate::pipeline::{Applier, ApplyError, Outcome};
+use crate::pipeline::{changes, Applier, ApplyError, Event, Outcome};
 use crate::plugin::PolicyHandle;
 use crate::store::dynamo::DynamoStore;
 
@@ -107,7 +107,16 @@ pub async fn replay(
         PolicyHandle::new(Arc::new(policy)),
         &pipeline.key_field,
     )
-    .with_key_source(pipeline.key_source);
+    .with_key_source(pipeline.key_source)
+    .with_change_feed(pipeline.changes_topic.is_some());
+    // The change feed gets what a replay writes, as it gets what the engine writes.
+    let feed = match &pipeline.changes_topic {
+        Some(topic) => Some((
+            topic.as_str(),
+            kafka.producer(kafka::DEFAULT_DELIVERY_TIMEOUT)?,
+        )),
+        None => None,
+    };
     let reader = kafka.reader(&format!("ordo.replay.{}", pipeline.name))?;
     let mut read = reader.to_end(&pipeline.topic, start.into())?;
     let total = read.total();
@@ -117,7 +126,7 @@ pub async fn replay(
     }
     while let Some(message) = read.next().await? {
         summary.events += 1;
-        match apply(&applier, &message).await? {
+        match apply(&applier, &message, pipeline, feed.as_ref()).await? {
             Outcome::Written => summary.written += 1,
             Outcome::Skipped(_) => summary.skipped += 1,
             Outcome::Rejected(reason) => {
@@ -136,13 +145,24 @@ pub async fn replay(
     Ok(summary)
 }
 
-/// Applies one event, retrying a few times while the store fails.
-async fn apply(applier: &Applier<DynamoStore>, message: &Message) -> Result<Outcome, ReplayError> {
+/// Applies one event, retrying a few times while the store fails; what it changed goes to the
+/// change feed (`feed`: its topic and producer) before the next event.
+async fn apply(
+    applier: &Applier<DynamoStore>,
+    message: &Message,
+    pipeline: &Pipeline,
+    feed: Option<&(&str, kafka::KafkaPublisher)>,
+) -> Result<Outcome, ReplayError> {
+    let event = Event {
+        key: message.key.as_deref(),
+        payload: message.payload.as_deref().unwrap_or_default(),
+        timestamp: None,
+        position: Some((message.partition, message.offset)),
+    };
     let mut attempt = 1;
-    loop {
-        let payload = message.payload.as_deref().unwrap_or_default();
-        match applier.apply(message.key.as_deref(), payload).await {
-            Ok(outcome) => return Ok(outcome),
+    let applied = loop {
+        match applier.apply_batch(std::slice::from_ref(&event)).await {
+            Ok(applied) => break applied,
             Err(e) if attempt < ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, "Replay: applying failed; retrying.");
                 tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
@@ -156,7 +176,18 @@ async fn apply(applier: &Applier<DynamoStore>, message: &Message) -> Result<Outc
                 })
             }
         }
+    };
+    if let Some((topic, publisher)) = feed {
+        let request_ids: Vec<&str> = message
+            .header(crate::audit::REQUEST_ID_KAFKA_HEADER)
+            .into_iter()
+            .collect();
+        for change in &applied.changes {
+            changes::publish(publisher, topic, &pipeline.name, change, &request_ids).await?;
+        }
     }
+    let outcome = applied.outcomes.into_iter().next();
+    Ok(outcome.unwrap_or(Outcome::Written))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! transient failure is waited out ([`waits`]); throttling lowers the pace ([`pace`]).
 
 mod applier;
+pub mod changes;
 pub mod consume;
 mod offsets;
 mod pace;
@@ -15,6 +16,6 @@ pub mod reason;
 mod waits;
 mod worker;
 
-pub use applier::{merge_call, Applied, Applier, ApplyError, Event, Failure, Outcome};
+pub use applier::{merge_call, Applied, Applier, ApplyError, Change, Event, Failure, Outcome};
 pub use reason::{Code, Reason};
 pub use waits::Waits;

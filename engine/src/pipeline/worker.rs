@@ -7,11 +7,9 @@ use std::time::{Duration, SystemTime};
 use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use tracing::{debug, error, warn, Instrument as _};
 
+use super::applier::Change;
 use super::pace::Pace;
 use super::waits::{Wait, Waits};
-use serde_json::Value;
-
-use super::applier::Change;
 use super::{Applier, Code, Event, Failure, Outcome, Reason};
 use crate::audit::{self, Action};
 use crate::bus::{BusError, Fence, Lease, Message, Publisher};
@@ -25,13 +23,6 @@ use crate::store::Store;
 /// Header of a dead letter sent without its event, saying why the event was left out (it is
 /// still in its topic, at `ordo-original-partition` and `ordo-original-offset`).
 pub const EVENT_LEFT_OUT_HEADER: &str = "ordo-event-left-out";
-/// The change feed's header holding the record's revision: a consumer keeps the highest seen
-/// per key and drops a change whose revision is not higher (a repeat).
-pub const CHANGE_REVISION_HEADER: &str = "ordo-revision";
-/// The change feed's header naming the plugin (`sha256:` of its file) that wrote the record.
-pub const CHANGE_PLUGIN_HEADER: &str = "ordo-plugin";
-/// The change feed's header naming the pipeline.
-pub const CHANGE_PIPELINE_HEADER: &str = "ordo-pipeline";
 
 /// What a dead letter carries.
 enum Letter {
@@ -400,28 +391,22 @@ impl<S: Store, P: Publisher> Shared<S, P> {
         let Some(topic) = self.pipeline.changes_topic.as_deref() else {
             return true;
         };
-        let payload = Value::Object(change.record.clone()).to_string();
-        let revision = change.revision.to_string();
-        let mut headers = vec![
-            (CHANGE_REVISION_HEADER, revision.as_str()),
-            (CHANGE_PLUGIN_HEADER, change.plugin.as_str()),
-            (CHANGE_PIPELINE_HEADER, self.pipeline.name.as_str()),
-        ];
-        headers.extend(
-            change
-                .events
-                .iter()
-                .filter_map(|&i| messages.get(i)?.header(audit::REQUEST_ID_KAFKA_HEADER))
-                .map(|id| (audit::REQUEST_ID_KAFKA_HEADER, id)),
-        );
+        let request_ids: Vec<&str> = change
+            .events
+            .iter()
+            .filter_map(|&i| messages.get(i)?.header(audit::REQUEST_ID_KAFKA_HEADER))
+            .collect();
         let mut delays = backoff();
         loop {
             let delay = delays.next().unwrap_or(BACKOFF_CAP);
-            match self
-                .dead_letters
-                .publish(topic, &change.key, payload.as_bytes(), &headers)
-                .await
-            {
+            let published = super::changes::publish(
+                self.dead_letters.as_ref(),
+                topic,
+                &self.pipeline.name,
+                change,
+                &request_ids,
+            );
+            match published.await {
                 Ok(_) => {
                     self.metrics.changes.inc();
                     return true;
