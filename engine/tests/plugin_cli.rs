@@ -232,10 +232,12 @@ fn plugin_test_configures_the_plugin_and_names_a_refused_configuration() {
         out.contains("refuses its plugin_config: `version_form` must be one of"),
         "{out}"
     );
-    // Without a configuration the generic plugin has no key field to work with.
+    // A configuration without its key field is refused, naming it.
     let (ok, out) = ordo(&[
         "plugin",
         "test",
+        "--config",
+        r#"{"version_field": "UpdatedAt"}"#,
         &path(&common::lww_plugin()),
         &path(&events),
     ]);

@@ -203,8 +203,25 @@ fn a_configuration_the_plugin_refuses_refuses_the_load_with_its_reason() {
             .contains("`colour` is not a key this plugin knows"),
         "{err}"
     );
-    let err = refused(&common::lww_plugin(), EMPTY_CONFIG);
+    let err = refused(&common::lww_plugin(), r#"{"version_field":"UpdatedAt"}"#);
     assert!(err.to_string().contains("`key_field` is required"), "{err}");
+    // No configuration at all is the patient profile's, as the plugin was before it took one:
+    // a pipelines file written for it then keeps working, /docs example included.
+    let none = WasmPolicy::load_configured(
+        &common::lww_plugin(),
+        Limits::default(),
+        Capabilities::default(),
+        EMPTY_CONFIG,
+    )
+    .expect("no configuration is the patient profile's");
+    let configured = WasmPolicy::load_configured(
+        &common::lww_plugin(),
+        Limits::default(),
+        Capabilities::default(),
+        &common::patient_config(),
+    )
+    .expect("the patient profile's configuration");
+    assert_eq!(none.schema().ok(), configured.schema().ok());
     let err = refused(&common::lww_plugin(), "[1]");
     assert!(err.to_string().contains("not a JSON object"), "{err}");
     // The hostile plugin refuses with what its attack reported: its text, bounded.

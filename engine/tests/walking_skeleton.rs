@@ -376,3 +376,23 @@ async fn a_body_that_dribbles_in_gets_408_and_holds_no_share_of_ingest() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert_eq!(engine.topic_size(), 1, "only the fast event was produced");
 }
+
+#[tokio::test]
+async fn a_pipelines_file_written_before_plugin_configuration_still_serves_the_seed() {
+    // No plugin_config: the shipped plugin is the patient profile's, as it always was.
+    let engine = Engine::builder(Names::unique("unconfigured"))
+        .unconfigured()
+        .start();
+    let (status, accepted) = engine.post(SEED_BODY).await;
+    assert_eq!(status, 202, "{accepted}");
+    let item = wait_item(&engine, "1", |_| true).await;
+    assert_eq!(s(&item, "IsPregnant"), "False");
+    let (status, refused) = engine.post(r#"{"PatientId":"2","IsPregnant":true}"#).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["field"], "IsPregnant", "{refused}");
+    let (_, spec) = engine.get_json("/docs/openapi.json").await;
+    let example = &spec["paths"]["/patientprofile"]["post"]["requestBody"]["content"]
+        ["application/json"]["example"];
+    assert_eq!(example["FirstName"], "John", "{example}");
+    assert_eq!(example["Sex"], "Female", "{example}");
+}

@@ -7,9 +7,13 @@ import { Entity, Reject, Skip, Write, canonical, compareText, compareVersions, c
 
 const DESCRIPTION = "An update of one record, which replaces the record when its version is newer.";
 
+// No configuration at all (no `plugin_config` table) is the patient profile's, as this plugin
+// was before it took one (plugins/samples/patient-profile.config.json; a test keeps them equal).
+export const PATIENT_PROFILE = {"key_field": "PatientId", "version_field": "UpdatedAt", "version_form": "rfc3339", "required_fields": [], "strings_only": true, "description": "A patient profile update. Every field is a string.", "fields": {"PatientId": {"description": "The patient's id; the Kafka key and the table's partition key.", "example": "1"}, "FirstName": {"example": "John"}, "LastName": {"example": "Doe"}, "IsPregnant": {"example": "False"}, "Sex": {"example": "Female"}, "UpdatedAt": {"description": "When the profile changed (RFC 3339, any offset). Stamped with the time of receipt when absent.", "example": "2006-01-02T15:00:00.5+10:00"}}};
+
 export const Lww = {
   configure(config) {
-    return new Entity(config);
+    return new Entity(Object.keys(config).length === 0 ? PATIENT_PROFILE : config);
   },
 
   schema(entity) {

@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { it } from "node:test";
 
 import { ConfigError, Reject, Skip, Write, configureText, mergeText, validateText } from "../sdk-js/ordo_policy.js";
-import { Lww } from "./app.js";
+import { readFileSync } from "node:fs";
+
+import { Lww, PATIENT_PROFILE } from "./app.js";
 
 const PATIENT = configureText(Lww, JSON.stringify({ key_field: "PatientId", version_field: "UpdatedAt", strings_only: true }));
 const PRACTITIONER = configureText(
@@ -56,5 +58,15 @@ it("merges another entity by its own key and sequence", () => {
 });
 
 it("refuses a configuration without its key field", () => {
-  assert.throws(() => configureText(Lww, "{}"), (e) => e instanceof ConfigError && e.message.includes("`key_field` is required"));
+  assert.throws(
+    () => configureText(Lww, '{"version_field":"UpdatedAt"}'),
+    (e) => e instanceof ConfigError && e.message.includes("`key_field` is required"),
+  );
+});
+
+it("takes no configuration as the patient profile's, the sample file's", () => {
+  const sample = JSON.parse(readFileSync(new URL("../samples/patient-profile.config.json", import.meta.url), "utf8"));
+  assert.deepEqual(PATIENT_PROFILE, sample);
+  const none = configureText(Lww, "{}");
+  assert.throws(() => validateText(Lww, none, '{"PatientId":"1","IsPregnant":true}'));
 });

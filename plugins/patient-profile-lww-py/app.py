@@ -9,11 +9,15 @@ from ordo_policy import Entity, Reject, Skip, Write, canonical, component
 
 DESCRIPTION = "An update of one record, which replaces the record when its version is newer."
 
+# No configuration at all (no `plugin_config` table) is the patient profile's, as this plugin
+# was before it took one (plugins/samples/patient-profile.config.json; a test keeps them equal).
+PATIENT_PROFILE = json.loads("""{"key_field": "PatientId", "version_field": "UpdatedAt", "version_form": "rfc3339", "required_fields": [], "strings_only": true, "description": "A patient profile update. Every field is a string.", "fields": {"PatientId": {"description": "The patient's id; the Kafka key and the table's partition key.", "example": "1"}, "FirstName": {"example": "John"}, "LastName": {"example": "Doe"}, "IsPregnant": {"example": "False"}, "Sex": {"example": "Female"}, "UpdatedAt": {"description": "When the profile changed (RFC 3339, any offset). Stamped with the time of receipt when absent.", "example": "2006-01-02T15:00:00.5+10:00"}}}""")
+
 
 class Lww:
     @staticmethod
     def configure(config):
-        return Entity(config)
+        return Entity(config or PATIENT_PROFILE)
 
     @staticmethod
     def schema(entity):

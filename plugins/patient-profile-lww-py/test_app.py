@@ -60,8 +60,18 @@ class AnotherEntity(unittest.TestCase):
 
     def test_a_configuration_without_its_key_field_is_refused(self):
         with self.assertRaises(ConfigError) as caught:
-            configure_text(Lww, "{}")
+            configure_text(Lww, '{"version_field": "UpdatedAt"}')
         self.assertIn("`key_field` is required", str(caught.exception))
+
+    def test_no_configuration_is_the_patient_profile_sample(self):
+        import os
+        from app import PATIENT_PROFILE
+        sample = os.path.join(os.path.dirname(__file__), "..", "samples", "patient-profile.config.json")
+        with open(sample) as f:
+            self.assertEqual(PATIENT_PROFILE, json.load(f))
+        none = configure_text(Lww, "{}")
+        with self.assertRaises(Invalid):
+            validate_text(Lww, none, '{"PatientId":"1","IsPregnant":true}')
 
 
 if __name__ == "__main__":

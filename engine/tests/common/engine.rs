@@ -63,9 +63,16 @@ pub struct EngineBuilder {
     extra: String,
     env: Vec<(String, String)>,
     routeless: bool,
+    unconfigured: bool,
 }
 
 impl EngineBuilder {
+    /// Without a `plugin_config` table, as a pipelines file written before plugins took one.
+    pub fn unconfigured(mut self) -> Self {
+        self.unconfigured = true;
+        self
+    }
+
     /// Without a route: the pipeline consumes a topic that exists already (created by the
     /// test, as another service would), and Ordo neither creates nor produces to it.
     pub fn routeless(mut self) -> Self {
@@ -141,7 +148,11 @@ topic = "{topic}.audit"
                 table = names.table,
                 group = names.group,
                 plugin = self.plugin.display(),
-                config = super::stack::patient_plugin_config(),
+                config = if self.unconfigured {
+                    String::new()
+                } else {
+                    super::stack::patient_plugin_config()
+                },
                 extra = self.extra,
             ),
         )
@@ -235,6 +246,7 @@ impl Engine {
             extra: String::new(),
             env: Vec::new(),
             routeless: false,
+            unconfigured: false,
         }
     }
 

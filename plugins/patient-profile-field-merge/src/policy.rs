@@ -41,7 +41,16 @@ pub struct FieldMerge;
 impl Plugin for FieldMerge {
     type Config = Config;
 
+    /// No configuration at all (no `plugin_config` table) is the patient profile's, as this
+    /// plugin was before it took one: a pipelines file written for it keeps working.
     fn configure(config: &Record) -> Result<Config, String> {
+        let patient;
+        let config = if config.is_empty() {
+            patient = patient_profile_config();
+            &patient
+        } else {
+            config
+        };
         let entity = Entity::parse(config, &["field_versions"])?;
         let field_versions = match config.get("field_versions") {
             None => FIELD_VERSIONS.to_string(),
@@ -154,6 +163,12 @@ impl Plugin for FieldMerge {
 /// The patient profile's configuration, read: for native users of the rule (the engine's
 /// simulation, the benchmarks) and the tests.
 pub fn patient_profile() -> Config {
+    FieldMerge::configure(&patient_profile_config())
+        .unwrap_or_else(|e| panic!("the patient profile's configuration reads: {e}"))
+}
+
+/// The patient profile's configuration as written: what an empty one stands for.
+fn patient_profile_config() -> Record {
     let config = json!({
         "key_field": "PatientId",
         "version_field": "UpdatedAt",
@@ -169,11 +184,10 @@ pub fn patient_profile() -> Config {
             "UpdatedAt": {"description": "When these fields changed (RFC 3339, any offset). Stamped with the time of receipt when absent.", "example": "2006-01-02T15:00:00.5+10:00"}
         }
     });
-    let Value::Object(config) = config else {
-        unreachable!("the literal is an object")
-    };
-    FieldMerge::configure(&config)
-        .unwrap_or_else(|e| panic!("the patient profile's configuration reads: {e}"))
+    match config {
+        Value::Object(config) => config,
+        _ => Record::new(),
+    }
 }
 
 /// The mistake this policy once made, which only a native build with the `mistakes` feature

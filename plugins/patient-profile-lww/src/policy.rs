@@ -19,7 +19,12 @@ pub struct Lww;
 impl Plugin for Lww {
     type Config = Entity;
 
+    /// No configuration at all (no `plugin_config` table) is the patient profile's, as this
+    /// plugin was before it took one: a pipelines file written for it keeps working.
     fn configure(config: &Record) -> Result<Entity, String> {
+        if config.is_empty() {
+            return Entity::parse(&patient_profile(), &[]);
+        }
         Entity::parse(config, &[])
     }
 
@@ -243,8 +248,20 @@ mod tests {
 
     #[test]
     fn a_configuration_without_its_fields_is_refused_naming_them() {
-        let err = run::configure::<Lww>("{}").expect_err("no key field");
+        let err =
+            run::configure::<Lww>(r#"{"version_field":"UpdatedAt"}"#).expect_err("no key field");
         assert!(err.contains("`key_field` is required"), "{err}");
+    }
+
+    #[test]
+    fn no_configuration_is_the_patient_profile_as_before_configuration() {
+        let none = run::configure::<Lww>("{}").expect("no configuration is the patient's");
+        assert_eq!(none, patient_entity());
+        let invalid = r#"{"PatientId":"1","IsPregnant":true}"#;
+        assert!(
+            run::validate::<Lww>(&none, invalid).is_err(),
+            "every field a string"
+        );
     }
 
     fn canonical(event: &str) -> String {
