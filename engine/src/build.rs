@@ -177,11 +177,6 @@ pub async fn build(
             source,
         })?;
     let policy = slot.handle().clone();
-    let applier = Applier::new(store.clone(), policy.clone(), &p.key_field)
-        .with_key_source(p.key_source)
-        .with_change_feed(p.changes_topic.is_some())
-        .with_cache(p.cache_records)
-        .with_version_skew(&p.version_field, p.max_version_skew);
     // Metrics follow the role: a process that does not apply shows no consumer series, one
     // that serves no route no ingest series.
     let role = shared.role;
@@ -192,6 +187,11 @@ pub async fn build(
     };
     let waits = pipeline::Waits::new(&p.name, consumer_metrics.clone());
     let apply: ApplyLoop = if role.applies() {
+        let applier = Applier::new(store.clone(), policy.clone(), &p.key_field)
+            .with_key_source(p.key_source)
+            .with_change_feed(p.changes_topic.is_some())
+            .with_cache(p.cache_records)
+            .with_version_skew(&p.version_field, p.max_version_skew);
         let group = GroupSettings {
             pipeline: p.name.clone(),
             group: p.consumer_group.clone(),

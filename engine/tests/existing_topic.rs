@@ -219,7 +219,8 @@ async fn a_missing_topic_is_named_and_not_created_by_run_or_validate() {
     let brokers = brokers();
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("pipelines.toml");
-    std::fs::write(&config, routeless_file(&names)).expect("write config");
+    let text = Engine::builder(names.clone()).routeless().config_text();
+    std::fs::write(&config, text).expect("write config");
 
     let (validated, out) = validate(&config, &brokers);
     assert!(!validated, "{out}");
@@ -297,32 +298,6 @@ fn validate(config: &std::path::Path, brokers: &str) -> (bool, String) {
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
-/// A pipelines file with one route-less pipeline on `names`' topic and table.
-fn routeless_file(names: &Names) -> String {
-    format!(
-        r#"[pipelines.patient-profile]
-topic = "{topic}"
-key_field = "PatientId"
-version_field = "UpdatedAt"
-table = "{table}"
-plugin = "{plugin}"
-consumer_group = "{group}"
-{config}
-
-[idempotency]
-table = "{table}-idempotency"
-
-[audit]
-enabled = false
-"#,
-        topic = names.topic,
-        table = names.table,
-        group = names.group,
-        plugin = common::lww_plugin().display(),
-        config = common::patient_plugin_config(),
     )
 }
 

@@ -271,11 +271,8 @@ async fn change_feed(
     runs: usize,
     run_id: u32,
 ) -> anyhow::Result<()> {
-    let w = workload("uniform", SCALING_EVENTS * scale);
-    let n = w.len();
-    let topic = format!("bench.{run_id}.changes");
+    let (topic, n) = uniform_topic(brokers, scale, &format!("bench.{run_id}.changes")).await?;
     let changes = format!("{topic}.changed");
-    ensure_consumed_topic(brokers, &topic, PARTITIONS).await?;
     ordo::bus::kafka::ensure_topics(
         &ordo::bus::kafka::KafkaConfig::new(brokers),
         &[&changes],
@@ -283,7 +280,6 @@ async fn change_feed(
         1,
     )
     .await?;
-    produce(brokers, &topic, &w).await?;
     let (mut plain, mut feed) = (Figures::default(), Figures::default());
     for run in 0..runs {
         for with_feed in [false, true] {
@@ -326,6 +322,19 @@ async fn change_feed(
     Ok(())
 }
 
+/// `topic` made and filled with the uniform workload at `scale` (every event a write);
+/// returns it and its event count.
+async fn uniform_topic(
+    brokers: &str,
+    scale: usize,
+    topic: &str,
+) -> anyhow::Result<(String, usize)> {
+    let w = workload("uniform", SCALING_EVENTS * scale);
+    ensure_consumed_topic(brokers, topic, PARTITIONS).await?;
+    produce(brokers, topic, &w).await?;
+    Ok((topic.to_string(), w.len()))
+}
+
 /// 1, 2 and 3 Ordo consumers in one group on the model, uniform shape; prints a table.
 async fn scaling(
     brokers: &str,
@@ -334,11 +343,7 @@ async fn scaling(
     runs: usize,
     run_id: u32,
 ) -> anyhow::Result<()> {
-    let w = workload("uniform", SCALING_EVENTS * scale);
-    let n = w.len();
-    let topic = format!("bench.{run_id}.scaling");
-    ensure_consumed_topic(brokers, &topic, PARTITIONS).await?;
-    produce(brokers, &topic, &w).await?;
+    let (topic, n) = uniform_topic(brokers, scale, &format!("bench.{run_id}.scaling")).await?;
     // Per engine count: rates, cores this process used, the machine's busy share.
     let mut figures: Vec<[Vec<f64>; 3]> =
         vec![Default::default(), Default::default(), Default::default()];

@@ -232,21 +232,17 @@ async fn sample(
     policy: &Arc<WasmPolicy>,
 ) -> Result<Sampled, crate::Error> {
     use crate::bus::kafka::From;
-    use crate::pipeline::Event;
+    use crate::pipeline::admission::{Admission, Event};
     let reader = kafka
         .reader(&format!("ordo.validate.{}", p.name))
         .map_err(|e| crate::Error::bus(&p.name, kafka, e))?;
     let mut read = reader
         .to_end(&p.topic, From::Last(SAMPLE_PER_PARTITION))
         .map_err(|e| crate::Error::bus(&p.name, kafka, e))?;
-    let handle = crate::plugin::PolicyHandle::new(Arc::clone(policy) as Arc<dyn Policy>);
-    let client = dynamo::client().await;
-    let applier = crate::pipeline::Applier::new(
-        DynamoStore::new(client, &p.table, &p.key_field),
-        handle,
-        &p.key_field,
-    )
-    .with_key_source(p.key_source);
+    let admission = Admission {
+        key_source: p.key_source,
+        ..Admission::new(&p.key_field)
+    };
     let mut sampled = Sampled::default();
     while let Some(message) = read
         .next()
@@ -260,7 +256,7 @@ async fn sample(
             timestamp: None,
             position: None,
         };
-        match applier.admits(&event) {
+        match admission.admit(policy.as_ref(), &event) {
             Ok(Ok(_)) => sampled.admitted += 1,
             Ok(Err(reason)) => *sampled.refused.entry(reason.code().as_str()).or_default() += 1,
             Err(_) => *sampled.refused.entry("plugin-busy").or_default() += 1,

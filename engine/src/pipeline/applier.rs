@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use serde_json::Value;
 use tracing::debug;
 
+use super::admission::Admission;
+pub use super::admission::Event;
 use super::reason::{Code, Reason};
 use crate::config::KeySource;
 use crate::plugin::{Decision, PluginError, Policy, PolicyHandle};
@@ -28,22 +30,6 @@ pub enum Outcome {
     Skipped(Reason),
     /// The event cannot be applied, for this reason; it belongs in the dead-letter topic.
     Rejected(Reason),
-}
-
-/// One event as read from the bus.
-#[derive(Debug, Clone, Copy)]
-pub struct Event<'a> {
-    /// The Kafka message key, when the message has one.
-    pub key: Option<&'a [u8]>,
-    /// The message body.
-    pub payload: &'a [u8],
-    /// The message's timestamp (ms since the epoch): the receipt time a version is judged
-    /// against. `None`: not judged.
-    pub timestamp: Option<i64>,
-    /// Where it was read: (partition, offset). With a change feed, a write records the
-    /// position of the last event folded into it, so a redelivery of that event publishes the
-    /// record again (the first publish may not have happened).
-    pub position: Option<(i32, i64)>,
 }
 
 /// A record a batch changed (or found changed by one of its events, redelivered), for the
@@ -143,10 +129,8 @@ pub struct Applier<S> {
     key_field: String,
     /// The records written last, merged against without a read.
     cache: RecordCache,
-    /// The version field and how far ahead of an event's timestamp it may be, when checked.
-    versions: Option<(String, std::time::Duration)>,
-    /// Where an event's entity id comes from.
-    key_source: KeySource,
+    /// What an event must be to be merged.
+    admission: Admission,
     /// Whether writes record their source position and batches report their changes.
     change_feed: bool,
 }
@@ -159,8 +143,7 @@ impl<S: Store> Applier<S> {
             policy,
             key_field: key_field.to_string(),
             cache: RecordCache::default(),
-            versions: None,
-            key_source: KeySource::Body,
+            admission: Admission::new(key_field),
             change_feed: false,
         }
     }
@@ -174,14 +157,14 @@ impl<S: Store> Applier<S> {
 
     /// Takes each event's entity id from `source` (default: the body's key field).
     pub fn with_key_source(mut self, source: KeySource) -> Self {
-        self.key_source = source;
+        self.admission.key_source = source;
         self
     }
 
     /// Refuses an event whose `version_field` is more than `skew` ahead of its message's
     /// timestamp (see [`crate::version`]).
     pub fn with_version_skew(mut self, version_field: &str, skew: std::time::Duration) -> Self {
-        self.versions = Some((version_field.to_string(), skew));
+        self.admission.versions = Some((version_field.to_string(), skew));
         self
     }
 
@@ -223,7 +206,11 @@ impl<S: Store> Applier<S> {
         let mut groups: Vec<(String, Group<'_>)> = Vec::new();
         let mut changes = Vec::new();
         for (i, event) in events.iter().enumerate() {
-            match self.admit(policy, event)? {
+            match self
+                .admission
+                .admit(policy, event)
+                .map_err(ApplyError::Plugin)?
+            {
                 Ok((text, key)) => match groups.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, group)) => group.push((i, text)),
                     None => groups.push((key, vec![(i, text)])),
@@ -391,14 +378,6 @@ impl<S: Store> Applier<S> {
         })
     }
 
-    /// Whether `event` would be admitted: its entity id, or why it would be dead-lettered
-    /// (`ordo validate` checks a sample of a topic's messages with it). The outer `Err`: the
-    /// plugin could not take the call.
-    pub fn admits(&self, event: &Event<'_>) -> Result<Result<String, Reason>, ApplyError> {
-        let policy = self.policy.current();
-        Ok(self.admit(policy.as_ref(), event)?.map(|(_, key)| key))
-    }
-
     /// The stored record of `key` as the plugin sees it, and what a write merged against it
     /// must be conditioned on.
     async fn read(&self, key: &str) -> Result<Stored, ApplyError> {
@@ -409,115 +388,6 @@ impl<S: Store> Applier<S> {
                 (Some(record), precondition, source)
             }
             None => (None, Precondition::Absent, None),
-        })
-    }
-
-    /// Checks what the engine itself relies on: UTF-8 JSON object, a string entity id (from
-    /// the body or the message key, as `key_source` says), and the plugin's own validation.
-    /// The inner `Err` is why the event is refused; the outer one, a plugin that could not
-    /// take the call (retry later).
-    fn admit<'a>(
-        &self,
-        policy: &dyn Policy,
-        event: &Event<'a>,
-    ) -> Result<Result<(Cow<'a, str>, String), Reason>, ApplyError> {
-        let (message_key, payload) = (event.key, event.payload);
-        let text = match std::str::from_utf8(payload) {
-            Ok(text) => text,
-            Err(e) => {
-                return Ok(Err(Reason::new(
-                    Code::NotUtf8,
-                    format!("payload is not UTF-8: {e}"),
-                )))
-            }
-        };
-        let mut value: Value = match serde_json::from_str(text) {
-            Ok(value) => value,
-            Err(e) => {
-                return Ok(Err(Reason::new(
-                    Code::NotJson,
-                    format!("payload is not JSON: {e}"),
-                )))
-            }
-        };
-        let no_key = || {
-            Reason::new(
-                Code::NoKey,
-                format!("`{}` must be a non-empty string", self.key_field),
-            )
-            .at(&self.key_field)
-        };
-        let body_key = match value.get(&self.key_field) {
-            Some(Value::String(k)) if !k.is_empty() => Some(k.clone()),
-            None => None,
-            Some(_) => return Ok(Err(no_key())),
-        };
-        let (key, text) = match (self.key_source, body_key) {
-            // The body says which entity; the message key is the producer's business.
-            (KeySource::Body, Some(key)) => (key, Cow::Borrowed(text)),
-            (KeySource::Body, None) => return Ok(Err(no_key())),
-            (KeySource::Message, body_key) => {
-                let message_key = match message_key.map(std::str::from_utf8) {
-                    Some(Ok(k)) if !k.is_empty() => k.to_string(),
-                    _ => {
-                        return Ok(Err(Reason::new(
-                            Code::NoKey,
-                            "the message has no key (`key_source = \"message\"` takes the entity id from it)",
-                        )))
-                    }
-                };
-                match body_key {
-                    Some(body_key) if body_key != message_key => {
-                        // The values stay out of the reason: both are in the letter.
-                        return Ok(Err(Reason::new(
-                            Code::KeyMismatch,
-                            format!(
-                                "the message key differs from the body's `{}`",
-                                self.key_field
-                            ),
-                        )
-                        .at(&self.key_field)));
-                    }
-                    Some(_) => (message_key, Cow::Borrowed(text)),
-                    None => match value.as_object_mut() {
-                        Some(object) => {
-                            object
-                                .insert(self.key_field.clone(), Value::String(message_key.clone()));
-                            (message_key, Cow::Owned(value.to_string()))
-                        }
-                        None => return Ok(Err(no_key())),
-                    },
-                }
-            }
-        };
-        if let (Some((field, skew)), Some(received)) = (
-            &self.versions,
-            event.timestamp.and_then(crate::version::from_millis),
-        ) {
-            if let Some(why) = value
-                .get(field)
-                .and_then(|v| crate::version::too_far_ahead(v, received, *skew))
-            {
-                return Ok(Err(Reason::new(
-                    Code::VersionAhead,
-                    format!("`{field}` {why}"),
-                )
-                .at(field)));
-            }
-        }
-        Ok(match policy.validate(&text) {
-            Ok(Ok(())) => Ok((text, key)),
-            Ok(Err(e)) if e.field.is_empty() => Err(Reason::new(
-                Code::Invalid,
-                format!("invalid event: {}", e.message),
-            )),
-            Ok(Err(e)) => Err(Reason::new(
-                Code::Invalid,
-                format!("invalid event: `{}` {}", e.field, e.message),
-            )
-            .at(&e.field)),
-            Err(e) if e.is_transient() => return Err(ApplyError::Plugin(e)),
-            Err(e) => Err(Reason::new(Code::PluginFailed, e.to_string())),
         })
     }
 

@@ -7,6 +7,7 @@
 //! store through the plugin, with writes conditioned on the revision merged against. A
 //! transient failure is waited out ([`waits`]); throttling lowers the pace ([`pace`]).
 
+pub mod admission;
 mod applier;
 pub mod changes;
 pub mod consume;

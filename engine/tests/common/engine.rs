@@ -112,17 +112,11 @@ impl EngineBuilder {
         self
     }
 
-    /// Writes the pipelines file, starts the binary and waits until it serves. Engines of
-    /// the same [`Names`] share their Idempotency-Key table and their audit topic
-    /// (`<topic>.audit`); others never see them.
-    pub fn start(self) -> Engine {
-        let names = self.names;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("pipelines.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[pipelines.{pipeline}]
+    /// The pipelines file [`EngineBuilder::start`] writes, as text (a test may write it
+    /// itself to run other commands on it).
+    pub fn config_text(&self) -> String {
+        format!(
+            r#"[pipelines.{pipeline}]
 {owned}topic = "{topic}"
 key_field = "PatientId"
 version_field = "UpdatedAt"
@@ -138,25 +132,33 @@ table = "{table}-idempotency"
 [audit]
 topic = "{topic}.audit"
 "#,
-                pipeline = names.pipeline,
-                owned = if self.routeless {
-                    ""
-                } else {
-                    "route = \"/patientprofile\"\npartitions = 3\n"
-                },
-                topic = names.topic,
-                table = names.table,
-                group = names.group,
-                plugin = self.plugin.display(),
-                config = if self.unconfigured {
-                    String::new()
-                } else {
-                    super::stack::patient_plugin_config()
-                },
-                extra = self.extra,
-            ),
+            pipeline = self.names.pipeline,
+            owned = if self.routeless {
+                ""
+            } else {
+                "route = \"/patientprofile\"\npartitions = 3\n"
+            },
+            topic = self.names.topic,
+            table = self.names.table,
+            group = self.names.group,
+            plugin = self.plugin.display(),
+            config = if self.unconfigured {
+                String::new()
+            } else {
+                super::stack::patient_plugin_config()
+            },
+            extra = self.extra,
         )
-        .expect("write pipelines.toml");
+    }
+
+    /// Writes the pipelines file, starts the binary and waits until it serves. Engines of
+    /// the same [`Names`] share their Idempotency-Key table and their audit topic
+    /// (`<topic>.audit`); others never see them.
+    pub fn start(self) -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("pipelines.toml");
+        std::fs::write(&config, self.config_text()).expect("write pipelines.toml");
+        let names = self.names;
         let log = dir.path().join("engine.log");
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
