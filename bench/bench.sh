@@ -6,6 +6,10 @@ bin=${CARGO_TARGET_DIR:?}/release
 cache=${ORDO_CACHE:?}
 out=${1:-BENCHMARKS.md}
 root=$(cd "$(dirname "$0")/.." && pwd)
+# Each run's raw figures as CSV (bench/src/results.rs), in a folder named for when and at
+# which commit they were measured.
+export ORDO_BENCH_RESULTS="$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)-$(git -C "$root" rev-parse --short HEAD)"
+mkdir -p "$ORDO_BENCH_RESULTS"
 # wasmtime as Ordo builds it (the workspace's) and as the `extism` crate pins it.
 wasmtime_versions=$(awk '/^name = "wasmtime"$/{getline; gsub(/version = |"/, ""); print}' "$root/Cargo.lock" | sort -V)
 ordo_wasmtime=$(grep -E '^wasmtime = ' "$root/Cargo.toml" | grep -oE '[0-9]+' | head -1)

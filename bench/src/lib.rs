@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod model;
+pub mod results;
 
 /// Logs to standard error at `ORDO_LOG`'s filter, `warn` by default (stdout is the report).
 pub fn init_logs() {
