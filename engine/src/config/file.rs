@@ -75,7 +75,9 @@ pub(super) struct PipelineFile {
     /// Where events that cannot be applied go, with the reason in the `ordo-reason` header.
     /// Default: `<topic>.dlq`.
     pub dead_letter_topic: Option<String>,
-    /// Keys one engine applies at once (1 to 4096).
+    /// The most keys one engine applies at once (1 to 4096): the ceiling. The engine starts
+    /// at 8 and applies as many as the store answers without a queue, up to this
+    /// (`ordo_apply_concurrency` shows the limit in force).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Transient failures (DynamoDB or the broker away, the plugin busy or starved of CPU) of

@@ -92,6 +92,8 @@ pub struct Reading {
     pub waiting: f64,
     /// Failed applies retried (all causes).
     pub retries: f64,
+    /// Keys the consumer may apply at once now (`ordo_apply_concurrency`), when it consumes.
+    pub concurrency: Option<f64>,
 }
 
 /// Every pipeline at one reading, and the engine-wide reload counters.
@@ -152,6 +154,7 @@ impl Snapshot {
                 ("ordo_plugin_call_seconds_count", _, "merge") => r.merges = s.value,
                 ("ordo_keys_waiting", _, _) => r.waiting = s.value,
                 ("ordo_apply_retries_total", _, _) => r.retries += s.value,
+                ("ordo_apply_concurrency", _, _) => r.concurrency = Some(s.value),
                 _ => {}
             }
         }
@@ -194,6 +197,8 @@ pub struct Row {
     pub waiting: f64,
     /// Retries per second.
     pub retries: f64,
+    /// Keys the consumer may apply at once now, when it consumes.
+    pub concurrency: Option<f64>,
     /// The plugin in force.
     pub plugin: String,
 }
@@ -226,6 +231,7 @@ pub fn rows(before: &Snapshot, after: &Snapshot, seconds: f64) -> Vec<Row> {
                     .then(|| (a.merge_seconds - b.merge_seconds) / merges * 1e6),
                 waiting: a.waiting,
                 retries: per_second(b.retries, a.retries, seconds),
+                concurrency: a.concurrency,
                 plugin: a.plugin.clone().unwrap_or_else(|| "—".into()),
             }
         })

@@ -79,6 +79,10 @@ pub struct LivePipeline {
     pub waiting_reason: Option<String>,
     /// Failed applies retried per second.
     pub retries_per_second: f64,
+    /// Keys the consumer applies at once now: the limit the store's latency and throttling
+    /// set, at most the pipeline's `concurrency`; absent where this engine does not consume.
+    #[oai(skip_serializing_if_is_none)]
+    pub keys_at_once: Option<f64>,
     /// The plugin in force.
     #[oai(skip_serializing_if_is_none)]
     pub plugin: Option<LivePlugin>,
@@ -214,6 +218,7 @@ fn pipeline(
         keys_waiting: row.waiting,
         waiting_reason,
         retries_per_second: row.retries,
+        keys_at_once: row.concurrency,
         plugin: plugin.map(LivePlugin::from),
         dead_letters: dead_letters
             .into_iter()

@@ -6,10 +6,13 @@
 //! record, whatever the plugin's merge rule.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::time::Instant;
 use tracing::debug;
 
+use super::absence::Absence;
 use super::admission::Admission;
 pub use super::admission::Event;
 use super::reason::{Code, Reason};
@@ -63,6 +66,30 @@ pub struct Applied {
     /// The records changed, when the applier keeps a change feed (see
     /// [`Applier::with_change_feed`]).
     pub changes: Vec<Change>,
+    /// Store requests made (reads and writes).
+    pub store_requests: u32,
+    /// How long they took, in all: what the pace reads the store's queue from.
+    pub store_time: Duration,
+}
+
+/// The store requests of one batch and their time.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Requests made.
+    requests: u32,
+    /// Their total time.
+    time: Duration,
+}
+
+impl Tally {
+    /// Runs one store request, counting it and its time.
+    async fn time<T>(&mut self, request: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let answer = request.await;
+        self.requests += 1;
+        self.time += started.elapsed();
+        answer
+    }
 }
 
 /// What became of one key's events.
@@ -133,6 +160,8 @@ pub struct Applier<S> {
     admission: Admission,
     /// Whether writes record their source position and batches report their changes.
     change_feed: bool,
+    /// Whether a key missing from the cache is likely missing from the table too.
+    absence: Absence,
 }
 
 impl<S: Store> Applier<S> {
@@ -145,6 +174,7 @@ impl<S: Store> Applier<S> {
             cache: RecordCache::default(),
             admission: Admission::new(key_field),
             change_feed: false,
+            absence: Absence::new(true),
         }
     }
 
@@ -169,8 +199,11 @@ impl<S: Store> Applier<S> {
     }
 
     /// Keeps up to `records` written records in memory (0: none) instead of the default.
+    /// With none, every key is also read before its write: no write goes out on the guess
+    /// that a key is new (see [`super::absence`]).
     pub fn with_cache(mut self, records: usize) -> Self {
         self.cache = RecordCache::new(records);
+        self.absence = Absence::new(records > 0);
         self
     }
 
@@ -219,13 +252,16 @@ impl<S: Store> Applier<S> {
             }
         }
         let (mut writes, mut conflicts) = (0, 0);
+        let mut tally = Tally::default();
         for (key, group) in &groups {
             let Folded {
                 results,
                 wrote,
                 conflicts: lost,
                 change,
-            } = self.fold_key(policy, key, group, events).await?;
+            } = self
+                .fold_key(policy, key, group, events, &mut tally)
+                .await?;
             changes.extend(change);
             writes += usize::from(wrote);
             conflicts += lost;
@@ -244,6 +280,8 @@ impl<S: Store> Applier<S> {
             conflicts,
             plugin: policy.id().to_string(),
             changes,
+            store_requests: tally.requests,
+            store_time: tally.time,
         })
     }
 
@@ -256,17 +294,36 @@ impl<S: Store> Applier<S> {
         key: &str,
         group: &Group<'_>,
         events: &[Event<'_>],
+        tally: &mut Tally,
     ) -> Result<Folded, ApplyError> {
         // The record this engine wrote last is merged against without a read; see
-        // [`RecordCache`] for why that is safe.
-        let mut cached = self.cache.get(key).map(|(r, p)| (Some(r), p, None));
+        // [`RecordCache`] for why that is safe. A key it does not hold is written as new
+        // without a read while most such keys were (see [`Absence`]): safe for the same
+        // reason.
+        let mut guessed = false;
+        let mut cached = match self.cache.get(key) {
+            Some((r, p)) => Some((Some(r), p, None)),
+            None if self.absence.likely() => {
+                guessed = true;
+                Some((None, Precondition::Absent, None))
+            }
+            None => None,
+        };
         let mut read: Option<Stored> = None;
+        let mut looked_up = guessed;
         let mut conflicts = 0;
         while conflicts < MAX_CONFLICTS {
             let from_cache = cached.is_some();
             let (stored, precondition, source) = match cached.take().or_else(|| read.take()) {
                 Some(state) => state,
-                None => self.read(key).await?,
+                None => {
+                    let stored = self.read(key, tally).await?;
+                    if !looked_up {
+                        looked_up = true;
+                        self.absence.saw(stored.0.is_none());
+                    }
+                    stored
+                }
             };
             let mut state = stored.map(|r| Value::Object(r).to_string());
             let mut merged: Option<Record> = None;
@@ -307,7 +364,11 @@ impl<S: Store> Applier<S> {
                 if from_cache {
                     // Nothing to write: a verdict the table must confirm, not the cache. The
                     // same revision is the same record, and so the same verdict.
-                    let table = self.read(key).await?;
+                    let table = self.read(key, tally).await?;
+                    if guessed {
+                        guessed = false;
+                        self.absence.saw(table.1 == Precondition::Absent);
+                    }
                     if table.1 != precondition {
                         self.cache.forget(key);
                         read = Some(table);
@@ -345,8 +406,11 @@ impl<S: Store> Applier<S> {
             if let (true, Some(at)) = (self.change_feed, last) {
                 stamp_source(&mut record, at);
             }
-            match self.store.put(&record, &precondition).await? {
+            match tally.time(self.store.put(&record, &precondition)).await? {
                 PutOutcome::Written => {
+                    if guessed {
+                        self.absence.saw(true);
+                    }
                     let (plain, written) = split_meta(record);
                     let change = match (self.change_feed, written) {
                         (true, Precondition::Revision(revision)) => Some(Change {
@@ -366,6 +430,12 @@ impl<S: Store> Applier<S> {
                         change,
                     });
                 }
+                PutOutcome::Conflict if guessed => {
+                    // The key was not new: read it and merge again. Not a race lost to
+                    // another writer, so not counted as one.
+                    guessed = false;
+                    self.absence.saw(false);
+                }
                 PutOutcome::Conflict => {
                     self.cache.forget(key);
                     conflicts += 1;
@@ -380,8 +450,8 @@ impl<S: Store> Applier<S> {
 
     /// The stored record of `key` as the plugin sees it, and what a write merged against it
     /// must be conditioned on.
-    async fn read(&self, key: &str) -> Result<Stored, ApplyError> {
-        Ok(match self.store.get(key).await? {
+    async fn read(&self, key: &str, tally: &mut Tally) -> Result<Stored, ApplyError> {
+        Ok(match tally.time(self.store.get(key)).await? {
             Some(record) => {
                 let source = source_of(&record);
                 let (record, precondition) = split_meta(record);
@@ -627,6 +697,74 @@ mod tests {
             before + 1,
             "the skip was checked against the table"
         );
+    }
+
+    fn one(payload: &[u8]) -> [Event<'_>; 1] {
+        [Event {
+            key: None,
+            payload,
+            timestamp: None,
+            position: None,
+        }]
+    }
+
+    #[tokio::test]
+    async fn keys_new_to_the_table_are_written_without_a_read_while_most_turn_out_absent() {
+        let store = MemoryStore::new("k");
+        let a = applier(&store);
+        let mut requests = Vec::new();
+        for k in 0..20 {
+            let body = format!(r#"{{"k":"n{k}","v":1}}"#);
+            let applied = a.apply_batch(&one(body.as_bytes())).await.expect("applied");
+            assert_eq!(applied.outcomes, vec![Outcome::Written]);
+            requests.push(applied.store_requests);
+        }
+        assert_eq!(
+            store.reads(),
+            9,
+            "read until nine net keys turned out absent"
+        );
+        assert_eq!(requests[..9], [2; 9], "a read and a write each");
+        assert_eq!(requests[9..], [1; 11], "a write alone each");
+        assert!((0..20).all(|k| v(&store, &format!("n{k}")) == 1));
+
+        // Keys that do exist: each guessed write fails, the key is read and merged against
+        // the record found (v=5 stays), and the lost guess is not counted as a lost race.
+        for k in 0..10 {
+            store.insert(record(
+                json!({"k": format!("e{k}"), "v": 5, "Ordo": {"plugin": "rival", "revision": 3}}),
+            ));
+        }
+        let before = store.reads();
+        let mut guessed = 0;
+        for k in 0..10 {
+            let body = format!(r#"{{"k":"e{k}","v":2}}"#);
+            let applied = a.apply_batch(&one(body.as_bytes())).await.expect("applied");
+            assert!(
+                matches!(applied.outcomes[0], Outcome::Skipped(_)),
+                "{applied:?}"
+            );
+            assert_eq!(applied.conflicts, 0);
+            // A guess: the failed write and the read; no guess: the read alone (nothing to write).
+            guessed += usize::from(applied.store_requests == 2);
+            assert_eq!(v(&store, &format!("e{k}")), 5);
+        }
+        assert_eq!(store.reads(), before + 10, "every existing key was read");
+        assert!(
+            (1..10).contains(&guessed),
+            "guessing stopped once keys turned out present: {guessed} guessed"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_record_cache_every_key_is_read_before_its_write() {
+        let store = MemoryStore::new("k");
+        let a = applier(&store).with_cache(0);
+        for k in 0..20 {
+            let body = format!(r#"{{"k":"n{k}","v":1}}"#);
+            a.apply(None, body.as_bytes()).await.expect("applied");
+        }
+        assert_eq!(store.reads(), 20);
     }
 
     #[tokio::test]

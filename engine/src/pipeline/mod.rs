@@ -7,10 +7,12 @@
 //! store through the plugin, with writes conditioned on the revision merged against. A
 //! transient failure is waited out ([`waits`]); throttling lowers the pace ([`pace`]).
 
+mod absence;
 pub mod admission;
 mod applier;
 pub mod changes;
 pub mod consume;
+mod latency;
 mod offsets;
 mod pace;
 pub mod reason;

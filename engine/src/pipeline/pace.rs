@@ -1,13 +1,16 @@
-//! How many keys a pipeline applies at once: its `concurrency`, lowered while DynamoDB
-//! throttles.
+//! How many keys a pipeline applies at once: up to its `concurrency`, as many as the store
+//! works on without a queue ([`super::latency`]), and fewer while DynamoDB throttles.
 //!
-//! Throttling is DynamoDB saying "slow down", so the answer is to write less at once, not to
-//! fail the events: each throttled attempt halves the limit (at most once per
-//! [`CUT_INTERVAL`], as many workers see the same throttling together; never below 1), and
-//! every `limit` attempts that went through raise it by one again, up to the configured
-//! concurrency (additive increase, multiplicative decrease, as TCP does). A lowered limit
-//! takes effect as workers finish: a permit returned while the limit is below the permits
-//! out is retired instead.
+//! Two signals move one limit. **Latency**: each attempt that went through reports its store
+//! requests and how long they took, and the latency estimate raises the limit while the store
+//! shows no queue and lowers it by the queue's excess (see [`super::latency`]); a pipeline
+//! starts at [`START`] keys and grows from there. **Throttling** is DynamoDB saying "slow
+//! down", so the answer is to write less at once, not to fail the events: each throttled
+//! attempt halves the limit (at most once per [`CUT_INTERVAL`], as many workers see the same
+//! throttling together; never below 1), and for [`THROTTLE_MEMORY`] after a cut the limit
+//! grows back by at most one key a window (additive increase, multiplicative decrease, as TCP
+//! does). A lowered limit takes effect as workers finish: a permit returned while the limit is
+//! below the permits out is retired instead.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,8 +21,13 @@ use tokio::time::Instant;
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use super::latency::START;
+use super::latency::{Vegas, Verdict};
+
 /// The shortest time between two cuts of the limit.
 pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long after a throttling cut the limit grows by at most one key a window.
+pub const THROTTLE_MEMORY: Duration = Duration::from_secs(30);
 
 /// A pipeline's adaptive limit on keys applied at once.
 pub struct Pace {
@@ -38,9 +46,11 @@ struct State {
     limit: usize,
     /// Permits out beyond the limit, to retire when returned.
     debt: usize,
-    /// Attempts through since the limit last rose.
-    through: usize,
-    /// When the limit was last cut.
+    /// Turns out now.
+    out: usize,
+    /// The latency estimate.
+    vegas: Vegas,
+    /// When the limit was last cut for throttling.
     cut: Option<Instant>,
 }
 
@@ -51,17 +61,20 @@ pub struct Turn {
 }
 
 impl Pace {
-    /// A limit starting at, and never above, `max` (at least 1), shown in `gauge`.
+    /// A limit never above `max` (at least 1), starting at [`START`] (or `max`, if lower),
+    /// shown in `gauge`.
     pub fn new(max: usize, gauge: IntGauge) -> Arc<Self> {
         let max = max.max(1);
-        gauge.set(max as i64);
+        let limit = START.min(max);
+        gauge.set(limit as i64);
         Arc::new(Self {
-            permits: Arc::new(Semaphore::new(max)),
+            permits: Arc::new(Semaphore::new(limit)),
             max,
             state: Mutex::new(State {
-                limit: max,
+                limit,
                 debt: 0,
-                through: 0,
+                out: 0,
+                vegas: Vegas::new(max),
                 cut: None,
             }),
             gauge,
@@ -77,6 +90,7 @@ impl Pace {
     /// Waits for a turn; `None` only if the pace was closed.
     pub async fn turn(self: &Arc<Self>) -> Option<Turn> {
         let permit = Arc::clone(&self.permits).acquire_owned().await.ok()?;
+        self.state().out += 1;
         Some(Turn {
             permit: Some(permit),
             pace: Arc::clone(self),
@@ -97,38 +111,48 @@ impl Pace {
             return;
         }
         let lower = (state.limit / 2).max(1);
-        let cut = state.limit - lower;
-        state.limit = lower;
-        state.through = 0;
         state.cut = Some(Instant::now());
-        state.debt += cut - self.permits.forget_permits(cut);
-        self.gauge.set(lower as i64);
+        state.vegas.restart();
+        self.set(&mut state, lower);
     }
 
-    /// An attempt went through: every `limit` of them raise the limit by one, up to `max`.
-    pub fn went_through(&self) {
+    /// An attempt went through after `requests` store requests that took `time` in all.
+    pub fn went_through(&self, requests: u32, time: Duration) {
         let mut state = self.state();
-        if state.limit >= self.max {
+        let (out, limit) = (state.out, state.limit);
+        let Verdict::Set(mut next) = state.vegas.sample(requests, time, out, limit) else {
             return;
+        };
+        if state.cut.is_some_and(|at| at.elapsed() < THROTTLE_MEMORY) {
+            // The store throttled lately: its latency does not show what it can take.
+            next = next.min(limit + 1);
         }
-        state.through += 1;
-        if state.through < state.limit {
-            return;
+        self.set(&mut state, next);
+    }
+
+    /// Moves the limit to `next` (between 1 and `max`): new permits, or permits retired as
+    /// they come back.
+    fn set(&self, state: &mut State, next: usize) {
+        let next = next.clamp(1, self.max);
+        if next < state.limit {
+            let cut = state.limit - next;
+            state.debt += cut - self.permits.forget_permits(cut);
+        } else if next > state.limit {
+            let mut grow = next - state.limit;
+            let repaid = grow.min(state.debt);
+            state.debt -= repaid;
+            grow -= repaid;
+            self.permits.add_permits(grow);
         }
-        state.through = 0;
-        state.limit += 1;
-        if state.debt > 0 {
-            state.debt -= 1;
-        } else {
-            self.permits.add_permits(1);
-        }
-        self.gauge.set(state.limit as i64);
+        state.limit = next;
+        self.gauge.set(next as i64);
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
         let mut state = self.pace.state();
+        state.out = state.out.saturating_sub(1);
         if let Some(permit) = self.permit.take() {
             if state.debt > 0 {
                 state.debt -= 1;
@@ -142,12 +166,37 @@ impl Drop for Turn {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
     fn pace(max: usize) -> Arc<Pace> {
         Pace::new(max, IntGauge::new("g", "g").expect("gauge"))
     }
 
-    #[tokio::test]
-    async fn throttling_halves_the_turns_and_going_through_grows_them_back() {
+    /// Takes every turn the limit allows and reports a window of requests at `each`.
+    async fn window(pace: &Arc<Pace>, each: Duration) {
+        let limit = pace.limit();
+        let mut turns = Vec::new();
+        for _ in 0..limit {
+            turns.push(pace.turn().await.expect("turn"));
+        }
+        for _ in 0..limit.max(16) {
+            pace.went_through(1, each);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pipeline_starts_low_and_grows_to_its_concurrency_on_a_store_without_a_queue() {
+        let pace = pace(64);
+        assert_eq!(pace.limit(), START);
+        for _ in 0..20 {
+            window(&pace, 4 * MS).await;
+        }
+        assert_eq!(pace.limit(), 64, "never above the configured concurrency");
+        assert_eq!(pace.permits.available_permits(), 64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_the_turns_and_they_grow_back_one_a_window() {
         let pace = pace(8);
         let mut turns = Vec::new();
         for _ in 0..8 {
@@ -162,16 +211,28 @@ mod tests {
         assert_eq!(pace.permits.available_permits(), 1, "{}", pace.limit());
         drop(turns);
         assert_eq!(pace.permits.available_permits(), 4);
-        for _ in 0..4 {
-            pace.went_through();
-        }
+        // No queue, but the store throttled lately: one key a window.
+        window(&pace, 4 * MS).await;
         assert_eq!(pace.limit(), 5);
         assert_eq!(pace.permits.available_permits(), 5);
-        for _ in 0..100 {
-            pace.went_through();
+        tokio::time::advance(THROTTLE_MEMORY).await;
+        // A probe of the base first (half the limit for two windows), then growth at the
+        // latency's pace.
+        for _ in 0..4 {
+            window(&pace, 4 * MS).await;
         }
-        assert_eq!(pace.limit(), 8, "never above the configured concurrency");
+        assert_eq!(pace.limit(), 8, "grows at the latency's pace again");
         assert_eq!(pace.permits.available_permits(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_at_the_store_lowers_the_limit() {
+        let pace = pace(64);
+        window(&pace, 4 * MS).await;
+        let before = pace.limit();
+        // Every request now waits five times as long: a queue of most of the limit.
+        window(&pace, 20 * MS).await;
+        assert!(pace.limit() < before, "{} then {}", before, pace.limit());
     }
 
     #[tokio::test]

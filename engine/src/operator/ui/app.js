@@ -192,6 +192,10 @@ function renderPipeline(p, r, seconds) {
   p.field("lag").textContent = count(r.lag_total);
   const partitions = Object.keys(r.lag).length;
   p.field("partitions").textContent = partitions + (partitions === 1 ? " partition" : " partitions") + " held";
+  const atOnce = p.field("keys-at-once");
+  atOnce.hidden = r.keys_at_once == null;
+  atOnce.textContent = count(r.keys_at_once ?? 0) + " keys applied at once";
+  atOnce.title = "The limit the store's latency and throttling set now, at most the pipeline's concurrency";
   p.field("merge").textContent = r.merge_micros == null ? "–" : rate(r.merge_micros) + " µs";
   const waiting = p.field("waiting");
   waiting.hidden = !(r.keys_waiting > 0);
