@@ -80,6 +80,11 @@ pub(super) struct PipelineFile {
     /// (`ordo_apply_concurrency` shows the limit in force).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Whether the keys applied at once follow the store's latency (up to `concurrency`);
+    /// `false` applies `concurrency` keys at once from the start, lowered only while DynamoDB
+    /// throttles.
+    #[serde(default = "default_true")]
+    pub adaptive_concurrency: bool,
     /// Transient failures (DynamoDB or the broker away, the plugin busy or starved of CPU) of
     /// an event before it is dead-lettered instead of waiting; `0` waits as long as the
     /// failure lasts (up to 1,000,000). Permanent failures dead-letter at once and throttling

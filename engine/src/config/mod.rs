@@ -196,8 +196,10 @@ pub struct Pipeline {
     pub consumer_group: String,
     /// Dead-letter topic for events that cannot be applied.
     pub dead_letter_topic: String,
-    /// Keys applied at once by one engine.
+    /// The most keys applied at once by one engine.
     pub concurrency: usize,
+    /// Whether the keys applied at once follow the store's latency, up to `concurrency`.
+    pub adaptive_concurrency: bool,
     /// Attempts before an event failing transiently is dead-lettered; 0 retries as long as
     /// the failure lasts.
     pub max_attempts: u32,

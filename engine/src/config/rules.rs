@@ -293,6 +293,7 @@ pub(super) fn build(
         partitions,
         replication_factor,
         concurrency,
+        adaptive_concurrency: p.adaptive_concurrency,
         max_attempts,
         cache_records,
         plugin_limits: Limits {

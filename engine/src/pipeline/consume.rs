@@ -90,7 +90,11 @@ pub async fn run<C: Consumer, S: Store, P: Publisher>(
     let mut d = Dispatcher {
         consumer,
         work: worker::Shared {
-            pace: Pace::new(pipeline.concurrency, metrics.concurrency.clone()),
+            pace: Pace::new(
+                pipeline.concurrency,
+                pipeline.adaptive_concurrency,
+                metrics.concurrency.clone(),
+            ),
             pipeline,
             applier,
             dead_letters,

@@ -35,6 +35,9 @@ pub struct Pace {
     permits: Arc<Semaphore>,
     /// The configured concurrency: the most the limit grows back to.
     max: usize,
+    /// Whether the store's latency moves the limit (else it starts at `max` and only
+    /// throttling lowers it).
+    adaptive: bool,
     /// The limit and its bookkeeping.
     state: Mutex<State>,
     /// The limit, for `/metrics`.
@@ -48,6 +51,8 @@ struct State {
     debt: usize,
     /// Turns out now.
     out: usize,
+    /// Attempts through since the limit last rose, when it does not follow the latency.
+    through: usize,
     /// The latency estimate.
     vegas: Vegas,
     /// When the limit was last cut for throttling.
@@ -61,19 +66,21 @@ pub struct Turn {
 }
 
 impl Pace {
-    /// A limit never above `max` (at least 1), starting at [`START`] (or `max`, if lower),
-    /// shown in `gauge`.
-    pub fn new(max: usize, gauge: IntGauge) -> Arc<Self> {
+    /// A limit never above `max` (at least 1), shown in `gauge`: `adaptive`, starting at
+    /// [`START`] (or `max`, if lower) and following the store's latency; else at `max`.
+    pub fn new(max: usize, adaptive: bool, gauge: IntGauge) -> Arc<Self> {
         let max = max.max(1);
-        let limit = START.min(max);
+        let limit = if adaptive { START.min(max) } else { max };
         gauge.set(limit as i64);
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(limit)),
             max,
+            adaptive,
             state: Mutex::new(State {
                 limit,
                 debt: 0,
                 out: 0,
+                through: 0,
                 vegas: Vegas::new(max),
                 cut: None,
             }),
@@ -112,6 +119,7 @@ impl Pace {
         }
         let lower = (state.limit / 2).max(1);
         state.cut = Some(Instant::now());
+        state.through = 0;
         state.vegas.restart();
         self.set(&mut state, lower);
     }
@@ -120,6 +128,17 @@ impl Pace {
     pub fn went_through(&self, requests: u32, time: Duration) {
         let mut state = self.state();
         let (out, limit) = (state.out, state.limit);
+        if !self.adaptive {
+            // Every `limit` attempts through raise a lowered limit by one.
+            if limit < self.max {
+                state.through += 1;
+                if state.through >= limit {
+                    state.through = 0;
+                    self.set(&mut state, limit + 1);
+                }
+            }
+            return;
+        }
         let Verdict::Set(mut next) = state.vegas.sample(requests, time, out, limit) else {
             return;
         };
@@ -169,7 +188,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn pace(max: usize) -> Arc<Pace> {
-        Pace::new(max, IntGauge::new("g", "g").expect("gauge"))
+        Pace::new(max, true, IntGauge::new("g", "g").expect("gauge"))
     }
 
     /// Takes every turn the limit allows and reports a window of requests at `each`.
@@ -233,6 +252,20 @@ mod tests {
         // Every request now waits five times as long: a queue of most of the limit.
         window(&pace, 20 * MS).await;
         assert!(pace.limit() < before, "{} then {}", before, pace.limit());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_limit_starts_at_the_ceiling_and_only_throttling_moves_it() {
+        let pace = Pace::new(8, false, IntGauge::new("g", "g").expect("gauge"));
+        assert_eq!(pace.limit(), 8);
+        window(&pace, 20 * MS).await;
+        assert_eq!(pace.limit(), 8, "latency does not move it");
+        pace.throttled();
+        assert_eq!(pace.limit(), 4);
+        for _ in 0..4 {
+            pace.went_through(1, MS);
+        }
+        assert_eq!(pace.limit(), 5, "one more for every limit's worth through");
     }
 
     #[tokio::test]

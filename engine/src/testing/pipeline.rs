@@ -23,6 +23,7 @@ pub fn pipeline(name: &str) -> Pipeline {
         consumer_group: format!("ordo.{name}"),
         dead_letter_topic: format!("{name}.events.dlq"),
         concurrency: config::DEFAULT_CONCURRENCY,
+        adaptive_concurrency: true,
         max_attempts: config::DEFAULT_MAX_ATTEMPTS,
         cache_records: crate::store::cache::DEFAULT_CAPACITY,
         plugin_limits: Limits::default(),
