@@ -78,6 +78,13 @@ fresh_broker() {
   fresh_broker >&2
   "$bin/consume_bench"
   echo
+  echo "## Catching up: the keys applied at once against the store's own ceiling"
+  echo
+  echo "A replica catching up on new patients, with the keys applied at once following the consumer's throughput (the default since issue 34) and fixed at \`concurrency\` 64 (\`adaptive_concurrency = false\`, every earlier release), against what the store takes at all: moto's ceiling, measured in the same run by a plain client (the SDK's conditional put, no Kafka, no plugin) at its best concurrency of a sweep. Goals: on moto, Ordo ≥ 0.9× moto's ceiling; on the 4 ms model, adaptive ≥ 0.95× fixed (no loss)."
+  echo
+  fresh_broker >&2
+  "$bin/catchup_bench"
+  echo
   echo "## Latency: POST → visible"
   echo
   echo "Goal: p99 < 50 ms at 500 requests/s."

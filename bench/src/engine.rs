@@ -151,8 +151,20 @@ impl Member {
         policy: &PolicyHandle,
         store: S,
     ) -> anyhow::Result<Self> {
+        Self::start_with(source, policy, store, true)
+    }
+
+    /// [`Member::start`], with the keys applied at once following the store's latency
+    /// (`adaptive`, the default) or fixed at the source's concurrency (as before issue 34).
+    pub fn start_with<S: Store>(
+        source: &Source<'_>,
+        policy: &PolicyHandle,
+        store: S,
+        adaptive: bool,
+    ) -> anyhow::Result<Self> {
         let kafka = KafkaConfig::new(source.brokers);
         let mut pipeline = ordo::testing::pipeline("bench");
+        pipeline.adaptive_concurrency = adaptive;
         pipeline.topic = source.topic.into();
         pipeline.consumer_group = source.group.clone();
         pipeline.dead_letter_topic = format!("{}.dlq", source.topic);

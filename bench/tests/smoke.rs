@@ -113,3 +113,19 @@ fn languages_bench_runs() {
         assert!(report.contains(language), "no {language} row in:\n{report}");
     }
 }
+
+#[test]
+#[ignore = "needs the local stack; make test runs it"]
+fn catchup_bench_runs() {
+    let report = run(
+        env!("CARGO_BIN_EXE_catchup_bench"),
+        &[("ORDO_BENCH_SCALE", "1"), ("ORDO_BENCH_RUNS", "1")],
+    );
+    assert_table(&report);
+    assert!(
+        report.contains("| **ceiling** (best of the sweep, each run) |")
+            && report.contains("`adaptive_concurrency = false`")
+            && report.contains("Goals: on moto"),
+        "{report}"
+    );
+}

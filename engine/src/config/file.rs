@@ -76,11 +76,11 @@ pub(super) struct PipelineFile {
     /// Default: `<topic>.dlq`.
     pub dead_letter_topic: Option<String>,
     /// The most keys one engine applies at once (1 to 4096): the ceiling. The engine starts
-    /// at 8 and applies as many as the store answers without a queue, up to this
+    /// at 8 and applies as many as still raise its throughput, up to this
     /// (`ordo_apply_concurrency` shows the limit in force).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Whether the keys applied at once follow the store's latency (up to `concurrency`);
+    /// Whether the keys applied at once follow the throughput (up to `concurrency`);
     /// `false` applies `concurrency` keys at once from the start, lowered only while DynamoDB
     /// throttles.
     #[serde(default = "default_true")]

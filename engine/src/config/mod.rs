@@ -198,7 +198,7 @@ pub struct Pipeline {
     pub dead_letter_topic: String,
     /// The most keys applied at once by one engine.
     pub concurrency: usize,
-    /// Whether the keys applied at once follow the store's latency, up to `concurrency`.
+    /// Whether the keys applied at once follow the throughput, up to `concurrency`.
     pub adaptive_concurrency: bool,
     /// Attempts before an event failing transiently is dead-lettered; 0 retries as long as
     /// the failure lasts.

@@ -79,8 +79,9 @@ pub struct LivePipeline {
     pub waiting_reason: Option<String>,
     /// Failed applies retried per second.
     pub retries_per_second: f64,
-    /// Keys the consumer applies at once now: the limit the store's latency and throttling
-    /// set, at most the pipeline's `concurrency`; absent where this engine does not consume.
+    /// Keys the consumer applies at once now: the limit its throughput and DynamoDB's
+    /// throttling set, at most the pipeline's `concurrency`; absent where this engine does
+    /// not consume.
     #[oai(skip_serializing_if_is_none)]
     pub keys_at_once: Option<f64>,
     /// The plugin in force.

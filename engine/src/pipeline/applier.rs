@@ -6,10 +6,8 @@
 //! record, whatever the plugin's merge rule.
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use serde_json::Value;
-use tokio::time::Instant;
 use tracing::debug;
 
 use super::absence::Absence;
@@ -68,27 +66,20 @@ pub struct Applied {
     pub changes: Vec<Change>,
     /// Store requests made (reads and writes).
     pub store_requests: u32,
-    /// How long they took, in all: what the pace reads the store's queue from.
-    pub store_time: Duration,
 }
 
-/// The store requests of one batch and their time.
+/// The store requests of one batch.
 #[derive(Debug, Default)]
 struct Tally {
     /// Requests made.
     requests: u32,
-    /// Their total time.
-    time: Duration,
 }
 
 impl Tally {
-    /// Runs one store request, counting it and its time.
-    async fn time<T>(&mut self, request: impl std::future::Future<Output = T>) -> T {
-        let started = Instant::now();
-        let answer = request.await;
+    /// Runs one store request, counting it.
+    async fn count<T>(&mut self, request: impl std::future::Future<Output = T>) -> T {
         self.requests += 1;
-        self.time += started.elapsed();
-        answer
+        request.await
     }
 }
 
@@ -281,7 +272,6 @@ impl<S: Store> Applier<S> {
             plugin: policy.id().to_string(),
             changes,
             store_requests: tally.requests,
-            store_time: tally.time,
         })
     }
 
@@ -406,7 +396,7 @@ impl<S: Store> Applier<S> {
             if let (true, Some(at)) = (self.change_feed, last) {
                 stamp_source(&mut record, at);
             }
-            match tally.time(self.store.put(&record, &precondition)).await? {
+            match tally.count(self.store.put(&record, &precondition)).await? {
                 PutOutcome::Written => {
                     if guessed {
                         self.absence.saw(true);
@@ -451,7 +441,7 @@ impl<S: Store> Applier<S> {
     /// The stored record of `key` as the plugin sees it, and what a write merged against it
     /// must be conditioned on.
     async fn read(&self, key: &str, tally: &mut Tally) -> Result<Stored, ApplyError> {
-        Ok(match tally.time(self.store.get(key)).await? {
+        Ok(match tally.count(self.store.get(key)).await? {
             Some(record) => {
                 let source = source_of(&record);
                 let (record, precondition) = split_meta(record);

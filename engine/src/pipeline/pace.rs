@@ -1,16 +1,16 @@
-//! How many keys a pipeline applies at once: up to its `concurrency`, as many as the store
-//! works on without a queue ([`super::latency`]), and fewer while DynamoDB throttles.
+//! How many keys a pipeline applies at once: up to its `concurrency`, as many as raise the
+//! consumer's throughput ([`super::climb`]), and fewer while DynamoDB throttles.
 //!
-//! Two signals move one limit. **Latency**: each attempt that went through reports its store
-//! requests and how long they took, and the latency estimate raises the limit while the store
-//! shows no queue and lowers it by the queue's excess (see [`super::latency`]); a pipeline
-//! starts at [`START`] keys and grows from there. **Throttling** is DynamoDB saying "slow
-//! down", so the answer is to write less at once, not to fail the events: each throttled
-//! attempt halves the limit (at most once per [`CUT_INTERVAL`], as many workers see the same
-//! throttling together; never below 1), and for [`THROTTLE_MEMORY`] after a cut the limit
-//! grows back by at most one key a window (additive increase, multiplicative decrease, as TCP
-//! does). A lowered limit takes effect as workers finish: a permit returned while the limit is
-//! below the permits out is retired instead.
+//! Two signals move one limit. **Throughput**: each key applied counts, and the climb tries a
+//! little more and a little less, keeping what pays (see [`super::climb`]); a pipeline starts
+//! at [`START`] keys and grows from there. **Throttling** is DynamoDB saying "slow down", so
+//! the answer is to write less at once, not to fail the events: each throttled attempt halves
+//! the limit (at most once per [`CUT_INTERVAL`], as many workers see the same throttling
+//! together; never below 1), and for [`THROTTLE_MEMORY`] after a cut the limit grows back by
+//! at most one key at a time (additive increase, multiplicative decrease, as TCP does). A
+//! lowered limit takes effect as workers finish: a permit returned while the limit is below
+//! the permits out is retired instead. With `adaptive_concurrency = false` the limit starts
+//! at `concurrency` and only throttling moves it.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use super::latency::START;
-use super::latency::{Vegas, Verdict};
+pub use super::climb::START;
+use super::climb::{Climb, Verdict};
 
 /// The shortest time between two cuts of the limit.
 pub const CUT_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,7 +35,7 @@ pub struct Pace {
     permits: Arc<Semaphore>,
     /// The configured concurrency: the most the limit grows back to.
     max: usize,
-    /// Whether the store's latency moves the limit (else it starts at `max` and only
+    /// Whether the consumer's throughput moves the limit (else it starts at `max` and only
     /// throttling lowers it).
     adaptive: bool,
     /// The limit and its bookkeeping.
@@ -53,8 +53,8 @@ struct State {
     out: usize,
     /// Attempts through since the limit last rose, when it does not follow the latency.
     through: usize,
-    /// The latency estimate.
-    vegas: Vegas,
+    /// The throughput climb.
+    climb: Climb,
     /// When the limit was last cut for throttling.
     cut: Option<Instant>,
 }
@@ -67,7 +67,7 @@ pub struct Turn {
 
 impl Pace {
     /// A limit never above `max` (at least 1), shown in `gauge`: `adaptive`, starting at
-    /// [`START`] (or `max`, if lower) and following the store's latency; else at `max`.
+    /// [`START`] (or `max`, if lower) and following the throughput; else at `max`.
     pub fn new(max: usize, adaptive: bool, gauge: IntGauge) -> Arc<Self> {
         let max = max.max(1);
         let limit = if adaptive { START.min(max) } else { max };
@@ -81,7 +81,7 @@ impl Pace {
                 debt: 0,
                 out: 0,
                 through: 0,
-                vegas: Vegas::new(max),
+                climb: Climb::new(max),
                 cut: None,
             }),
             gauge,
@@ -120,12 +120,12 @@ impl Pace {
         let lower = (state.limit / 2).max(1);
         state.cut = Some(Instant::now());
         state.through = 0;
-        state.vegas.restart();
+        state.climb.restart();
         self.set(&mut state, lower);
     }
 
-    /// An attempt went through after `requests` store requests that took `time` in all.
-    pub fn went_through(&self, requests: u32, time: Duration) {
+    /// An attempt went through: a key applied.
+    pub fn went_through(&self) {
         let mut state = self.state();
         let (out, limit) = (state.out, state.limit);
         if !self.adaptive {
@@ -139,11 +139,11 @@ impl Pace {
             }
             return;
         }
-        let Verdict::Set(mut next) = state.vegas.sample(requests, time, out, limit) else {
+        let Verdict::Set(mut next) = state.climb.completed(out, limit) else {
             return;
         };
         if state.cut.is_some_and(|at| at.elapsed() < THROTTLE_MEMORY) {
-            // The store throttled lately: its latency does not show what it can take.
+            // The store throttled lately: grow back gently.
             next = next.min(limit + 1);
         }
         self.set(&mut state, next);
@@ -163,6 +163,11 @@ impl Pace {
             grow -= repaid;
             self.permits.add_permits(grow);
         }
+        tracing::debug!(
+            from = state.limit,
+            to = next,
+            "Keys applied at once changed."
+        );
         state.limit = next;
         self.gauge.set(next as i64);
     }
@@ -185,37 +190,46 @@ impl Drop for Turn {
 mod tests {
     use super::*;
 
-    const MS: Duration = Duration::from_millis(1);
-
     fn pace(max: usize) -> Arc<Pace> {
         Pace::new(max, true, IntGauge::new("g", "g").expect("gauge"))
     }
 
-    /// Takes every turn the limit allows and reports a window of requests at `each`.
-    async fn window(pace: &Arc<Pace>, each: Duration) {
-        let limit = pace.limit();
-        let mut turns = Vec::new();
-        for _ in 0..limit {
-            turns.push(pace.turn().await.expect("turn"));
-        }
-        for _ in 0..limit.max(16) {
-            pace.went_through(1, each);
+    /// For `time`, a millisecond at a time, keeps every turn the limit allows taken and
+    /// completes keys at `rate(limit)` a second.
+    async fn run(pace: &Arc<Pace>, rate: impl Fn(usize) -> f64, time: Duration) {
+        let mut owed = 0.0;
+        for _ in 0..time.as_millis() {
+            let limit = pace.limit();
+            let mut turns = Vec::new();
+            for _ in 0..limit {
+                turns.push(pace.turn().await.expect("turn"));
+            }
+            tokio::time::advance(Duration::from_millis(1)).await;
+            owed += rate(limit) / 1000.0;
+            while owed >= 1.0 {
+                owed -= 1.0;
+                pace.went_through();
+            }
+            drop(turns);
         }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_pipeline_starts_low_and_grows_to_its_concurrency_on_a_store_without_a_queue() {
+    async fn a_pipeline_starts_low_and_grows_to_its_concurrency_while_throughput_follows() {
         let pace = pace(64);
         assert_eq!(pace.limit(), START);
-        for _ in 0..20 {
-            window(&pace, 4 * MS).await;
-        }
-        assert_eq!(pace.limit(), 64, "never above the configured concurrency");
-        assert_eq!(pace.permits.available_permits(), 64);
+        run(&pace, |l| l as f64 / 0.004, Duration::from_secs(20)).await;
+        assert!(
+            pace.limit() >= 51,
+            "near the configured concurrency: {}",
+            pace.limit()
+        );
+        assert!(pace.limit() <= 64, "never above it");
+        assert_eq!(pace.permits.available_permits(), pace.limit());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn throttling_halves_the_turns_and_they_grow_back_one_a_window() {
+    async fn throttling_halves_the_turns_and_they_grow_back_one_at_a_time() {
         let pace = pace(8);
         let mut turns = Vec::new();
         for _ in 0..8 {
@@ -230,40 +244,39 @@ mod tests {
         assert_eq!(pace.permits.available_permits(), 1, "{}", pace.limit());
         drop(turns);
         assert_eq!(pace.permits.available_permits(), 4);
-        // No queue, but the store throttled lately: one key a window.
-        window(&pace, 4 * MS).await;
-        assert_eq!(pace.limit(), 5);
-        assert_eq!(pace.permits.available_permits(), 5);
+        // Throughput grows with every key, but the store throttled lately: one key a window
+        // (three windows of 100 ms, the first two steady).
+        run(&pace, |l| l as f64 / 0.004, Duration::from_millis(350)).await;
+        let limit = pace.limit();
+        assert!((4..=6).contains(&limit), "one key at a time: {limit}");
+        assert_eq!(pace.permits.available_permits(), limit);
         tokio::time::advance(THROTTLE_MEMORY).await;
-        // A probe of the base first (half the limit for two windows), then growth at the
-        // latency's pace.
-        for _ in 0..4 {
-            window(&pace, 4 * MS).await;
-        }
-        assert_eq!(pace.limit(), 8, "grows at the latency's pace again");
-        assert_eq!(pace.permits.available_permits(), 8);
+        run(&pace, |l| l as f64 / 0.004, Duration::from_secs(5)).await;
+        assert_eq!(pace.limit(), 8, "back at the ceiling");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_queue_at_the_store_lowers_the_limit() {
+    async fn a_store_past_its_throughput_keeps_the_limit_near_where_it_stopped_rising() {
         let pace = pace(64);
-        window(&pace, 4 * MS).await;
-        let before = pace.limit();
-        // Every request now waits five times as long: a queue of most of the limit.
-        window(&pace, 20 * MS).await;
-        assert!(pace.limit() < before, "{} then {}", before, pace.limit());
+        run(
+            &pace,
+            |l| (l.min(10) as f64) * 50.0,
+            Duration::from_secs(120),
+        )
+        .await;
+        assert!((8..=16).contains(&pace.limit()), "{}", pace.limit());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_fixed_limit_starts_at_the_ceiling_and_only_throttling_moves_it() {
         let pace = Pace::new(8, false, IntGauge::new("g", "g").expect("gauge"));
         assert_eq!(pace.limit(), 8);
-        window(&pace, 20 * MS).await;
-        assert_eq!(pace.limit(), 8, "latency does not move it");
+        run(&pace, |l| (l.min(2) as f64) * 50.0, Duration::from_secs(10)).await;
+        assert_eq!(pace.limit(), 8, "throughput does not move it");
         pace.throttled();
         assert_eq!(pace.limit(), 4);
         for _ in 0..4 {
-            pace.went_through(1, MS);
+            pace.went_through();
         }
         assert_eq!(pace.limit(), 5, "one more for every limit's worth through");
     }

@@ -184,8 +184,7 @@ impl<S: Store, P: Publisher> Shared<S, P> {
             }
             let error = match self.applier.apply_batch(&events).await {
                 Ok(applied) => {
-                    self.pace
-                        .went_through(applied.store_requests, applied.store_time);
+                    self.pace.went_through();
                     self.metrics.writes.inc_by(applied.writes as u64);
                     self.metrics.conflicts.inc_by(applied.conflicts as u64);
                     break (applied.outcomes, applied.plugin, applied.changes);

@@ -195,7 +195,7 @@ function renderPipeline(p, r, seconds) {
   const atOnce = p.field("keys-at-once");
   atOnce.hidden = r.keys_at_once == null;
   atOnce.textContent = count(r.keys_at_once ?? 0) + " keys applied at once";
-  atOnce.title = "The limit the store's latency and throttling set now, at most the pipeline's concurrency";
+  atOnce.title = "The limit the throughput and DynamoDB's throttling set now, at most the pipeline's concurrency";
   p.field("merge").textContent = r.merge_micros == null ? "–" : rate(r.merge_micros) + " µs";
   const waiting = p.field("waiting");
   waiting.hidden = !(r.keys_waiting > 0);
