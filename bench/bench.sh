@@ -66,7 +66,7 @@ fresh_broker() {
   echo
   echo "## Ingest: events into the topic, acknowledged"
   echo
-  echo "One POST per event, bulk NDJSON, and \`ordo load\`, each against rdkafka's own producer with every message in flight on the same broker in the same run. Goals: bulk ≥ 0.8× and \`ordo load\` ≥ 0.8× rdkafka all in flight."
+  echo "One POST per event, bulk NDJSON, and \`ordo load\`, each against rdkafka's own producer with every message in flight on the same broker in the same run, without headers and with the request-id header Ordo adds. Goals: bulk ≥ 0.8× and \`ordo load\` ≥ 0.8× rdkafka all in flight with the same header."
   echo
   fresh_broker >&2
   "$bin/ingest_bench"
