@@ -4,9 +4,15 @@
 //! unit and end-to-end run. This library is what the benchmark programs in `examples/` share:
 //! settings from the environment, medians with their range, and a process's peak memory.
 
+pub mod counting;
 pub mod engine;
 pub mod model;
+pub mod peers;
+pub mod proxy;
 pub mod results;
+pub mod stale;
+pub mod target;
+pub mod workload;
 
 /// Logs to standard error at `ORDO_LOG`'s filter, `warn` by default (stdout is the report).
 pub fn init_logs() {
