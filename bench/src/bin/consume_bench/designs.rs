@@ -24,8 +24,9 @@ use ordo_bench::target::Target;
 use ordo_bench::workload::Workload;
 use ordo_bench::CpuMeter;
 
-/// Events the baseline handles on a slow store (moto, the model): enough for a steady rate.
-pub const BASELINE_EVENTS: usize = 1_000;
+/// Events the baseline handles on a slow store (moto, the model), per unit of
+/// `ORDO_BENCH_SCALE` (1,000 at the default 10): enough for a steady rate.
+pub const BASELINE_EVENTS: usize = 100;
 /// Longest one design may take over one workload before the benchmark fails.
 pub const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -131,7 +132,7 @@ impl Design {
 /// What one design did in one run.
 #[derive(Debug, Clone, Copy)]
 pub struct Run {
-    /// Events it consumed (the baseline stops at [`BASELINE_EVENTS`]).
+    /// Events it consumed (the baseline stops at [`Bench::baseline_events`]).
     pub events: usize,
     /// Events per second.
     pub rate: f64,
@@ -151,6 +152,8 @@ pub struct Bench<'a> {
     pub aws: &'a aws_config::SdkConfig,
     /// The Python application, when moto is measured.
     pub quix: Option<&'a Quix>,
+    /// The events the sequential baseline handles at most ([`BASELINE_EVENTS`] × scale).
+    pub baseline_events: usize,
 }
 
 impl Bench<'_> {
@@ -181,7 +184,7 @@ impl Bench<'_> {
         let policy = self.policy;
         let (events, rate) = match design {
             Design::Sequential => {
-                let events = n.min(BASELINE_EVENTS);
+                let events = n.min(self.baseline_events);
                 let (rate, _) = baseline(reader, policy, target.store(), events).await?;
                 (events, rate)
             }

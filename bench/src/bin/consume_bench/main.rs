@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         policy: &policy,
         aws: &aws,
         quix: quix.as_ref(),
+        baseline_events: BASELINE_EVENTS * scale,
     };
     let raw = report::raw_table();
 
@@ -159,13 +160,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "\nMedian of {runs} runs (range in brackets), the designs' order turned by one each run; each rate from the design's first settled event (joining the group and starting the Python interpreter are not counted). Shapes: uniform is {} keys × 1 update on the model ({} on moto); bursty is {} keys × {BURST} updates back to back on the model ({} on moto); shuffled is {} keys × {SHUFFLED_UPDATES} updates with increasing `UpdatedAt` in a seeded shuffle, keyed, so a key's updates reach its partition out of order, on the model ({} on moto). The baseline's rate is taken over the first {BASELINE_EVENTS} events (a steady rate: it has no start-up to amortise), so its stale records are counted only where that is the whole workload. Writes/event are conditional writes that went through; requests/event are reads plus writes tried (DynamoDB bills a failed condition as a write); both counted on the store's side, by a counting proxy in front of moto that every design goes through, and by a counting wrapper of the model. Stale records: keys whose record, read back by the benchmark after the design, is missing or not the key's newest update. The Quix Streams app (Python, quixstreams {}) runs as its own process, one conditional put per message (`attribute_not_exists(PatientId) OR UpdatedAt < :v`, comparing instants as strings of one format), at-least-once with Quix Streams' default commit interval; it is timed from its first answered put to its n-th.",
+        "\nMedian of {runs} runs (range in brackets), the designs' order turned by one each run; each rate from the design's first settled event (joining the group and starting the Python interpreter are not counted). Shapes: uniform is {} keys × 1 update on the model ({} on moto); bursty is {} keys × {BURST} updates back to back on the model ({} on moto); shuffled is {} keys × {SHUFFLED_UPDATES} updates with increasing `UpdatedAt` in a seeded shuffle, keyed, so a key's updates reach its partition out of order, on the model ({} on moto). The baseline's rate is taken over the first {} events (a steady rate: it has no start-up to amortise), so its stale records are counted only where that is the whole workload. Writes/event are conditional writes that went through; requests/event are reads plus writes tried (DynamoDB bills a failed condition as a write); both counted on the store's side, by a counting proxy in front of moto that every design goes through, and by a counting wrapper of the model. Stale records: keys whose record, read back by the benchmark after the design, is missing or not the key's newest update. The Quix Streams app (Python, quixstreams {}) runs as its own process, one conditional put per message (`attribute_not_exists(PatientId) OR UpdatedAt < :v`, comparing instants as strings of one format), at-least-once with Quix Streams' default commit interval; it is timed from its first answered put to its n-th.",
         MODEL_EVENTS * scale,
         MOTO_EVENTS * scale,
         MODEL_EVENTS * scale / BURST,
         MOTO_EVENTS * scale / BURST,
         MODEL_EVENTS * scale / SHUFFLED_UPDATES,
         MOTO_EVENTS * scale / SHUFFLED_UPDATES,
+        BASELINE_EVENTS * scale,
         quix.as_ref().map_or("—".to_string(), |q| q.version()),
     );
     if let (Some((ub, uo, _)), Some((bb, bo, Some(bc)))) = (
