@@ -65,7 +65,7 @@ def main():
         loglevel="WARNING",
     )
     profiles = app.dataframe(app.topic(args.topic, value_deserializer="json"))
-    profiles.update(write)
+    profiles = profiles.update(write)
     app.run()
 
 

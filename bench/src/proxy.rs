@@ -4,7 +4,7 @@
 //! it cannot look inside (the Quix Streams application, in Python) from outside, and every
 //! design on moto goes through one, so they all pay the same extra hop.
 //!
-//! Written by hand rather than with a proxy crate: it is forty lines over poem and reqwest,
+//! Written by hand rather than with a proxy crate: it is a few dozen lines over poem and reqwest,
 //! which the benchmarks already build, and what it needs is the counting, not the proxying.
 
 use std::sync::Arc;

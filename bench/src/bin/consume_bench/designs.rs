@@ -201,7 +201,18 @@ impl Bench<'_> {
                 }
                 (n, rate)
             }
-            Design::Keyed => (n, keyed_peer(reader, policy, target.store(), n).await?),
+            Design::Keyed => {
+                let settled = keyed_peer(reader, policy, target.store(), n).await?;
+                let counted = target.counts().written as usize;
+                if settled.written != counted {
+                    tracing::warn!(
+                        written = settled.written,
+                        counted,
+                        "The key-ordered peer's write count differs from the store's."
+                    );
+                }
+                (n, settled.rate)
+            }
             Design::Quix => {
                 let quix = self
                     .quix
@@ -232,21 +243,20 @@ impl Bench<'_> {
     }
 }
 
-/// The key-ordered parallel consumer over `n` events into `store`; its rate.
+/// The key-ordered parallel consumer over `n` events into `store`.
 async fn keyed_peer<S: Store>(
     reader: &Reader<'_>,
     policy: &PolicyHandle,
     store: S,
     n: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<keyed::Settled> {
     let consumer = reader.consumer("keyed", &[("enable.auto.offset.store", "false")])?;
     // No record cache: every event is read, merged and written on its own.
     let applier = Arc::new(Applier::new(store, policy.clone(), "PatientId").with_cache(0));
     let run = keyed::run(&consumer, reader.topic, applier, concurrency(), n);
-    let settled = tokio::time::timeout(DEADLINE, run)
+    tokio::time::timeout(DEADLINE, run)
         .await
-        .map_err(|_| late(reader, "the key-ordered parallel consumer", n))??;
-    Ok(settled.rate)
+        .map_err(|_| late(reader, "the key-ordered parallel consumer", n))?
 }
 
 /// Where one run reads: the workload's topic, in consumer groups named after `label`.
