@@ -49,6 +49,7 @@ use ordo::plugin::PolicyHandle;
 use ordo_bench::engine::ensure_consumed_topic;
 use ordo_bench::model::{ModelStore, MODEL_LATENCY};
 use ordo_bench::peers::quix::Quix;
+use ordo_bench::results::Table;
 use ordo_bench::workload::{produce, workload, Shape, BURST, SHUFFLED_UPDATES};
 use ordo_bench::{setting, spread};
 
@@ -214,6 +215,10 @@ async fn change_feed(
     .await?;
     // (rates, writes per event) without and with the feed.
     let (mut plain, mut feed) = ((vec![], vec![]), (vec![], vec![]));
+    let raw = Table::new(
+        "consume_bench-change-feed",
+        &["run", "changes_topic", "events", "events_per_s", "writes"],
+    );
     for run in 0..runs {
         for with_feed in [false, true] {
             let reader = Reader {
@@ -224,6 +229,13 @@ async fn change_feed(
             let store = ModelStore::new(MODEL_LATENCY);
             let feed_topic = with_feed.then(|| changes.clone());
             let (rate, writes, _) = ordo_group(&reader, policy, store, 1, n, feed_topic).await?;
+            raw.row(&[
+                run.to_string(),
+                with_feed.to_string(),
+                n.to_string(),
+                format!("{rate:.1}"),
+                writes.to_string(),
+            ])?;
             let (rates, writes_per_event) = if with_feed { &mut feed } else { &mut plain };
             rates.push(rate);
             writes_per_event.push(writes as f64 / n as f64);
@@ -278,6 +290,17 @@ async fn scaling(
     // Per engine count: rates, cores this process used, the machine's busy share.
     let mut figures: Vec<[Vec<f64>; 3]> =
         vec![Default::default(), Default::default(), Default::default()];
+    let raw = Table::new(
+        "consume_bench-scaling",
+        &[
+            "run",
+            "engines",
+            "events",
+            "events_per_s",
+            "cores",
+            "machine_busy_percent",
+        ],
+    );
     for run in 0..runs {
         for members in 1..=3 {
             let reader = Reader {
@@ -288,6 +311,14 @@ async fn scaling(
             let store = ModelStore::new(MODEL_LATENCY);
             let (rate, _, (cores, busy)) =
                 ordo_group(&reader, policy, store, members, n, None).await?;
+            raw.row(&[
+                run.to_string(),
+                members.to_string(),
+                n.to_string(),
+                format!("{rate:.1}"),
+                format!("{cores:.3}"),
+                format!("{:.1}", busy * 100.0),
+            ])?;
             let f = &mut figures[members - 1];
             f[0].push(rate);
             f[1].push(cores);
