@@ -25,6 +25,9 @@ PY_TOOLS := $(ORDO_CACHE)/py-plugins
 # Plugins in JavaScript: each folder plugins/<name>-js/ holds app.js (see plugins/README.md).
 JS_PLUGINS := patient-profile-lww
 JS_TOOLS := $(ORDO_CACHE)/js-plugins
+# The consume benchmark's Python peer (bench/peers/quix_app.py): Quix Streams and boto3, pinned
+# by bench/peers/requirements.txt.
+QUIX_TOOLS := $(ORDO_CACHE)/quix
 # promtool, from Debian's prometheus package (unpacked, no root): checks the alert rules and
 # the dashboard's queries.
 PROM_TOOLS := $(ORDO_CACHE)/promtool
@@ -34,7 +37,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 MINUTES ?= 30
 
-.PHONY: docs soak py-tools js-tools prom-tools browser-tools ui-screenshot bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
+.PHONY: docs soak py-tools js-tools quix-tools prom-tools browser-tools ui-screenshot bench chaos help local-dev-stack stop-dev-stack dev-stack-status wasm-target plugins build run-engine test lint fmt clean-plugins
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -87,6 +90,14 @@ js-tools: ## Install the JavaScript plugin toolchain (componentize-js, pinned by
 	  npm ci --prefix "$(JS_TOOLS)" --no-audit --no-fund --loglevel=error; \
 	fi
 
+quix-tools: ## Install the consume benchmark's Python peer's packages (Quix Streams, boto3; pinned) into $(ORDO_CACHE)/quix, once (about 20 s).
+	@if ! cmp -s bench/peers/requirements.txt "$(QUIX_TOOLS)/.requirements"; then \
+	  echo "installing Quix Streams into $(QUIX_TOOLS) (once)"; \
+	  python3 -m venv "$(QUIX_TOOLS)" || { echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	  "$(QUIX_TOOLS)/bin/pip" install --quiet --disable-pip-version-check -r bench/peers/requirements.txt && \
+	  cp bench/peers/requirements.txt "$(QUIX_TOOLS)/.requirements"; \
+	fi
+
 prom-tools: ## Unpack promtool from Debian's prometheus package into $(ORDO_CACHE)/promtool, once (apt-get download; no root).
 	@if [ ! -x "$(PROM_TOOLS)/promtool" ]; then \
 	  echo "installing promtool into $(PROM_TOOLS) (once)"; \
@@ -122,7 +133,7 @@ build: plugins ## Build the engine and the plugins.
 run-engine: local-dev-stack build ## Start the stack if needed, build, and run the engine in the foreground.
 	cargo run -p ordo -- --config pipelines.toml
 
-test: local-dev-stack plugins prom-tools browser-tools ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
+test: local-dev-stack plugins prom-tools browser-tools quix-tools ## Start the stack if needed, build, and run every test (the fault suite at its short scale, then each benchmark once).
 	@# The Kubernetes manifests against the Kubernetes schemas and the engine's own constants.
 	deploy/check.sh
 	@# The alert rules (and their unit tests) and the dashboard's queries, with promtool.
@@ -157,7 +168,7 @@ docs: ## Regenerate docs/config.md from the code (a test fails when it is out of
 fmt: ## Format the code.
 	cargo fmt --all
 
-bench: local-dev-stack plugins ## Every benchmark against its baseline, measured in one run; writes BENCHMARKS.md (about 15 minutes).
+bench: local-dev-stack plugins quix-tools ## Every benchmark against its baseline, measured in one run; writes BENCHMARKS.md (about 20 minutes).
 	cargo build --release -p ordo --bins
 	cargo build --release -p ordo-bench --features extism --bins
 	bench/bench.sh BENCHMARKS.md

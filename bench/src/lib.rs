@@ -1,12 +1,23 @@
 //! Ordo's benchmarks (`make bench` runs them and writes `BENCHMARKS.md`): each measures a part
 //! of the engine against a baseline in the same run. They live in a crate of their own so that
 //! their dependencies (Extism and its second wasmtime, for one) are not built by `make test`'s
-//! unit and end-to-end run. This library is what the benchmark programs in `examples/` share:
+//! unit and end-to-end run. This library is what the benchmark programs in `src/bin/` share:
 //! settings from the environment, medians with their range, and a process's peak memory.
+//!
+//! For the consume benchmark, in data-path order: [`workload`] (the events and what the table
+//! must end with), [`peers`] (the designs Ordo is compared with), [`model`], [`counting`] and
+//! [`proxy`] (the stores, and counting a design's requests outside it), [`target`] (one
+//! design's table for one run) and [`stale`] (the audit of the table afterwards).
 
+pub mod counting;
 pub mod engine;
 pub mod model;
+pub mod peers;
+pub mod proxy;
 pub mod results;
+pub mod stale;
+pub mod target;
+pub mod workload;
 
 /// Logs to standard error at `ORDO_LOG`'s filter, `warn` by default (stdout is the report).
 pub fn init_logs() {

@@ -39,6 +39,12 @@ impl ModelStore {
         }
     }
 
+    /// Every record held, read at once and without the latency: what the benchmark audits
+    /// after a run (a read of its own, not a design's).
+    pub fn records(&self) -> HashMap<String, Record> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
     async fn wait(&self) {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;

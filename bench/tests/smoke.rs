@@ -57,6 +57,65 @@ fn consume_bench_runs() {
             && report.contains("cost per applied event"),
         "{report}"
     );
+    assert_peers(&report);
+}
+
+/// The cells of the consume table's row for `store`, `shape` and the design whose name starts
+/// with `design`: [store, workload, events, design, events/s, writes/event, requests/event,
+/// stale records, vs baseline, vs ceiling].
+fn row<'r>(report: &'r str, store: &str, shape: &str, design: &str) -> Vec<&'r str> {
+    report
+        .lines()
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .find(|c| {
+            c.len() > 10 && c[1].starts_with(store) && c[2] == shape && c[4].starts_with(design)
+        })
+        .map(|c| c[1..c.len() - 1].to_vec())
+        .unwrap_or_else(|| panic!("no {store} {shape} row of {design} in:\n{report}"))
+}
+
+/// A cell's median: the number before its range.
+fn median(cell: &str) -> f64 {
+    cell.split_whitespace()
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {cell:?}"))
+}
+
+/// Every design has a row on every shape, none left a stale record where it was audited, and
+/// the counts taken outside the designs tell a failed condition from a write.
+fn assert_peers(report: &str) {
+    let designs = [
+        "sequential baseline",
+        "Ordo (",
+        "key-ordered parallel consumer",
+        "Quix Streams app",
+    ];
+    for shape in ["uniform", "bursty", "shuffled"] {
+        for design in designs {
+            let moto = row(report, "moto", shape, design);
+            assert!(median(moto[4]) > 0.0, "{moto:?}");
+            assert_eq!(moto[7], "0 (0–0)", "stale records: {moto:?}");
+            let model = row(report, "model", shape, design);
+            if design.starts_with("Quix") {
+                assert!(model[4].starts_with("not measured"), "{model:?}");
+            } else {
+                assert!(median(model[4]) > 0.0, "{model:?}");
+            }
+            // The baseline reads only the first events of the model's workload: not audited.
+            if design.starts_with("Ordo") || design.starts_with("key-ordered") {
+                assert_eq!(model[7], "0 (0–0)", "stale records: {model:?}");
+            }
+        }
+    }
+    // Out of order, most events lose their condition: the Quix job tries one write per event
+    // (no read), and fewer go through.
+    let quix = row(report, "moto", "shuffled", "Quix Streams app");
+    assert_eq!(median(quix[6]), 1.0, "requests/event: {quix:?}");
+    assert!(median(quix[5]) < 0.9, "writes/event: {quix:?}");
+    // Without folding or a cache, the key-ordered peer reads before every write.
+    let keyed = row(report, "moto", "bursty", "key-ordered parallel consumer");
+    assert_eq!(median(keyed[6]), 2.0, "requests/event: {keyed:?}");
 }
 
 #[test]
