@@ -255,8 +255,10 @@ mod tests {
         }
         consumer.skipped.inc();
         ingest.answered(422);
+        consumer.concurrency.set(12);
         let after = metrics.snapshot();
         let r = &rows(&before, &after, 2.0)[0];
+        assert_eq!(r.concurrency, Some(12.0), "the keys applied at once now");
         assert_eq!(r.name, "p");
         assert_eq!(
             (r.ingest, r.refused, r.applied, r.skipped),
