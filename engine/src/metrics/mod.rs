@@ -190,7 +190,7 @@ impl Metrics {
             ),
             concurrency: gauges(
                 "ordo_apply_concurrency",
-                "Keys the consumer may apply at once now: as many as still raise the throughput, at most the pipeline's concurrency, halved while DynamoDB throttles.",
+                "Keys the consumer may apply at once now: as many as do not lower the throughput, at most the pipeline's concurrency, halved while DynamoDB throttles.",
                 &["pipeline"],
             ),
             panics: counters(

@@ -256,15 +256,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_store_past_its_throughput_keeps_the_limit_near_where_it_stopped_rising() {
+    async fn a_store_that_thrashes_keeps_the_limit_near_where_throughput_peaks() {
         let pace = pace(64);
         run(
             &pace,
-            |l| (l.min(10) as f64) * 50.0,
+            super::super::climb::tests::thrashing,
             Duration::from_secs(120),
         )
         .await;
-        assert!((8..=16).contains(&pace.limit()), "{}", pace.limit());
+        assert!((7..=13).contains(&pace.limit()), "{}", pace.limit());
     }
 
     #[tokio::test(start_paused = true)]
