@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod model;
 pub mod results;
+pub mod wire;
 
 /// Logs to standard error at `ORDO_LOG`'s filter, `warn` by default (stdout is the report).
 pub fn init_logs() {
