@@ -25,7 +25,11 @@ fn field(value: &str) -> String {
 
 /// One line of fields, quoted as CSV needs.
 fn line(fields: &[String]) -> String {
-    let mut text = fields.iter().map(|f| field(f)).collect::<Vec<_>>().join(",");
+    let mut text = fields
+        .iter()
+        .map(|f| field(f))
+        .collect::<Vec<_>>()
+        .join(",");
     text.push('\n');
     text
 }

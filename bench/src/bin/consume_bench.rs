@@ -18,15 +18,14 @@
 //! every key updated `BURST` times back to back (the case Ordo exists for: updates of one
 //! patient produced almost at once).
 //!
-//! Scaling: 1, 2 and 3 Ordo consumers in one consumer group (each with its own Kafka consumer,
-//! applier and record cache, as separate engines would have; they share this process's two
-//! cores, as engines on this machine would) on the model, uniform shape.
+//! Last, the change feed's cost: one consumer with and without `changes_topic`, uniform shape.
+//! (Several engines in one group are `scaling_bench`'s: separate `ordo` processes.)
 //!
 //! `cargo run --release -p ordo-bench --bin consume_bench` (the local stack must be up: `make
 //! local-dev-stack`). `ORDO_BENCH_SCALE` sizes the workloads (default 10: 20,000 events per
-//! shape on the model, 60,000 for scaling), `ORDO_BENCH_RUNS` repeats each measurement
+//! shape on the model, 60,000 for the change feed), `ORDO_BENCH_RUNS` repeats each measurement
 //! (default 3) and reports the median and range, `ORDO_BENCH_STORES` runs only some parts
-//! (`moto`, `model`, `scaling`, comma-separated), `ORDO_BENCH_CONCURRENCY` overrides the
+//! (`moto`, `model`, `changes`, comma-separated), `ORDO_BENCH_CONCURRENCY` overrides the
 //! pipeline default (64).
 
 use std::path::Path;
@@ -35,8 +34,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
 use ordo::pipeline::{Applier, Outcome};
@@ -47,21 +44,20 @@ use ordo::store::dynamo::DynamoStore;
 use ordo::store::Store;
 use ordo_bench::engine::{ensure_consumed_topic, Member, Source};
 use ordo_bench::model::{ModelStore, MODEL_LATENCY};
-use ordo_bench::{setting, spread, CpuMeter, Spread};
+use ordo_bench::topic::{fill_uniform, produce, workload, BURST};
+use ordo_bench::{setting, spread, Spread};
 
 const PARTITIONS: i32 = 6;
 /// Events the baseline handles on a slow store (moto, the model): enough for a steady rate.
 const BASELINE_EVENTS: usize = 1_000;
-/// Updates per key in the bursty shape, sent back to back.
-const BURST: usize = 20;
 /// Events per shape on the model, per unit of `ORDO_BENCH_SCALE` (20,000 at the default 10):
 /// several seconds of Ordo, so its rate is a steady one rather than its start-up.
 const MODEL_EVENTS: usize = 2_000;
 /// Events per shape on moto, per unit of scale: it takes about 430 writes/s.
 const MOTO_EVENTS: usize = 100;
-/// Events of the scaling workload, per unit of scale (60,000 at the default): long enough
-/// that every member has joined while most of the events are still to come.
-const SCALING_EVENTS: usize = 6_000;
+/// Events of the change-feed workload, per unit of scale (60,000 at the default): several
+/// seconds of one consumer, so its rate is a steady one.
+const CHANGES_EVENTS: usize = 6_000;
 /// Longest one design may take over one workload before the benchmark fails.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -71,25 +67,6 @@ fn concurrency() -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(ordo::config::DEFAULT_CONCURRENCY)
-}
-
-/// `events` updates in one of the two shapes: `uniform`, one update per key; `bursty`, `BURST`
-/// updates per key, a key's updates back to back and in order.
-fn workload(name: &str, events: usize) -> Vec<(String, String)> {
-    let updates = if name == "bursty" { BURST } else { 1 };
-    let keys = (events / updates).max(1);
-    let mut list = Vec::with_capacity(keys * updates);
-    for k in 0..keys {
-        for u in 0..updates {
-            let body = serde_json::json!({
-                "PatientId": format!("p{k}"), "FirstName": format!("v{u}"), "LastName": "Doe",
-                "IsPregnant": "False", "Sex": "Female",
-                "UpdatedAt": format!("2006-01-02T15:00:{:02}.{:09}+10:00", u / 1000, (u % 1000) * 1_000_000),
-            });
-            list.push((format!("p{k}"), body.to_string()));
-        }
-    }
-    list
 }
 
 fn env(k: &str, d: &str) {
@@ -140,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let run_id = std::process::id();
-    // `ORDO_BENCH_STORES` picks some parts by name, e.g. `model,scaling`.
+    // `ORDO_BENCH_STORES` picks some parts by name, e.g. `model,changes`.
     let only = std::env::var("ORDO_BENCH_STORES").unwrap_or_default();
     let wanted = |part: &str| only.is_empty() || only.split(',').any(|w| w == part);
     let show = |s: Spread, decimals: usize| s.show(decimals);
@@ -190,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
                     o.ensure_table().await?;
                     let (rate, writes) = baseline(&reader, &policy, b, events).await?;
                     base.add(events, rate, writes);
-                    let (rate, writes, _) = ordo_group(&reader, &policy, o, 1, n, None).await?;
+                    let (rate, writes) = ordo_one(&reader, &policy, o, n, None).await?;
                     ordo.add(n, rate, writes);
                 } else {
                     let (rate, writes) =
@@ -198,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
                     base.add(events, rate, writes);
                     noop.add(n, no_op(&reader, n).await?, 0);
                     let store = ModelStore::new(MODEL_LATENCY);
-                    let (rate, writes, _) = ordo_group(&reader, &policy, store, 1, n, None).await?;
+                    let (rate, writes) = ordo_one(&reader, &policy, store, n, None).await?;
                     ordo.add(n, rate, writes);
                 }
             }
@@ -252,9 +229,6 @@ async fn main() -> anyhow::Result<()> {
             met(uo / ub >= 10.0 && bo / bb >= 10.0),
         );
     }
-    if wanted("scaling") {
-        scaling(&brokers, &policy, scale, runs, run_id).await?;
-    }
     if wanted("changes") {
         change_feed(&brokers, &policy, scale, runs, run_id).await?;
     }
@@ -271,7 +245,8 @@ async fn change_feed(
     runs: usize,
     run_id: u32,
 ) -> anyhow::Result<()> {
-    let (topic, n) = uniform_topic(brokers, scale, &format!("bench.{run_id}.changes")).await?;
+    let topic = format!("bench.{run_id}.changes");
+    let n = fill_uniform(brokers, &topic, PARTITIONS, CHANGES_EVENTS * scale).await?;
     let changes = format!("{topic}.changed");
     ordo::bus::kafka::ensure_topics(
         &ordo::bus::kafka::KafkaConfig::new(brokers),
@@ -290,7 +265,7 @@ async fn change_feed(
             };
             let store = ModelStore::new(MODEL_LATENCY);
             let feed_topic = with_feed.then(|| changes.clone());
-            let (rate, writes, _) = ordo_group(&reader, policy, store, 1, n, feed_topic).await?;
+            let (rate, writes) = ordo_one(&reader, policy, store, n, feed_topic).await?;
             if with_feed {
                 feed.add(n, rate, writes);
             } else {
@@ -318,71 +293,6 @@ async fn change_feed(
         concurrency(),
         f.median,
         p.median,
-    );
-    Ok(())
-}
-
-/// `topic` made and filled with the uniform workload at `scale` (every event a write);
-/// returns it and its event count.
-async fn uniform_topic(
-    brokers: &str,
-    scale: usize,
-    topic: &str,
-) -> anyhow::Result<(String, usize)> {
-    let w = workload("uniform", SCALING_EVENTS * scale);
-    ensure_consumed_topic(brokers, topic, PARTITIONS).await?;
-    produce(brokers, topic, &w).await?;
-    Ok((topic.to_string(), w.len()))
-}
-
-/// 1, 2 and 3 Ordo consumers in one group on the model, uniform shape; prints a table.
-async fn scaling(
-    brokers: &str,
-    policy: &PolicyHandle,
-    scale: usize,
-    runs: usize,
-    run_id: u32,
-) -> anyhow::Result<()> {
-    let (topic, n) = uniform_topic(brokers, scale, &format!("bench.{run_id}.scaling")).await?;
-    // Per engine count: rates, cores this process used, the machine's busy share.
-    let mut figures: Vec<[Vec<f64>; 3]> =
-        vec![Default::default(), Default::default(), Default::default()];
-    for run in 0..runs {
-        for members in 1..=3 {
-            let reader = Reader {
-                brokers,
-                topic: &topic,
-                label: format!("{topic}.{run}.{members}"),
-            };
-            let store = ModelStore::new(MODEL_LATENCY);
-            let (rate, _, (cores, busy)) =
-                ordo_group(&reader, policy, store, members, n, None).await?;
-            let f = &mut figures[members - 1];
-            f[0].push(rate);
-            f[1].push(cores);
-            f[2].push(busy * 100.0);
-        }
-    }
-    let one = spread(&mut figures[0][0].clone()).median;
-    println!("\n| engines in one group | events/s, median (range) | vs one engine | CPU of the engines (cores) | machine CPU busy (%) |");
-    println!("|---|---|---|---|---|");
-    for (i, f) in figures.iter_mut().enumerate() {
-        let rate = spread(&mut f[0]);
-        println!(
-            "| {} | {} | {:.2}× | {} | {} |",
-            i + 1,
-            rate.show(0),
-            rate.median / one,
-            spread(&mut f[1]).show(2),
-            spread(&mut f[2]).show(0)
-        );
-    }
-    let three = spread(&mut figures[2][0]).median;
-    println!(
-        "\n{n} events, uniform shape (every event a write: the latency-bound case, where more engines are what a user adds), model store, {PARTITIONS} partitions, median of {runs} runs. Each engine is a full consumer of its own (Kafka consumer, applier, record cache, concurrency {}) in this process, sharing one model table; the rate is taken from the moment every member has settled an event (all have joined) to the last event, and the CPU figures over the same window (the broker, tansu, is the rest of the machine's load). Goal: 3 engines ≥ 2× one: {:.2}× ({}).",
-        concurrency(),
-        three / one,
-        if three / one >= 2.0 { "met" } else { "NOT met" }
     );
     Ok(())
 }
@@ -458,22 +368,6 @@ async fn no_op(reader: &Reader<'_>, n: usize) -> anyhow::Result<f64> {
         .map_err(|_| late(reader, "the no-op consumer", n))?
 }
 
-async fn produce(brokers: &str, topic: &str, events: &[(String, String)]) -> anyhow::Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .create()?;
-    let sends: Vec<_> = events
-        .iter()
-        .map(|(k, v)| producer.send(FutureRecord::to(topic).key(k).payload(v), Timeout::Never))
-        .collect();
-    for s in futures::future::join_all(sends).await {
-        s.map_err(|(e, _)| e)?;
-    }
-    Ok(())
-}
-
 /// One event at a time: read, merge, write, store the offset. Returns events/s and writes.
 async fn sequential<S: Store>(
     reader: &Reader<'_>,
@@ -506,18 +400,16 @@ async fn sequential<S: Store>(
     Ok((rate, writes))
 }
 
-/// `members` real consumers in one group, sharing `store` (each with its own applier and
-/// record cache), until together they have settled `n` events; (rate, writes, (cores this
-/// process used, the machine's busy share)). The rate is taken from the moment every member
-/// has settled an event.
-async fn ordo_group<S: Store + Clone>(
+/// One real consumer on `store` (its own applier and record cache) until it has settled `n`
+/// events; (rate, writes). The rate is taken from its first settled event, so joining the
+/// group is not counted.
+async fn ordo_one<S: Store>(
     reader: &Reader<'_>,
     policy: &PolicyHandle,
     store: S,
-    members: usize,
     n: usize,
     changes_topic: Option<String>,
-) -> anyhow::Result<(f64, usize, (f64, f64))> {
+) -> anyhow::Result<(f64, usize)> {
     let source = Source {
         brokers: reader.brokers,
         topic: reader.topic,
@@ -525,42 +417,28 @@ async fn ordo_group<S: Store + Clone>(
         concurrency: concurrency(),
         changes_topic,
     };
-    let running = (0..members)
-        .map(|_| Member::start(&source, policy, store.clone()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let settled = |running: &[Member]| -> u64 { running.iter().map(|m| m.metrics.settled()).sum() };
+    let member = Member::start(&source, policy, store)?;
     let measured = async {
-        while running.iter().any(|m| m.metrics.settled() == 0) {
+        while member.metrics.settled() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let start = Instant::now();
-        let cpu = CpuMeter::start();
-        let first = settled(&running);
-        anyhow::ensure!(
-            (first as usize) < n,
-            "all {n} events were settled before every member of {} had joined",
-            reader.label
-        );
-        while (settled(&running) as usize) < n {
+        let first = member.metrics.settled();
+        while (member.metrics.settled() as usize) < n {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let rate = (n as u64 - first) as f64 / start.elapsed().as_secs_f64();
-        anyhow::Ok((rate, cpu.read()))
+        anyhow::Ok((n as u64 - first) as f64 / start.elapsed().as_secs_f64())
     };
-    let (rate, cpu) = tokio::time::timeout(DEADLINE, measured)
+    let rate = tokio::time::timeout(DEADLINE, measured)
         .await
         .map_err(|_| late(reader, "Ordo", n))??;
-    let (mut writes, mut dead) = (0, 0);
-    for member in running {
-        let metrics = member.stop().await?;
-        writes += metrics.writes.get() as usize;
-        dead += metrics.dead_lettered.get();
-    }
+    let metrics = member.stop().await?;
     // Every bench event is valid: one dead-lettered means the engine failed, not a result.
+    let dead = metrics.dead_lettered.get();
     anyhow::ensure!(
         dead == 0,
         "{dead} valid events were dead-lettered on {} (see the log for why)",
         reader.label
     );
-    Ok((rate, writes, cpu))
+    Ok((rate, metrics.writes.get() as usize))
 }

@@ -68,6 +68,21 @@ impl ModelProcess {
         })
     }
 
+    /// The environment that points an AWS SDK client at the model, as client `app` (what
+    /// [`Counts::clients`](super::server::Counts::clients) counts it under).
+    pub fn client_env(&self, app: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "model"),
+            ("AWS_SECRET_ACCESS_KEY", "model"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_SDK_UA_APP_ID", app),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
     /// The model process's id (for its CPU use).
     pub fn pid(&self) -> u32 {
         self.child.id()

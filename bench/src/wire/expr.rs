@@ -322,7 +322,9 @@ impl Parser<'_> {
                     self.at += 1;
                     match self.next() {
                         Some(Token::Number(n)) => path.push(Step::Index(n)),
-                        other => return Err(Invalid(format!("expected an index, found {other:?}"))),
+                        other => {
+                            return Err(Invalid(format!("expected an index, found {other:?}")))
+                        }
                     }
                     self.expect(Token::CloseBracket)?;
                 }
@@ -445,7 +447,8 @@ mod tests {
     }
 
     fn record(revision: Option<u64>) -> Value {
-        let mut item = json!({"PatientId": {"S": "p1"}, "UpdatedAt": {"S": "2006-01-02T15:00:00Z"}});
+        let mut item =
+            json!({"PatientId": {"S": "p1"}, "UpdatedAt": {"S": "2006-01-02T15:00:00Z"}});
         if let Some(n) = revision {
             item["_ordo"] = json!({"M": {"revision": {"N": n.to_string()}}});
         }
@@ -465,7 +468,12 @@ mod tests {
         let names = json!({"#k": "PatientId", "#o": "_ordo"});
         let text = "attribute_exists(#k) AND attribute_not_exists(#o)";
         assert!(check(text, names.clone(), json!({}), Some(record(None))));
-        assert!(!check(text, names.clone(), json!({}), Some(record(Some(1)))));
+        assert!(!check(
+            text,
+            names.clone(),
+            json!({}),
+            Some(record(Some(1)))
+        ));
         assert!(!check(text, names, json!({}), None));
     }
 
@@ -474,9 +482,24 @@ mod tests {
         let names = json!({"#k": "PatientId", "#o": "_ordo", "#r": "revision"});
         let text = "attribute_exists(#k) AND #o.#r = :r";
         let values = json!({":r": {"N": "3"}});
-        assert!(check(text, names.clone(), values.clone(), Some(record(Some(3)))));
-        assert!(!check(text, names.clone(), values.clone(), Some(record(Some(4)))));
-        assert!(!check(text, names.clone(), values.clone(), Some(record(None))));
+        assert!(check(
+            text,
+            names.clone(),
+            values.clone(),
+            Some(record(Some(3)))
+        ));
+        assert!(!check(
+            text,
+            names.clone(),
+            values.clone(),
+            Some(record(Some(4)))
+        ));
+        assert!(!check(
+            text,
+            names.clone(),
+            values.clone(),
+            Some(record(None))
+        ));
         assert!(!check(text, names, values, None));
     }
 
@@ -494,12 +517,42 @@ mod tests {
     #[test]
     fn numbers_compare_by_value_and_types_do_not_mix() {
         let item = Some(json!({"n": {"N": "10"}, "s": {"S": "10"}}));
-        assert!(check("n > :v", json!({}), json!({":v": {"N": "9"}}), item.clone()));
-        assert!(check("n = :v", json!({}), json!({":v": {"N": "10.0"}}), item.clone()));
-        assert!(!check("s > :v", json!({}), json!({":v": {"N": "9"}}), item.clone()));
-        assert!(check("s <> :v", json!({}), json!({":v": {"N": "10"}}), item.clone()));
-        assert!(check("missing <> :v", json!({}), json!({":v": {"N": "1"}}), item.clone()));
-        assert!(!check("missing = :v", json!({}), json!({":v": {"N": "1"}}), item));
+        assert!(check(
+            "n > :v",
+            json!({}),
+            json!({":v": {"N": "9"}}),
+            item.clone()
+        ));
+        assert!(check(
+            "n = :v",
+            json!({}),
+            json!({":v": {"N": "10.0"}}),
+            item.clone()
+        ));
+        assert!(!check(
+            "s > :v",
+            json!({}),
+            json!({":v": {"N": "9"}}),
+            item.clone()
+        ));
+        assert!(check(
+            "s <> :v",
+            json!({}),
+            json!({":v": {"N": "10"}}),
+            item.clone()
+        ));
+        assert!(check(
+            "missing <> :v",
+            json!({}),
+            json!({":v": {"N": "1"}}),
+            item.clone()
+        ));
+        assert!(!check(
+            "missing = :v",
+            json!({}),
+            json!({":v": {"N": "1"}}),
+            item
+        ));
     }
 
     #[test]
@@ -507,9 +560,24 @@ mod tests {
         let item = Some(json!({"a": {"N": "1"}}));
         let values = json!({":one": {"N": "1"}, ":two": {"N": "2"}});
         // AND binds tighter than OR: true OR (false AND false).
-        assert!(check("a = :one or a = :two and a = :two", json!({}), values.clone(), item.clone()));
-        assert!(!check("(a = :one OR a = :two) AND a = :two", json!({}), values.clone(), item.clone()));
-        assert!(check("NOT a = :two", json!({}), values.clone(), item.clone()));
+        assert!(check(
+            "a = :one or a = :two and a = :two",
+            json!({}),
+            values.clone(),
+            item.clone()
+        ));
+        assert!(!check(
+            "(a = :one OR a = :two) AND a = :two",
+            json!({}),
+            values.clone(),
+            item.clone()
+        ));
+        assert!(check(
+            "NOT a = :two",
+            json!({}),
+            values.clone(),
+            item.clone()
+        ));
         assert!(!check("NOT attribute_exists(a)", json!({}), values, item));
     }
 
@@ -532,7 +600,17 @@ mod tests {
     #[test]
     fn list_elements_are_reached_by_index() {
         let item = Some(json!({"l": {"L": [{"S": "x"}, {"S": "y"}]}}));
-        assert!(check("l[1] = :y", json!({}), json!({":y": {"S": "y"}}), item.clone()));
-        assert!(check("attribute_not_exists(l[2])", json!({}), json!({}), item));
+        assert!(check(
+            "l[1] = :y",
+            json!({}),
+            json!({":y": {"S": "y"}}),
+            item.clone()
+        ));
+        assert!(check(
+            "attribute_not_exists(l[2])",
+            json!({}),
+            json!({}),
+            item
+        ));
     }
 }

@@ -221,7 +221,14 @@ mod tests {
             body["__type"],
             "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"
         );
-        let counts: Counts = cli.get("/counts").send().await.json().await.value().deserialize();
+        let counts: Counts = cli
+            .get("/counts")
+            .send()
+            .await
+            .json()
+            .await
+            .value()
+            .deserialize();
         assert_eq!(counts.clients["engine-1"]["DescribeTable"], 1);
         assert_eq!(counts.errors["ResourceNotFoundException"], 1);
     }

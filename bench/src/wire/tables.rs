@@ -166,7 +166,10 @@ impl Tables {
 
     fn create_table(&self, request: &Value) -> Result<Value, ApiError> {
         let name = table_name(request)?;
-        refuse(request, &["LocalSecondaryIndexes", "GlobalSecondaryIndexes"])?;
+        refuse(
+            request,
+            &["LocalSecondaryIndexes", "GlobalSecondaryIndexes"],
+        )?;
         let schema = request
             .get("KeySchema")
             .and_then(Value::as_array)
@@ -237,7 +240,9 @@ impl Tables {
             .cloned()
             .ok_or_else(|| ApiError::validation("TimeToLiveSpecification is required"))?;
         let mut tables = self.lock();
-        let table = tables.get_mut(name).ok_or_else(|| ApiError::not_found(name))?;
+        let table = tables
+            .get_mut(name)
+            .ok_or_else(|| ApiError::not_found(name))?;
         table.ttl = (spec["Enabled"] == true)
             .then(|| spec["AttributeName"].as_str().map(str::to_string))
             .flatten();
@@ -275,7 +280,9 @@ impl Tables {
         };
         let condition = condition(request, "ConditionExpression")?;
         let mut tables = self.lock();
-        let table = tables.get_mut(name).ok_or_else(|| ApiError::not_found(name))?;
+        let table = tables
+            .get_mut(name)
+            .ok_or_else(|| ApiError::not_found(name))?;
         let id = table.key_of(&item)?;
         let old = table.items.get(&id);
         if let Some(condition) = condition {
@@ -334,7 +341,9 @@ impl Tables {
     /// The landings of `table` from the `from`-th on, and the index to ask from next.
     pub fn landings(&self, table: &str, from: usize) -> Result<(Vec<Landing>, usize), ApiError> {
         let tables = self.lock();
-        let t = tables.get(table).ok_or_else(|| ApiError::not_found(table))?;
+        let t = tables
+            .get(table)
+            .ok_or_else(|| ApiError::not_found(table))?;
         let from = from.min(t.landings.len());
         Ok((t.landings[from..].to_vec(), t.landings.len()))
     }
@@ -378,7 +387,10 @@ mod tests {
         let again = put(&tables, "p1", Some("attribute_not_exists(#k)")).expect_err("exists");
         assert_eq!(again.kind, "ConditionalCheckFailedException");
         let got = tables
-            .call("GetItem", &json!({"TableName": "t", "Key": {"PatientId": {"S": "p1"}}}))
+            .call(
+                "GetItem",
+                &json!({"TableName": "t", "Key": {"PatientId": {"S": "p1"}}}),
+            )
             .expect("read");
         assert_eq!(got["Item"]["FirstName"], json!({"S": "Ada"}));
         let (landed, next) = tables.landings("t", 0).expect("landings");
@@ -398,7 +410,10 @@ mod tests {
             .call("DescribeTable", &json!({"TableName": "t"}))
             .expect("described");
         assert_eq!(described["Table"]["TableStatus"], "ACTIVE");
-        assert_eq!(described["Table"]["KeySchema"][0]["AttributeName"], "PatientId");
+        assert_eq!(
+            described["Table"]["KeySchema"][0]["AttributeName"],
+            "PatientId"
+        );
         let spec = json!({"AttributeName": "expires_at", "Enabled": true});
         tables
             .call(
@@ -416,7 +431,9 @@ mod tests {
                     "AttributeDefinitions": [{"AttributeName": "PatientId", "AttributeType": "S"}]}),
         );
         assert_eq!(twice.expect_err("in use").kind, "ResourceInUseException");
-        let unknown = tables.call("BatchWriteItem", &json!({})).expect_err("unknown");
+        let unknown = tables
+            .call("BatchWriteItem", &json!({}))
+            .expect_err("unknown");
         assert_eq!(unknown.kind, "UnknownOperationException");
     }
 
@@ -434,7 +451,10 @@ mod tests {
         let start = first["LastEvaluatedKey"].clone();
         assert_eq!(start, json!({"PatientId": {"S": "b"}}));
         let rest = tables
-            .call("Scan", &json!({"TableName": "t", "ExclusiveStartKey": start}))
+            .call(
+                "Scan",
+                &json!({"TableName": "t", "ExclusiveStartKey": start}),
+            )
             .expect("page two");
         assert_eq!(rest["Items"][0]["PatientId"], json!({"S": "c"}));
         assert!(rest.get("LastEvaluatedKey").is_none());
@@ -445,7 +465,10 @@ mod tests {
                         "ExpressionAttributeValues": {":a": {"S": "a"}}}),
             )
             .expect("filtered");
-        assert_eq!((filtered["Count"].clone(), filtered["ScannedCount"].clone()), (json!(2), json!(3)));
+        assert_eq!(
+            (filtered["Count"].clone(), filtered["ScannedCount"].clone()),
+            (json!(2), json!(3))
+        );
     }
 
     #[test]
@@ -453,9 +476,15 @@ mod tests {
         let tables = Tables::default();
         create(&tables, "t");
         let keyless = tables
-            .call("PutItem", &json!({"TableName": "t", "Item": {"Name": {"S": "x"}}}))
+            .call(
+                "PutItem",
+                &json!({"TableName": "t", "Item": {"Name": {"S": "x"}}}),
+            )
             .expect_err("no key");
-        assert!(keyless.message.contains("Missing the key PatientId"), "{keyless:?}");
+        assert!(
+            keyless.message.contains("Missing the key PatientId"),
+            "{keyless:?}"
+        );
         let legacy = tables
             .call(
                 "PutItem",
