@@ -32,9 +32,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::ClientConfig;
 
 use ordo::pipeline::{Applier, Outcome};
 use ordo::plugin::sandbox::{Capabilities, Limits};
@@ -44,7 +43,7 @@ use ordo::store::dynamo::DynamoStore;
 use ordo::store::Store;
 use ordo_bench::engine::{ensure_consumed_topic, Member, Source};
 use ordo_bench::model::{ModelStore, MODEL_LATENCY};
-use ordo_bench::topic::{fill_uniform, produce, workload, BURST};
+use ordo_bench::topic::{consumer, fill_uniform, produce, read_rate, workload, BURST};
 use ordo_bench::{setting, spread, Spread};
 
 const PARTITIONS: i32 = 6;
@@ -309,21 +308,12 @@ impl Reader<'_> {
     /// An rdkafka consumer of the topic from its start, in a group of its own (`<label>.<design>`),
     /// fetching as Ordo's does, with `extra` settings.
     fn consumer(&self, design: &str, extra: &[(&str, &str)]) -> anyhow::Result<StreamConsumer> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", self.brokers)
-            .set("group.id", format!("{}.{design}", self.label))
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "fetch.wait.max.ms",
-                ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis().to_string(),
-            );
-        for (name, value) in extra {
-            config.set(*name, *value);
-        }
-        let consumer: StreamConsumer = config.create()?;
-        consumer.subscribe(&[self.topic])?;
-        Ok(consumer)
+        consumer(
+            self.brokers,
+            self.topic,
+            &format!("{}.{design}", self.label),
+            extra,
+        )
     }
 }
 
@@ -353,17 +343,7 @@ fn late(reader: &Reader<'_>, design: &str, events: usize) -> anyhow::Error {
 /// An rdkafka consumer that reads `n` events and does nothing with them: the ceiling.
 async fn no_op(reader: &Reader<'_>, n: usize) -> anyhow::Result<f64> {
     let consumer = reader.consumer("noop", &[("enable.auto.commit", "false")])?;
-    let read = async {
-        let first = consumer.recv().await?;
-        std::hint::black_box(first.payload());
-        let start = Instant::now();
-        for _ in 1..n {
-            let m = consumer.recv().await?;
-            std::hint::black_box(m.payload());
-        }
-        anyhow::Ok((n - 1) as f64 / start.elapsed().as_secs_f64())
-    };
-    tokio::time::timeout(DEADLINE, read)
+    tokio::time::timeout(DEADLINE, read_rate(&consumer, n))
         .await
         .map_err(|_| late(reader, "the no-op consumer", n))?
 }
