@@ -50,7 +50,7 @@ fresh_broker() {
 {
   echo "# Benchmarks"
   echo
-  echo "Written by \`make bench\` on $(date -u +%F): $(nproc) cores, $(uname -sm), $(rustc --version | cut -d' ' -f1-2), tansu $(cat "$cache/tansu/.version"), moto $("$cache/venv/bin/python" -c 'import moto; print(moto.__version__)'). Every figure is the median of at least three runs in this one session, with their range (min–max) in brackets, and every ratio is between two figures measured in the same run; compare ratios, not absolute rates, across machines. The machine is small and shared: the load drivers, the broker (tansu, storing in SQLite; each benchmark program gets one of its own on a fresh database, with the index tansu 0.6 lacks added: \`devstack/tansu_index.py\`) and the emulator run on the same two cores as what they measure. A goal marked **NOT met** is reported as measured, with the reason where it is known; no workload was changed after its figure was read."
+  echo "Written by \`make bench\` on $(date -u +%F): $(nproc) cores, $(uname -sm), $(rustc --version | cut -d' ' -f1-2), tansu $(cat "$cache/tansu/.version"), moto $("$cache/venv/bin/python" -c 'import moto; print(moto.__version__)'). Every figure is the median of at least three runs in this one session, with their range (min–max) in brackets (the latency sweep excepted: one run of a minute per rate, each quantile with its sample count), and every ratio is between two figures measured in the same run; compare ratios, not absolute rates, across machines. The machine is small and shared: the load drivers, the broker (tansu, storing in SQLite; each benchmark program gets one of its own on a fresh database, with the index tansu 0.6 lacks added: \`devstack/tansu_index.py\`) and the emulator run on the same two cores as what they measure. A goal marked **NOT met** is reported as measured, with the reason where it is known; no workload was changed after its figure was read."
   echo
   echo "## Plugin: one \`merge\` call"
   echo
@@ -73,17 +73,24 @@ fresh_broker() {
   echo
   echo "## Consume: topic to table"
   echo
-  echo "Each topic is filled before the consumers start: a consumer catching up. Ordo folds the queued updates of a key into one write and merges against the record it wrote last without reading it again; the sequential baseline handles one event at a time (read, merge, write, commit), like the original Go service; the no-op consumer reads the same topic and does nothing, the physical ceiling of any consumer here. The 4 ms store is a **model** of a latency-bound DynamoDB (every request takes 4 ms, any number at once), not a measurement of it; moto is the local DynamoDB API, throughput-bound at about 430 writes/s. Goals on the model: Ordo ≥ 0.5× the no-op ceiling on the bursty shape, ≥ 10× the baseline on both shapes; 3 engines ≥ 2× one. Last, the change feed's cost: one consumer with and without \`changes_topic\`, on the shape where every event publishes a change."
+  echo "Each topic is filled before the consumers start: a consumer catching up. Ordo folds the queued updates of a key into one write and merges against the record it wrote last without reading it again; the sequential baseline handles one event at a time (read, merge, write, commit), like the original Go service; the no-op consumer reads the same topic and does nothing, the physical ceiling of any consumer here. The 4 ms store is a **model** of a latency-bound DynamoDB (every request takes 4 ms, any number at once), not a measurement of it; moto is the local DynamoDB API, throughput-bound at about 430 writes/s. Goals on the model: Ordo ≥ 0.5× the no-op ceiling on the bursty shape, ≥ 10× the baseline on both shapes. Last, the change feed's cost: one consumer with and without \`changes_topic\`, on the shape where every event publishes a change. (Several engines in one group are the next section's, as separate processes.)"
   echo
   fresh_broker >&2
   "$bin/consume_bench"
   echo
-  echo "## Latency: POST → visible"
+  echo "## Scaling: engines as separate processes"
   echo
-  echo "Goal: p99 < 50 ms at 500 requests/s."
+  echo "1, 2 and 3 real \`ordo run --role apply\` processes in one consumer group, each with its own Kafka consumer, applier and record cache, on a topic filled before they start (every event a write), against the DynamoDB-wire model (\`model_dynamo\`, a process of its own answering every DynamoDB request after 4 ms, any number at once), which counts each engine's writes from outside it. On this machine every engine shares the same two cores with the broker, the model and the bench, so the table shows whether the members of a group divide the work without serialising one another, not what engines on machines of their own would reach; that is worked out on paper below from one engine's measured rate and CPU. Goal: 3 engines ≥ 2× one."
   echo
   fresh_broker >&2
-  "$bin/latency_bench"
+  "$bin/scaling_bench"
+  echo
+  echo "## Latency: POST → visible, against offered rate"
+  echo
+  echo "The real \`ordo\` binary (ingest and apply in one process) on the DynamoDB-wire model, measured as HdrHistogram users measure latency: requests offered open loop at a sweep of rates, each timed from the instant it was due to the instant the model wrote its record, p50, p99, p999 and max at each rate with their sample counts, and the **knee**: the highest rate whose p99 is under 50 ms. Goal: p99 < 50 ms at 500 requests/s, so 500/s must be under the knee. The plot is drawn by this run."
+  echo
+  fresh_broker >&2
+  ORDO_BENCH_PLOT="$root/bench/results/latency.svg" "$bin/latency_bench"
   echo
   echo "## The engine on the local stack: memory, write cost"
   echo

@@ -19,6 +19,9 @@ pub struct RatePoint {
     pub p999: f64,
 }
 
+/// Which quantile of a [`RatePoint`] a line draws.
+type Quantile = fn(&RatePoint) -> f64;
+
 /// Draws p50, p99 and p999 against the offered rate (log latency axis) with the `limit_ms`
 /// goal as a line across, into `path`.
 pub fn latency_svg(
@@ -60,7 +63,7 @@ pub fn latency_svg(
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(plot_error)?;
-    let series: [(&str, RGBColor, fn(&RatePoint) -> f64); 3] = [
+    let series: [(&str, RGBColor, Quantile); 3] = [
         ("p50", BLUE, |p| p.p50),
         ("p99", RGBColor(230, 120, 0), |p| p.p99),
         ("p999", RED, |p| p.p999),
