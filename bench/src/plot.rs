@@ -19,6 +19,23 @@ pub struct RatePoint {
     pub p999: f64,
 }
 
+/// Ticks at 1, 2 and 5 times each power of ten between `low` and `high`: plotters' own for a
+/// log axis leave a narrow range (10 to 100 ms, say) with one label.
+fn ticks(low: f64, high: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(low.log10().floor());
+    while decade <= high {
+        for step in [1.0, 2.0, 5.0] {
+            let tick = decade * step;
+            if (low..=high).contains(&tick) {
+                ticks.push(tick);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
+}
+
 /// Which quantile of a [`RatePoint`] a line draws.
 type Quantile = fn(&RatePoint) -> f64;
 
@@ -39,6 +56,7 @@ pub fn latency_svg(
         .max(1.0);
     let bottom = points.iter().map(|p| p.p50).fold(limit_ms, f64::min);
     let x_max = points.iter().map(|p| p.rate).fold(0.0, f64::max) * 1.05;
+    let (low, high) = ((bottom / 2.0).max(0.1), top * 2.0);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
@@ -51,7 +69,7 @@ pub fn latency_svg(
         .y_label_area_size(64)
         .build_cartesian_2d(
             0f64..x_max,
-            ((bottom / 2.0).max(0.1)..top * 2.0).log_scale(),
+            (low..high).log_scale().with_key_points(ticks(low, high)),
         )
         .map_err(plot_error)?;
     chart
@@ -60,7 +78,13 @@ pub fn latency_svg(
         .x_desc("offered requests/s")
         .y_desc("POST → visible, ms (log scale)")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
+        .y_label_formatter(&|y| {
+            if *y < 1.0 {
+                format!("{y:.1}")
+            } else {
+                format!("{y:.0}")
+            }
+        })
         .draw()
         .map_err(plot_error)?;
     let series: [(&str, RGBColor, Quantile); 3] = [
@@ -126,5 +150,11 @@ mod tests {
             assert!(svg.contains(label), "no {label} in the plot");
         }
         assert!(svg.matches("<polyline").count() >= 3, "three lines");
+    }
+
+    #[test]
+    fn a_narrow_log_axis_still_gets_several_ticks() {
+        assert_eq!(ticks(15.0, 190.0), vec![20.0, 50.0, 100.0]);
+        assert_eq!(ticks(0.5, 3.0), vec![0.5, 1.0, 2.0]);
     }
 }
