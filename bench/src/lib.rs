@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod model;
+pub mod open_loop;
 pub mod plot;
 pub mod process;
 pub mod results;

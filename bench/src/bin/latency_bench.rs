@@ -21,15 +21,15 @@
 //! 60), `ORDO_BENCH_RATES` (comma-separated, default below), `ORDO_BENCH_PLOT` the SVG to
 //! draw (none when unset); raw figures under `ORDO_BENCH_RESULTS` (`latency_bench-rates.csv`).
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use ordo_bench::engine::ROUTE;
 use ordo_bench::model::MODEL_LATENCY;
+use ordo_bench::open_loop::{offer, Landed};
 use ordo_bench::plot::{latency_svg, RatePoint};
 use ordo_bench::process::{EngineProcess, PipelinesFile};
 use ordo_bench::results::Table;
@@ -50,115 +50,11 @@ const OVER_IN_A_ROW: usize = 2;
 const WARM_UP_SECONDS: f64 = 2.0;
 /// Longest the bench waits, after a rate's last request was due, for its writes to land.
 const DRAIN: Duration = Duration::from_secs(60);
-/// Longest one request may take to be answered.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Latencies are kept in microseconds, up to an hour, to three significant digits.
 const HIGHEST_US: u64 = 3_600_000_000;
 
-fn body(key: &str) -> String {
-    format!(
-        r#"{{"PatientId":"{key}","FirstName":"John","LastName":"Doe","IsPregnant":"False","Sex":"Female","UpdatedAt":"2006-01-02T15:00:00.5+10:00"}}"#
-    )
-}
-
 fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, HIGHEST_US, 3).context("a latency histogram")
-}
-
-/// Nanoseconds since the Unix epoch now: the clock the model stamps landings with.
-fn wall_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// One request as sent.
-struct Request {
-    key: String,
-    /// When it was due, in Unix-epoch nanoseconds.
-    due_ns: u64,
-    /// Due → answered 202, in microseconds; `None` when refused or unanswered.
-    acked_us: Option<u64>,
-}
-
-/// Offers `rate` requests a second to `url` for `seconds`, each a new patient keyed
-/// `<label>-<n>`, open loop; returns them once every one is answered.
-async fn offer(
-    http: &reqwest::Client,
-    url: &str,
-    label: &str,
-    rate: usize,
-    seconds: f64,
-) -> anyhow::Result<Vec<Request>> {
-    let count = ((rate as f64 * seconds).round() as usize).max(1);
-    let period = Duration::from_secs_f64(1.0 / rate as f64);
-    let (start, start_ns) = (Instant::now(), wall_nanos());
-    let mut answers = Vec::with_capacity(count);
-    for n in 0..count {
-        let offset = period * n as u32;
-        tokio::time::sleep_until((start + offset).into()).await;
-        let key = format!("{label}-{n}");
-        let request = http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body(&key))
-            .timeout(REQUEST_TIMEOUT)
-            .send();
-        let due = start + offset;
-        answers.push((
-            key,
-            start_ns + offset.as_nanos() as u64,
-            tokio::spawn(async move {
-                let answered = request.await.ok()?;
-                (answered.status().as_u16() == 202).then(|| due.elapsed().as_micros() as u64)
-            }),
-        ));
-    }
-    let mut sent = Vec::with_capacity(count);
-    for (key, due_ns, answer) in answers {
-        sent.push(Request {
-            key,
-            due_ns,
-            acked_us: answer.await.context("a sender task")?,
-        });
-    }
-    Ok(sent)
-}
-
-/// The landings read from the model so far: key → Unix-epoch nanoseconds of its first write.
-struct Landed {
-    table: String,
-    from: usize,
-    at: HashMap<String, u64>,
-}
-
-impl Landed {
-    /// Reads what landed since the last call.
-    async fn read(&mut self, model: &ModelProcess) -> anyhow::Result<()> {
-        let page = model.landings(&self.table, self.from).await?;
-        self.from = page.next;
-        for (key, at) in page.landings {
-            self.at.entry(key).or_insert(at);
-        }
-        Ok(())
-    }
-
-    /// Waits until every accepted request of `sent` has landed, or `DRAIN` has passed.
-    async fn wait(&mut self, model: &ModelProcess, sent: &[Request]) -> anyhow::Result<()> {
-        let deadline = Instant::now() + DRAIN;
-        loop {
-            self.read(model).await?;
-            let missing = sent
-                .iter()
-                .filter(|r| r.acked_us.is_some() && !self.at.contains_key(&r.key))
-                .count();
-            if missing == 0 || Instant::now() >= deadline {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// One rate's figures.
@@ -202,17 +98,17 @@ async fn measure(
     let cpu = CpuMeter::start(&[engine_pid]);
     let sent = offer(http, url, &format!("r{rate}"), rate, seconds).await?;
     let cpu = cpu.read();
-    landed.wait(model, &sent).await?;
+    landed.wait(model, &sent, DRAIN).await?;
     let (mut visible, mut acked) = (histogram()?, histogram()?);
     for request in &sent {
         if let Some(us) = request.acked_us {
             acked.saturating_record(us.max(1));
         }
-        if let Some(at) = landed.at.get(&request.key) {
+        if let Some(at) = landed.at(&request.key) {
             visible.saturating_record((at.saturating_sub(request.due_ns) / 1000).max(1));
         }
     }
-    landed.at.clear();
+    landed.clear();
     Ok(Row {
         rate,
         sent: sent.len(),
@@ -271,14 +167,10 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let url = format!("{}{ROUTE}", engine.url);
     let http = reqwest::Client::new();
-    let mut landed = Landed {
-        table: table.clone(),
-        from: 0,
-        at: HashMap::new(),
-    };
+    let mut landed = Landed::new(&table);
     let warm = offer(&http, &url, "warm", rates[0], WARM_UP_SECONDS).await?;
-    landed.wait(&model, &warm).await?;
-    landed.at.clear();
+    landed.wait(&model, &warm, DRAIN).await?;
+    landed.clear();
 
     let csv = Table::new(
         "latency_bench-rates",

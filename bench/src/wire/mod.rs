@@ -10,10 +10,10 @@
 //! Unix-epoch nanoseconds, so a bench reads write counts and visibility from outside the
 //! engine without polling the table.
 //!
-//! In data-path order: [`expr`] (condition expressions), [`tables`] (the operations),
+//! In data-path order: [`condition`] (condition expressions), [`tables`] (the operations),
 //! [`server`] (HTTP, latency, counts), [`child`] (the model as a bench starts and reads it).
 
 pub mod child;
-pub mod expr;
+pub mod condition;
 pub mod server;
 pub mod tables;

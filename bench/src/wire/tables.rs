@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use super::expr::{self, Bindings, Condition, Item};
+use super::condition::{self, Bindings, Condition, Item};
 
 /// A DynamoDB error: its type (the part of `__type` after `#`) and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +128,7 @@ fn condition(request: &Value, field: &str) -> Result<Option<Condition>, ApiError
         names: member(request, "ExpressionAttributeNames"),
         values: member(request, "ExpressionAttributeValues"),
     };
-    expr::parse(text, &bindings)
+    condition::parse(text, &bindings)
         .map(Some)
         .map_err(|e| ApiError::validation(format!("Invalid {field}: {e}")))
 }
@@ -333,7 +333,8 @@ impl Tables {
             out["Items"] = json!(items);
         }
         if let (true, Some((_, last))) = (more, page.last()) {
-            out["LastEvaluatedKey"] = json!({ &table.key: last[&table.key] });
+            let key = last.get(&table.key).cloned().unwrap_or(Value::Null);
+            out["LastEvaluatedKey"] = json!({ &table.key: key });
         }
         Ok(out)
     }
