@@ -1,8 +1,15 @@
 //! Ordo's benchmarks (`make bench` runs them and writes `BENCHMARKS.md`): each measures a part
 //! of the engine against a baseline in the same run. They live in a crate of their own so that
 //! their dependencies (Extism and its second wasmtime, for one) are not built by `make test`'s
-//! unit and end-to-end run. This library is what the benchmark programs in `examples/` share:
-//! settings from the environment, medians with their range, and a process's peak memory.
+//! unit and end-to-end run. This library is what the benchmark programs in `src/bin/` share:
+//! settings from the environment, medians with their range, CPU and peak memory (here), and:
+//! - [`topic`]: the workloads, produced to a topic before the consumers start;
+//! - [`engine`]: Ordo's parts assembled in the bench's own process;
+//! - [`process`]: the real `ordo` binary as a child process, on a pipelines file of its own;
+//! - [`model`] and [`wire`]: the 4 ms latency model of DynamoDB, in process and over
+//!   DynamoDB's own protocol (`model_dynamo`, shared by processes);
+//! - [`open_loop`]: open-loop load and when its writes landed;
+//! - [`results`] and [`plot`]: raw figures as CSV, latency as an SVG plot.
 
 pub mod engine;
 pub mod model;

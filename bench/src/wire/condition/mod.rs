@@ -11,8 +11,8 @@
 //! request to a model whose only cost is meant to be the fixed latency, and the grammar
 //! needed is this small.
 //!
-//! In order: [`lex`] (text to tokens), [`parse`] (tokens to a [`Condition`], aliases and
-//! placeholders resolved), [`eval`] (a condition against an item).
+//! In order: `lex` (text to tokens), [`parse`] (tokens to a [`Condition`], aliases and
+//! placeholders resolved), `eval` (a condition against an item: [`Condition::holds`]).
 
 use serde_json::{Map, Value};
 
