@@ -1,6 +1,7 @@
 //! Ordo's parts assembled in the benchmark's own process, the way the engine assembles them:
 //! the ingest app on a local port, and consumers of a topic on any store (the latency model,
-//! for one). Used where a figure needs a store the real binary cannot be pointed at.
+//! for one). Used where a figure needs a store the real binary cannot be pointed at, or a
+//! consumer's own metrics (the real binary on the wire model is [`crate::process`]'s).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

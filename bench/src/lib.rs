@@ -2,21 +2,32 @@
 //! of the engine against a baseline in the same run. They live in a crate of their own so that
 //! their dependencies (Extism and its second wasmtime, for one) are not built by `make test`'s
 //! unit and end-to-end run. This library is what the benchmark programs in `src/bin/` share:
-//! settings from the environment, medians with their range, and a process's peak memory.
-//!
-//! For the consume benchmark, in data-path order: [`workload`] (the events and what the table
-//! must end with), [`peers`] (the designs Ordo is compared with), [`model`], [`counting`] and
-//! [`proxy`] (the stores, and counting a design's requests outside it), [`target`] (one
-//! design's table for one run) and [`stale`] (the audit of the table afterwards).
+//! settings from the environment, medians with their range, CPU and peak memory (here), and:
+//! - [`topic`] and [`workload`]: the workloads, produced to a topic before the consumers
+//!   start, and what the table must end with;
+//! - [`engine`]: Ordo's parts assembled in the bench's own process;
+//! - [`process`]: the real `ordo` binary as a child process, on a pipelines file of its own;
+//! - [`peers`]: the designs Ordo is compared with in the consume benchmark;
+//! - [`model`] and [`wire`]: the 4 ms latency model of DynamoDB, in process and over
+//!   DynamoDB's own protocol (`model_dynamo`, shared by processes);
+//! - [`counting`] and [`proxy`]: counting a design's store requests outside it;
+//! - [`target`] and [`stale`]: one design's table for one run, and its audit afterwards;
+//! - [`open_loop`]: open-loop load and when its writes landed;
+//! - [`results`] and [`plot`]: raw figures as CSV, latency as an SVG plot.
 
 pub mod counting;
 pub mod engine;
 pub mod model;
+pub mod open_loop;
 pub mod peers;
+pub mod plot;
+pub mod process;
 pub mod proxy;
 pub mod results;
 pub mod stale;
 pub mod target;
+pub mod topic;
+pub mod wire;
 pub mod workload;
 
 /// Logs to standard error at `ORDO_LOG`'s filter, `warn` by default (stdout is the report).
@@ -112,17 +123,19 @@ pub fn process_peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU use over a window: this process's, in cores, and the whole machine's busy share.
-#[derive(Debug, Clone, Copy)]
+/// CPU use over a window: some processes' together, in cores, and the whole machine's busy
+/// share.
+#[derive(Debug, Clone)]
 pub struct CpuMeter {
     at: std::time::Instant,
+    pids: Vec<u32>,
     process_ticks: u64,
     machine: (u64, u64),
 }
 
-/// (this process's user + system ticks, (machine busy ticks, machine total ticks)).
-fn cpu_ticks() -> (u64, u64, u64) {
-    let process = std::fs::read_to_string("/proc/self/stat")
+/// The user + system ticks of process `pid` (0 when it is gone).
+fn process_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
             // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
@@ -130,8 +143,12 @@ fn cpu_ticks() -> (u64, u64, u64) {
             let fields: Vec<&str> = rest.split_whitespace().collect();
             Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
         })
-        .unwrap_or(0);
-    let (busy, total) = std::fs::read_to_string("/proc/stat")
+        .unwrap_or(0)
+}
+
+/// (machine busy ticks, machine total ticks).
+fn machine_ticks() -> (u64, u64) {
+    std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|stat| {
             let line = stat.lines().next()?;
@@ -145,25 +162,25 @@ fn cpu_ticks() -> (u64, u64, u64) {
             let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
             Some((total - idle, total))
         })
-        .unwrap_or((0, 0));
-    (process, busy, total)
+        .unwrap_or((0, 0))
 }
 
 impl CpuMeter {
-    /// Starts measuring now.
-    pub fn start() -> Self {
-        let (process_ticks, busy, total) = cpu_ticks();
+    /// Starts measuring processes `pids` (this one: `std::process::id()`) now.
+    pub fn start(pids: &[u32]) -> Self {
         Self {
             at: std::time::Instant::now(),
-            process_ticks,
-            machine: (busy, total),
+            pids: pids.to_vec(),
+            process_ticks: pids.iter().map(|p| process_ticks(*p)).sum(),
+            machine: machine_ticks(),
         }
     }
 
-    /// (cores this process used, share of the machine's CPU that was busy) since the start.
-    /// Assumes the usual 100 clock ticks a second.
+    /// (cores the processes used together, share of the machine's CPU that was busy) since
+    /// the start. Assumes the usual 100 clock ticks a second.
     pub fn read(&self) -> (f64, f64) {
-        let (process, busy, total) = cpu_ticks();
+        let process: u64 = self.pids.iter().map(|p| process_ticks(*p)).sum();
+        let (busy, total) = machine_ticks();
         let seconds = self.at.elapsed().as_secs_f64().max(1e-9);
         let cores = process.saturating_sub(self.process_ticks) as f64 / 100.0 / seconds;
         let machine = busy.saturating_sub(self.machine.0) as f64

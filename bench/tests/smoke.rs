@@ -43,8 +43,6 @@ fn plugin_bench_runs() {
 fn consume_bench_runs() {
     let report = run(
         env!("CARGO_BIN_EXE_consume_bench"),
-        // Not the scaling part: at a small scale the group is still rebalancing when a lone
-        // member has settled everything, and the unoptimised build takes minutes over it.
         &[
             ("ORDO_BENCH_SCALE", "1"),
             ("ORDO_BENCH_RUNS", "1"),
@@ -147,14 +145,120 @@ fn system_bench_runs() {
 }
 
 #[test]
-#[ignore = "needs the local stack; make test runs it"]
+#[ignore = "needs the local stack, the plugins and the ordo binary beside it; make test runs it"]
 fn latency_bench_runs() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let plot = dir.path().join("latency.svg");
     let report = run(
         env!("CARGO_BIN_EXE_latency_bench"),
-        &[("ORDO_BENCH_RUNS", "1"), ("ORDO_BENCH_SAMPLES", "300")],
+        &[
+            ("ORDO_BENCH_SECONDS", "2"),
+            ("ORDO_BENCH_RATES", "50,100"),
+            ("ORDO_BENCH_PLOT", plot.to_str().expect("a UTF-8 path")),
+        ],
     );
     assert_table(&report);
+    // Every rate is reported (two rates cannot stop the sweep early), and every accepted
+    // request became visible: the model saw each write the engine made.
+    for (rate, sent) in [(50, 100), (100, 200)] {
+        let row = format!("| {rate} | {sent} of {sent} |");
+        assert!(report.contains(&row), "no {row:?} in:\n{report}");
+    }
+    assert!(report.contains("**Knee**"), "{report}");
+    let svg = std::fs::read_to_string(&plot).expect("the plot was drawn");
+    assert!(svg.starts_with("<svg") && svg.contains("p999"), "{svg}");
 }
+
+#[test]
+#[ignore = "needs the local stack, the plugins and the ordo binary beside it; make test runs it"]
+fn scaling_bench_runs() {
+    let report = run(
+        env!("CARGO_BIN_EXE_scaling_bench"),
+        &[("ORDO_BENCH_EVENTS", "2000"), ("ORDO_BENCH_RUNS", "1")],
+    );
+    assert_table(&report);
+    for engines in 1..=3 {
+        assert!(
+            report.contains(&format!("\n| {engines} | ")),
+            "no row for {engines} engines in:\n{report}"
+        );
+    }
+    assert!(
+        report.contains("What two cores can and cannot show") && report.contains("on paper"),
+        "{report}"
+    );
+}
+
+/// A boto3 peer against the wire model: a conditional put that only a newer version passes,
+/// a read and a scan, as a Python service sharing the engine's table would make them.
+#[test]
+#[ignore = "needs the local stack's Python (boto3); make test runs it"]
+fn model_dynamo_serves_a_python_peer() {
+    let cache = std::env::var("ORDO_CACHE")
+        .unwrap_or_else(|_| format!("{}/.cache/ordo", std::env::var("HOME").unwrap_or_default()));
+    let mut model = Command::new(env!("CARGO_BIN_EXE_model_dynamo"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the model");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(model.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the model's address");
+    let url = line
+        .trim()
+        .strip_prefix("model_dynamo listening on ")
+        .expect("the model's first line")
+        .to_string();
+    let peer = Command::new(format!("{cache}/venv/bin/python"))
+        .arg("-c")
+        .arg(PYTHON_PEER)
+        .env("MODEL_URL", &url)
+        .output()
+        .expect("run the Python peer");
+    let _ = model.kill();
+    let _ = model.wait();
+    let said = String::from_utf8_lossy(&peer.stdout);
+    assert!(
+        peer.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&peer.stderr)
+    );
+    assert_eq!(
+        said.trim(),
+        "older refused; newer written; read 2006-01-03; scanned 2"
+    );
+}
+
+const PYTHON_PEER: &str = r##"
+import os, boto3
+from botocore.config import Config
+d = boto3.client("dynamodb", endpoint_url=os.environ["MODEL_URL"], region_name="us-east-1",
+                 aws_access_key_id="peer", aws_secret_access_key="peer",
+                 config=Config(user_agent_appid="peer"))
+d.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+               KeySchema=[{"AttributeName": "PatientId", "KeyType": "HASH"}],
+               AttributeDefinitions=[{"AttributeName": "PatientId", "AttributeType": "S"}])
+def put(key, at):
+    d.put_item(TableName="t", Item={"PatientId": {"S": key}, "UpdatedAt": {"S": at}},
+               ConditionExpression="attribute_not_exists(PatientId) OR #u < :u",
+               ExpressionAttributeNames={"#u": "UpdatedAt"},
+               ExpressionAttributeValues={":u": {"S": at}})
+put("p1", "2006-01-02"); put("p2", "2006-01-02")
+out = []
+try:
+    put("p1", "2006-01-01")
+    out.append("older written")
+except d.exceptions.ConditionalCheckFailedException:
+    out.append("older refused")
+put("p1", "2006-01-03"); out.append("newer written")
+out.append("read " + d.get_item(TableName="t", Key={"PatientId": {"S": "p1"}})["Item"]["UpdatedAt"]["S"])
+pages = d.get_paginator("scan").paginate(TableName="t", PaginationConfig={"PageSize": 1})
+out.append("scanned %d" % sum(len(p["Items"]) for p in pages))
+print("; ".join(out))
+"##;
 
 #[test]
 #[ignore = "needs the plugins; make test runs it"]

@@ -1,167 +1,312 @@
-//! POST → visible latency at a fixed request rate: p50, p99 and p999 over thousands of samples.
+//! POST → visible latency of the real `ordo` binary against offered rate, measured as
+//! HdrHistogram users measure it: a sweep of rates, p50, p99, p999 and max at each, and the
+//! knee (the highest rate whose p99 is under 50 ms).
 //!
-//! Ordo's ingest app and consumer run in this process, assembled as the engine assembles them,
-//! on the local broker; the store is the latency model of DynamoDB (every request takes 4 ms),
-//! which tells the benchmark the instant each write becomes visible, so nothing polls. (moto,
-//! the local DynamoDB API, takes about 430 writes/s, fewer than the rate measured here: on it
-//! the figure would be moto's queue.) Each POST is a new patient, sent on a fixed schedule
-//! whatever the answers do (an open loop: a slow answer does not slow the sender, so queueing
-//! shows in the figures), timed from just before the POST to the model's write of its record.
+//! The release `ordo run` (ingest and apply in one process) on a pipelines file of this
+//! bench's, on the bench broker, its DynamoDB the wire model (`model_dynamo`: every request
+//! answers after 4 ms, any number at once), started by this bench as a child. Each request is
+//! a new patient, sent **open loop**: request `i` of a rate is due at `start + i / rate`
+//! whatever the answers do, and its latency runs from that due instant, not from when it was
+//! actually sent, so a stalled sender or server counts against the figure (no coordinated
+//! omission). It ends when the model wrote the record: the model records the instant each
+//! write lands, in Unix-epoch nanoseconds of this machine's clock, which the bench reads
+//! afterwards; nothing polls the table.
 //!
-//! `cargo run --release -p ordo-bench --bin latency_bench` (the local stack must be up).
-//! `ORDO_BENCH_RATE` (default 500 requests/s), `ORDO_BENCH_SAMPLES` per run (default 2,500),
-//! `ORDO_BENCH_RUNS` (default 3).
+//! The rates run from low to high on one warm engine; a rate is over the limit when its p99 is
+//! 50 ms or more, or a request was refused or never became visible, and the sweep stops after
+//! two such rates in a row (one may be a hiccup of the shared machine).
+//!
+//! `cargo run --release -p ordo-bench --bin latency_bench` after `cargo build --release -p ordo`
+//! (a broker at `KAFKA_BROKERS`, the plugins built). `ORDO_BENCH_SECONDS` per rate (default
+//! 60), `ORDO_BENCH_RATES` (comma-separated, default below), `ORDO_BENCH_PLOT` the SVG to
+//! draw (none when unset); raw figures under `ORDO_BENCH_RESULTS` (`latency_bench-rates.csv`).
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use ordo::bus::kafka::KafkaConfig;
-use ordo_bench::engine::{ensure_consumed_topic, lww_policy, serve_ingest, Member, Source};
-use ordo_bench::model::{ModelStore, MODEL_LATENCY};
-use ordo_bench::{setting, spread};
+use hdrhistogram::Histogram;
 
-/// Requests before the timed ones, so that the group has joined and every connection is open.
-const WARM_UP: usize = 100;
-/// Longest a run may take to see all its writes.
-const DEADLINE: Duration = Duration::from_secs(120);
+use ordo_bench::engine::ROUTE;
+use ordo_bench::model::MODEL_LATENCY;
+use ordo_bench::open_loop::{offer, Landed};
+use ordo_bench::plot::{latency_svg, RatePoint};
+use ordo_bench::process::{EngineProcess, PipelinesFile};
+use ordo_bench::results::Table;
+use ordo_bench::wire::child::ModelProcess;
+use ordo_bench::{setting, CpuMeter};
 
-fn body(key: &str) -> String {
-    format!(
-        r#"{{"PatientId":"{key}","FirstName":"John","LastName":"Doe","IsPregnant":"False","Sex":"Female","UpdatedAt":"2006-01-02T15:00:00.5+10:00"}}"#
-    )
+/// The offered rates, low to high, when `ORDO_BENCH_RATES` does not say; 500 is the goal's.
+const RATES: [usize; 13] = [
+    100, 200, 400, 500, 600, 800, 1000, 1200, 1600, 2000, 2500, 3000, 4000,
+];
+/// The p99 a rate must stay under.
+const LIMIT_MS: f64 = 50.0;
+/// The rate the goal names.
+const GOAL_RATE: usize = 500;
+/// Rates over the limit in a row that end the sweep.
+const OVER_IN_A_ROW: usize = 2;
+/// Seconds of unmeasured requests first, so the group has joined and connections are open.
+const WARM_UP_SECONDS: f64 = 2.0;
+/// Longest the bench waits, after a rate's last request was due, for its writes to land.
+const DRAIN: Duration = Duration::from_secs(60);
+/// Latencies are kept in microseconds, up to an hour, to three significant digits.
+const HIGHEST_US: u64 = 3_600_000_000;
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, HIGHEST_US, 3).context("a latency histogram")
 }
 
-/// The `q`-quantile of sorted `values` (nearest rank).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+/// One rate's figures.
+struct Row {
+    rate: usize,
+    sent: usize,
+    accepted: usize,
+    /// Due → visible, µs, of every request that became visible.
+    visible: Histogram<u64>,
+    /// Due → answered 202, µs.
+    acked: Histogram<u64>,
+    /// Cores the engine used while the rate was offered, and the machine's busy share.
+    cpu: (f64, f64),
 }
 
-/// POSTs `count` new patients at `rate` a second to `url` (prefix `label`), each on its own
-/// task; returns when each was sent, by key, and how long each took to be answered (ms).
-/// Fails when one is not answered 202.
-async fn send(
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+impl Row {
+    fn quantile(&self, q: f64) -> f64 {
+        ms(self.visible.value_at_quantile(q))
+    }
+
+    /// Every request accepted and visible, and the p99 under the limit.
+    fn under(&self) -> bool {
+        let all = self.accepted == self.sent && self.visible.len() as usize == self.sent;
+        all && self.quantile(0.99) < LIMIT_MS
+    }
+}
+
+async fn measure(
     http: &reqwest::Client,
     url: &str,
-    label: &str,
-    count: usize,
+    model: &ModelProcess,
+    landed: &mut Landed,
+    engine_pid: u32,
     rate: usize,
-) -> anyhow::Result<(HashMap<String, Instant>, Vec<f64>)> {
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    let mut sent = HashMap::with_capacity(count);
-    let mut answers = Vec::with_capacity(count);
-    for n in 0..count {
-        tick.tick().await;
-        let key = format!("{label}-{n}");
-        let started = Instant::now();
-        sent.insert(key.clone(), started);
-        let request = http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body(&key))
-            .send();
-        answers.push(tokio::spawn(async move {
-            let answer = request.await;
-            (answer, started.elapsed().as_secs_f64() * 1e3)
-        }));
-    }
-    let mut answered = Vec::with_capacity(count);
-    for answer in answers {
-        let (answer, ms) = answer.await?;
-        let status = answer?.status();
-        anyhow::ensure!(status.as_u16() == 202, "a POST was answered {status}");
-        answered.push(ms);
-    }
-    Ok((sent, answered))
-}
-
-/// Waits until every key of `sent` is written; returns the latencies in milliseconds.
-async fn visible(
-    sent: &HashMap<String, Instant>,
-    writes: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
-) -> anyhow::Result<Vec<f64>> {
-    let mut seen = HashMap::with_capacity(sent.len());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while seen.len() < sent.len() {
-        let (key, at) = tokio::time::timeout_at(deadline, writes.recv())
-            .await
-            .with_context(|| format!("{} of {} writes seen", seen.len(), sent.len()))?
-            .context("the store went away")?;
-        if let Some(started) = sent.get(&key) {
-            seen.entry(key)
-                .or_insert_with(|| at.duration_since(*started).as_secs_f64() * 1e3);
+    seconds: f64,
+) -> anyhow::Result<Row> {
+    let cpu = CpuMeter::start(&[engine_pid]);
+    let sent = offer(http, url, &format!("r{rate}"), rate, seconds).await?;
+    let cpu = cpu.read();
+    landed.wait(model, &sent, DRAIN).await?;
+    let (mut visible, mut acked) = (histogram()?, histogram()?);
+    for request in &sent {
+        if let Some(us) = request.acked_us {
+            acked.saturating_record(us.max(1));
+        }
+        if let Some(at) = landed.at(&request.key) {
+            visible.saturating_record((at.saturating_sub(request.due_ns) / 1000).max(1));
         }
     }
-    Ok(seen.into_values().collect())
+    landed.clear();
+    Ok(Row {
+        rate,
+        sent: sent.len(),
+        accepted: sent.iter().filter(|r| r.acked_us.is_some()).count(),
+        visible,
+        acked,
+        cpu,
+    })
+}
+
+/// The offered rates: `ORDO_BENCH_RATES`, else [`RATES`].
+fn rates() -> anyhow::Result<Vec<usize>> {
+    match std::env::var("ORDO_BENCH_RATES") {
+        Ok(list) => list
+            .split(',')
+            .map(|r| {
+                r.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|r| *r > 0)
+                    .with_context(|| format!("ORDO_BENCH_RATES: {r:?} is not a rate"))
+            })
+            .collect(),
+        Err(_) => Ok(RATES.to_vec()),
+    }
+}
+
+/// `path` as BENCHMARKS.md (at the repository's root) links it.
+fn link(path: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match (root.canonicalize(), path.canonicalize()) {
+        (Ok(root), Ok(path)) => path
+            .strip_prefix(&root)
+            .map_or(path.clone(), Path::to_path_buf)
+            .display()
+            .to_string(),
+        _ => path.display().to_string(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ordo_bench::init_logs();
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let rate = setting("ORDO_BENCH_RATE", 500);
-    let samples = setting("ORDO_BENCH_SAMPLES", 2_500);
-    let runs = setting("ORDO_BENCH_RUNS", 3);
-    let policy = lww_policy()?;
+    let seconds = setting("ORDO_BENCH_SECONDS", 60) as f64;
+    let rates = rates()?;
+    let model = ModelProcess::start(MODEL_LATENCY)?;
+    let id = std::process::id();
+    let (topic, table) = (format!("bench.latency.{id}"), format!("bench-latency-{id}"));
+    let pipelines = PipelinesFile::write(&topic, &table, &format!("{topic}.ordo"))?;
+    let engine = EngineProcess::start(
+        &pipelines.path(),
+        &brokers,
+        "all",
+        &model.client_env("ordo"),
+    )?;
+    let url = format!("{}{ROUTE}", engine.url);
     let http = reqwest::Client::new();
-    let (mut p50, mut p99, mut p999, mut max) = (vec![], vec![], vec![], vec![]);
-    // The POST's own answer (202 after the broker's ack), the ingest part of the figure.
-    let (mut ack50, mut ack99) = (vec![], vec![]);
-    for run in 0..runs {
-        // A topic, group and table of its own per run.
-        let topic = format!("bench.latency.{}.{run}", std::process::id());
-        let kafka = KafkaConfig::new(&brokers);
-        ensure_consumed_topic(&brokers, &topic, 6).await?;
-        let url = serve_ingest(kafka.producer(Duration::from_secs(10))?, &topic).await?;
-        let (watch, mut writes) = tokio::sync::mpsc::unbounded_channel();
-        let source = Source {
-            brokers: &brokers,
-            topic: &topic,
-            group: format!("{topic}.ordo"),
-            concurrency: ordo::config::DEFAULT_CONCURRENCY,
-            changes_topic: None,
-        };
-        let member = Member::start(&source, &policy, ModelStore::watched(MODEL_LATENCY, watch))?;
-        let (warm, _) = send(&http, &url, &format!("warm{run}"), WARM_UP, rate).await?;
-        visible(&warm, &mut writes).await?;
-        let (sent, mut answered) = send(&http, &url, &format!("lat{run}"), samples, rate).await?;
-        answered.sort_by(f64::total_cmp);
-        ack50.push(quantile(&answered, 0.50));
-        ack99.push(quantile(&answered, 0.99));
-        let mut lat = visible(&sent, &mut writes).await?;
-        member.stop().await?;
-        lat.sort_by(f64::total_cmp);
-        p50.push(quantile(&lat, 0.50));
-        p99.push(quantile(&lat, 0.99));
-        p999.push(quantile(&lat, 0.999));
-        max.push(quantile(&lat, 1.0));
-    }
-    let p99_median = spread(&mut p99.clone()).median;
-    println!("| POST → visible at {rate} requests/s | ms, median (range) over {runs} runs |");
-    println!("|---|---|");
-    for (name, values) in [
-        ("p50", &mut p50),
-        ("p99", &mut p99),
-        ("p999", &mut p999),
-        ("max", &mut max),
-    ] {
-        println!("| {name} | {} |", spread(values).show(1));
-    }
-    println!(
-        "| of which the POST's answer (202 after the broker's ack), p50 / p99 | {} / {} |",
-        spread(&mut ack50).show(1),
-        spread(&mut ack99).show(1)
+    let mut landed = Landed::new(&table);
+    let warm = offer(&http, &url, "warm", rates[0], WARM_UP_SECONDS).await?;
+    landed.wait(&model, &warm, DRAIN).await?;
+    landed.clear();
+
+    let csv = Table::new(
+        "latency_bench-rates",
+        &[
+            "rate",
+            "seconds",
+            "sent",
+            "accepted",
+            "visible",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "max_ms",
+            "ack_p50_ms",
+            "ack_p99_ms",
+            "engine_cores",
+            "machine_busy_pct",
+        ],
     );
-    println!(
-        "\n{samples} samples per run (after {WARM_UP} unmeasured), each a new patient, sent open-loop at {rate} requests/s; the store is the 4 ms model. Goal: p99 < 50 ms at 500 requests/s: {p99_median:.1} ms ({}).",
-        if rate == 500 && p99_median < 50.0 {
-            "met"
-        } else if rate == 500 {
-            "NOT met"
-        } else {
-            "not measured at 500 requests/s in this run"
+    let mut rows: Vec<Row> = Vec::new();
+    let mut over_in_a_row = 0;
+    for rate in rates {
+        let row = measure(
+            &http,
+            &url,
+            &model,
+            &mut landed,
+            engine.pid(),
+            rate,
+            seconds,
+        )
+        .await?;
+        csv.row(&[
+            rate.to_string(),
+            seconds.to_string(),
+            row.sent.to_string(),
+            row.accepted.to_string(),
+            row.visible.len().to_string(),
+            format!("{:.3}", row.quantile(0.5)),
+            format!("{:.3}", row.quantile(0.99)),
+            format!("{:.3}", row.quantile(0.999)),
+            format!("{:.3}", ms(row.visible.max())),
+            format!("{:.3}", ms(row.acked.value_at_quantile(0.5))),
+            format!("{:.3}", ms(row.acked.value_at_quantile(0.99))),
+            format!("{:.3}", row.cpu.0),
+            format!("{:.1}", row.cpu.1 * 100.0),
+        ])?;
+        over_in_a_row = if row.under() { 0 } else { over_in_a_row + 1 };
+        rows.push(row);
+        if over_in_a_row >= OVER_IN_A_ROW {
+            break;
         }
+    }
+    report(&rows, seconds)
+}
+
+/// Prints the table, the knee, the goal and the plot's link (drawing it when asked).
+fn report(rows: &[Row], seconds: f64) -> anyhow::Result<()> {
+    println!("| offered (requests/s) | samples: visible of sent | p50 (ms) | p99 (ms) | p999 (ms) | max (ms) | POST answered, p50 / p99 (ms) | engine CPU (cores) | machine busy (%) | p99 < {LIMIT_MS} ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let sample = |q: f64| {
+            if row.visible.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{:.1}", row.quantile(q))
+            }
+        };
+        println!(
+            "| {} | {} of {} | {} | {} | {} | {} | {:.1} / {:.1} | {:.2} | {:.0} | {} |",
+            row.rate,
+            row.visible.len(),
+            row.sent,
+            sample(0.5),
+            sample(0.99),
+            sample(0.999),
+            sample(1.0),
+            ms(row.acked.value_at_quantile(0.5)),
+            ms(row.acked.value_at_quantile(0.99)),
+            row.cpu.0,
+            row.cpu.1 * 100.0,
+            if row.under() { "yes" } else { "**no**" },
+        );
+    }
+    let knee = rows.iter().filter(|r| r.under()).map(|r| r.rate).max();
+    let highest = rows.iter().map(|r| r.rate).max().unwrap_or(0);
+    let knee_text = match knee {
+        Some(k) if k == highest => format!(
+            "at least {k} requests/s (the highest rate offered; the sweep did not reach the knee)"
+        ),
+        Some(k) => format!("{k} requests/s"),
+        None => "below every rate offered: no rate had p99 under the limit".to_string(),
+    };
+    let goal = match rows.iter().find(|r| r.rate == GOAL_RATE) {
+        Some(r) => format!(
+            "p99 {:.1} ms at {GOAL_RATE} requests/s ({})",
+            r.quantile(0.99),
+            if r.under() { "met" } else { "**NOT met**" }
+        ),
+        None => format!(
+            "{GOAL_RATE} requests/s was not offered in this sweep ({})",
+            match knee {
+                Some(k) if k >= GOAL_RATE => "it is under the knee: met",
+                _ => "the sweep stopped below it: **NOT met**",
+            }
+        ),
+    };
+    let smallest = rows.iter().map(|r| r.visible.len()).min().unwrap_or(0);
+    println!(
+        "\nThe real `ordo` binary (`ordo run`, ingest and apply in one process) on this program's broker, its DynamoDB the wire model (`model_dynamo`, a process of its own: every request answered after {} ms, any number at once). {seconds:.0} s per rate after {WARM_UP_SECONDS:.0} s unmeasured; each request a new patient, sent open loop and timed from the instant it was due (so a stall counts against the figure: no coordinated omission) to the instant the model wrote its record; quantiles by HdrHistogram (3 significant digits), each over its row's samples (the p999 of {smallest} samples rests on its slowest {}). POST answered: due → 202, the ingest part. A rate is over the limit when its p99 is {LIMIT_MS} ms or more or a request was refused or never visible ({} s after the last was due); the sweep stops after {OVER_IN_A_ROW} such rates in a row. CPU over the time the rate was offered.",
+        MODEL_LATENCY.as_millis(),
+        smallest.div_ceil(1000),
+        DRAIN.as_secs(),
     );
+    println!("\n**Knee** (the highest rate with p99 < {LIMIT_MS} ms): {knee_text}. Goal: p99 < {LIMIT_MS} ms at {GOAL_RATE} requests/s: {goal}.");
+    if let Some(path) = std::env::var_os("ORDO_BENCH_PLOT").map(std::path::PathBuf::from) {
+        let points: Vec<RatePoint> = rows
+            .iter()
+            .filter(|r| !r.visible.is_empty())
+            .map(|r| RatePoint {
+                rate: r.rate as f64,
+                p50: r.quantile(0.5),
+                p99: r.quantile(0.99),
+                p999: r.quantile(0.999),
+            })
+            .collect();
+        latency_svg(
+            &path,
+            "Ordo: POST → visible against offered rate (wire model, 4 ms store)",
+            &points,
+            LIMIT_MS,
+        )?;
+        println!(
+            "\n![POST → visible latency against offered rate: p50, p99, p999]({})",
+            link(&path)
+        );
+    }
     Ok(())
 }

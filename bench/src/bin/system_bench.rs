@@ -14,18 +14,15 @@
 //! `cargo run --release -p ordo-bench --bin system_bench` after `cargo build --release -p ordo` (the
 //! local stack must be up). Prints Markdown: median and range over `ORDO_BENCH_RUNS` runs.
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
+use ordo_bench::process::{EngineProcess, PipelinesFile};
 use ordo_bench::{process_peak_rss_kib, setting, spread};
 
 /// Connections in the ingest phase.
@@ -41,110 +38,6 @@ fn env_default(k: &str, d: &str) {
         // Single-threaded start-up, before any client reads the environment.
         unsafe { std::env::set_var(k, d) };
     }
-}
-
-/// A running `ordo` process; killed on drop.
-struct Engine {
-    child: Child,
-    url: String,
-    _dir: PathBuf,
-}
-
-impl Engine {
-    /// Starts the release binary next to this example on a pipelines file of its own.
-    fn start(names: &Names, brokers: &str) -> anyhow::Result<Self> {
-        let bin = ordo_bench::ordo_bin()?;
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .canonicalize()?;
-        let dir = std::env::temp_dir().join(format!("ordo-system-bench-{}", names.id));
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("pipelines.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[pipelines.patient-profile]\nroute = \"/patientprofile\"\ntopic = \"{t}\"\nkey_field = \"PatientId\"\nversion_field = \"UpdatedAt\"\ntable = \"{t}\"\nconsumer_group = \"{t}.ordo\"\nplugin = \"{}\"\n{}\n",
-                root.join("plugins/build/patient_profile_lww.wasm").display(),
-                ordo_bench::engine::PATIENT_PLUGIN_CONFIG,
-                t = names.topic,
-            ),
-        )?;
-        let mut child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(&config)
-            .args(["--listen", "127.0.0.1:0", "--brokers", brokers])
-            .env("ORDO_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().context("engine stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("Ordo listening on ")
-            .with_context(|| format!("the engine did not start: {line:?}"))?;
-        Ok(Self {
-            url: addr.to_string(),
-            child,
-            _dir: dir,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Resets the kernel's peak-RSS counter of the process to its current RSS.
-    fn reset_peak(&self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
-    }
-
-    fn peak_mib(&self) -> f64 {
-        process_peak_rss_kib(self.pid()) as f64 / 1024.0
-    }
-
-    /// The sum of the samples of `family` in `/metrics`.
-    async fn metric(&self, http: &reqwest::Client, family: &str) -> u64 {
-        let Ok(r) = http.get(format!("{}/metrics", self.url)).send().await else {
-            return 0;
-        };
-        let text = r.text().await.unwrap_or_default();
-        let prefix = format!("{family}{{");
-        text.lines()
-            .filter(|l| l.starts_with(&prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-
-    /// Events the consumer has settled (applied, skipped or dead-lettered).
-    async fn settled(&self, http: &reqwest::Client) -> u64 {
-        self.metric(http, "ordo_events_total").await
-    }
-
-    async fn wait_settled(&self, http: &reqwest::Client, n: u64) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while self.settled(http).await < n {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the engine did not settle {n} events"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Names {
-    id: String,
-    topic: String,
 }
 
 fn body(key: &str, update: usize) -> String {
@@ -214,7 +107,7 @@ async fn bursts(brokers: &str, topic: &str, run: usize, keys: usize) -> anyhow::
 }
 
 /// Requests answered 202 in `seconds` from `CONNECTIONS` connections.
-async fn ingest_load(engine: &Engine, run: usize, seconds: u64) -> u64 {
+async fn ingest_load(engine: &EngineProcess, run: usize, seconds: u64) -> u64 {
     let http = reqwest::Client::new();
     let sent = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs(seconds);
@@ -251,20 +144,18 @@ async fn main() -> anyhow::Result<()> {
     let (mut idle, mut consume_peak, mut ingest_peak, mut rates) = (vec![], vec![], vec![], vec![]);
     let mut burst_cost = vec![];
     for run in 0..runs {
-        let id = format!("{}-{run}", std::process::id());
-        let names = Names {
-            topic: format!("bench.system.{id}"),
-            id,
-        };
+        let topic = format!("bench.system.{}-{run}", std::process::id());
         ordo::bus::kafka::ensure_topics(
             &ordo::bus::kafka::KafkaConfig::new(&brokers),
-            &[&names.topic],
+            &[&topic],
             6,
             1,
         )
         .await?;
-        let events = backlog(&brokers, &names.topic, keys).await?;
-        let engine = Engine::start(&names, &brokers)?;
+        let events = backlog(&brokers, &topic, keys).await?;
+        // The engine finds moto through this process's AWS_* settings.
+        let pipelines = PipelinesFile::write(&topic, &topic, &format!("{topic}.ordo"))?;
+        let engine = EngineProcess::start(&pipelines.path(), &brokers, "all", &[])?;
         idle.push(process_peak_rss_kib(engine.pid()) as f64 / 1024.0);
         engine.wait_settled(&http, events).await?;
         consume_peak.push(engine.peak_mib());
@@ -278,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
         engine.wait_settled(&http, settled).await?;
 
         let writes_before = engine.metric(&http, "ordo_dynamodb_writes_total").await;
-        let burst_events = bursts(&brokers, &names.topic, run, keys / 2).await?;
+        let burst_events = bursts(&brokers, &topic, run, keys / 2).await?;
         engine.wait_settled(&http, settled + burst_events).await?;
         let writes = engine.metric(&http, "ordo_dynamodb_writes_total").await - writes_before;
         burst_cost.push(writes as f64 / burst_events as f64);

@@ -392,7 +392,7 @@ pub async fn ordo_group<S: Store + Clone>(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let start = Instant::now();
-        let cpu = CpuMeter::start();
+        let cpu = CpuMeter::start(&[std::process::id()]);
         let first = settled(&running);
         anyhow::ensure!(
             (first as usize) < n,

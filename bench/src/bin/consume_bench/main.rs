@@ -26,15 +26,14 @@
 //! of order). After each design the benchmark reads its table and counts the stale records:
 //! keys whose record is not their newest update.
 //!
-//! Scaling: 1, 2 and 3 Ordo consumers in one consumer group (each with its own Kafka consumer,
-//! applier and record cache, as separate engines would have; they share this process's two
-//! cores, as engines on this machine would) on the model, uniform shape.
+//! Last, the change feed's cost: one consumer with and without `changes_topic`, uniform shape.
+//! (Several engines in one group are `scaling_bench`'s: separate `ordo` processes.)
 //!
 //! `cargo run --release -p ordo-bench --bin consume_bench` (the local stack must be up: `make
 //! local-dev-stack`; the moto part needs `make quix-tools`). `ORDO_BENCH_SCALE` sizes the
 //! workloads (default 10: 20,000 events per shape on the model, 1,000 on moto, 60,000 for
-//! scaling), `ORDO_BENCH_RUNS` repeats each measurement (default 3) and reports the median and
-//! range, `ORDO_BENCH_STORES` runs only some parts (`moto`, `model`, `scaling`, `changes`,
+//! the change feed), `ORDO_BENCH_RUNS` repeats each measurement (default 3) and reports the median and
+//! range, `ORDO_BENCH_STORES` runs only some parts (`moto`, `model`, `changes`,
 //! comma-separated), `ORDO_BENCH_CONCURRENCY` overrides the pipeline default (64).
 
 mod designs;
@@ -62,9 +61,9 @@ const PARTITIONS: i32 = 6;
 const MODEL_EVENTS: usize = 2_000;
 /// Events per shape on moto, per unit of scale: it takes about 430 writes/s.
 const MOTO_EVENTS: usize = 100;
-/// Events of the scaling workload, per unit of scale (60,000 at the default): long enough
-/// that every member has joined while most of the events are still to come.
-const SCALING_EVENTS: usize = 6_000;
+/// Events of the change-feed workload, per unit of scale (60,000 at the default): several
+/// seconds of one consumer, so its rate is a steady one.
+const CHANGES_EVENTS: usize = 6_000;
 
 fn env(k: &str, d: &str) {
     if std::env::var(k).is_err() {
@@ -93,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
     )?));
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let run_id = std::process::id();
-    // `ORDO_BENCH_STORES` picks some parts by name, e.g. `model,scaling`.
+    // `ORDO_BENCH_STORES` picks some parts by name, e.g. `model,changes`.
     let only = std::env::var("ORDO_BENCH_STORES").unwrap_or_default();
     let wanted = |part: &str| only.is_empty() || only.split(',').any(|w| w == part);
     let quix = if wanted("moto") {
@@ -185,9 +184,6 @@ async fn main() -> anyhow::Result<()> {
             met(uo / ub >= 10.0 && bo / bb >= 10.0),
         );
     }
-    if wanted("scaling") {
-        scaling(&brokers, &policy, scale, runs, run_id).await?;
-    }
     if wanted("changes") {
         change_feed(&brokers, &policy, scale, runs, run_id).await?;
     }
@@ -272,79 +268,8 @@ async fn uniform_topic(
     scale: usize,
     topic: &str,
 ) -> anyhow::Result<(String, usize)> {
-    let w = workload(Shape::Uniform, SCALING_EVENTS * scale);
+    let w = workload(Shape::Uniform, CHANGES_EVENTS * scale);
     ensure_consumed_topic(brokers, topic, PARTITIONS).await?;
     produce(brokers, topic, &w.events).await?;
     Ok((topic.to_string(), w.events.len()))
-}
-
-/// 1, 2 and 3 Ordo consumers in one group on the model, uniform shape; prints a table.
-async fn scaling(
-    brokers: &str,
-    policy: &PolicyHandle,
-    scale: usize,
-    runs: usize,
-    run_id: u32,
-) -> anyhow::Result<()> {
-    let (topic, n) = uniform_topic(brokers, scale, &format!("bench.{run_id}.scaling")).await?;
-    // Per engine count: rates, cores this process used, the machine's busy share.
-    let mut figures: Vec<[Vec<f64>; 3]> =
-        vec![Default::default(), Default::default(), Default::default()];
-    let raw = Table::new(
-        "consume_bench-scaling",
-        &[
-            "run",
-            "engines",
-            "events",
-            "events_per_s",
-            "cores",
-            "machine_busy_percent",
-        ],
-    );
-    for run in 0..runs {
-        for members in 1..=3 {
-            let reader = Reader {
-                brokers,
-                topic: &topic,
-                label: format!("{topic}.{run}.{members}"),
-            };
-            let store = ModelStore::new(MODEL_LATENCY);
-            let (rate, _, (cores, busy)) =
-                ordo_group(&reader, policy, store, members, n, None).await?;
-            raw.row(&[
-                run.to_string(),
-                members.to_string(),
-                n.to_string(),
-                format!("{rate:.1}"),
-                format!("{cores:.3}"),
-                format!("{:.1}", busy * 100.0),
-            ])?;
-            let f = &mut figures[members - 1];
-            f[0].push(rate);
-            f[1].push(cores);
-            f[2].push(busy * 100.0);
-        }
-    }
-    let one = spread(&mut figures[0][0].clone()).median;
-    println!("\n| engines in one group | events/s, median (range) | vs one engine | CPU of the engines (cores) | machine CPU busy (%) |");
-    println!("|---|---|---|---|---|");
-    for (i, f) in figures.iter_mut().enumerate() {
-        let rate = spread(&mut f[0]);
-        println!(
-            "| {} | {} | {:.2}× | {} | {} |",
-            i + 1,
-            rate.show(0),
-            rate.median / one,
-            spread(&mut f[1]).show(2),
-            spread(&mut f[2]).show(0)
-        );
-    }
-    let three = spread(&mut figures[2][0]).median;
-    println!(
-        "\n{n} events, uniform shape (every event a write: the latency-bound case, where more engines are what a user adds), model store, {PARTITIONS} partitions, median of {runs} runs. Each engine is a full consumer of its own (Kafka consumer, applier, record cache, concurrency {}) in this process, sharing one model table; the rate is taken from the moment every member has settled an event (all have joined) to the last event, and the CPU figures over the same window (the broker, tansu, is the rest of the machine's load). Goal: 3 engines ≥ 2× one: {:.2}× ({}).",
-        concurrency(),
-        three / one,
-        if three / one >= 2.0 { "met" } else { "NOT met" }
-    );
-    Ok(())
 }
