@@ -254,8 +254,16 @@ pub async fn load<P: Publisher>(
                     // out (each header costs the broker; the request id names the line).
                     let principal = (audit::PRINCIPAL_KAFKA_HEADER, PRINCIPAL);
                     let request = (audit::REQUEST_ID_KAFKA_HEADER, id.as_str());
-                    let mac =
-                        crate::vouch::sign(PRINCIPAL, event.key.as_bytes(), event.text.as_bytes());
+                    // The signature only with an audit trail to read it (a profile of a load
+                    // without one found SHA-256 in 3 % of its samples).
+                    let mac = match pipeline.audit_topic {
+                        Some(_) => crate::vouch::sign(
+                            PRINCIPAL,
+                            event.key.as_bytes(),
+                            event.text.as_bytes(),
+                        ),
+                        None => String::new(),
+                    };
                     let signed = (crate::vouch::MAC_KAFKA_HEADER, mac.as_str());
                     let audited = [request, principal, signed];
                     let headers = if pipeline.audit_topic.is_some() {
