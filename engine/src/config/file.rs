@@ -76,7 +76,7 @@ pub(super) struct PipelineFile {
     /// Default: `<topic>.dlq`.
     pub dead_letter_topic: Option<String>,
     /// The most keys one engine applies at once (1 to 4096): the ceiling. The engine starts
-    /// at 8 and applies as many as do not lower its throughput, up to this
+    /// here and applies fewer only while fewer give more throughput, or DynamoDB throttles
     /// (`ordo_apply_concurrency` shows the limit in force).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,

@@ -15,7 +15,8 @@
 //!
 //! - Throughput is measured over windows of at least [`WINDOW`] and `8 × limit` completed
 //!   keys (at least 64), so a window's figure is not one burst.
-//! - At first the limit doubles each window (TCP's slow start) until a doubling costs.
+//! - The limit starts at the ceiling: on the stores most pipelines write to, that is where it
+//!   stays, and a climb up from a few keys would cost every start its first second.
 //! - From a steady window the limit **probes**: up by a quarter (at least one key), or down by
 //!   a fifth, taking turns. A probe up is kept unless throughput fell by more than [`GAIN`];
 //!   a probe down is kept only if throughput rose by more than [`GAIN`]; a kept probe goes on
@@ -31,8 +32,6 @@ use std::time::Duration;
 // tokio's clock, so that a simulation on a paused clock sees the same limits for a seed.
 use tokio::time::Instant;
 
-/// The limit a pipeline starts at (or its `concurrency`, if lower); slow start doubles it.
-pub const START: usize = 8;
 /// The shortest window of completions.
 pub const WINDOW: Duration = Duration::from_millis(100);
 /// The fewest completions in a window, and per key of the limit.
@@ -75,8 +74,6 @@ pub struct Climb {
     hold: u32,
     /// The direction of the next probe.
     next_up: bool,
-    /// Still doubling: no probe up has cost yet.
-    starting: bool,
     /// The throughput of the last steady window.
     steady: Option<f64>,
     /// When the current window started (None: at its first completion).
@@ -99,7 +96,6 @@ impl Climb {
             },
             hold: HOLD,
             next_up: true,
-            starting: true,
             steady: None,
             started: None,
             done: 0,
@@ -110,7 +106,6 @@ impl Climb {
     /// Starts the window again (the limit was cut for throttling: what came before says
     /// nothing about the new limit), holding before the next probe.
     pub fn restart(&mut self) {
-        self.starting = false;
         self.started = None;
         self.done = 0;
         self.peak = 0;
@@ -154,7 +149,7 @@ impl Climb {
                 up,
             } => {
                 let kept = if from == 0 {
-                    // The first window: nothing to compare with; climb from here.
+                    // The first window: nothing to compare with; probe from here.
                     true
                 } else if up {
                     rate >= before * (1.0 - GAIN)
@@ -165,7 +160,6 @@ impl Climb {
                     self.hold = HOLD;
                     self.probe(limit, rate, up)
                 } else {
-                    self.starting = false;
                     self.hold = (self.hold * 2).min(MAX_HOLD);
                     self.next_up = !up;
                     self.phase = Phase::Steady { left: self.hold };
@@ -179,9 +173,7 @@ impl Climb {
     /// Tries the next limit from `limit` (whose throughput is `rate`) in direction `up`; at a
     /// bound, holds and turns.
     fn probe(&mut self, limit: usize, rate: f64, up: bool) -> Verdict {
-        let next = if up && self.starting {
-            (limit * 2).min(self.max)
-        } else if up {
+        let next = if up {
             (limit + (limit / 4).max(1)).min(self.max)
         } else {
             limit.saturating_sub((limit / 5).max(1)).max(1)
@@ -210,7 +202,7 @@ pub(super) mod tests {
     /// second with every key out, a millisecond at a time; the limits it went through.
     async fn run(max: usize, rate: impl Fn(usize) -> f64, seconds: u64) -> Vec<usize> {
         let mut climb = Climb::new(max);
-        let mut limit = START.min(max);
+        let mut limit = max;
         let mut limits = Vec::new();
         let mut owed = 0.0;
         for _ in 0..seconds * 1000 {

@@ -1,16 +1,16 @@
-//! How many keys a pipeline applies at once: up to its `concurrency`, as many as raise the
-//! consumer's throughput ([`super::climb`]), and fewer while DynamoDB throttles.
+//! How many keys a pipeline applies at once: up to its `concurrency`, as many as do not
+//! lower the consumer's throughput ([`super::climb`]), and fewer while DynamoDB throttles.
 //!
 //! Two signals move one limit. **Throughput**: each key applied counts, and the climb tries a
-//! little more and a little less, keeping what pays (see [`super::climb`]); a pipeline starts
-//! at [`START`] keys and grows from there. **Throttling** is DynamoDB saying "slow down", so
-//! the answer is to write less at once, not to fail the events: each throttled attempt halves
-//! the limit (at most once per [`CUT_INTERVAL`], as many workers see the same throttling
-//! together; never below 1), and for [`THROTTLE_MEMORY`] after a cut the limit grows back by
-//! at most one key at a time (additive increase, multiplicative decrease, as TCP does). A
-//! lowered limit takes effect as workers finish: a permit returned while the limit is below
-//! the permits out is retired instead. With `adaptive_concurrency = false` the limit starts
-//! at `concurrency` and only throttling moves it.
+//! little more and a little less, keeping more unless it costs and fewer only when it pays
+//! (see [`super::climb`]); a pipeline starts at its `concurrency`. **Throttling** is DynamoDB
+//! saying "slow down", so the answer is to write less at once, not to fail the events: each
+//! throttled attempt halves the limit (at most once per [`CUT_INTERVAL`], as many workers see
+//! the same throttling together; never below 1), and for [`THROTTLE_MEMORY`] after a cut the
+//! limit grows back by at most one key at a time (additive increase, multiplicative decrease,
+//! as TCP does). A lowered limit takes effect as workers finish: a permit returned while the
+//! limit is below the permits out is retired instead. With `adaptive_concurrency = false` only
+//! throttling moves the limit.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use super::climb::START;
 use super::climb::{Climb, Verdict};
 
 /// The shortest time between two cuts of the limit.
@@ -66,11 +65,11 @@ pub struct Turn {
 }
 
 impl Pace {
-    /// A limit never above `max` (at least 1), shown in `gauge`: `adaptive`, starting at
-    /// [`START`] (or `max`, if lower) and following the throughput; else at `max`.
+    /// A limit starting at, and never above, `max` (at least 1), shown in `gauge`; following
+    /// the throughput when `adaptive`.
     pub fn new(max: usize, adaptive: bool, gauge: IntGauge) -> Arc<Self> {
         let max = max.max(1);
-        let limit = if adaptive { START.min(max) } else { max };
+        let limit = max;
         gauge.set(limit as i64);
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(limit)),
@@ -215,9 +214,9 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_pipeline_starts_low_and_grows_to_its_concurrency_while_throughput_follows() {
+    async fn a_pipeline_starts_at_its_concurrency_and_keeps_it_while_throughput_follows() {
         let pace = pace(64);
-        assert_eq!(pace.limit(), START);
+        assert_eq!(pace.limit(), 64);
         run(&pace, |l| l as f64 / 0.004, Duration::from_secs(20)).await;
         assert!(
             pace.limit() >= 51,
