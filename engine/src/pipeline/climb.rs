@@ -42,6 +42,8 @@ const DONE_PER_KEY: usize = 8;
 const GAIN: f64 = 0.08;
 /// Steady windows between probes, at first.
 const HOLD: u32 = 2;
+/// Steady windows before the first probe after a start.
+const START_HOLD: u32 = 5;
 /// The most steady windows between probes.
 const MAX_HOLD: u32 = 16;
 
@@ -89,11 +91,9 @@ impl Climb {
     pub fn new(max: usize) -> Self {
         Self {
             max: max.max(1),
-            phase: Phase::Probe {
-                from: 0,
-                rate: 0.0,
-                up: true,
-            },
+            // A start's first windows run while the consumer warms up: several steady windows
+            // before the first probe, each probe compared with the best of them.
+            phase: Phase::Steady { left: START_HOLD },
             hold: HOLD,
             next_up: true,
             steady: None,
@@ -135,12 +135,14 @@ impl Climb {
         }
         match self.phase {
             Phase::Steady { left } if left > 0 => {
-                self.steady = Some(rate);
+                // The best window at this limit: a slow one (a start, a pause of the host)
+                // does not make a probe down look like a gain.
+                self.steady = Some(self.steady.map_or(rate, |best| best.max(rate)));
                 self.phase = Phase::Steady { left: left - 1 };
                 Verdict::Keep
             }
             Phase::Steady { .. } => {
-                let base = self.steady.unwrap_or(rate);
+                let base = self.steady.map_or(rate, |best| best.max(rate));
                 self.probe(limit, base, self.next_up)
             }
             Phase::Probe {
@@ -148,16 +150,14 @@ impl Climb {
                 rate: before,
                 up,
             } => {
-                let kept = if from == 0 {
-                    // The first window: nothing to compare with; probe from here.
-                    true
-                } else if up {
+                let kept = if up {
                     rate >= before * (1.0 - GAIN)
                 } else {
                     rate > before * (1.0 + GAIN)
                 };
                 if kept {
                     self.hold = HOLD;
+                    self.steady = None;
                     self.probe(limit, rate, up)
                 } else {
                     self.hold = (self.hold * 2).min(MAX_HOLD);
@@ -181,7 +181,7 @@ impl Climb {
         if next == limit {
             self.next_up = !up;
             self.phase = Phase::Steady { left: self.hold };
-            self.steady = Some(rate);
+            self.steady = Some(self.steady.map_or(rate, |best| best.max(rate)));
             return Verdict::Keep;
         }
         self.next_up = !up;
@@ -243,7 +243,8 @@ pub(super) mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_store_that_thrashes_past_ten_at_once_is_given_about_ten() {
-        let limits = run(64, thrashing, 60).await;
+        // A thrashing store completes few keys a second: windows are long.
+        let limits = run(64, thrashing, 600).await;
         let late = &limits[limits.len() / 2..];
         assert!(late.iter().all(|&l| (7..=13).contains(&l)), "{limits:?}");
     }
