@@ -30,6 +30,22 @@ pub mod topic;
 pub mod wire;
 pub mod workload;
 
+/// Points the AWS SDK at the local stack's DynamoDB (moto, test credentials) unless the
+/// environment already says otherwise. Call it first thing in `main`, before any thread starts.
+pub fn local_aws_env() {
+    for (k, d) in [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+    ] {
+        if std::env::var(k).is_err() {
+            // Single-threaded start-up, before any client reads the environment.
+            unsafe { std::env::set_var(k, d) };
+        }
+    }
+}
+
 /// Logs to standard error at `ORDO_LOG`'s filter, `warn` by default (stdout is the report).
 pub fn init_logs() {
     tracing_subscriber::fmt()

@@ -1,57 +1,13 @@
-//! The benchmarks' workloads on a topic: events in one of two shapes, fixed before any figure
-//! was read (issue 19), produced before the consumers start (a consumer catching up).
+//! The benchmarks' topics: one filled with a workload ([`crate::workload`]) before the
+//! consumers start (a consumer catching up), and plain rdkafka readers of it.
 
 use std::time::Instant;
 
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
-/// Updates per key in the bursty shape, sent back to back.
-pub const BURST: usize = 20;
-
-/// `events` updates as (key, JSON body) in one of the two shapes: `uniform`, one update per key
-/// (every event a write); `bursty`, `BURST` updates per key, a key's updates back to back and
-/// in order.
-pub fn workload(shape: &str, events: usize) -> Vec<(String, String)> {
-    let updates = if shape == "bursty" { BURST } else { 1 };
-    let keys = (events / updates).max(1);
-    let mut list = Vec::with_capacity(keys * updates);
-    for k in 0..keys {
-        for u in 0..updates {
-            let body = serde_json::json!({
-                "PatientId": format!("p{k}"), "FirstName": format!("v{u}"), "LastName": "Doe",
-                "IsPregnant": "False", "Sex": "Female",
-                "UpdatedAt": format!("2006-01-02T15:00:{:02}.{:09}+10:00", u / 1000, (u % 1000) * 1_000_000),
-            });
-            list.push((format!("p{k}"), body.to_string()));
-        }
-    }
-    list
-}
-
-/// Produces `events` to `topic`, keyed, all in flight; returns once every one is acknowledged.
-pub async fn produce(
-    brokers: &str,
-    topic: &str,
-    events: &[(String, String)],
-) -> anyhow::Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .create()?;
-    let sends: Vec<_> = events
-        .iter()
-        .map(|(k, v)| producer.send(FutureRecord::to(topic).key(k).payload(v), Timeout::Never))
-        .collect();
-    for s in futures::future::join_all(sends).await {
-        s.map_err(|(e, _)| e)?;
-    }
-    Ok(())
-}
+use crate::workload::{produce, workload, Shape};
 
 /// `topic` (with `partitions` and its dead-letter topic) made and filled with `events` events
 /// of the uniform shape; returns how many it holds.
@@ -61,10 +17,10 @@ pub async fn fill_uniform(
     partitions: i32,
     events: usize,
 ) -> anyhow::Result<usize> {
-    let w = workload("uniform", events);
+    let w = workload(Shape::Uniform, events);
     crate::engine::ensure_consumed_topic(brokers, topic, partitions).await?;
-    produce(brokers, topic, &w).await?;
-    Ok(w.len())
+    produce(brokers, topic, &w.events).await?;
+    Ok(w.events.len())
 }
 
 /// An rdkafka consumer of `topic` from its start, in consumer group `group`, fetching as

@@ -56,13 +56,6 @@ fn record(k: &str) -> Record {
     body.as_object().cloned().unwrap_or_default()
 }
 
-fn env(k: &str, d: &str) {
-    if std::env::var(k).is_err() {
-        // Single-threaded start-up, before any client reads the environment.
-        unsafe { std::env::set_var(k, d) };
-    }
-}
-
 /// The plain client: `writes` new records put conditionally, `concurrency` at once; writes/s.
 async fn plain(
     store: &DynamoStore,
@@ -173,10 +166,7 @@ async fn main() -> anyhow::Result<()> {
     ordo_bench::init_logs();
     let scale = setting("ORDO_BENCH_SCALE", 10);
     let runs = setting("ORDO_BENCH_RUNS", 3);
-    env("AWS_ACCESS_KEY_ID", "test");
-    env("AWS_SECRET_ACCESS_KEY", "test");
-    env("AWS_REGION", "us-east-1");
-    env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566");
+    ordo_bench::local_aws_env();
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::ClientConfig;
 
 use ordo::pipeline::{Applier, Outcome};
 use ordo::plugin::PolicyHandle;
@@ -273,21 +272,8 @@ impl Reader<'_> {
     /// An rdkafka consumer of the topic from its start, in a group of its own (`<label>.<design>`),
     /// fetching as Ordo's does, with `extra` settings.
     pub fn consumer(&self, design: &str, extra: &[(&str, &str)]) -> anyhow::Result<StreamConsumer> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", self.brokers)
-            .set("group.id", format!("{}.{design}", self.label))
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "fetch.wait.max.ms",
-                ordo::bus::kafka::DEFAULT_FETCH_WAIT.as_millis().to_string(),
-            );
-        for (name, value) in extra {
-            config.set(*name, *value);
-        }
-        let consumer: StreamConsumer = config.create()?;
-        consumer.subscribe(&[self.topic])?;
-        Ok(consumer)
+        let group = format!("{}.{design}", self.label);
+        ordo_bench::topic::consumer(self.brokers, self.topic, &group, extra)
     }
 }
 

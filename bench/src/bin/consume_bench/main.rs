@@ -65,22 +65,12 @@ const MOTO_EVENTS: usize = 100;
 /// seconds of one consumer, so its rate is a steady one.
 const CHANGES_EVENTS: usize = 6_000;
 
-fn env(k: &str, d: &str) {
-    if std::env::var(k).is_err() {
-        // Single-threaded start-up, before any client reads the environment.
-        unsafe { std::env::set_var(k, d) };
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ordo_bench::init_logs();
     let scale = setting("ORDO_BENCH_SCALE", 10);
     let runs = setting("ORDO_BENCH_RUNS", 3);
-    env("AWS_ACCESS_KEY_ID", "test");
-    env("AWS_SECRET_ACCESS_KEY", "test");
-    env("AWS_REGION", "us-east-1");
-    env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566");
+    ordo_bench::local_aws_env();
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let plugin =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build/patient_profile_lww.wasm");
