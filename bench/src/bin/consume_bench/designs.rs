@@ -303,17 +303,7 @@ fn late(reader: &Reader<'_>, design: &str, events: usize) -> anyhow::Error {
 /// An rdkafka consumer that reads `n` events and does nothing with them: the ceiling.
 pub async fn no_op(reader: &Reader<'_>, n: usize) -> anyhow::Result<f64> {
     let consumer = reader.consumer("noop", &[("enable.auto.commit", "false")])?;
-    let read = async {
-        let first = consumer.recv().await?;
-        std::hint::black_box(first.payload());
-        let start = Instant::now();
-        for _ in 1..n {
-            let m = consumer.recv().await?;
-            std::hint::black_box(m.payload());
-        }
-        anyhow::Ok((n - 1) as f64 / start.elapsed().as_secs_f64())
-    };
-    tokio::time::timeout(DEADLINE, read)
+    tokio::time::timeout(DEADLINE, ordo_bench::topic::read_rate(&consumer, n))
         .await
         .map_err(|_| late(reader, "the no-op consumer", n))?
 }
