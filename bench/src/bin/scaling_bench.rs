@@ -3,14 +3,17 @@
 //! as engines on separate machines would be, against one wire model (`model_dynamo`: every
 //! request answered after 4 ms, any number at once).
 //!
-//! The topic is filled before any engine starts with the uniform shape (every key updated
-//! once: every event a write, the latency-bound case where more engines are what a user adds).
-//! For each engine count, the engines start at once in a fresh group on a fresh model, and the
-//! rate is taken from the moment every member has written (settled) an event to the last
-//! write, both read from outside the engines: the model counts each engine's writes by its
-//! client id (`AWS_SDK_UA_APP_ID`). The CPU of the engines, of the model and of the machine is
-//! taken over the same window. A no-op rdkafka consumer reads the same topic once per run: the
-//! broker's ceiling for one reader, which the arithmetic on paper needs.
+//! The workload is the uniform shape (every key updated once: every event a write, the
+//! latency-bound case where more engines are what a user adds). For each engine count, the
+//! engines start at once in a fresh group on a fresh model and an empty topic of their own;
+//! the bench sends one new key to each partition every second until every member has written
+//! one (so every member holds partitions, however slow the group's rebalance), then produces
+//! the whole workload. The rate is taken from the first write of the workload to its last,
+//! read from outside the engines: the model counts each engine's writes by its client id
+//! (`AWS_SDK_UA_APP_ID`). The CPU of the engines, of the model and of the machine is taken over
+//! the same window. A no-op rdkafka consumer reads the same events from a topic filled before
+//! it starts, once per run: the broker's ceiling for one reader, which the arithmetic on paper
+//! needs.
 //!
 //! `cargo run --release -p ordo-bench --bin scaling_bench` after `cargo build --release -p ordo`
 //! (a broker at `KAFKA_BROKERS`, the plugins built). `ORDO_BENCH_SCALE` sizes the topic (default
@@ -20,11 +23,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
 
 use ordo_bench::model::MODEL_LATENCY;
 use ordo_bench::process::{EngineProcess, PipelinesFile};
 use ordo_bench::results::Table;
+use ordo_bench::engine::ensure_consumed_topic;
 use ordo_bench::topic::{consumer, fill_uniform, read_rate};
+use ordo_bench::workload::{produce, workload, Shape, Workload};
 use ordo_bench::wire::child::ModelProcess;
 use ordo_bench::{setting, spread, CpuMeter};
 
@@ -37,6 +45,9 @@ const EVENTS: usize = 6_000;
 const MEMBERS: [usize; 3] = [1, 2, 3];
 /// Longest one measurement may take.
 const DEADLINE: Duration = Duration::from_secs(300);
+/// How often a new key goes to each partition while the bench waits for every member to
+/// hold partitions.
+const JOIN_ROUND: Duration = Duration::from_secs(1);
 /// How often the model's counts are read while engines run.
 const POLL: Duration = Duration::from_millis(20);
 /// Keys an engine applies at once: a pipeline's default, as the engines run it.
@@ -87,26 +98,31 @@ fn start_engines(
     })
 }
 
-/// `members` engines in one group on a fresh model until the `n` events of `topic` are
-/// written.
+/// `members` engines in one group on a fresh model and a fresh topic, until the backlog `w`
+/// produced once all have joined is written.
 async fn measure(
     brokers: &str,
-    topic: &str,
     label: &str,
     members: usize,
-    n: u64,
+    w: &Workload,
 ) -> anyhow::Result<Measured> {
+    let topic = format!("{label}.events");
+    ensure_consumed_topic(brokers, &topic, PARTITIONS).await?;
     let model = ModelProcess::start(MODEL_LATENCY)?;
-    let pipelines = PipelinesFile::write(topic, label, &format!("{label}.ordo"))?;
+    let pipelines = PipelinesFile::write(&topic, label, &format!("{label}.ordo"))?;
     let engines = start_engines(members, &pipelines, brokers, &model, label)?;
     let ids: Vec<String> = (0..members).map(|i| format!("{label}-{i}")).collect();
     let pids: Vec<u32> = engines.iter().map(EngineProcess::pid).collect();
+    let n = w.events.len() as u64;
     let run = async {
-        // Every member has written an event: all have joined and been given partitions.
-        let first = loop {
+        // Every member holds partitions before the backlog exists, so none finds it drained
+        // when it joins, however slow the group's rebalance is.
+        let warm = joined(brokers, &topic, &model, &ids).await?;
+        produce(brokers, &topic, &w.events).await?;
+        let (end, first) = loop {
             let counts = model.counts().await?;
-            if ids.iter().all(|id| counts.puts_by(id) > 0) {
-                break counts.writes();
+            if counts.writes() > warm {
+                break (warm + n, counts.writes());
             }
             tokio::time::sleep(POLL).await;
         };
@@ -115,28 +131,27 @@ async fn measure(
             CpuMeter::start(&pids),
             CpuMeter::start(&[model.pid()]),
         );
-        anyhow::ensure!(
-            first < n,
-            "all {n} events were written before every member of {label} had joined"
-        );
         let counts = loop {
             let counts = model.counts().await?;
-            if counts.writes() >= n {
+            if counts.writes() >= end {
                 break counts;
             }
             tokio::time::sleep(POLL).await;
         };
-        let rate = (n - first) as f64 / start.elapsed().as_secs_f64();
+        let rate = (end - first) as f64 / start.elapsed().as_secs_f64();
         let ((engines_cores, busy), (model_cores, _)) = (engines_cpu.read(), model_cpu.read());
-        anyhow::Ok(Measured {
-            rate,
-            writes: ids.iter().map(|id| counts.puts_by(id)).collect(),
-            engines_cores,
-            model_cores,
-            busy,
-        })
+        anyhow::Ok((
+            Measured {
+                rate,
+                writes: ids.iter().map(|id| counts.puts_by(id)).collect(),
+                engines_cores,
+                model_cores,
+                busy,
+            },
+            end,
+        ))
     };
-    let measured = tokio::time::timeout(DEADLINE, run)
+    let (measured, written) = tokio::time::timeout(DEADLINE, run)
         .await
         .map_err(|_| anyhow::anyhow!("{members} engines did not write the {n} events of {topic} within {DEADLINE:?} (see their log for why)"))??;
     // One group splits the topic: each event is settled by one member (by two when a
@@ -146,11 +161,53 @@ async fn measure(
     let settled = settled_when_still(&engines).await;
     let total: u64 = settled.iter().sum();
     anyhow::ensure!(
-        members == 1 || total < 2 * n,
-        "{members} engines settled {total} events of {n} ({settled:?}): they did not share one consumer group"
+        members == 1 || total < 2 * written,
+        "{members} engines settled {total} events of {written} ({settled:?}): they did not share one consumer group"
     );
     drop(engines);
     Ok(measured)
+}
+
+/// Waits until each of the members `ids` has written an event, producing one new key to
+/// each partition of `topic` every [`JOIN_ROUND`] until then (a member's first write shows it
+/// holds a partition; a member only holds partitions once the group has rebalanced for it).
+/// Returns the writes made so far.
+async fn joined(
+    brokers: &str,
+    topic: &str,
+    model: &ModelProcess,
+    ids: &[String],
+) -> anyhow::Result<u64> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    for round in 0.. {
+        for partition in 0..PARTITIONS {
+            let key = format!("joining-{round}-{partition}");
+            let body = serde_json::json!({
+                "PatientId": key, "FirstName": "Joining", "LastName": "Doe",
+                "IsPregnant": "False", "Sex": "Female", "UpdatedAt": "2006-01-02T15:00:00+10:00",
+            })
+            .to_string();
+            let record = FutureRecord::to(topic)
+                .partition(partition)
+                .key(&key)
+                .payload(&body);
+            producer
+                .send(record, Timeout::Never)
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
+        }
+        let round_ends = Instant::now() + JOIN_ROUND;
+        while Instant::now() < round_ends {
+            let counts = model.counts().await?;
+            if ids.iter().all(|id| counts.puts_by(id) > 0) {
+                return Ok(counts.writes());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    unreachable!("the rounds above end only by returning")
 }
 
 /// The events each of `engines` has settled, once no engine has settled another for
@@ -183,7 +240,9 @@ async fn main() -> anyhow::Result<()> {
     );
     let runs = setting("ORDO_BENCH_RUNS", 3);
     let topic = format!("bench.scaling.{}", std::process::id());
+    // The no-op reader's topic; each measurement produces the same events to a topic of its own.
     let n = fill_uniform(&brokers, &topic, PARTITIONS, events).await?;
+    let w = workload(Shape::Uniform, events);
     let csv = Table::new(
         "scaling_bench-engines",
         &[
@@ -213,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
         drop(reader);
         for (i, members) in MEMBERS.iter().copied().enumerate() {
             let label = format!("bench-scaling-{}-{run}-{members}", std::process::id());
-            let m = measure(&brokers, &topic, &label, members, n as u64).await?;
+            let m = measure(&brokers, &label, members, &w).await?;
             let writes = m.writes.iter().map(u64::to_string).collect::<Vec<_>>();
             csv.row(&[
                 run.to_string(),
@@ -246,7 +305,7 @@ fn report(
 ) -> anyhow::Result<()> {
     let one = spread(&mut figures[0][0].clone());
     let one_cores = spread(&mut figures[0][1].clone()).median;
-    println!("| engines (processes) in one group | events/s, median (range) | vs one engine | writes per engine (last run) | CPU of the engines (cores) | CPU of the model (cores) | machine CPU busy (%) |");
+    println!("| engines (processes) in one group | events/s, median (range) | vs one engine | writes per engine (last run, with the keys sent while members joined) | CPU of the engines (cores) | CPU of the model (cores) | machine CPU busy (%) |");
     println!("|---|---|---|---|---|---|---|");
     let mut medians = Vec::new();
     for (i, f) in figures.iter_mut().enumerate() {
@@ -271,7 +330,7 @@ fn report(
     let busy_one = spread(&mut figures[0][3].clone()).median;
     let cpu_us = one_cores / one.median * 1e6;
     println!(
-        "\n{n} events, uniform shape (every event a write), {PARTITIONS} partitions, a fresh consumer group and a fresh model per measurement, median of {runs} run(s). Each engine is the real `ordo run --role apply` in a process of its own (concurrency {CONCURRENCY}); the rate runs from the moment every member has written an event (all have joined) to the last write, counted by the model from outside the engines. One engine used {one_cores:.2} cores at {:.0} events/s: {cpu_us:.0} µs of CPU per event. Goal: 3 engines ≥ 2× one: {three:.2}× ({}).",
+        "\n{n} events, uniform shape (every event a write), {PARTITIONS} partitions, a fresh consumer group, topic and model per measurement, median of {runs} run(s). Each engine is the real `ordo run --role apply` in a process of its own (concurrency {CONCURRENCY}); the events are produced once every member holds partitions (each has written a key sent to every partition), and the rate runs from their first write to their last, counted by the model from outside the engines. One engine used {one_cores:.2} cores at {:.0} events/s: {cpu_us:.0} µs of CPU per event. Goal: 3 engines ≥ 2× one: {three:.2}× ({}).",
         one.median,
         if three >= 2.0 { "met" } else { "**NOT met**" }
     );
