@@ -1,13 +1,11 @@
 //! Counting a design's store requests from outside the design: reads, conditional writes
 //! tried, and writes that went through. The counting proxy ([`crate::proxy`]) fills a
-//! [`Counter`] for whatever talks to moto over HTTP (the Python peer included); a
-//! [`CountingStore`] fills one for a design in this process on the latency model.
+//! [`Counter`] for whatever talks to moto over HTTP (the Python peer included); the wire model
+//! ([`crate::wire`]) counts its own requests, which [`crate::target`] reads as [`Counts`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use ordo::store::{Precondition, PutOutcome, Record, Store, StoreError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// What a design asked of its store.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -18,9 +16,9 @@ pub struct Counts {
     pub puts: u64,
     /// Conditional writes that went through.
     pub written: u64,
-    /// When the first and the latest write were answered: the window over which a design
+    /// The time from the first write answered to the latest: the window over which a design
     /// that reports nothing itself (the Python peer) is timed.
-    pub puts_window: Option<(Instant, Instant)>,
+    pub puts_span: Option<Duration>,
 }
 
 impl Counts {
@@ -67,84 +65,29 @@ impl Counter {
             gets: self.gets.load(Ordering::Relaxed),
             puts,
             written: self.written.load(Ordering::Relaxed),
-            puts_window: self.puts_window.lock().ok().and_then(|w| *w),
+            puts_span: self
+                .puts_window
+                .lock()
+                .ok()
+                .and_then(|w| w.map(|(first, last)| last - first)),
         }
-    }
-}
-
-/// A store that counts the requests it passes to `inner` (reads, writes tried, writes that
-/// went through) once they are answered.
-#[derive(Clone)]
-pub struct CountingStore<S> {
-    inner: S,
-    counter: Arc<Counter>,
-}
-
-impl<S> CountingStore<S> {
-    /// Counts the requests to `inner`.
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            counter: Arc::default(),
-        }
-    }
-
-    /// The store counted.
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
-
-    /// The counts so far.
-    pub fn counts(&self) -> Counts {
-        self.counter.counts()
-    }
-}
-
-impl<S: Store> Store for CountingStore<S> {
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        let got = self.inner.get(key).await;
-        self.counter.get();
-        got
-    }
-
-    async fn put(
-        &self,
-        record: &Record,
-        precondition: &Precondition,
-    ) -> Result<PutOutcome, StoreError> {
-        let put = self.inner.put(record, precondition).await;
-        self.counter.put(matches!(put, Ok(PutOutcome::Written)));
-        put
-    }
-
-    async fn check(&self) -> Result<(), StoreError> {
-        self.inner.check().await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ModelStore;
-    use std::time::Duration;
 
-    #[tokio::test]
-    async fn reads_writes_and_lost_conditions_are_counted() {
-        let store = CountingStore::new(ModelStore::new(Duration::ZERO));
-        let record = serde_json::json!({"PatientId": "p1"})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        assert_eq!(store.get("p1").await.ok(), Some(None));
-        let first = store.put(&record, &Precondition::Absent).await.ok();
-        let again = store.put(&record, &Precondition::Absent).await.ok();
-        assert_eq!(
-            (first, again),
-            (Some(PutOutcome::Written), Some(PutOutcome::Conflict))
-        );
-        let counts = store.counts();
+    #[test]
+    fn reads_writes_and_lost_conditions_are_counted() {
+        let counter = Counter::default();
+        assert_eq!(counter.counts().puts_span, None);
+        counter.get();
+        counter.put(true);
+        counter.put(false);
+        let counts = counter.counts();
         assert_eq!((counts.gets, counts.puts, counts.written), (1, 2, 1));
         assert_eq!(counts.requests(), 3);
-        assert!(counts.puts_window.is_some());
+        assert!(counts.puts_span.is_some());
     }
 }

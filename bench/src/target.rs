@@ -1,6 +1,7 @@
-//! Where one design writes in one run of the consume benchmark: a fresh moto table behind a
-//! counting proxy ([`crate::proxy`]), or a fresh latency-model store behind a counter
-//! ([`crate::counting`]). Either way the design's requests are counted outside it, and the
+//! Where one design writes in one run of the consume benchmark: a fresh table on moto behind
+//! a counting proxy ([`crate::proxy`]), or a fresh latency model of DynamoDB (`model_dynamo`,
+//! [`crate::wire`]) in a process of its own. Either way every design reaches its store over
+//! DynamoDB's API (the Python peer included), its requests are counted outside it, and the
 //! table is read back by the benchmark itself for the stale-record audit ([`crate::stale`]).
 
 use std::collections::HashMap;
@@ -11,69 +12,34 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use ordo::store::dynamo::DynamoStore;
 use ordo::store::item::from_item;
-use ordo::store::{Precondition, PutOutcome, Record, Store, StoreError};
+use ordo::store::Record;
 
-use crate::counting::{CountingStore, Counts};
-use crate::model::ModelStore;
+use crate::counting::Counts;
 use crate::proxy::DynamoProxy;
+use crate::wire::child::ModelProcess;
 
 /// The key field of every benchmark table.
 const KEY_FIELD: &str = "PatientId";
 
 /// One design's table for one run.
-pub enum Target {
-    /// A moto table, reached through a counting proxy.
-    Moto(MotoTable),
-    /// A latency model of DynamoDB in this process.
-    Model(CountingStore<ModelStore>),
-}
-
-/// A moto table and the proxy in front of it.
-pub struct MotoTable {
+pub struct Target {
     /// The table's name.
     name: String,
-    /// A client straight to moto: for creating and reading back the table, uncounted.
+    /// A client straight to the store: for creating and reading back the table, uncounted
+    /// (the model counts a scan as neither a read nor a write).
     direct: Client,
-    /// Counts the design's requests.
-    proxy: DynamoProxy,
-    /// The table as a store, through the proxy.
+    /// The table as a design writes to it.
     store: DynamoStore,
+    /// Who counts the design's requests.
+    counted_by: CountedBy,
 }
 
-/// A [`Target`]'s store, as a design in this process writes to it.
-#[derive(Clone)]
-pub enum TargetStore {
-    /// Through the counting proxy to moto.
-    Dynamo(DynamoStore),
-    /// The model, counted.
-    Model(CountingStore<ModelStore>),
-}
-
-impl Store for TargetStore {
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        match self {
-            Self::Dynamo(s) => s.get(key).await,
-            Self::Model(s) => s.get(key).await,
-        }
-    }
-
-    async fn put(
-        &self,
-        record: &Record,
-        precondition: &Precondition,
-    ) -> Result<PutOutcome, StoreError> {
-        match self {
-            Self::Dynamo(s) => s.put(record, precondition).await,
-            Self::Model(s) => s.put(record, precondition).await,
-        }
-    }
-
-    async fn check(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Dynamo(s) => s.check().await,
-            Self::Model(s) => s.check().await,
-        }
-    }
+/// Who counts a [`Target`]'s requests.
+enum CountedBy {
+    /// A counting proxy in front of moto, which the design reaches through it.
+    Proxy(DynamoProxy),
+    /// The model process itself, which serves this target alone.
+    Model(ModelProcess),
 }
 
 impl Target {
@@ -84,79 +50,89 @@ impl Target {
             .endpoint_url()
             .context("no DynamoDB endpoint to proxy: set AWS_ENDPOINT_URL")?;
         let direct = Client::new(aws);
-        DynamoStore::new(direct.clone(), name, KEY_FIELD)
-            .ensure_table()
-            .await
-            .with_context(|| format!("create table {name}"))?;
+        create(&direct, name).await?;
         let proxy = DynamoProxy::start(endpoint).await?;
-        let proxied = aws_sdk_dynamodb::config::Builder::from(aws)
-            .endpoint_url(proxy.url())
-            .build();
-        let store = DynamoStore::new(Client::from_conf(proxied), name, KEY_FIELD);
-        Ok(Self::Moto(MotoTable {
+        let store = DynamoStore::new(client(aws, proxy.url()), name, KEY_FIELD);
+        Ok(Self {
             name: name.to_string(),
             direct,
-            proxy,
             store,
-        }))
+            counted_by: CountedBy::Proxy(proxy),
+        })
     }
 
-    /// A new model store answering every request after `latency`.
-    pub fn model(latency: Duration) -> Self {
-        Self::Model(CountingStore::new(ModelStore::new(latency)))
+    /// A new model process answering every request after `latency`, with table `name`
+    /// created on it; `aws` gives the credentials and region its clients sign with.
+    pub async fn model(
+        aws: &aws_config::SdkConfig,
+        latency: Duration,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let model = ModelProcess::start(latency)?;
+        let direct = client(aws, &model.url);
+        create(&direct, name).await?;
+        Ok(Self {
+            name: name.to_string(),
+            store: DynamoStore::new(direct.clone(), name, KEY_FIELD),
+            direct,
+            counted_by: CountedBy::Model(model),
+        })
     }
 
     /// The store a design in this process writes to.
-    pub fn store(&self) -> TargetStore {
-        match self {
-            Self::Moto(t) => TargetStore::Dynamo(t.store.clone()),
-            Self::Model(s) => TargetStore::Model(s.clone()),
+    pub fn store(&self) -> DynamoStore {
+        self.store.clone()
+    }
+
+    /// The design's requests so far, as its counter saw them.
+    pub async fn counts(&self) -> anyhow::Result<Counts> {
+        match &self.counted_by {
+            CountedBy::Proxy(proxy) => Ok(proxy.counts()),
+            CountedBy::Model(model) => {
+                let counted = model.counts().await?;
+                let op = |name: &str| counted.requests.get(name).copied().unwrap_or(0);
+                Ok(Counts {
+                    gets: op("GetItem"),
+                    puts: op("PutItem"),
+                    written: counted.writes(),
+                    puts_span: counted
+                        .puts_between_us
+                        .map(|[first, last]| Duration::from_micros(last.saturating_sub(first))),
+                })
+            }
         }
     }
 
-    /// The design's requests so far.
-    pub fn counts(&self) -> Counts {
-        match self {
-            Self::Moto(t) => t.proxy.counts(),
-            Self::Model(s) => s.counts(),
-        }
-    }
-
-    /// (endpoint URL, table) for a design in another process; `None` on the model, which
-    /// only this process can reach.
-    pub fn endpoint(&self) -> Option<(&str, &str)> {
-        match self {
-            Self::Moto(t) => Some((t.proxy.url(), &t.name)),
-            Self::Model(_) => None,
-        }
-    }
-
-    /// Every record in the table, by key, read by the benchmark (a consistent scan of moto,
-    /// uncounted; the model's map).
-    pub async fn records(&self) -> anyhow::Result<HashMap<String, Record>> {
-        let table = match self {
-            Self::Moto(t) => t,
-            Self::Model(s) => return Ok(s.inner().records()),
+    /// (endpoint URL, table) for a design in another process.
+    pub fn endpoint(&self) -> (&str, &str) {
+        let url = match &self.counted_by {
+            CountedBy::Proxy(proxy) => proxy.url(),
+            CountedBy::Model(model) => &model.url,
         };
+        (url, &self.name)
+    }
+
+    /// Every record in the table, by key: a consistent scan, read by the benchmark.
+    pub async fn records(&self) -> anyhow::Result<HashMap<String, Record>> {
         let mut records = HashMap::new();
         let mut from: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let page = table
+            let page = self
                 .direct
                 .scan()
-                .table_name(&table.name)
+                .table_name(&self.name)
                 .consistent_read(true)
                 .set_exclusive_start_key(from.take())
                 .send()
                 .await
-                .with_context(|| format!("scan {}", table.name))?;
+                .with_context(|| format!("scan {}", self.name))?;
             for item in page.items() {
                 let record = from_item(item)
-                    .map_err(|e| anyhow::anyhow!("an item of {}: {e}", table.name))?;
+                    .map_err(|e| anyhow::anyhow!("an item of {}: {e}", self.name))?;
                 let key = record
                     .get(KEY_FIELD)
                     .and_then(|k| k.as_str())
-                    .with_context(|| format!("an item of {} without {KEY_FIELD}", table.name))?
+                    .with_context(|| format!("an item of {} without {KEY_FIELD}", self.name))?
                     .to_string();
                 records.insert(key, record);
             }
@@ -168,16 +144,32 @@ impl Target {
     }
 
     /// Deletes a moto table once it has been read (moto keeps every table in memory, and
-    /// the local stack is shared); nothing to do for the model.
+    /// the local stack is shared); a model process just stops.
     pub async fn remove(self) -> anyhow::Result<()> {
-        if let Self::Moto(t) = self {
-            t.direct
+        if let CountedBy::Proxy(_) = self.counted_by {
+            self.direct
                 .delete_table()
-                .table_name(&t.name)
+                .table_name(&self.name)
                 .send()
                 .await
-                .with_context(|| format!("delete table {}", t.name))?;
+                .with_context(|| format!("delete table {}", self.name))?;
         }
         Ok(())
     }
+}
+
+/// A client with `aws`'s credentials and region, reaching `endpoint`.
+fn client(aws: &aws_config::SdkConfig, endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(aws)
+        .endpoint_url(endpoint)
+        .build();
+    Client::from_conf(config)
+}
+
+/// Creates table `name` (key `PatientId`) and waits until it is active.
+async fn create(client: &Client, name: &str) -> anyhow::Result<()> {
+    DynamoStore::new(client.clone(), name, KEY_FIELD)
+        .ensure_table()
+        .await
+        .with_context(|| format!("create table {name}"))
 }

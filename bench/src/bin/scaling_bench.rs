@@ -27,13 +27,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
+use ordo_bench::engine::ensure_consumed_topic;
 use ordo_bench::model::MODEL_LATENCY;
 use ordo_bench::process::{EngineProcess, PipelinesFile};
 use ordo_bench::results::Table;
-use ordo_bench::engine::ensure_consumed_topic;
 use ordo_bench::topic::{consumer, fill_uniform, read_rate};
-use ordo_bench::workload::{produce, workload, Shape, Workload};
 use ordo_bench::wire::child::ModelProcess;
+use ordo_bench::workload::{produce, workload, Shape, Workload};
 use ordo_bench::{setting, spread, CpuMeter};
 
 /// The topic's partitions (a pipeline's default): at most this many engines have work.

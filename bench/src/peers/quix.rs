@@ -3,8 +3,9 @@
 //! interpreter from the virtual environment `make quix-tools` installs.
 //!
 //! The application reports nothing. The benchmark starts it with the topic, table, endpoint
-//! and consumer group as arguments and judges it from outside: the counting proxy in front of
-//! its table ([`crate::proxy`]) sees one `PutItem` per message, so the job has handled every
+//! and consumer group as arguments and judges it from outside: whoever counts its table's
+//! requests (the counting proxy in front of moto, or the model itself) sees one `PutItem` per
+//! message, so the job has handled every
 //! event once `n` puts are answered; the benchmark then scans the table until it holds a record
 //! for every key, and stops the process. Its rate is taken over the window of those answers,
 //! from the first to the last (its interpreter's start and the group's join are not counted,
@@ -97,8 +98,8 @@ impl Quix {
             .unwrap_or_else(|| "?".into())
     }
 
-    /// Runs the application over the `n` events of `job`'s topic into `target` (a moto table:
-    /// the process can reach nothing else) until it has answered `n` puts and the table holds
+    /// Runs the application over the `n` events of `job`'s topic into `target` (over
+    /// DynamoDB's API, through the counting proxy to moto or straight to the model) until it has answered `n` puts and the table holds
     /// a record for every key of `newest`; returns its events per second. Fails when the
     /// process exits, or when `deadline` passes first.
     pub async fn run(
@@ -109,9 +110,7 @@ impl Quix {
         n: usize,
         deadline: Duration,
     ) -> anyhow::Result<f64> {
-        let (endpoint, table) = target
-            .endpoint()
-            .context("the Python application reaches a store only over DynamoDB's API")?;
+        let (endpoint, table) = target.endpoint();
         // Quix Streams keeps a state folder in its working directory: a fresh one per run.
         let dir = tempfile::tempdir().context("a working directory for the Python app")?;
         let log = dir.path().join("quix.log");
@@ -144,20 +143,23 @@ impl Quix {
                 tail(&log, 20)
             )
         };
-        while (target.counts().puts as usize) < n {
+        let counts = loop {
+            let counts = target.counts().await?;
+            if counts.puts as usize >= n {
+                break counts;
+            }
             if let Some(status) = child.try_wait()? {
                 return Err(exited(status));
             }
             anyhow::ensure!(
                 started.elapsed() < deadline,
                 "the Quix Streams app answered {} of {n} puts on {} within {deadline:?}:\n{}",
-                target.counts().puts,
+                counts.puts,
                 job.topic,
                 tail(&log, 20)
             );
             tokio::time::sleep(POLL).await;
-        }
-        let counts = target.counts();
+        };
         loop {
             let records = target.records().await?;
             if newest.keys().all(|key| records.contains_key(key)) {
@@ -173,9 +175,9 @@ impl Quix {
         // Its offsets do not matter after the run (the group is never read again): no need to
         // wait for a graceful stop.
         child.kill().await.context("stop the Quix Streams app")?;
-        let (first, last) = counts
-            .puts_window
+        let span = counts
+            .puts_span
             .context("puts counted without their times")?;
-        Ok((counts.puts.saturating_sub(1)) as f64 / (last - first).as_secs_f64())
+        Ok((counts.puts.saturating_sub(1)) as f64 / span.as_secs_f64())
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use poem::http::{HeaderMap, StatusCode};
 use poem::web::{Data, Json, Query};
@@ -32,6 +32,10 @@ pub struct Counts {
     pub clients: BTreeMap<String, BTreeMap<String, u64>>,
     /// Errors answered, by type (`ConditionalCheckFailedException`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// When the first and the latest `PutItem` were answered, in microseconds since the model
+    /// started: the window over which a client that reports nothing itself is timed.
+    #[serde(default)]
+    pub puts_between_us: Option<[u64; 2]>,
 }
 
 impl Counts {
@@ -61,6 +65,8 @@ pub struct Model {
     latency: Duration,
     /// What was asked.
     counts: Mutex<Counts>,
+    /// When the model started ([`Counts::puts_between_us`] counts from it).
+    started: Instant,
 }
 
 impl Model {
@@ -70,6 +76,7 @@ impl Model {
             tables: Tables::default(),
             latency,
             counts: Mutex::new(Counts::default()),
+            started: Instant::now(),
         })
     }
 
@@ -84,6 +91,11 @@ impl Model {
             .or_default() += 1;
         if let Some(kind) = error {
             *counts.errors.entry(kind.to_string()).or_default() += 1;
+        }
+        if op == "PutItem" {
+            let now = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let first = counts.puts_between_us.map_or(now, |[first, _]| first);
+            counts.puts_between_us = Some([first, now]);
         }
     }
 }
@@ -231,5 +243,40 @@ mod tests {
             .deserialize();
         assert_eq!(counts.clients["engine-1"]["DescribeTable"], 1);
         assert_eq!(counts.errors["ResourceNotFoundException"], 1);
+    }
+
+    #[tokio::test]
+    async fn the_window_of_answered_puts_is_counted() {
+        let model = Model::new(Duration::from_millis(5));
+        let cli = TestClient::new(app(Arc::clone(&model)));
+        let counts = || async {
+            let counts: Counts = cli
+                .get("/counts")
+                .send()
+                .await
+                .json()
+                .await
+                .value()
+                .deserialize();
+            counts
+        };
+        assert_eq!(counts().await.puts_between_us, None);
+        cli.post("/")
+            .header("x-amz-target", "DynamoDB_20120810.CreateTable")
+            .body(r#"{"TableName":"t","KeySchema":[{"AttributeName":"PatientId","KeyType":"HASH"}],"AttributeDefinitions":[{"AttributeName":"PatientId","AttributeType":"S"}],"BillingMode":"PAY_PER_REQUEST"}"#)
+            .send()
+            .await
+            .assert_status_is_ok();
+        for _ in 0..2 {
+            cli.post("/")
+                .header("x-amz-target", "DynamoDB_20120810.PutItem")
+                .body(r#"{"TableName":"t","Item":{"PatientId":{"S":"p1"}}}"#)
+                .send()
+                .await
+                .assert_status_is_ok();
+        }
+        let [first, last] = counts().await.puts_between_us.unwrap_or_default();
+        // The second put was answered at least one latency after the first.
+        assert!(last >= first + 5_000, "{first} µs to {last} µs");
     }
 }

@@ -43,7 +43,7 @@ pub fn concurrency() -> usize {
 pub enum StoreKind {
     /// The local DynamoDB API, through a counting proxy.
     Moto,
-    /// The 4 ms latency model, in this process.
+    /// The 4 ms latency model (`model_dynamo`), a process of its own per design and run.
     Model,
 }
 
@@ -57,8 +57,7 @@ impl StoreKind {
     }
 
     /// The designs measured on this store, in the order of the first run (later runs rotate
-    /// it). The Python application can reach only a DynamoDB endpoint, so not the model; the
-    /// no-op ceiling writes nothing, so it is read once, beside the model.
+    /// it). The no-op ceiling writes nothing, so it is read once, beside the model.
     pub fn designs(self) -> &'static [Design] {
         match self {
             Self::Moto => &[
@@ -71,6 +70,7 @@ impl StoreKind {
                 Design::Sequential,
                 Design::Ordo,
                 Design::Keyed,
+                Design::Quix,
                 Design::NoOp,
             ],
         }
@@ -149,7 +149,7 @@ pub struct Bench<'a> {
     pub policy: &'a PolicyHandle,
     /// The AWS configuration moto tables are made and reached with.
     pub aws: &'a aws_config::SdkConfig,
-    /// The Python application, when moto is measured.
+    /// The Python application.
     pub quix: Option<&'a Quix>,
     /// The events the sequential baseline handles at most ([`BASELINE_EVENTS`] × scale).
     pub baseline_events: usize,
@@ -173,12 +173,10 @@ impl Bench<'_> {
                 audit: None,
             });
         }
+        let table = format!("{}-{}", reader.label, design.word());
         let target = match store {
-            StoreKind::Moto => {
-                let table = format!("{}-{}", reader.label, design.word());
-                Target::moto(self.aws, &table).await?
-            }
-            StoreKind::Model => Target::model(MODEL_LATENCY),
+            StoreKind::Moto => Target::moto(self.aws, &table).await?,
+            StoreKind::Model => Target::model(self.aws, MODEL_LATENCY, &table).await?,
         };
         let policy = self.policy;
         let (events, rate) = match design {
@@ -190,7 +188,7 @@ impl Bench<'_> {
             Design::Ordo => {
                 let (rate, writes, _) =
                     ordo_group(reader, policy, target.store(), 1, n, None).await?;
-                let counted = target.counts().written as usize;
+                let counted = target.counts().await?.written as usize;
                 if writes != counted {
                     tracing::warn!(
                         writes,
@@ -202,7 +200,7 @@ impl Bench<'_> {
             }
             Design::Keyed => {
                 let settled = keyed_peer(reader, policy, target.store(), n).await?;
-                let counted = target.counts().written as usize;
+                let counted = target.counts().await?.written as usize;
                 if settled.written != counted {
                     tracing::warn!(
                         written = settled.written,
@@ -226,7 +224,7 @@ impl Bench<'_> {
             }
             Design::NoOp => unreachable!("answered above"),
         };
-        let counts = target.counts();
+        let counts = target.counts().await?;
         let audit = if events == n {
             Some(stale::audit(&target.records().await?, &w.newest))
         } else {

@@ -13,11 +13,12 @@
 //! their own; the Rust designs merge through the same plugin. The order of the designs turns
 //! by one each run.
 //!
-//! Two stores: the local DynamoDB API (moto: throughput-bound, about 430 writes/s here),
-//! reached by every design through a counting proxy of its own (`ordo_bench::proxy`), and a
-//! latency **model** of real DynamoDB (every read and write takes `MODEL_LATENCY`, any number
-//! at once, the same conditional semantics), in this process, behind a counting store. The
-//! store's side counts every design's requests; the Python job can reach only the first.
+//! Two stores, both reached over DynamoDB's API (the Rust designs with the AWS SDK, the Python
+//! job with boto3): the local DynamoDB API (moto: throughput-bound, about 430 writes/s here),
+//! through a counting proxy of its own (`ordo_bench::proxy`), and a latency **model** of real
+//! DynamoDB (`model_dynamo`: every request answered after `MODEL_LATENCY`, any number at once,
+//! the same conditional semantics), a process of its own per design and run, which counts the
+//! requests itself. The store's side counts every design's requests.
 //!
 //! Three workload shapes, fixed before any figure was read (`ordo_bench::workload`), the same
 //! for every design: **uniform** (every key updated once), **bursty** (every key updated
@@ -30,7 +31,7 @@
 //! (Several engines in one group are `scaling_bench`'s: separate `ordo` processes.)
 //!
 //! `cargo run --release -p ordo-bench --bin consume_bench` (the local stack must be up: `make
-//! local-dev-stack`; the moto part needs `make quix-tools`). `ORDO_BENCH_SCALE` sizes the
+//! local-dev-stack`, and `make quix-tools` for the Python job). `ORDO_BENCH_SCALE` sizes the
 //! workloads (default 10: 20,000 events per shape on the model, 1,000 on moto, 60,000 for
 //! the change feed), `ORDO_BENCH_RUNS` repeats each measurement (default 3) and reports the median and
 //! range, `ORDO_BENCH_STORES` runs only some parts (`moto`, `model`, `changes`,
@@ -85,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
     // `ORDO_BENCH_STORES` picks some parts by name, e.g. `model,changes`.
     let only = std::env::var("ORDO_BENCH_STORES").unwrap_or_default();
     let wanted = |part: &str| only.is_empty() || only.split(',').any(|w| w == part);
-    let quix = if wanted("moto") {
+    let quix = if wanted("moto") || wanted("model") {
         Some(Quix::find()?)
     } else {
         None
@@ -150,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "\nMedian of {runs} runs (range in brackets), the designs' order turned by one each run; each rate from the design's first settled event (joining the group and starting the Python interpreter are not counted). Shapes: uniform is {} keys × 1 update on the model ({} on moto); bursty is {} keys × {BURST} updates back to back on the model ({} on moto); shuffled is {} keys × {SHUFFLED_UPDATES} updates with increasing `UpdatedAt` in a seeded shuffle, keyed, so a key's updates reach its partition out of order, on the model ({} on moto). The baseline's rate is taken over the first {} events (a steady rate: it has no start-up to amortise), so its stale records are counted only where that is the whole workload. Writes/event are conditional writes that went through; requests/event are reads plus writes tried (DynamoDB bills a failed condition as a write); both counted on the store's side, by a counting proxy in front of moto that every design goes through, and by a counting wrapper of the model. Stale records: keys whose record, read back by the benchmark after the design, is missing or not the key's newest update. The Quix Streams app (Python, quixstreams {}) runs as its own process, one conditional put per message (`attribute_not_exists(PatientId) OR UpdatedAt < :v`, comparing instants as strings of one format), at-least-once with Quix Streams' default commit interval; it is timed from its first answered put to its n-th.",
+        "\nMedian of {runs} runs (range in brackets), the designs' order turned by one each run; each rate from the design's first settled event (joining the group and starting the Python interpreter are not counted). Shapes: uniform is {} keys × 1 update on the model ({} on moto); bursty is {} keys × {BURST} updates back to back on the model ({} on moto); shuffled is {} keys × {SHUFFLED_UPDATES} updates with increasing `UpdatedAt` in a seeded shuffle, keyed, so a key's updates reach its partition out of order, on the model ({} on moto). The baseline's rate is taken over the first {} events (a steady rate: it has no start-up to amortise), so its stale records are counted only where that is the whole workload. Writes/event are conditional writes that went through; requests/event are reads plus writes tried (DynamoDB bills a failed condition as a write); both counted on the store's side, by a counting proxy in front of moto that every design goes through, and by the model itself (a `model_dynamo` process per design and run, which every design reaches over DynamoDB's API with the AWS SDK or boto3). Stale records: keys whose record, read back by the benchmark after the design, is missing or not the key's newest update. The Quix Streams app (Python, quixstreams {}) runs as its own process, one conditional put per message (`attribute_not_exists(PatientId) OR UpdatedAt < :v`, comparing instants as strings of one format), at-least-once with Quix Streams' default commit interval; it is timed from its first answered put to its n-th.",
         MODEL_EVENTS * scale,
         MOTO_EVENTS * scale,
         MODEL_EVENTS * scale / BURST,

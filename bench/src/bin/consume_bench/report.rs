@@ -135,9 +135,6 @@ pub fn rows(
     let vs_ceiling = |x: f64| ceiling.map_or("—".to_string(), |c| format!("{:.2}×", x / c));
     for design in Design::ALL {
         let Some((_, f)) = figures.iter_mut().find(|(d, _)| *d == design) else {
-            if design == Design::Quix {
-                println!("| {store} | {shape} | — | {} | not measured: the model is a store inside this process, and the Python app reaches a store only over DynamoDB's API | — | — | — | — | — |", design.label());
-            }
             continue;
         };
         let rate = f.rate();
