@@ -21,7 +21,6 @@ use ordo_bench::peers::quix::{Job, Quix};
 use ordo_bench::stale::{self, Audit};
 use ordo_bench::target::Target;
 use ordo_bench::workload::Workload;
-use ordo_bench::CpuMeter;
 
 /// Events the baseline handles on a slow store (moto, the model), per unit of
 /// `ORDO_BENCH_SCALE` (1,000 at the default 10): enough for a steady rate.
@@ -186,8 +185,7 @@ impl Bench<'_> {
                 (events, rate)
             }
             Design::Ordo => {
-                let (rate, writes, _) =
-                    ordo_group(reader, policy, target.store(), 1, n, None).await?;
+                let (rate, writes) = ordo_consumer(reader, policy, target.store(), n, None).await?;
                 let counted = target.counts().await?.written as usize;
                 if writes != counted {
                     tracing::warn!(
@@ -338,18 +336,16 @@ async fn sequential<S: Store>(
     Ok((rate, writes))
 }
 
-/// `members` real consumers in one group, sharing `store` (each with its own applier and
-/// record cache), until together they have settled `n` events; (rate, writes, (cores this
-/// process used, the machine's busy share)). The rate is taken from the moment every member
-/// has settled an event.
-pub async fn ordo_group<S: Store + Clone>(
+/// Ordo's real consumer (its applier with its record cache, folding and adaptive limit) over
+/// `store` until it has settled `n` events; (rate, writes). The rate is taken from its first
+/// settled event, so joining the group is not counted.
+pub async fn ordo_consumer<S: Store + Clone>(
     reader: &Reader<'_>,
     policy: &PolicyHandle,
     store: S,
-    members: usize,
     n: usize,
     changes_topic: Option<String>,
-) -> anyhow::Result<(f64, usize, (f64, f64))> {
+) -> anyhow::Result<(f64, usize)> {
     let source = Source {
         brokers: reader.brokers,
         topic: reader.topic,
@@ -357,42 +353,28 @@ pub async fn ordo_group<S: Store + Clone>(
         concurrency: concurrency(),
         changes_topic,
     };
-    let running = (0..members)
-        .map(|_| Member::start(&source, policy, store.clone()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let settled = |running: &[Member]| -> u64 { running.iter().map(|m| m.metrics.settled()).sum() };
+    let member = Member::start(&source, policy, store)?;
     let measured = async {
-        while running.iter().any(|m| m.metrics.settled() == 0) {
+        while member.metrics.settled() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let start = Instant::now();
-        let cpu = CpuMeter::start(&[std::process::id()]);
-        let first = settled(&running);
-        anyhow::ensure!(
-            (first as usize) < n,
-            "all {n} events were settled before every member of {} had joined",
-            reader.label
-        );
-        while (settled(&running) as usize) < n {
+        let first = member.metrics.settled();
+        while (member.metrics.settled() as usize) < n {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let rate = (n as u64 - first) as f64 / start.elapsed().as_secs_f64();
-        anyhow::Ok((rate, cpu.read()))
+        (n as u64 - first) as f64 / start.elapsed().as_secs_f64()
     };
-    let (rate, cpu) = tokio::time::timeout(DEADLINE, measured)
+    let rate = tokio::time::timeout(DEADLINE, measured)
         .await
-        .map_err(|_| late(reader, "Ordo", n))??;
-    let (mut writes, mut dead) = (0, 0);
-    for member in running {
-        let metrics = member.stop().await?;
-        writes += metrics.writes.get() as usize;
-        dead += metrics.dead_lettered.get();
-    }
+        .map_err(|_| late(reader, "Ordo", n))?;
+    let metrics = member.stop().await?;
+    let dead = metrics.dead_lettered.get();
     // Every bench event is valid: one dead-lettered means the engine failed, not a result.
     anyhow::ensure!(
         dead == 0,
         "{dead} valid events were dead-lettered on {} (see the log for why)",
         reader.label
     );
-    Ok((rate, writes, cpu))
+    Ok((rate, metrics.writes.get() as usize))
 }

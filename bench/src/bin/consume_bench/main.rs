@@ -53,7 +53,7 @@ use ordo_bench::results::Table;
 use ordo_bench::workload::{produce, workload, Shape, BURST, SHUFFLED_UPDATES};
 use ordo_bench::{setting, spread};
 
-use designs::{concurrency, ordo_group, Bench, Reader, StoreKind, BASELINE_EVENTS};
+use designs::{concurrency, ordo_consumer, Bench, Reader, StoreKind, BASELINE_EVENTS};
 use report::Figures;
 
 const PARTITIONS: i32 = 6;
@@ -215,7 +215,7 @@ async fn change_feed(
             };
             let store = ModelStore::new(MODEL_LATENCY);
             let feed_topic = with_feed.then(|| changes.clone());
-            let (rate, writes, _) = ordo_group(&reader, policy, store, 1, n, feed_topic).await?;
+            let (rate, writes) = ordo_consumer(&reader, policy, store, n, feed_topic).await?;
             raw.row(&[
                 run.to_string(),
                 with_feed.to_string(),
