@@ -214,6 +214,17 @@ mod tests {
     use super::*;
     use poem::test::TestClient;
 
+    /// What the model answers on `GET /counts`.
+    async fn counts(cli: &TestClient<impl poem::Endpoint>) -> Counts {
+        cli.get("/counts")
+            .send()
+            .await
+            .json()
+            .await
+            .value()
+            .deserialize()
+    }
+
     #[tokio::test]
     async fn requests_are_answered_after_the_latency_and_counted_by_client() {
         let model = Model::new(Duration::from_millis(20));
@@ -233,14 +244,7 @@ mod tests {
             body["__type"],
             "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"
         );
-        let counts: Counts = cli
-            .get("/counts")
-            .send()
-            .await
-            .json()
-            .await
-            .value()
-            .deserialize();
+        let counts = counts(&cli).await;
         assert_eq!(counts.clients["engine-1"]["DescribeTable"], 1);
         assert_eq!(counts.errors["ResourceNotFoundException"], 1);
     }
@@ -249,18 +253,7 @@ mod tests {
     async fn the_window_of_answered_puts_is_counted() {
         let model = Model::new(Duration::from_millis(5));
         let cli = TestClient::new(app(Arc::clone(&model)));
-        let counts = || async {
-            let counts: Counts = cli
-                .get("/counts")
-                .send()
-                .await
-                .json()
-                .await
-                .value()
-                .deserialize();
-            counts
-        };
-        assert_eq!(counts().await.puts_between_us, None);
+        assert_eq!(counts(&cli).await.puts_between_us, None);
         cli.post("/")
             .header("x-amz-target", "DynamoDB_20120810.CreateTable")
             .body(r#"{"TableName":"t","KeySchema":[{"AttributeName":"PatientId","KeyType":"HASH"}],"AttributeDefinitions":[{"AttributeName":"PatientId","AttributeType":"S"}],"BillingMode":"PAY_PER_REQUEST"}"#)
@@ -275,7 +268,7 @@ mod tests {
                 .await
                 .assert_status_is_ok();
         }
-        let [first, last] = counts().await.puts_between_us.unwrap_or_default();
+        let [first, last] = counts(&cli).await.puts_between_us.unwrap_or_default();
         // The second put was answered at least one latency after the first.
         assert!(last >= first + 5_000, "{first} µs to {last} µs");
     }
