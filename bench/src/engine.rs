@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use ordo::bus::kafka::{GroupSettings, KafkaConfig};
 use ordo::bus::Publisher;
 use ordo::ingest::{self, PipelineApi};
@@ -18,7 +17,6 @@ use ordo::plugin::sandbox::{Capabilities, Limits};
 use ordo::plugin::PolicyHandle;
 use ordo::store::Store;
 use ordo::testing::MemoryStore;
-use poem::listener::{Acceptor, Listener, TcpListener};
 
 /// The route every benchmark pipeline serves.
 pub const ROUTE: &str = "/patientprofile";
@@ -103,12 +101,7 @@ pub async fn serve_ingest<P: Publisher>(publisher: P, topic: &str) -> anyhow::Re
         readiness: ordo::operator::ready::Readiness::default(),
     };
     let app = ordo::operator::app(vec![api], publisher, metrics, admin);
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-    let addr = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .context("no local address")?;
+    let (acceptor, addr) = crate::local_acceptor().await?;
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
     Ok(format!("http://{addr}{ROUTE}"))
 }

@@ -60,20 +60,48 @@ pub fn init_logs() {
 /// The `ordo` binary: `ORDO_BIN`, else the one built beside the running benchmark (the same
 /// target folder: `make bench` builds both).
 pub fn ordo_bin() -> anyhow::Result<std::path::PathBuf> {
+    sibling_bin("ORDO_BIN", "ordo", "cargo build --release -p ordo --bins")
+}
+
+/// The program `name`: the path in `variable` when set, else the one beside the running
+/// benchmark (cargo builds a workspace's programs into one folder); an error naming `build`
+/// when it is missing.
+pub fn sibling_bin(variable: &str, name: &str, build: &str) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context as _;
-    let bin = match std::env::var_os("ORDO_BIN") {
+    let bin = match std::env::var_os(variable) {
         Some(bin) => std::path::PathBuf::from(bin),
         None => std::env::current_exe()?
             .parent()
-            .map(|d| d.join("ordo"))
-            .context("the ordo binary's folder")?,
+            .map(|d| d.join(name))
+            .with_context(|| format!("the {name} program's folder"))?,
     };
     anyhow::ensure!(
         bin.exists(),
-        "{} is missing: cargo build --release -p ordo --bins (or set ORDO_BIN)",
+        "{} is missing: {build} (or set {variable})",
         bin.display()
     );
     Ok(bin)
+}
+
+/// The Kafka bootstrap servers the benchmarks use: `KAFKA_BROKERS`, else the local stack's.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// A listener on a free local port, and its address.
+pub async fn local_acceptor(
+) -> anyhow::Result<(impl poem::listener::Acceptor, std::net::SocketAddr)> {
+    use anyhow::Context as _;
+    use poem::listener::{Acceptor as _, Listener as _};
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .context("no local address")?;
+    Ok((acceptor, addr))
 }
 
 /// `name` from the environment as a number, or `default`; at least 1.

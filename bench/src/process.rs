@@ -48,6 +48,26 @@ impl PipelinesFile {
     }
 }
 
+/// What a child (`who`, for errors) started with its standard output piped announces on its
+/// first line after `prefix` (its address); the rest of its output is read and dropped, so that a later line
+/// never meets a full or closed pipe.
+pub fn announced(child: &mut Child, who: &str, prefix: &str) -> anyhow::Result<String> {
+    let stdout = child
+        .stdout
+        .take()
+        .with_context(|| format!("{who}'s stdout"))?;
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    lines.read_line(&mut line)?;
+    let said = line
+        .trim()
+        .strip_prefix(prefix)
+        .with_context(|| format!("{who} did not start: {line:?}"))?
+        .to_string();
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    Ok(said)
+}
+
 /// A running `ordo run`; killed when dropped.
 pub struct EngineProcess {
     child: Child,
@@ -83,17 +103,7 @@ impl EngineProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
-        let stdout = child.stdout.take().context("the engine's stdout")?;
-        let mut lines = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        lines.read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("Ordo listening on ")
-            .with_context(|| format!("the engine did not start: {line:?}"))?
-            .to_string();
-        // Keep reading, so a later line never meets a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        let url = announced(&mut child, "the engine", "Ordo listening on ")?;
         Ok(Self { child, url })
     }
 

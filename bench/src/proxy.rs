@@ -9,9 +9,7 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use poem::http::{HeaderMap, HeaderName, StatusCode};
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{Request, Response};
 
 use crate::counting::{Counter, Counts};
@@ -133,12 +131,7 @@ impl DynamoProxy {
             let upstream = Arc::clone(&upstream);
             async move { upstream.forward(request).await }
         });
-        let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .context("the proxy's local address")?;
+        let (acceptor, addr) = crate::local_acceptor().await?;
         let server = tokio::spawn(async move {
             if let Err(e) = poem::Server::new_with_acceptor(acceptor).run(app).await {
                 tracing::warn!(error = %e, "The counting proxy stopped.");

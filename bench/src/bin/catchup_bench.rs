@@ -154,10 +154,29 @@ struct Figures {
 }
 
 impl Figures {
-    fn add(&mut self, rate: f64, writes_per_event: f64, limit: i64) {
+    /// Keeps one run of a design over `n` events, measured as (events/s, writes, keys at
+    /// once at the end), and writes it to `raw` as (run, store, design).
+    fn keep(
+        &mut self,
+        raw: &Table,
+        (run, store, design): (usize, &str, &str),
+        n: usize,
+        (rate, writes, limit): (f64, u64, i64),
+    ) -> anyhow::Result<()> {
+        let per = writes as f64 / n as f64;
+        raw.row(&[
+            run.to_string(),
+            store.into(),
+            design.into(),
+            n.to_string(),
+            format!("{rate:.1}"),
+            format!("{per:.3}"),
+            limit.to_string(),
+        ])?;
         self.rates.push(rate);
-        self.writes.push(writes_per_event);
+        self.writes.push(per);
         self.limits.push(limit as f64);
+        Ok(())
     }
 }
 
@@ -167,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
     let scale = setting("ORDO_BENCH_SCALE", 10);
     let runs = setting("ORDO_BENCH_RUNS", 3);
     ordo_bench::local_aws_env();
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = ordo_bench::brokers();
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let id = std::process::id();
@@ -242,22 +261,12 @@ async fn main() -> anyhow::Result<()> {
             let group = format!("bench.{id}.{run}.moto.{design}");
             let (rate, writes, limit) =
                 ordo(&brokers, &moto_topic, group, table, moto_n, adaptive).await?;
-            let per = writes as f64 / moto_n as f64;
-            raw.row(&[
-                run.to_string(),
-                "moto".into(),
-                design.into(),
-                moto_n.to_string(),
-                format!("{rate:.1}"),
-                format!("{per:.3}"),
-                limit.to_string(),
-            ])?;
             let f = if adaptive {
                 &mut moto_adaptive
             } else {
                 &mut moto_fixed
             };
-            f.add(rate, per, limit);
+            f.keep(&raw, (run, "moto", design), moto_n, (rate, writes, limit))?;
         }
         for adaptive in order {
             let design = if adaptive { "adaptive" } else { "fixed" };
@@ -265,22 +274,12 @@ async fn main() -> anyhow::Result<()> {
             let store = ModelStore::new(MODEL_LATENCY);
             let (rate, writes, limit) =
                 ordo(&brokers, &model_topic, group, store, model_n, adaptive).await?;
-            let per = writes as f64 / model_n as f64;
-            raw.row(&[
-                run.to_string(),
-                "model".into(),
-                design.into(),
-                model_n.to_string(),
-                format!("{rate:.1}"),
-                format!("{per:.3}"),
-                limit.to_string(),
-            ])?;
             let f = if adaptive {
                 &mut model_adaptive
             } else {
                 &mut model_fixed
             };
-            f.add(rate, per, limit);
+            f.keep(&raw, (run, "model", design), model_n, (rate, writes, limit))?;
         }
     }
 

@@ -176,7 +176,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    ordo_bench::brokers()
 }
 
 /// The policy plugin every design validates with (`make plugins` builds it).

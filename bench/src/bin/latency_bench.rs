@@ -152,7 +152,7 @@ fn link(path: &Path) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ordo_bench::init_logs();
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = ordo_bench::brokers();
     let seconds = setting("ORDO_BENCH_SECONDS", 60) as f64;
     let rates = rates()?;
     let model = ModelProcess::start(MODEL_LATENCY)?;

@@ -233,7 +233,7 @@ async fn settled_when_still(engines: &[EngineProcess]) -> Vec<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ordo_bench::init_logs();
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = ordo_bench::brokers();
     let events = setting(
         "ORDO_BENCH_EVENTS",
         EVENTS * setting("ORDO_BENCH_SCALE", 10),

@@ -135,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     env_default("AWS_SECRET_ACCESS_KEY", "test");
     env_default("AWS_REGION", "us-east-1");
     env_default("AWS_ENDPOINT_URL", "http://127.0.0.1:4566");
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = ordo_bench::brokers();
     let runs = setting("ORDO_BENCH_RUNS", 3);
     let scale = setting("ORDO_BENCH_SCALE", 10);
     let seconds = setting("ORDO_BENCH_SECONDS", 5) as u64;

@@ -2,7 +2,6 @@
 //! in other processes share it, and its work is not the bench's), with what the bench reads
 //! from it: request counts and the instants writes landed.
 
-use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -11,22 +10,13 @@ use anyhow::Context as _;
 
 use super::server::{Counts, Landings};
 
-/// The `model_dynamo` program: `ORDO_MODEL_BIN`, else the one beside the running bench (cargo
-/// builds a package's programs into one folder).
+/// The `model_dynamo` program: `ORDO_MODEL_BIN`, else the one beside the running bench.
 fn model_bin() -> anyhow::Result<PathBuf> {
-    let bin = match std::env::var_os("ORDO_MODEL_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("model_dynamo"))
-            .context("the bench's own folder")?,
-    };
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: cargo build -p ordo-bench --bins (or set ORDO_MODEL_BIN)",
-        bin.display()
-    );
-    Ok(bin)
+    crate::sibling_bin(
+        "ORDO_MODEL_BIN",
+        "model_dynamo",
+        "cargo build -p ordo-bench --bins",
+    )
 }
 
 /// A running model; killed when dropped (and it exits by itself when the bench's end of its
@@ -50,17 +40,7 @@ impl ModelProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
-        let stdout = child.stdout.take().context("the model's stdout")?;
-        let mut lines = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        lines.read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("model_dynamo listening on ")
-            .with_context(|| format!("the model did not start: {line:?}"))?
-            .to_string();
-        // Whatever else it prints is read, so that it never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        let url = crate::process::announced(&mut child, "the model", "model_dynamo listening on ")?;
         Ok(Self {
             child,
             url,

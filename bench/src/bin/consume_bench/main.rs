@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let scale = setting("ORDO_BENCH_SCALE", 10);
     let runs = setting("ORDO_BENCH_RUNS", 3);
     ordo_bench::local_aws_env();
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let brokers = ordo_bench::brokers();
     let plugin =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/build/patient_profile_lww.wasm");
     let policy = PolicyHandle::new(Arc::new(WasmPolicy::load_configured(
