@@ -122,6 +122,9 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
 
     ordo::vouch::init(args.principal_key.as_deref());
     let (pipeline, kafka) = pipeline_of(&args.target)?;
+    // The producer first: it connects while the plugin loads and the topics are checked, and
+    // `ready` below then spares the first event librdkafka's half-second wait for an id.
+    let publisher = kafka.producer(load::DELIVERY_TIMEOUT)?;
     let policy = ordo::plugin::reload::load_checked(&pipeline.plugin_spec())
         .map_err(|e| anyhow::anyhow!("pipeline `{}`: {e}", pipeline.name))?;
     // The topics the engine creates at its start, so that a load may come first; a broker
@@ -129,7 +132,10 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     ordo::build::ensure_topics(&kafka, &pipeline)
         .await
         .with_context(|| format!("the topics of `{}` on {}", pipeline.name, kafka.brokers()))?;
-    let publisher = kafka.producer(load::DELIVERY_TIMEOUT)?;
+    publisher
+        .ready(&pipeline.topic, load::READY_TIMEOUT)
+        .await
+        .with_context(|| format!("the topic {} on {}", pipeline.topic, kafka.brokers()))?;
     let stdin = args.input.as_os_str() == "-";
     let (input, size): (Box<dyn std::io::Read + Send>, Option<u64>) = if stdin {
         (Box::new(std::io::stdin()), None)

@@ -35,6 +35,9 @@ pub const MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
 /// an expired batch makes librdkafka bump the idempotent producer's epoch, which tansu 0.6
 /// does not survive.
 pub const DELIVERY_TIMEOUT: Duration = crate::bus::kafka::DEFAULT_DELIVERY_TIMEOUT;
+/// How long a load waits for its topic's metadata before the first line: the topics were
+/// just checked on the same brokers, so this only runs out when they went away since.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Chunks of lines read ahead of the one being checked.
 const READ_AHEAD: usize = 16;
 /// Lines handed over from the reading thread at once (one wake-up per chunk, not per line).
