@@ -168,7 +168,7 @@ docs: ## Regenerate docs/config.md from the code (a test fails when it is out of
 fmt: ## Format the code.
 	cargo fmt --all
 
-bench: local-dev-stack plugins quix-tools ## Every benchmark against its baseline, measured in one run; writes BENCHMARKS.md (about half an hour: the latency sweep takes a minute per rate).
+bench: local-dev-stack plugins quix-tools ## Every benchmark against its baseline, measured in one run; writes BENCHMARKS.md (under an hour on a warm cache: the latency sweep takes a minute per rate).
 	cargo build --release -p ordo --bins
 	cargo build --release -p ordo-bench --features extism --bins
 	bench/bench.sh BENCHMARKS.md
